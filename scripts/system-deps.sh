@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests use, only when missing. Idempotent.
+set -euo pipefail
+need=()
+# procps: `ps`/`pgrep` used by tests to prove no process is left behind.
+command -v pgrep >/dev/null 2>&1 || need+=(procps)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${need[*]} (run: sudo apt-get install ${need[*]})" >&2
+  exit 1
+fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,0 +1,63 @@
+"""Eblocks: a decentralized service mesh for Python with processing patterns built in.
+
+Write a handler ``async def handle(msg: Message, ctx: Context)``, declare it as a
+block in ``mesh.yaml``, and run ``eblocks up mesh.yaml``.
+"""
+
+from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Send, SystemClock
+from eblocks.block import Block, Context, MeshClient
+from eblocks.discovery import SupervisorResolver
+from eblocks.errors import (
+    BadRequestError,
+    ConnectError,
+    EblocksError,
+    HandlerError,
+    HandlerImportError,
+    MeshError,
+    MeshTimeoutError,
+    NoEndpointsError,
+    OverloadedError,
+    PayloadTooLargeError,
+    PortInUseError,
+    SpecError,
+    SpecIssue,
+    SupervisorError,
+    UpstreamError,
+)
+from eblocks.message import Message
+from eblocks.spec import MeshSpec, load_spec, parse_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRequestError",
+    "Block",
+    "Call",
+    "Clock",
+    "ConnectError",
+    "Context",
+    "EblocksError",
+    "Endpoint",
+    "HandlerError",
+    "HandlerImportError",
+    "Layer",
+    "MeshClient",
+    "MeshError",
+    "MeshSpec",
+    "MeshTimeoutError",
+    "Message",
+    "NoEndpointsError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "PortInUseError",
+    "Resolver",
+    "Send",
+    "SpecError",
+    "SpecIssue",
+    "SupervisorError",
+    "SupervisorResolver",
+    "SystemClock",
+    "UpstreamError",
+    "load_spec",
+    "parse_spec",
+]

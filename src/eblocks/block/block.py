@@ -1,0 +1,230 @@
+"""`Block`: one running instance of a service — the PM plus its mesh components.
+
+Lifecycle (an Enum would add nothing here; the flags are read by the probes)::
+
+    created --start()--> serving (ready) --stop()/SIGTERM--> draining --> stopped
+
+While draining, `/readyz` answers 503 so no new work is routed here, the
+PM socket stops accepting, and in-flight requests finish within ``drain``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from eblocks._types import Clock, SystemClock
+from eblocks.block.client import MeshClient
+from eblocks.block.context import Context
+from eblocks.block.handler import adapt_handler
+from eblocks.block.server import Listener
+from eblocks.block.stack import server_stack
+from eblocks.errors import BadRequestError, MeshError, PayloadTooLargeError
+from eblocks.message import (
+    DEADLINE_HEADER,
+    IDEMPOTENCY_HEADER,
+    PATTERN_HEADER,
+    REQUEST_ID_HEADER,
+    STAGE_HEADER,
+    Message,
+)
+from eblocks.patterns import Plan
+from eblocks.respond import error_response
+from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
+from eblocks.workload import dispatch
+
+__all__ = ["Block"]
+
+log = logging.getLogger("eblocks.block")
+
+_ROUTING_HEADERS = frozenset({PATTERN_HEADER, STAGE_HEADER, DEADLINE_HEADER, "content-length"})
+
+
+class Block:
+    """Serve a handler (or an aiohttp app) as one Eblock instance.
+
+    ``client`` is the mesh client handlers reach through ``ctx.call``; a block
+    outside a mesh (tests, benchmarks) may leave it out.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        handler: Callable[..., Any] | None = None,
+        *,
+        app: web.Application | None = None,
+        settings: BlockSettings | None = None,
+        plan: Plan | None = None,
+        client: MeshClient | None = None,
+        instance: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = name
+        self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
+        self.settings = settings or resolve_settings(name, None, Defaults())
+        self.client = client
+        self._clock = clock or SystemClock()
+        self._executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix=name)
+        self._plan = plan or Plan({})
+        self._ready = False
+        self.inflight = 0
+        if handler is not None and app is None:
+            self._handle = server_stack(
+                dispatch(name, self._plan, adapt_handler(handler, self._executor)), self._clock
+            )
+            app = web.Application(client_max_size=self.settings.max_body)
+            app.router.add_route("*", "/{tail:.*}", self._serve)
+        elif app is not None and handler is None:
+            app.middlewares.insert(0, self._track)
+        else:
+            raise ValueError("Block needs exactly one of handler= or app=")
+        self._pm = Listener(app, block=name, drain=self.settings.drain)
+        self._admin = Listener(self._admin_app(), block=name, drain=1.0)
+
+    @classmethod
+    def in_mesh(
+        cls,
+        name: str,
+        handler: Callable[..., Any] | None,
+        *,
+        app: web.Application | None,
+        client: MeshClient,
+        instance: str | None = None,
+    ) -> Block:
+        """A block of ``client``'s mesh, with its settings and patterns."""
+        spec = client.spec
+        return cls(
+            name,
+            handler,
+            app=app,
+            settings=spec.settings(name),
+            plan=client.plan,
+            client=client,
+            instance=instance,
+        )
+
+    @property
+    def port(self) -> int:
+        return self._pm.port
+
+    @property
+    def admin_port(self) -> int:
+        return self._admin.port
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(
+        self, host: str | None = None, port: int | None = None, admin_port: int = 0
+    ) -> None:
+        host = host or self.settings.host
+        await self._admin.start(host, admin_port)
+        await self._pm.start(host, port if port is not None else (self.settings.port or 0))
+        self._ready = True
+        log.info("block %s instance %s serving on %s:%d", self.name, self.instance, host, self.port)
+
+    async def stop(self) -> None:
+        """Drain and stop: not ready, stop accepting, finish in-flight work, close."""
+        self._ready = False
+        await self._pm.close()
+        await self._admin.close()
+        if self.client is not None:
+            await self.client.aclose()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> Block:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        self.inflight += 1
+        try:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge as exc:
+                raise PayloadTooLargeError(
+                    f"request body exceeds {self.settings.max_body} bytes",
+                    detail={"max_body": self.settings.max_body},
+                ) from exc
+            msg = Message.from_wire(body, request.headers)
+            out = await self._handle(msg, self._context(msg))
+            headers = {k: v for k, v in out.headers.items() if k not in _ROUTING_HEADERS}
+            headers.setdefault("content-type", "application/octet-stream")
+            return web.Response(body=out.body, headers=headers)
+        except MeshError as exc:
+            return error_response(exc.with_origin(self.name))
+        except Exception as exc:  # a defect in the mesh itself; never leak it
+            log.exception("internal error in block %s", self.name)
+            return error_response(
+                MeshError(f"internal error: {type(exc).__name__}", origin=self.name)
+            )
+        finally:
+            self.inflight -= 1
+
+    def _context(self, msg: Message) -> Context:
+        headers = msg.headers
+        deadline = None
+        raw = headers.get(DEADLINE_HEADER)
+        if raw is not None:
+            try:
+                deadline = self._clock.monotonic() + int(raw) / 1000
+            except ValueError:
+                raise BadRequestError(
+                    f"{DEADLINE_HEADER} must be an integer, got {raw!r}"
+                ) from None
+        return Context(
+            block=self.name,
+            instance=self.instance,
+            request_id=headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex,
+            idempotency_key=headers.get(IDEMPOTENCY_HEADER),
+            deadline=deadline,
+            headers=headers,
+            client=self.client,
+        )
+
+    @web.middleware
+    async def _track(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        self.inflight += 1
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        finally:
+            self.inflight -= 1
+
+    def _admin_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        return app
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "ok", "block": self.name, "instance": self.instance, "pid": os.getpid()}
+        )
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        body = {
+            "ready": self._ready,
+            "block": self.name,
+            "instance": self.instance,
+            "inflight": self.inflight,
+        }
+        return web.json_response(body, status=200 if self._ready else 503)

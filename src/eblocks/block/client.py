@@ -1,0 +1,95 @@
+"""`MeshClient`: calls blocks and patterns by name through the client stack."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from types import TracebackType
+
+from eblocks._types import Call, Clock, Resolver, Send, SystemClock
+from eblocks.block.stack import client_stack
+from eblocks.errors import NoEndpointsError
+from eblocks.message import REQUEST_ID_HEADER, SOURCE_HEADER, Message
+from eblocks.patterns import Plan
+from eblocks.spec.models import MeshSpec
+from eblocks.transport import HttpTransport
+
+__all__ = ["MeshClient"]
+
+
+class MeshClient:
+    """Outbound side of a block (or of a CLI): one pooled transport, one stack per target."""
+
+    def __init__(
+        self,
+        spec: MeshSpec,
+        resolver: Resolver,
+        *,
+        source: str = "",
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        transport: HttpTransport | None = None,
+    ) -> None:
+        self.spec = spec
+        self.plan = Plan.from_spec(spec)
+        self._resolver = resolver
+        self._source = source
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._transport = transport or HttpTransport(clock=self._clock)
+        self._stacks: dict[str, Send] = {}
+
+    async def __aenter__(self) -> MeshClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def call(self, target: str, msg: Message, *, deadline: float | None = None) -> Message:
+        """Call a block or a pattern by name and return its reply."""
+        if REQUEST_ID_HEADER not in msg.headers:
+            msg = msg.replace(headers={REQUEST_ID_HEADER: uuid.uuid4().hex})
+        if target in self.plan:
+            return await self.run_pattern(target, 0, msg, deadline=deadline)
+        return await self.send_block(target, msg, deadline=deadline)
+
+    async def run_pattern(
+        self, pattern: str, start: int, msg: Message, *, deadline: float | None = None
+    ) -> Message:
+        """Walk ``pattern`` from stage ``start`` (used by filters to forward)."""
+
+        async def send(block: str, tagged: Message) -> Message:
+            return await self.send_block(block, tagged, deadline=deadline)
+
+        return await self.plan.run(pattern, start, msg, send)
+
+    async def send_block(
+        self, block: str, msg: Message, *, deadline: float | None = None
+    ) -> Message:
+        if self._source:
+            msg = msg.replace(headers={SOURCE_HEADER: self._source})
+        return await self._stack(block)(Call(block, msg, deadline=deadline))
+
+    def _stack(self, block: str) -> Send:
+        stack = self._stacks.get(block)
+        if stack is None:
+            if block not in self.spec.blocks:
+                known = ", ".join(sorted([*self.spec.blocks, *self.spec.patterns]))
+                raise NoEndpointsError(
+                    f"no block or pattern named {block!r} (known: {known})",
+                    detail={"target": block},
+                )
+            settings = self.spec.settings(block)
+            stack = client_stack(
+                settings, self._resolver, self._transport.send, self._clock, self._rng
+            )
+            self._stacks[block] = stack
+        return stack

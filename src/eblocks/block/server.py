@@ -1,0 +1,59 @@
+"""The sockets of one instance: the PM port and the admin port (aiohttp).
+
+The app is kept apart from its sockets, as aiohttp does: `Listener` binds a
+socket itself (so port 0 yields the real port and "address in use" is named),
+serves an `web.Application` on it, and on `close()` stops accepting, closes
+idle keep-alive connections and waits for in-flight requests up to ``drain``.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from aiohttp import web
+
+from eblocks.errors import PortInUseError
+
+__all__ = ["Listener"]
+
+
+class Listener:
+    """One aiohttp application served on one bound socket."""
+
+    def __init__(self, app: web.Application, *, block: str, drain: float) -> None:
+        self._app = app
+        self._block = block
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=drain
+        )
+        self.host = ""
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and serve; returns the bound port."""
+        sock = _bind(self._block, host, port)
+        self.host, self.port = host, sock.getsockname()[1]
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+        return self.port
+
+    async def close(self) -> None:
+        """Stop accepting, then drain in-flight requests (bounded by ``drain``)."""
+        await self._runner.cleanup()
+
+
+def _bind(block: str, host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(block, host, port) from exc
+        raise
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock

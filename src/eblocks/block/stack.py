@@ -1,0 +1,56 @@
+"""The one place the order of layers is decided.
+
+Outbound, outermost first (DESIGN.md; later layers slot into this list)::
+
+    deadline -> retry -> balancer -> transport
+
+Inbound, outermost first::
+
+    deadline (from x-eblocks-timeout-ms) -> role dispatch -> PM
+
+Adding a concern is one module in `eblocks.layers` plus one line here.
+"""
+
+from __future__ import annotations
+
+import random
+
+from eblocks._types import Clock, Layer, Resolver, Send
+from eblocks.balance import RoundRobin
+from eblocks.block.inbound import Handle, InboundLayer, inbound_deadline
+from eblocks.layers import balance, deadline, retry
+from eblocks.spec.models import BlockSettings
+
+__all__ = ["client_stack", "server_stack"]
+
+
+def client_stack(
+    target: BlockSettings,
+    resolver: Resolver,
+    transport: Send,
+    clock: Clock,
+    rng: random.Random,
+) -> Send:
+    """The outbound `Send` for calls to the block ``target``."""
+    layers: list[Layer] = [
+        deadline(target.timeout, clock),
+        retry(target.retries, clock, rng),
+        balance(resolver, RoundRobin()),
+    ]
+    return _assemble(layers, transport)
+
+
+def server_stack(pm: Handle, clock: Clock) -> Handle:
+    """The inbound `Handle` in front of a block's role dispatch and handler."""
+    layers: list[InboundLayer] = [inbound_deadline(clock)]
+    handle = pm
+    for layer in reversed(layers):
+        handle = layer(handle)
+    return handle
+
+
+def _assemble(layers: list[Layer], innermost: Send) -> Send:
+    send = innermost
+    for layer in reversed(layers):
+        send = layer(send)
+    return send

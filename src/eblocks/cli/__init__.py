@@ -1,0 +1,5 @@
+"""The `eblocks` command line."""
+
+from eblocks.cli.app import app, main
+
+__all__ = ["app", "main"]

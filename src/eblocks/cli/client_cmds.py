@@ -1,0 +1,147 @@
+"""`eblocks call` and `eblocks submit`: talk to a running mesh as a client."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from eblocks.batch import BatchReport, percentile, submit_files
+from eblocks.block import MeshClient
+from eblocks.cli.common import console, err, fail
+from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
+from eblocks.discovery import SupervisorResolver
+from eblocks.errors import MeshError, SpecError, SupervisorError, UpstreamError
+from eblocks.message import Message
+from eblocks.runtime import StateDir, find_state
+from eblocks.spec import MeshSpec, load_spec
+
+__all__ = ["register"]
+
+
+def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateDir]:
+    try:
+        state = find_state(mesh, state_dir)
+        return load_spec(state.spec), state
+    except (SupervisorError, SpecError) as exc:
+        fail(str(exc))
+
+
+def _read_data(data: str) -> bytes:
+    if data == "-":
+        return sys.stdin.buffer.read()
+    if data.startswith("@"):
+        path = Path(data[1:])
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror}")
+    return data.encode()
+
+
+def call(
+    target: str = typer.Argument(..., help="block or pattern to call"),
+    data: str = typer.Option("", "--data", "-d", help="body: text, @file, or - for stdin"),
+    header: list[str] = typer.Option([], "--header", "-H", help="extra header 'name: value'"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Send one message to a block or pattern and print the reply."""
+    spec, state = _connect(mesh, state_dir)
+    headers = {}
+    for item in header:
+        name, sep, value = item.partition(":")
+        if not sep:
+            fail(f"--header {item!r}: expected 'name: value'")
+        headers[name.strip().lower()] = value.strip()
+    msg = Message(_read_data(data), headers)
+
+    async def run() -> Message:
+        async with MeshClient(spec, SupervisorResolver(state.path), source="cli") as client:
+            return await client.call(target, msg)
+
+    try:
+        reply = asyncio.run(run())
+    except MeshError as exc:
+        reason = exc.upstream_reason if isinstance(exc, UpstreamError) else exc.reason
+        fail(f"{reason} from {exc.origin or target}: {exc.message}")
+    sys.stdout.buffer.write(reply.body)
+    if reply.body and not reply.body.endswith(b"\n") and sys.stdout.isatty():
+        sys.stdout.write("\n")
+
+
+def submit(
+    target: str = typer.Argument(..., help="pattern (or block) to send each document to"),
+    directory: Path = typer.Argument(..., help="folder of documents (every regular file)"),
+    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, max=1024),
+    out: Path | None = typer.Option(None, "--out", "-o", help="write each reply to OUT/<name>"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Stream every file in DIRECTORY through TARGET, with progress and a summary."""
+    if not directory.is_dir():
+        fail(f"{directory} is not a directory")
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    if not files:
+        fail(f"{directory} holds no files")
+    spec, state = _connect(mesh, state_dir)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(f"submit → {target}", total=len(files), failed=0)
+        failed = 0
+
+        def on_result(path: Path, reply: Message | None) -> None:
+            nonlocal failed
+            if reply is None:
+                failed += 1
+            elif out is not None:
+                (out / path.relative_to(directory)).parent.mkdir(parents=True, exist_ok=True)
+                (out / path.relative_to(directory)).write_bytes(reply.body)
+            progress.update(task, advance=1, failed=failed)
+
+        async def run() -> BatchReport:
+            async with MeshClient(spec, SupervisorResolver(state.path), source="cli") as client:
+                return await submit_files(
+                    client, target, files, concurrency=concurrency, on_result=on_result
+                )
+
+        report = asyncio.run(run())
+    _print_report(report)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+def _print_report(report: BatchReport) -> None:
+    ms = [v * 1000 for v in report.latencies]
+    summary = Table(title="submit summary", show_header=False)
+    summary.add_row("documents ok", str(report.ok))
+    summary.add_row("documents failed", str(len(report.failures)))
+    summary.add_row("elapsed", f"{report.elapsed:.2f} s")
+    summary.add_row("throughput", f"{report.rate:.1f} docs/s")
+    for q in (50, 95, 99):
+        summary.add_row(f"latency p{q}", f"{percentile(ms, q):.1f} ms")
+    console.print(summary)
+    if report.failures:
+        failures = Table(title="failed documents")
+        for column in ("document", "reason", "origin", "message"):
+            failures.add_column(column)
+        for f in report.failures:
+            failures.add_row(f.name, f.reason, f.origin, f.message)
+        console.print(failures)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(call)
+    app.command()(submit)

@@ -1,0 +1,218 @@
+"""`eblocks up | status | logs | down`: the local supervisor from the shell."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from eblocks.cli.common import console, fail, load_or_exit
+from eblocks.errors import SupervisorError
+from eblocks.runtime import StateDir, Supervisor, find_state
+from eblocks.runtime.state import pid_alive, read_json
+from eblocks.spec import MeshSpec
+
+__all__ = ["register"]
+
+STATE_OPTION = typer.Option(
+    None, "--state-dir", help="state root (default .eblocks or $EBLOCKS_STATE_DIR)"
+)
+MESH_OPTION = typer.Option(None, "--mesh", help="mesh name (default: the only one running)")
+
+
+def up(
+    spec: Path = typer.Argument(Path("mesh.yaml"), help="the mesh spec"),
+    detach: bool = typer.Option(False, "--detach", "-d", help="run in the background"),
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Start every block of the mesh on this machine and wait until all are ready."""
+    mesh = load_or_exit(spec)
+    state = StateDir.for_mesh(mesh.mesh, state_dir)
+    info = read_json(state.supervisor)
+    if info and info.get("status") in {"starting", "ready"} and pid_alive(int(info["pid"])):
+        fail(
+            f"mesh {mesh.mesh!r} is already running (supervisor pid {info['pid']}); "
+            "stop it with `eblocks down`"
+        )
+    if detach:
+        _detach(spec, mesh, state)
+        return
+    try:
+        code = asyncio.run(_foreground(mesh, spec, state))
+    except SupervisorError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+async def _foreground(mesh: MeshSpec, spec: Path, state: StateDir) -> int:
+    supervisor = Supervisor(mesh, spec, state)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        starting = asyncio.create_task(supervisor.start())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # raises SupervisorError when start failed
+            _print_status(state)
+            console.print(f"mesh [bold]{mesh.mesh}[/] is up; Ctrl-C or `eblocks down` stops it")
+            await stopped
+        else:
+            starting.cancel()
+    finally:
+        await supervisor.stop()
+    console.print(f"mesh {mesh.mesh} stopped")
+    return 0
+
+
+def _detach(spec: Path, mesh: MeshSpec, state: StateDir) -> None:
+    state.create()
+    log = (state.path / "supervisor.log").open("ab")
+    state.supervisor.unlink(missing_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "eblocks",
+        "up",
+        str(spec.absolute()),
+        "--state-dir",
+        str(state.path.parent),
+    ]
+    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + mesh.defaults.ready_timeout + 10
+    while time.monotonic() < deadline:
+        info = read_json(state.supervisor) or {}
+        if info.get("status") == "ready":
+            _print_status(state)
+            return
+        if info.get("status") in {"failed", "stopped"}:
+            fail(f"mesh {mesh.mesh!r} failed to start: {info.get('error') or 'see supervisor.log'}")
+        time.sleep(0.1)
+    fail(f"mesh {mesh.mesh!r} not ready in time; see {state.path / 'supervisor.log'}")
+
+
+def status(mesh: str | None = MESH_OPTION, state_dir: Path | None = STATE_OPTION) -> None:
+    """Show every instance: block, pid, address, ready, restarts."""
+    try:
+        state = find_state(mesh, state_dir)
+    except SupervisorError as exc:
+        fail(str(exc))
+    _print_status(state)
+
+
+def _print_status(state: StateDir) -> None:
+    info = read_json(state.supervisor) or {}
+    running = bool(info) and pid_alive(int(info.get("pid", 0))) and info.get("status") != "stopped"
+    rows = (read_json(state.state) or {}).get("instances", [])
+    table = Table(title=f"mesh {state.mesh} — supervisor {'running' if running else 'not running'}")
+    for column in ("block", "instance", "pid", "address", "ready", "restarts", "state"):
+        table.add_column(column, justify="right" if column in {"pid", "restarts"} else "left")
+    for row in rows:
+        address = f"{row['host']}:{row['port']}" if row["port"] else "-"
+        state_text = row["state"] + (f" ({row['error']})" if row.get("error") else "")
+        table.add_row(
+            row["block"],
+            row["instance"],
+            str(row["pid"] or "-"),
+            address,
+            "yes" if row["ready"] and running else "no",
+            str(row["restarts"]),
+            state_text,
+        )
+    console.print(table)
+
+
+def logs(
+    block: str = typer.Argument(..., help="block whose instance logs to print"),
+    tail: int = typer.Option(50, "--tail", "-n", help="lines per instance (0: all)"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Print the logs of a block's instances."""
+    try:
+        state = find_state(mesh, state_dir)
+    except SupervisorError as exc:
+        fail(str(exc))
+    rows = (read_json(state.state) or {}).get("instances", [])
+    files = [state.log(r["instance"]) for r in rows if r["block"] == block]
+    if not files:
+        known = ", ".join(sorted({r["block"] for r in rows}))
+        fail(f"no block {block!r} in mesh {state.mesh!r} (blocks: {known})")
+    offsets: dict[Path, int] = {}
+    for path in files:
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        for line in lines[-tail:] if tail else lines:
+            typer.echo(f"{path.stem} | {line}")
+        offsets[path] = path.stat().st_size if path.exists() else 0
+    while follow:
+        time.sleep(0.25)
+        for path in files:
+            if path.exists() and path.stat().st_size > offsets[path]:
+                with path.open("rb") as fh:
+                    fh.seek(offsets[path])
+                    chunk = fh.read()
+                offsets[path] += len(chunk)
+                for line in chunk.decode(errors="replace").splitlines():
+                    typer.echo(f"{path.stem} | {line}")
+
+
+def down(
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+    timeout: float = typer.Option(30.0, help="seconds to wait for a clean stop before killing"),
+) -> None:
+    """Stop the mesh: drain every instance, then stop the supervisor."""
+    try:
+        state = find_state(mesh, state_dir)
+    except SupervisorError as exc:
+        fail(str(exc))
+    info = read_json(state.supervisor) or {}
+    pid = int(info.get("pid", 0))
+    if pid and pid_alive(pid) and info.get("status") != "stopped":
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            _reap_child(pid)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    leftovers = _kill_instances(state)
+    note = f" (killed {leftovers} stuck instances)" if leftovers else ""
+    console.print(f"mesh {state.mesh} stopped{note}")
+
+
+def _reap_child(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _kill_instances(state: StateDir) -> int:
+    """SIGKILL any instance the supervisor could not stop; returns how many."""
+    killed = 0
+    for row in (read_json(state.state) or {}).get("instances", []):
+        pid = row.get("pid")
+        if pid and pid_alive(int(pid)):
+            run = read_json(state.run_file(row["instance"])) or {}
+            if run.get("pid") == pid:  # only our own process, never a reused pid
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(status)
+    app.command()(logs)
+    app.command()(down)

@@ -1,0 +1,188 @@
+"""The one exception tree of Eblocks.
+
+Every error the mesh raises derives from :class:`EblocksError`; branches are
+named by where the failure happens, and each also inherits the builtin a
+caller would naturally catch::
+
+    EblocksError
+    ├── SpecError (ValueError)             mesh.yaml is wrong; every issue with file:line:col
+    ├── HandlerImportError (ImportError)   a block's `module:function` cannot load
+    ├── SupervisorError (RuntimeError)     the local supervisor cannot start or reach the mesh
+    │   └── PortInUseError (OSError)       a configured port is already bound
+    └── MeshError                          a request failed in the mesh: `reason`, `origin`
+        ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
+        ├── PayloadTooLargeError (ValueError)   413 too_large
+        ├── NoEndpointsError (LookupError)      503 no_endpoints: nothing ready to serve a block
+        ├── OverloadedError                     503 overloaded
+        ├── MeshTimeoutError (TimeoutError)     504 timeout: the deadline passed
+        ├── ConnectError (ConnectionError)      502 connect: no connection to an endpoint
+        ├── HandlerError                        500 handler: the user's handler raised
+        └── UpstreamError                       an error response relayed from another block
+
+`respond.py` is the only place a :class:`MeshError` becomes an HTTP status and
+headers, and the only place such a response becomes a :class:`MeshError` again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "BadRequestError",
+    "ConnectError",
+    "EblocksError",
+    "HandlerError",
+    "HandlerImportError",
+    "MeshError",
+    "MeshTimeoutError",
+    "NoEndpointsError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "PortInUseError",
+    "SpecError",
+    "SpecIssue",
+    "SupervisorError",
+    "UpstreamError",
+]
+
+
+class EblocksError(Exception):
+    """Root of every error raised by Eblocks."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpecIssue:
+    """One problem in a spec: where it is and what was expected."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SpecError(EblocksError, ValueError):
+    """The spec is invalid; ``issues`` lists every problem found, in file order."""
+
+    def __init__(self, issues: Sequence[SpecIssue]) -> None:
+        self.issues = tuple(issues)
+        count = len(self.issues)
+        head = f"{count} problem{'s' if count != 1 else ''} in spec"
+        super().__init__("\n".join([head, *(f"  {issue}" for issue in self.issues)]))
+
+
+class HandlerImportError(EblocksError, ImportError):
+    """A block's handler reference cannot be imported or is not callable."""
+
+    def __init__(self, block: str, ref: str, cause: str) -> None:
+        self.block = block
+        self.ref = ref
+        self.cause = cause
+        super().__init__(f"block {block!r}: cannot load handler {ref!r}: {cause}")
+
+
+class SupervisorError(EblocksError, RuntimeError):
+    """The local supervisor could not start, reach or stop the mesh."""
+
+
+class PortInUseError(SupervisorError, OSError):
+    """A port named in the spec is already in use."""
+
+    def __init__(self, block: str, host: str, port: int) -> None:
+        self.block = block
+        self.port = port
+        super().__init__(f"block {block!r}: port {host}:{port} is already in use")
+
+
+class MeshError(EblocksError):
+    """A request failed inside the mesh.
+
+    ``reason`` is the machine-readable cause (sent as ``x-eblocks-error``),
+    ``origin`` the block that produced the failure (``x-eblocks-origin``), and
+    ``detail`` extra structured fields that go into the JSON error body.
+    """
+
+    reason: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        origin: str = "",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.origin = origin
+        self.detail: dict[str, Any] = dict(detail or {})
+
+    def with_origin(self, origin: str) -> MeshError:
+        """Fill in the origin if the raiser did not know it."""
+        if not self.origin:
+            self.origin = origin
+        return self
+
+
+class BadRequestError(MeshError, ValueError):
+    reason = "bad_request"
+    status = 400
+
+
+class PayloadTooLargeError(MeshError, ValueError):
+    reason = "too_large"
+    status = 413
+
+
+class NoEndpointsError(MeshError, LookupError):
+    reason = "no_endpoints"
+    status = 503
+
+
+class OverloadedError(MeshError):
+    reason = "overloaded"
+    status = 503
+
+
+class MeshTimeoutError(MeshError, TimeoutError):
+    reason = "timeout"
+    status = 504
+
+
+class ConnectError(MeshError, ConnectionError):
+    reason = "connect"
+    status = 502
+
+
+class HandlerError(MeshError):
+    reason = "handler"
+    status = 500
+
+
+class UpstreamError(MeshError):
+    """An error response received from another block, relayed unchanged.
+
+    The status, reason, origin and body are those the failing block sent, so a
+    pipeline's caller sees the stage that actually failed, not the first hop.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        reason: str,
+        origin: str,
+        detail: Mapping[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, origin=origin, detail=detail)
+        self.upstream_status = status
+        self.upstream_reason = reason
+        self.retry_after = retry_after

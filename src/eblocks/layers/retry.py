@@ -1,0 +1,57 @@
+"""Retry: try a failed call again, only when that cannot duplicate an effect.
+
+A call is retried when it carries an idempotency key (every mesh hop does) and
+the failure is transient: the endpoint could not be reached, no endpoint was
+ready, or the answer was one of the policy's statuses (502/503/504 by
+default). Backoff is exponential with full jitter, capped, and never sleeps
+past the call's deadline. Each try goes back through the balancer, so it lands
+on another endpoint when there is one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from eblocks._types import Call, Clock, Layer, Send
+from eblocks.errors import ConnectError, MeshError, NoEndpointsError, UpstreamError
+from eblocks.message import IDEMPOTENCY_HEADER, Message
+from eblocks.spec.models import RetryPolicy
+
+__all__ = ["backoff_delay", "is_retryable", "retry"]
+
+
+def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
+    """Whether a failure is transient under ``policy`` (pure)."""
+    if isinstance(exc, ConnectError | NoEndpointsError):
+        return True
+    return isinstance(exc, UpstreamError) and exc.upstream_status in policy.on
+
+
+def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """Full-jitter exponential backoff before try ``attempt + 1`` (pure given rng)."""
+    ceiling = min(policy.max_backoff, policy.backoff * (2 ** (attempt - 1)))
+    return rng.uniform(0, ceiling)
+
+
+def retry(policy: RetryPolicy, clock: Clock, rng: random.Random) -> Layer:
+    def layer(inner: Send) -> Send:
+        async def send(call: Call) -> Message:
+            if policy.attempts == 1 or IDEMPOTENCY_HEADER not in call.message.headers:
+                return await inner(call)
+            attempt = 1
+            while True:
+                try:
+                    return await inner(dataclasses.replace(call, attempt=attempt))
+                except MeshError as exc:
+                    if attempt >= policy.attempts or not is_retryable(exc, policy):
+                        raise
+                    delay = backoff_delay(attempt, policy, rng)
+                    if call.deadline is not None and clock.monotonic() + delay >= call.deadline:
+                        raise
+                    await clock.sleep(delay)
+                    attempt += 1
+
+        return send
+
+    return layer

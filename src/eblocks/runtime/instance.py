@@ -1,0 +1,128 @@
+"""One instance process: ``python -m eblocks.runtime.instance`` (started by the supervisor).
+
+Exit codes: 0 after a clean drain; 78 (EX_CONFIG) when the instance cannot
+start because of its configuration — the supervisor does not restart those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from eblocks.block import Block, MeshClient
+from eblocks.block.handler import load_ref
+from eblocks.discovery import SupervisorResolver
+from eblocks.errors import HandlerImportError, PortInUseError, SpecError
+from eblocks.runtime.state import StateDir, write_json
+from eblocks.spec import MeshSpec, load_spec
+
+__all__ = ["EXIT_CONFIG", "main"]
+
+EXIT_CONFIG = 78
+log = logging.getLogger("eblocks.instance")
+
+
+class _RequestIdDefault(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = "-"
+        return True
+
+
+def _setup_logging(instance: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RequestIdDefault())
+    handler.setFormatter(
+        logging.Formatter(
+            f"%(asctime)s %(levelname)s {instance} [%(request_id)s] %(name)s: %(message)s"
+        )
+    )
+    logging.basicConfig(level=os.environ.get("EBLOCKS_LOG_LEVEL", "INFO"), handlers=[handler])
+
+
+async def _load_app(block: str, ref: str) -> web.Application:
+    factory = load_ref(block, ref)
+    app = factory()
+    if inspect.isawaitable(app):
+        app = await app
+    if not isinstance(app, web.Application):
+        raise HandlerImportError(
+            block, ref, f"returned {type(app).__name__}, not an aiohttp Application"
+        )
+    return app
+
+
+async def _build(spec: MeshSpec, args: argparse.Namespace, state: StateDir) -> Block:
+    block_spec = spec.blocks[args.block]
+    client = MeshClient(spec, SupervisorResolver(state.path), source=args.block)
+    if block_spec.handler is not None:
+        handler = load_ref(args.block, block_spec.handler)
+        return Block.in_mesh(args.block, handler, app=None, client=client, instance=args.instance)
+    app = await _load_app(args.block, block_spec.app or "")  # the spec sets one of the two
+    return Block.in_mesh(args.block, None, app=app, client=client, instance=args.instance)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    state = StateDir(Path(args.state_dir))
+    try:
+        spec = load_spec(args.spec)
+        block = await _build(spec, args, state)
+        await block.start(args.host, args.port, args.admin_port)
+    except (HandlerImportError, PortInUseError, SpecError) as exc:
+        write_json(state.error_file(args.instance), {"error": str(exc), "kind": type(exc).__name__})
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    write_json(
+        state.run_file(args.instance),
+        {"pid": os.getpid(), "host": args.host, "port": block.port, "admin_port": block.admin_port},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watchdog = asyncio.create_task(_orphan_watch(stop))
+    await stop.wait()
+    watchdog.cancel()
+    log.info("draining (up to %.1fs, %d in flight)", block.settings.drain, block.inflight)
+    await block.stop()
+    log.info("stopped")
+    return 0
+
+
+async def _orphan_watch(stop: asyncio.Event) -> None:
+    """Stop when the supervisor is gone (e.g. killed with -9), so nothing is left behind."""
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells us the parent died
+        await asyncio.sleep(1.0)
+    log.warning("supervisor (pid %d) is gone; stopping", parent)
+    stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eblocks-instance")
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--block", required=True)
+    parser.add_argument("--instance", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--admin-port", type=int, default=0)
+    args = parser.parse_args(argv)
+    _setup_logging(args.instance)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_run(args))
+    return uvloop.run(_run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The state directory of one mesh on this machine: ``.eblocks/<mesh>/``.
+
+supervisor.json   the supervisor's pid, spec path and status (starting|ready|failed|stopped)
+state.json        one row per instance: block, pid, address, ready, restarts, state
+endpoints.json    ready endpoints per block (read by `SupervisorResolver`)
+spec.yaml         the spec the mesh was started with
+logs/<inst>.log   each instance's stdout and stderr
+run/<inst>.json   written by an instance once its sockets are bound
+run/<inst>.error  written by an instance that cannot start (import error, port in use)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eblocks.errors import SupervisorError
+
+__all__ = ["DEFAULT_ROOT", "StateDir", "find_state", "pid_alive", "read_json", "write_json"]
+
+DEFAULT_ROOT = Path(os.environ.get("EBLOCKS_STATE_DIR", ".eblocks"))
+
+
+@dataclass(frozen=True, slots=True)
+class StateDir:
+    path: Path
+
+    @classmethod
+    def for_mesh(cls, mesh: str, root: Path | None = None) -> StateDir:
+        return cls((root or DEFAULT_ROOT).absolute() / mesh)
+
+    @property
+    def mesh(self) -> str:
+        return self.path.name
+
+    @property
+    def supervisor(self) -> Path:
+        return self.path / "supervisor.json"
+
+    @property
+    def state(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def spec(self) -> Path:
+        return self.path / "spec.yaml"
+
+    def log(self, instance: str) -> Path:
+        return self.path / "logs" / f"{instance}.log"
+
+    def run_file(self, instance: str) -> Path:
+        return self.path / "run" / f"{instance}.json"
+
+    def error_file(self, instance: str) -> Path:
+        return self.path / "run" / f"{instance}.error"
+
+    def create(self) -> None:
+        for sub in ("logs", "run"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except orjson.JSONDecodeError as exc:
+        raise SupervisorError(f"{path}: corrupt state file: {exc}") from exc
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_state(mesh: str | None, root: Path | None = None) -> StateDir:
+    """The state dir of ``mesh``, or of the only mesh under ``root``."""
+    base = (root or DEFAULT_ROOT).absolute()
+    if mesh is not None:
+        state = StateDir(base / mesh)
+        if not state.supervisor.exists():
+            raise SupervisorError(f"no mesh {mesh!r} under {base} (start it with `eblocks up`)")
+        return state
+    found = sorted(p.parent.name for p in base.glob("*/supervisor.json"))
+    if not found:
+        raise SupervisorError(f"no mesh found under {base} (start one with `eblocks up mesh.yaml`)")
+    if len(found) > 1:
+        raise SupervisorError(
+            f"several meshes under {base}: {', '.join(found)}; pick one with --mesh"
+        )
+    return StateDir(base / found[0])

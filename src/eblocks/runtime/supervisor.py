@@ -1,0 +1,300 @@
+"""The local supervisor: one OS process per instance, restarted when it dies.
+
+Each instance moves through::
+
+    STARTING --bound + /readyz 200--> READY --exit--> BACKOFF --delay--> STARTING
+        |                                                  (exit 78: FAILED, no restart)
+        +--stop()--> STOPPING --exit--> STOPPED
+
+Only READY instances are published to ``endpoints.json``; an instance that
+exits is unpublished at once, so clients retry elsewhere or wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from eblocks._types import Endpoint
+from eblocks.discovery import write_endpoints
+from eblocks.errors import SupervisorError
+from eblocks.runtime.instance import EXIT_CONFIG
+from eblocks.runtime.state import StateDir, read_json, write_json
+from eblocks.spec import MeshSpec
+
+__all__ = ["InstanceState", "Supervisor", "restart_delay"]
+
+log = logging.getLogger("eblocks.supervisor")
+
+
+class InstanceState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+def restart_delay(failures: int, *, base: float = 0.25, cap: float = 10.0) -> float:
+    """Exponential backoff before restart number ``failures`` (pure)."""
+    return float(min(cap, base * 2 ** max(0, failures - 1)))
+
+
+@dataclass
+class Instance:
+    block: str
+    id: str
+    host: str
+    fixed_port: int | None
+    state: InstanceState = InstanceState.STARTING
+    proc: asyncio.subprocess.Process | None = None
+    port: int = 0
+    admin_port: int = 0
+    restarts: int = 0
+    failures: int = 0
+    started_at: float = 0.0
+    error: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+
+
+class Supervisor:
+    """Runs every instance of ``spec`` on this machine; state lives in ``state``."""
+
+    def __init__(self, spec: MeshSpec, spec_path: Path, state: StateDir) -> None:
+        self.spec = spec
+        self.spec_path = spec_path.absolute()
+        self.state = state
+        self.instances = [
+            Instance(
+                name,
+                f"{name}-{i}",
+                spec.settings(name).host,
+                spec.settings(name).port,
+                labels=dict(block.labels),
+            )
+            for name, block in spec.blocks.items()
+            for i in range(spec.settings(name).replicas)
+        ]
+        self._stopping = False
+        self._monitors: list[asyncio.Task[None]] = []
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Start every instance and wait (bounded) until all are ready."""
+        self._prepare()
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0))
+        self._write_supervisor("starting")
+        for inst in self.instances:
+            await self._spawn(inst)
+        try:
+            await asyncio.wait_for(self._all_ready(), self.spec.defaults.ready_timeout)
+        except TimeoutError:
+            late = ", ".join(i.id for i in self.instances if i.state is not InstanceState.READY)
+            self._write_supervisor("failed", f"not ready in time: {late}")
+            bound = self.spec.defaults.ready_timeout
+            raise SupervisorError(
+                f"instances not ready within {bound:g}s: {late} (see `eblocks logs <block>`)"
+            ) from None
+        except SupervisorError as exc:
+            self._write_supervisor("failed", str(exc))
+            raise
+        self._write_supervisor("ready")
+
+    async def stop(self) -> None:
+        """Stop every instance: SIGTERM, wait for the drain, SIGKILL the late ones."""
+        self._stopping = True
+        for inst in self.instances:
+            inst.state = InstanceState.STOPPING
+            if inst.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    inst.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        self._publish()
+        grace = max(self.spec.settings(b).drain for b in self.spec.blocks) + 2.0
+        await self._reap(grace)
+        for task in self._monitors:
+            task.cancel()
+        await asyncio.gather(*self._monitors, return_exceptions=True)
+        for inst in self.instances:
+            inst.state = InstanceState.STOPPED
+        self._publish()
+        if self._http is not None:
+            await self._http.close()
+        self._write_supervisor("stopped")
+
+    def _prepare(self) -> None:
+        self.state.create()
+        if self.state.spec != self.spec_path:
+            self.state.spec.write_bytes(self.spec_path.read_bytes())
+        for stale in self.state.path.glob("run/*"):
+            stale.unlink()
+        self._publish()
+
+    async def _spawn(self, inst: Instance) -> None:
+        self.state.run_file(inst.id).unlink(missing_ok=True)
+        self.state.error_file(inst.id).unlink(missing_ok=True)
+        logfile = self.state.log(inst.id).open("ab")
+        logfile.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {inst.id}\n".encode())
+        logfile.flush()
+        env = dict(os.environ)
+        env.update(self.spec.blocks[inst.block].env)
+        spec_dir = str(self.spec_path.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (spec_dir, env.get("PYTHONPATH", "")) if p)
+        env["EBLOCKS_MESH"], env["EBLOCKS_BLOCK"], env["EBLOCKS_INSTANCE"] = (
+            self.spec.mesh,
+            inst.block,
+            inst.id,
+        )
+        try:
+            inst.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "eblocks.runtime.instance",
+                "--spec",
+                str(self.state.spec),
+                "--state-dir",
+                str(self.state.path),
+                "--block",
+                inst.block,
+                "--instance",
+                inst.id,
+                "--host",
+                inst.host,
+                "--port",
+                str(inst.fixed_port or 0),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=logfile,
+                env=env,
+                start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops them
+            )
+        finally:
+            logfile.close()
+        inst.state, inst.started_at = InstanceState.STARTING, time.monotonic()
+        self._write_state()
+        self._monitors.append(asyncio.create_task(self._monitor(inst, inst.proc)))
+
+    async def _monitor(self, inst: Instance, proc: asyncio.subprocess.Process) -> None:
+        """Wait for readiness, then for exit; restart with backoff unless stopping."""
+        ready = asyncio.create_task(self._wait_ready(inst, proc))
+        code = await proc.wait()
+        ready.cancel()
+        if self._stopping:
+            return
+        ran = time.monotonic() - inst.started_at
+        inst.failures = 1 if ran > 30.0 else inst.failures + 1
+        self._publish()
+        if code == EXIT_CONFIG:
+            error = read_json(self.state.error_file(inst.id)) or {}
+            inst.state, inst.error = InstanceState.FAILED, error.get("error", f"exit {code}")
+            log.error("%s cannot start: %s", inst.id, inst.error)
+            self._write_state()
+            return
+        delay = restart_delay(inst.failures)
+        inst.state, inst.error = InstanceState.BACKOFF, f"exited with {_describe(code)}"
+        log.warning("%s %s; restarting in %.2fs", inst.id, inst.error, delay)
+        self._write_state()
+        await asyncio.sleep(delay)
+        if not self._stopping:
+            inst.restarts += 1
+            await self._spawn(inst)
+
+    async def _wait_ready(self, inst: Instance, proc: asyncio.subprocess.Process) -> None:
+        run_file = self.state.run_file(inst.id)
+        while proc.returncode is None:
+            info = read_json(run_file)
+            if info is not None and await self._probe(inst.host, int(info["admin_port"])):
+                inst.port, inst.admin_port = int(info["port"]), int(info["admin_port"])
+                inst.state, inst.error = InstanceState.READY, ""
+                self._publish()
+                return
+            await asyncio.sleep(0.05)
+
+    async def _probe(self, host: str, admin_port: int) -> bool:
+        assert self._http is not None  # set in start() before any instance is spawned
+        try:
+            async with self._http.get(f"http://{host}:{admin_port}/readyz") as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def _all_ready(self) -> None:
+        while True:
+            failed = [i for i in self.instances if i.state is InstanceState.FAILED]
+            if failed:
+                raise SupervisorError("; ".join(f"{i.id}: {i.error}" for i in failed))
+            if all(i.state is InstanceState.READY for i in self.instances):
+                return
+            await asyncio.sleep(0.05)
+
+    async def _reap(self, grace: float) -> None:
+        procs = [i.proc for i in self.instances if i.proc is not None and i.proc.returncode is None]
+        if not procs:
+            return
+        _, late = await asyncio.wait([asyncio.create_task(p.wait()) for p in procs], timeout=grace)
+        if late:
+            for proc in procs:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+            await asyncio.wait(late, timeout=5.0)
+
+    def _publish(self) -> None:
+        ready = [
+            Endpoint(i.block, i.id, i.host, i.port, i.labels)
+            for i in self.instances
+            if i.state is InstanceState.READY
+        ]
+        write_endpoints(self.state.path, ready)
+        self._write_state()
+
+    def _write_state(self) -> None:
+        rows = [
+            {
+                "block": i.block,
+                "instance": i.id,
+                "pid": i.pid,
+                "host": i.host,
+                "port": i.port,
+                "admin_port": i.admin_port,
+                "ready": i.state is InstanceState.READY,
+                "state": i.state.value,
+                "restarts": i.restarts,
+                "error": i.error,
+            }
+            for i in self.instances
+        ]
+        write_json(self.state.state, {"mesh": self.spec.mesh, "instances": rows})
+
+    def _write_supervisor(self, status: str, error: str = "") -> None:
+        write_json(
+            self.state.supervisor,
+            {
+                "pid": os.getpid(),
+                "mesh": self.spec.mesh,
+                "spec": str(self.spec_path),
+                "status": status,
+                "error": error,
+            },
+        )
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"

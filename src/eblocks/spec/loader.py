@@ -1,0 +1,166 @@
+"""Load `mesh.yaml` into a :class:`MeshSpec`, reporting every problem with its line.
+
+PyYAML's composer gives nodes with start marks; we construct plain Python
+objects from those nodes ourselves so that each value's path maps back to its
+line and column, and so that duplicate keys (which PyYAML silently overwrites)
+are reported instead of losing a block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from eblocks.errors import SpecError, SpecIssue
+from eblocks.spec.check import check_references
+from eblocks.spec.models import MeshSpec
+
+__all__ = ["Loc", "format_path", "load_spec", "parse_spec"]
+
+Loc = tuple[str | int, ...]
+_Marks = dict[Loc, tuple[int, int]]
+
+
+def load_spec(path: str | Path) -> MeshSpec:
+    """Read and validate a spec file; raises :class:`SpecError` listing every issue."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([SpecIssue(str(file), 0, 0, "", f"cannot read spec: {exc}")]) from exc
+    return parse_spec(text, str(file))
+
+
+def parse_spec(text: str, filename: str = "<spec>") -> MeshSpec:
+    """Validate spec text; ``filename`` is used in error locations."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = exc.problem or str(exc)
+        raise SpecError([SpecIssue(filename, line, col, "", f"invalid YAML: {problem}")]) from exc
+    if node is None:
+        raise SpecError([SpecIssue(filename, 1, 1, "", "the spec is empty")])
+    marks: _Marks = {}
+    issues: list[SpecIssue] = []
+    data = _construct(node, (), marks, issues, filename)
+    if not isinstance(data, dict):
+        line, col = marks[()]
+        issues.append(SpecIssue(filename, line, col, "", "the spec must be a mapping"))
+        raise SpecError(issues)
+    for loc, message in check_references(data):
+        issues.append(_issue(loc, message, marks, filename))
+    try:
+        spec = MeshSpec.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_pydantic_issues(exc, marks, filename))
+        raise SpecError(_sorted(issues)) from exc
+    if issues:
+        raise SpecError(_sorted(issues))
+    return spec
+
+
+def format_path(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _construct(node: yaml.Node, loc: Loc, marks: _Marks, issues: list[SpecIssue], file: str) -> Any:
+    marks[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        first_lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = yaml.constructor.SafeConstructor().construct_object(key_node)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                issues.append(SpecIssue(file, line, col, format_path(loc), "keys must be scalars"))
+                continue
+            key = str(key)
+            line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            if key in out:
+                first = first_lines[key]
+                where = format_path((*loc, key))
+                issues.append(
+                    SpecIssue(file, line, col, where, f"duplicate key (first at line {first})")
+                )
+                continue
+            first_lines[key] = line
+            out[key] = _construct(value_node, (*loc, key), marks, issues, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(item, (*loc, index), marks, issues, file)
+            for index, item in enumerate(node.value)
+        ]
+    return yaml.constructor.SafeConstructor().construct_object(node)
+
+
+def _pydantic_issues(exc: ValidationError, marks: _Marks, file: str) -> Iterable[SpecIssue]:
+    for error in exc.errors(include_url=False):
+        loc: Loc = tuple(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_fields(loc[:-1])
+            message = f"unknown field {loc[-1]!r}" + (
+                f" (expected one of: {', '.join(allowed)})" if allowed else ""
+            )
+        elif kind == "missing":
+            message = f"missing required field {loc[-1]!r}"
+        elif kind not in {"value_error", "assertion_error"} and "input" in error:
+            message = f"{message} (got {error['input']!r})"
+        yield _issue(_known(loc, marks), message, marks, file, shown=loc)
+
+
+def _known(loc: Loc, marks: _Marks) -> Loc:
+    """Drop pydantic's union tags from a location so it names YAML keys only."""
+    kept: list[str | int] = []
+    for part in loc:
+        if (*kept, part) in marks:
+            kept.append(part)
+    return tuple(kept)
+
+
+def _issue(loc: Loc, message: str, marks: _Marks, file: str, shown: Loc | None = None) -> SpecIssue:
+    probe = loc
+    while probe not in marks and probe:
+        probe = probe[:-1]
+    line, col = marks.get(probe, (0, 0))
+    return SpecIssue(file, line, col, format_path(_known(shown, marks) if shown else loc), message)
+
+
+def _allowed_fields(loc: Loc) -> list[str]:
+    """Field names (as written in YAML) of the model found at ``loc``."""
+    model: type[BaseModel] | None = MeshSpec
+    for part in loc:
+        if model is None:
+            return []
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            continue  # a dict key such as a block name
+        model = _model_of(field.annotation)
+    if model is None:
+        return []
+    return sorted(f.alias or n for n, f in model.model_fields.items())
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _sorted(issues: list[SpecIssue]) -> list[SpecIssue]:
+    return sorted(issues, key=lambda i: (i.line, i.column, i.path))

@@ -1,0 +1,166 @@
+"""The mesh spec (`mesh.yaml`) as frozen pydantic models.
+
+Shape::
+
+    apiVersion: eblocks/v1
+    mesh: NAME
+    defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host}
+    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, env, labels}}
+    patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}}
+    policies: {}
+
+Cross-references (unknown blocks, cycles) are checked in `check.py`, where the
+error can point at the exact list item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from eblocks.spec.units import Duration, Size
+
+__all__ = [
+    "BlockSettings",
+    "BlockSpec",
+    "Defaults",
+    "MeshSpec",
+    "PatternSpec",
+    "PipelineSpec",
+    "Policies",
+    "RetryPolicy",
+    "resolve_settings",
+]
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z][a-z0-9-]{0,62}$",
+        description="lower-case letters, digits and '-', starting with a letter (a DNS label)",
+    ),
+]
+HandlerRef = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="`package.module:function`",
+        examples=["handlers:clean"],
+    ),
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class RetryPolicy(_Frozen):
+    """Idempotent retries of a call on the client side."""
+
+    attempts: int = Field(3, ge=1, le=10, description="tries in all, the first one included")
+    backoff: Duration = Field(0.05, description="first backoff; doubles each try, with jitter")
+    max_backoff: Duration = Field(1.0, description="cap of one backoff")
+    on: tuple[int, ...] = Field(
+        (502, 503, 504), description="response statuses that are retried (connect errors always)"
+    )
+
+
+class Defaults(_Frozen):
+    """Settings every block inherits unless it sets its own."""
+
+    replicas: int = Field(1, ge=1, le=256)
+    timeout: Duration = Field(30.0, description="overall deadline of one call, all tries")
+    retries: RetryPolicy = RetryPolicy()
+    max_body: Size = Field(16 * 1024 * 1024, description="largest request body accepted")
+    drain: Duration = Field(10.0, description="how long a stopping instance finishes requests")
+    ready_timeout: Duration = Field(30.0, description="how long `up` waits for readiness")
+    host: str = Field("127.0.0.1", description="address instances listen on")
+    threads: int = Field(8, ge=1, le=256, description="executor threads for plain functions")
+
+
+class BlockSpec(_Frozen):
+    """A service kind: the user's handler and how many instances run it."""
+
+    handler: HandlerRef | None = Field(None, description="`async def h(msg, ctx)` or plain `def`")
+    app: HandlerRef | None = Field(None, description="function returning an aiohttp Application")
+    description: str = ""
+    replicas: int | None = Field(None, ge=1, le=256)
+    port: int | None = Field(None, ge=1, le=65535, description="fixed port (one replica only)")
+    timeout: Duration | None = None
+    retries: RetryPolicy | None = None
+    max_body: Size | None = None
+    drain: Duration | None = None
+    threads: int | None = Field(None, ge=1, le=256)
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_entry_point(self) -> BlockSpec:
+        if (self.handler is None) == (self.app is None):
+            raise ValueError("set exactly one of 'handler' or 'app'")
+        return self
+
+
+class PipelineSpec(_Frozen):
+    """Pipes and filters: each stage handles, then forwards to the next."""
+
+    pipeline: tuple[Name, ...] = Field(min_length=1, description="stages: blocks or patterns")
+    description: str = ""
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return self.pipeline
+
+
+PatternSpec = PipelineSpec
+
+
+class Policies(_Frozen):
+    """Traffic, security and scaling policies (filled in by later versions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSettings:
+    """A block's effective settings: its own over the mesh defaults."""
+
+    name: str
+    replicas: int
+    timeout: float
+    retries: RetryPolicy
+    max_body: int
+    drain: float
+    threads: int
+    host: str
+    port: int | None
+
+
+class MeshSpec(_Frozen):
+    """A whole mesh: blocks, patterns and policies sharing one trust domain."""
+
+    api_version: Literal["eblocks/v1"] = Field(alias="apiVersion")
+    mesh: Name
+    description: str = ""
+    defaults: Defaults = Defaults()
+    blocks: dict[Name, BlockSpec] = Field(min_length=1)
+    patterns: dict[Name, PatternSpec] = Field(default_factory=dict)
+    policies: Policies = Policies()
+
+    def settings(self, block: str) -> BlockSettings:
+        return resolve_settings(block, self.blocks[block], self.defaults)
+
+
+def resolve_settings(name: str, block: BlockSpec | None, defaults: Defaults) -> BlockSettings:
+    """A block's effective settings: each field it sets over the mesh default."""
+    own = block.model_dump(exclude_none=True) if block is not None else {}
+    return BlockSettings(
+        name=name,
+        replicas=own.get("replicas", defaults.replicas),
+        timeout=own.get("timeout", defaults.timeout),
+        retries=block.retries if block is not None and block.retries else defaults.retries,
+        max_body=own.get("max_body", defaults.max_body),
+        drain=own.get("drain", defaults.drain),
+        threads=own.get("threads", defaults.threads),
+        host=defaults.host,
+        port=own.get("port"),
+    )
