@@ -85,15 +85,15 @@ class BlockSpec(_Frozen):
     handler: HandlerRef | None = Field(None, description="`async def h(msg, ctx)` or plain `def`")
     app: HandlerRef | None = Field(None, description="function returning an aiohttp Application")
     description: str = ""
-    replicas: int | None = Field(None, ge=1, le=256)
+    replicas: int | None = Field(None, ge=1, le=256, description="instances to run")
     port: int | None = Field(None, ge=1, le=65535, description="fixed port (one replica only)")
-    timeout: Duration | None = None
-    retries: RetryPolicy | None = None
-    max_body: Size | None = None
-    drain: Duration | None = None
-    threads: int | None = Field(None, ge=1, le=256)
-    env: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration | None = Field(None, description="deadline of a call to this block")
+    retries: RetryPolicy | None = Field(None, description="retries of calls to this block")
+    max_body: Size | None = Field(None, description="largest request body accepted")
+    drain: Duration | None = Field(None, description="how long a stopping instance drains")
+    threads: int | None = Field(None, ge=1, le=256, description="executor threads")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment")
+    labels: dict[str, str] = Field(default_factory=dict, description="labels of its endpoints")
 
     @model_validator(mode="after")
     def _one_entry_point(self) -> BlockSpec:
@@ -138,13 +138,15 @@ class BlockSettings:
 class MeshSpec(_Frozen):
     """A whole mesh: blocks, patterns and policies sharing one trust domain."""
 
-    api_version: Literal["eblocks/v1"] = Field(alias="apiVersion")
-    mesh: Name
+    api_version: Literal["eblocks/v1"] = Field(alias="apiVersion", description="spec version")
+    mesh: Name = Field(description="the mesh's name (a DNS label); names its state dir")
     description: str = ""
-    defaults: Defaults = Defaults()
-    blocks: dict[Name, BlockSpec] = Field(min_length=1)
-    patterns: dict[Name, PatternSpec] = Field(default_factory=dict)
-    policies: Policies = Policies()
+    defaults: Defaults = Field(Defaults(), description="settings every block inherits")
+    blocks: dict[Name, BlockSpec] = Field(min_length=1, description="service kinds by name")
+    patterns: dict[Name, PatternSpec] = Field(
+        default_factory=dict, description="named compositions of blocks and patterns"
+    )
+    policies: Policies = Field(Policies(), description="traffic, security and scaling rules")
 
     def settings(self, block: str) -> BlockSettings:
         return resolve_settings(block, self.blocks[block], self.defaults)
