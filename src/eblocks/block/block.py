@@ -127,7 +127,11 @@ class Block:
     ) -> None:
         host = host or self.settings.host
         await self._admin.start(host, admin_port)
-        await self._pm.start(host, port if port is not None else (self.settings.port or 0))
+        try:
+            await self._pm.start(host, port if port is not None else (self.settings.port or 0))
+        except BaseException:
+            await self._admin.close()  # a block that failed to start must not answer probes
+            raise
         self._ready = True
         log.info("block %s instance %s serving on %s:%d", self.name, self.instance, host, self.port)
 

@@ -23,6 +23,7 @@ __all__ = ["Loc", "format_path", "load_spec", "parse_spec"]
 
 Loc = tuple[str | int, ...]
 _Marks = dict[Loc, tuple[int, int]]
+_KEY = "[key]"  # pydantic's location tag for an error in a mapping key, not its value
 
 
 def load_spec(path: str | Path) -> MeshSpec:
@@ -68,6 +69,8 @@ def parse_spec(text: str, filename: str = "<spec>") -> MeshSpec:
 def format_path(loc: Loc) -> str:
     out = ""
     for part in loc:
+        if part == _KEY:
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
 
@@ -93,6 +96,7 @@ def _construct(node: yaml.Node, loc: Loc, marks: _Marks, issues: list[SpecIssue]
                 )
                 continue
             first_lines[key] = line
+            marks[(*loc, key, _KEY)] = (line, col)
             out[key] = _construct(value_node, (*loc, key), marks, issues, file)
         return out
     if isinstance(node, yaml.SequenceNode):

@@ -1,0 +1,221 @@
+"""`parse_spec` / `load_spec`: a valid spec loads; each mistake names file:line:col and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eblocks.errors import SpecError, SpecIssue
+from eblocks.spec import MeshSpec, load_spec, parse_spec
+from eblocks.spec.loader import format_path
+
+TEXTPIPE = Path(__file__).resolve().parents[3] / "examples" / "textpipe" / "mesh.yaml"
+
+HEAD = "apiVersion: eblocks/v1\nmesh: m\n"
+
+
+def issues_of(text: str) -> tuple[SpecIssue, ...]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "mesh.yaml")
+    return info.value.issues
+
+
+def only_issue(text: str) -> SpecIssue:
+    issues = issues_of(text)
+    assert len(issues) == 1, issues
+    return issues[0]
+
+
+def test_textpipe_example_loads() -> None:
+    spec = load_spec(TEXTPIPE)
+    assert isinstance(spec, MeshSpec)
+    assert spec.mesh == "textpipe"
+    assert list(spec.blocks) == ["clean", "tokenize", "count"]
+    assert spec.blocks["clean"].handler == "handlers:clean"
+    assert spec.patterns["ingest"].stages == ("clean", "tokenize", "count")
+    assert spec.defaults.timeout == 10.0
+    assert spec.defaults.retries.attempts == 3
+    assert spec.defaults.retries.backoff == pytest.approx(0.05)
+
+
+def test_block_settings_inherit_defaults() -> None:
+    spec = load_spec(TEXTPIPE)
+    tokenize, clean = spec.settings("tokenize"), spec.settings("clean")
+    assert (tokenize.replicas, clean.replicas) == (2, 1)
+    assert tokenize.timeout == clean.timeout == 10.0
+    assert clean.retries.attempts == 3
+    assert clean.port is None
+
+
+def test_spec_models_are_frozen() -> None:
+    spec = load_spec(TEXTPIPE)
+    with pytest.raises(ValueError, match="frozen"):
+        spec.mesh = "other"  # type: ignore[misc]
+
+
+def test_invalid_yaml_names_line_and_column() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a: b: c\n")
+    assert (issue.file, issue.line, issue.column) == ("mesh.yaml", 4, 7)
+    assert issue.path == ""
+    assert issue.message.startswith("invalid YAML: mapping values are not allowed")
+
+
+def test_unknown_field_lists_expected_fields() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n    replica: 2\n")
+    assert (issue.line, issue.column) == (6, 14)
+    assert issue.path == "blocks.a.replica"
+    assert issue.message.startswith("unknown field 'replica' (expected one of: app, description,")
+    assert "replicas" in issue.message
+
+
+def test_unknown_nested_field_lists_fields_of_that_model() -> None:
+    issue = only_issue(HEAD + "defaults:\n  retries: {attempt: 3}\nblocks:\n  a: {handler: h:a}\n")
+    assert issue.path == "defaults.retries.attempt"
+    assert issue.message == (
+        "unknown field 'attempt' (expected one of: attempts, backoff, max_backoff, on)"
+    )
+
+
+def test_wrong_type_names_field_and_value() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n    replicas: many\n")
+    assert (issue.line, issue.column) == (6, 15)
+    assert issue.path == "blocks.a.replicas"
+    assert "valid integer" in issue.message
+    assert issue.message.endswith("(got 'many')")
+
+
+def test_bad_duration_names_field() -> None:
+    issue = only_issue(HEAD + "defaults:\n  timeout: 5 minutes\nblocks:\n  a: {handler: h:a}\n")
+    assert (issue.line, issue.column, issue.path) == (4, 12, "defaults.timeout")
+    assert issue.message == "expected a duration such as 250ms, 30s or 2m, got '5 minutes'"
+
+
+def test_unknown_block_in_pipeline_points_at_the_item() -> None:
+    text = HEAD + "blocks:\n  a: {handler: h:a}\npatterns:\n  p:\n    pipeline: [a, nope]\n"
+    issue = only_issue(text)
+    assert (issue.line, issue.column) == (7, 19)
+    assert issue.path == "patterns.p.pipeline[1]"
+    assert issue.message == "unknown block or pattern 'nope' (expected one of: a, p)"
+
+
+def test_duplicate_block_key_is_reported_not_overwritten() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n  a:\n    handler: h:b\n")
+    assert (issue.line, issue.column) == (6, 3)
+    assert issue.path == "blocks.a"
+    assert issue.message == "duplicate key (first at line 4)"
+
+
+def test_cyclic_pattern_nesting_is_reported_for_each_pattern() -> None:
+    text = (
+        HEAD
+        + "blocks:\n  a: {handler: h:a}\n"
+        + "patterns:\n  p:\n    pipeline: [a, q]\n  q:\n    pipeline: [p]\n"
+    )
+    first, second = issues_of(text)
+    assert (first.line, first.column, first.path) == (7, 19, "patterns.p.pipeline[1]")
+    assert first.message == "patterns nest in a cycle: p -> q -> p"
+    assert (second.line, second.column, second.path) == (9, 16, "patterns.q.pipeline[0]")
+    assert second.message == "patterns nest in a cycle: q -> p -> q"
+
+
+def test_pattern_nested_in_itself() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a: {handler: h:a}\npatterns:\n  p: {pipeline: [a, p]}\n")
+    assert issue.path == "patterns.p.pipeline[1]"
+    assert issue.message == "patterns nest in a cycle: p -> p"
+
+
+def test_fixed_port_needs_one_replica() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n    port: 8080\n    replicas: 2\n")
+    assert (issue.line, issue.column) == (6, 11)
+    assert issue.path == "blocks.a.port"
+    assert issue.message == "a fixed port needs replicas: 1 (block has 2)"
+
+
+def test_fixed_port_with_replicas_from_defaults() -> None:
+    text = HEAD + "defaults: {replicas: 3}\nblocks:\n  a: {handler: h:a, port: 8080}\n"
+    assert only_issue(text).message == "a fixed port needs replicas: 1 (block has 3)"
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n"])
+def test_empty_file(text: str) -> None:
+    issue = only_issue(text)
+    assert (issue.file, issue.line, issue.column, issue.path) == ("mesh.yaml", 1, 1, "")
+    assert issue.message == "the spec is empty"
+
+
+def test_spec_must_be_a_mapping() -> None:
+    assert only_issue("- a\n- b\n").message == "the spec must be a mapping"
+
+
+def test_missing_required_field() -> None:
+    issue = only_issue("apiVersion: eblocks/v1\nblocks:\n  a: {handler: h:a}\n")
+    assert issue.message == "missing required field 'mesh'"
+    assert (issue.line, issue.column) == (1, 1)
+
+
+def test_missing_nested_field_names_its_parent() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a: {handler: h:a}\npatterns:\n  p:\n    description: x\n")
+    assert issue.path == "patterns.p"
+    assert issue.message == "missing required field 'pipeline'"
+    assert issue.line == 7
+
+
+def test_block_needs_exactly_one_entry_point() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n    app: h:make\n")
+    assert issue.path == "blocks.a"
+    assert issue.message == "set exactly one of 'handler' or 'app'"
+
+
+def test_bad_block_name_points_at_the_key() -> None:
+    issue = only_issue(HEAD + "blocks:\n  Bad_Name:\n    handler: h:a\n")
+    assert (issue.line, issue.column) == (4, 3)
+    assert issue.path == "blocks.Bad_Name"
+    assert "should match pattern" in issue.message
+
+
+def test_several_errors_are_reported_together_in_file_order() -> None:
+    text = (
+        HEAD
+        + "blocks:\n"
+        + "  a:\n    handler: h:a\n    replicas: 0\n"
+        + "  b:\n    handler: h:b\n    colour: red\n"
+        + "patterns:\n  p:\n    pipeline: [a, zzz]\n"
+    )
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "mesh.yaml")
+    paths = [issue.path for issue in info.value.issues]
+    assert paths == ["blocks.a.replicas", "blocks.b.colour", "patterns.p.pipeline[1]"]
+    assert [issue.line for issue in info.value.issues] == [6, 9, 12]
+    text_of_error = str(info.value)
+    assert text_of_error.startswith("3 problems in spec\n")
+    assert "  mesh.yaml:9:13: blocks.b.colour: unknown field 'colour'" in text_of_error
+
+
+def test_spec_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="1 problem in spec"):
+        parse_spec("", "mesh.yaml")
+
+
+def test_load_spec_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(HEAD + "blocks:\n  a: {handler: h:a, replicas: x}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value.issues[0]).startswith(f"{path}:4:")
+
+
+def test_load_spec_of_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read spec") as info:
+        load_spec(tmp_path / "absent.yaml")
+    assert info.value.issues[0].file == str(tmp_path / "absent.yaml")
+
+
+def test_spec_issue_text() -> None:
+    assert str(SpecIssue("f.yaml", 3, 5, "blocks.a", "bad")) == "f.yaml:3:5: blocks.a: bad"
+    assert str(SpecIssue("f.yaml", 1, 1, "", "empty")) == "f.yaml:1:1: empty"
+
+
+def test_format_path() -> None:
+    assert format_path(("patterns", "p", "pipeline", 2)) == "patterns.p.pipeline[2]"
+    assert format_path(()) == ""

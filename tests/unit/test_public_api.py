@@ -1,0 +1,82 @@
+"""The public surface: sorted `__all__`, every name importable, every error exported."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import inspect
+
+import pytest
+
+import eblocks
+import eblocks.errors
+
+MODULES = [
+    "eblocks",
+    "eblocks._types",
+    "eblocks.balance",
+    "eblocks.block",
+    "eblocks.discovery",
+    "eblocks.errors",
+    "eblocks.layers",
+    "eblocks.message",
+    "eblocks.patterns",
+    "eblocks.respond",
+    "eblocks.spec",
+    "eblocks.testing",
+    "eblocks.transport",
+    "eblocks.workload",
+]
+
+
+def isort_style(name: str) -> tuple[int, str]:
+    """The order ruff's RUF022 keeps: CONSTANTS, then Classes, then functions."""
+    if name.isupper() and len(name) > 1:
+        return (0, name)
+    return (1, name) if name[:1].isupper() else (2, name)
+
+
+def test_top_level_all_is_sorted() -> None:
+    assert eblocks.__all__ == sorted(eblocks.__all__)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_is_sorted_and_importable(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = list(module.__all__)
+    assert exported == sorted(exported, key=isort_style), f"{name}.__all__ is not sorted"
+    assert len(set(exported)) == len(exported), f"{name}.__all__ has duplicates"
+    missing = [attr for attr in exported if not hasattr(module, attr)]
+    assert missing == [], f"{name}.__all__ names missing attributes"
+
+
+def test_top_level_names_import() -> None:
+    namespace: dict[str, object] = {}
+    exec("from eblocks import *", namespace)
+    assert set(eblocks.__all__) <= set(namespace)
+
+
+def test_every_error_is_exported() -> None:
+    errors = {
+        name
+        for name, obj in inspect.getmembers(eblocks.errors, inspect.isclass)
+        if issubclass(obj, eblocks.errors.EblocksError) and obj.__module__ == "eblocks.errors"
+    }
+    assert errors <= set(eblocks.__all__)
+
+
+def test_errors_share_one_root_and_their_builtins() -> None:
+    assert issubclass(eblocks.SpecError, ValueError)
+    assert issubclass(eblocks.HandlerImportError, ImportError)
+    assert issubclass(eblocks.MeshTimeoutError, TimeoutError)
+    assert issubclass(eblocks.ConnectError, ConnectionError)
+    assert issubclass(eblocks.NoEndpointsError, LookupError)
+    assert issubclass(eblocks.PortInUseError, OSError)
+    for name in eblocks.__all__:
+        obj = getattr(eblocks, name)
+        if inspect.isclass(obj) and issubclass(obj, Exception):
+            assert issubclass(obj, eblocks.EblocksError), name
+
+
+def test_package_is_typed() -> None:
+    assert importlib.resources.files("eblocks").joinpath("py.typed").is_file()
