@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_spec_reference_is_up_to_date() -> None:
     spec = importlib.util.spec_from_file_location("gen", ROOT / "scripts" / "gen_spec_reference.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     committed = (ROOT / "docs" / "spec-reference.md").read_text(encoding="utf-8")
