@@ -9,6 +9,8 @@ caller would naturally catch::
     ├── HandlerImportError (ImportError)   a block's `module:function` cannot load
     ├── SupervisorError (RuntimeError)     the local supervisor cannot start or reach the mesh
     │   └── PortInUseError (OSError)       a configured port is already bound
+    ├── DiscoveryError (RuntimeError)      gossip membership cannot start or join
+    │   └── PacketError (ValueError)       a gossip packet was dropped: `reason` says why
     └── MeshError                          a request failed in the mesh: `reason`, `origin`
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
@@ -32,6 +34,7 @@ from typing import Any, ClassVar
 __all__ = [
     "BadRequestError",
     "ConnectError",
+    "DiscoveryError",
     "EblocksError",
     "HandlerError",
     "HandlerImportError",
@@ -39,6 +42,7 @@ __all__ = [
     "MeshTimeoutError",
     "NoEndpointsError",
     "OverloadedError",
+    "PacketError",
     "PayloadTooLargeError",
     "PortInUseError",
     "SpecError",
@@ -98,6 +102,23 @@ class PortInUseError(SupervisorError, OSError):
         self.block = block
         self.port = port
         super().__init__(f"block {block!r}: port {host}:{port} is already in use")
+
+
+class DiscoveryError(EblocksError, RuntimeError):
+    """Gossip membership could not start, bind or join."""
+
+
+class PacketError(DiscoveryError, ValueError):
+    """A gossip packet failed to decode or authenticate and was dropped.
+
+    ``reason`` is one of ``truncated``, ``oversized``, ``bad_magic``,
+    ``bad_version``, ``unknown_key``, ``bad_mac`` or ``malformed``; receivers
+    count drops by it.
+    """
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"gossip packet dropped: {reason}" + (f": {message}" if message else ""))
 
 
 class MeshError(EblocksError):
