@@ -15,6 +15,7 @@ import orjson
 __all__ = [
     "DEADLINE_HEADER",
     "ERROR_HEADER",
+    "HASH_KEY_HEADER",
     "IDEMPOTENCY_HEADER",
     "ORIGIN_HEADER",
     "PATTERN_HEADER",
@@ -32,6 +33,7 @@ DEADLINE_HEADER = "x-eblocks-timeout-ms"
 SOURCE_HEADER = "x-eblocks-source"
 ERROR_HEADER = "x-eblocks-error"
 ORIGIN_HEADER = "x-eblocks-origin"
+HASH_KEY_HEADER = "x-eblocks-hash-key"  # the key consistent-hash balancers route on
 
 # Hop-by-hop and transport headers that never belong to a Message.
 _TRANSPORT_HEADERS = frozenset(
