@@ -69,6 +69,7 @@ class SimNetwork:
         self._events: list[tuple[float, int, Addr, Addr | None, bytes]] = []
         self._scheduled: dict[Addr, float] = {}
         self._group: dict[Addr, int] = {}
+        self._cuts: set[frozenset[Addr]] = set()
         self._seq = 0
 
     def transport(self, addr: Addr) -> _SimTransport:
@@ -105,12 +106,20 @@ class SimNetwork:
         self._group = {addr: index for index, group in enumerate(groups, 1) for addr in group}
 
     def heal(self) -> None:
+        """Undo :meth:`partition` and every :meth:`cut`."""
         self._group = {}
+        self._cuts.clear()
+
+    def cut(self, a: Addr, b: Addr) -> None:
+        """Drop every packet between ``a`` and ``b`` (both ways); others still reach both."""
+        self._cuts.add(frozenset((a, b)))
 
     def deliver(self, src: Addr, dst: Addr, data: bytes) -> None:
         cond = self.conditions
-        if self._group.get(src, 0) != self._group.get(dst, 0) or (
-            cond.loss and self.rng.random() < cond.loss
+        if (
+            self._group.get(src, 0) != self._group.get(dst, 0)
+            or (self._cuts and frozenset((src, dst)) in self._cuts)
+            or (cond.loss and self.rng.random() < cond.loss)
         ):
             self.lost += 1
             return

@@ -91,8 +91,8 @@ class SwimConfig:
     gossip_interval: float = 0.1
     gossip_fanout: int = 3
     retransmit_mult: int = 4
-    load_retransmit_mult: int = 1
-    load_interval: float = 2.0
+    load_retransmit_mult: int = 2
+    load_interval: float = 5.0
     sync_interval: float = 30.0
     join_retry: float = 1.0
     reconnect_interval: float = 2.0
@@ -293,7 +293,7 @@ class SwimNode:
             self._broadcast_self()
         self._at(now + self._rng.uniform(0, cfg.probe_interval), "probe")
         self._at(now + cfg.gossip_interval, "gossip")
-        # a joiner syncs again soon: members that joined alongside it are missing from its seeds' state
+        # a joiner syncs again soon: peers that joined with it are missing from the seeds' state
         first_sync = cfg.join_retry * self._rng.uniform(1.0, 2.0) if self._seeds else None
         self._at(
             now + (first_sync or self._jitter(cfg.sync_period(len(self._members) + 1))), "sync"
@@ -321,12 +321,14 @@ class SwimNode:
         self._push(update)
         for instance in self._reachable.sample(self._rng, 2 * self.config.gossip_fanout):
             self._send(self._addr(instance), Kind.GOSSIP, 0)
+        self._notify()
 
     def update_record(self, **changes: object) -> None:
         """Publish a changed own record (health, labels, ...) under a higher incarnation."""
         self._me = dataclasses.replace(self._me, **changes)  # type: ignore[arg-type]
         self._incarnation += 1
         self._broadcast_self()
+        self._notify()
 
     def set_load(self, inflight: int, ewma_ms: float, queue: int) -> None:
         """Record the current load; it is gossiped every ``load_interval`` if it moved enough."""
@@ -414,6 +416,8 @@ class SwimNode:
 
     def _apply_state(self, update: StateUpdate, *, rebroadcast: bool) -> None:
         now = self._clock.monotonic()
+        if update.status is ALIVE and update.record is None:
+            return  # ALIVE always travels with the record it vouches for
         st = self._members.get(update.instance)
         if st is None:
             if update.record is None:
@@ -622,9 +626,10 @@ class SwimNode:
             kind, mult = _STATE, self.config.retransmit_mult
         self._queue.push(update.instance, kind, encode_update(update), limit_mult=mult)
 
-    def _notify(self, st: _State) -> None:
+    def _notify(self, st: _State | None = None) -> None:
+        """Tell listeners about a changed member (``None``: this node's own record)."""
         if self._listeners:
-            member = st.snapshot()
+            member = self.me() if st is None else st.snapshot()
             for listener in list(self._listeners):
                 listener(member)
 
