@@ -88,7 +88,9 @@ def _detach(spec: Path, mesh: MeshSpec, state: StateDir) -> None:
         "--state-dir",
         str(state.path.parent),
     ]
-    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+    )
     log.close()
     deadline = time.monotonic() + mesh.defaults.ready_timeout + 10
     while time.monotonic() < deadline:
@@ -96,7 +98,13 @@ def _detach(spec: Path, mesh: MeshSpec, state: StateDir) -> None:
         if info.get("status") == "ready":
             _print_status(state)
             return
-        if info.get("status") in {"failed", "stopped"}:
+        exited = proc.poll() is not None
+        if info.get("status") in {"failed", "stopped"} or exited:
+            # The supervisor stops its instances before it exits: wait for that, so a
+            # failed `up` leaves no process behind (and none to clobber a new `up`).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(mesh.settings(b).drain for b in mesh.blocks) + 10)
+            info = read_json(state.supervisor) or info
             fail(f"mesh {mesh.mesh!r} failed to start: {info.get('error') or 'see supervisor.log'}")
         time.sleep(0.1)
     fail(f"mesh {mesh.mesh!r} not ready in time; see {state.path / 'supervisor.log'}")

@@ -21,12 +21,11 @@ from eblocks.block import Block, MeshClient
 from eblocks.block.handler import load_ref
 from eblocks.discovery import SupervisorResolver
 from eblocks.errors import HandlerImportError, PortInUseError, SpecError
-from eblocks.runtime.state import StateDir, write_json
+from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
 from eblocks.spec import MeshSpec, load_spec
 
 __all__ = ["EXIT_CONFIG", "main"]
 
-EXIT_CONFIG = 78
 log = logging.getLogger("eblocks.instance")
 
 

@@ -20,9 +20,23 @@ import orjson
 
 from eblocks.errors import SupervisorError
 
-__all__ = ["DEFAULT_ROOT", "StateDir", "find_state", "pid_alive", "read_json", "write_json"]
+__all__ = [
+    "DEFAULT_ROOT",
+    "EXIT_CONFIG",
+    "StateDir",
+    "find_state",
+    "pid_alive",
+    "read_json",
+    "write_json",
+]
 
 DEFAULT_ROOT = Path(os.environ.get("EBLOCKS_STATE_DIR", ".eblocks"))
+EXIT_CONFIG = 78
+"""An instance's exit code when its configuration stops it (EX_CONFIG): no restart.
+
+Defined here, not in `instance`, so that the supervisor (imported by the
+package) does not import the module `python -m eblocks.runtime.instance` runs.
+"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,7 @@ import aiohttp
 from eblocks._types import Endpoint
 from eblocks.discovery import write_endpoints
 from eblocks.errors import SupervisorError
-from eblocks.runtime.instance import EXIT_CONFIG
-from eblocks.runtime.state import StateDir, read_json, write_json
+from eblocks.runtime.state import EXIT_CONFIG, StateDir, read_json, write_json
 from eblocks.spec import MeshSpec
 
 __all__ = ["InstanceState", "Supervisor", "restart_delay"]
@@ -93,6 +92,7 @@ class Supervisor:
         self._stopping = False
         self._monitors: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
+        self._failure = ""  # why start() failed; kept in supervisor.json after stop()
 
     async def start(self) -> None:
         """Start every instance and wait (bounded) until all are ready."""
@@ -105,13 +105,15 @@ class Supervisor:
             await asyncio.wait_for(self._all_ready(), self.spec.defaults.ready_timeout)
         except TimeoutError:
             late = ", ".join(i.id for i in self.instances if i.state is not InstanceState.READY)
-            self._write_supervisor("failed", f"not ready in time: {late}")
+            self._failure = f"not ready in time: {late}"
+            self._write_supervisor("failed", self._failure)
             bound = self.spec.defaults.ready_timeout
             raise SupervisorError(
                 f"instances not ready within {bound:g}s: {late} (see `eblocks logs <block>`)"
             ) from None
         except SupervisorError as exc:
-            self._write_supervisor("failed", str(exc))
+            self._failure = str(exc)
+            self._write_supervisor("failed", self._failure)
             raise
         self._write_supervisor("ready")
 
@@ -134,7 +136,7 @@ class Supervisor:
         self._publish()
         if self._http is not None:
             await self._http.close()
-        self._write_supervisor("stopped")
+        self._write_supervisor("stopped", self._failure)
 
     def _prepare(self) -> None:
         self.state.create()
