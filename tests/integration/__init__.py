@@ -1,0 +1,1 @@
+"""Integration tests: real processes on loopback, driven through the real CLI."""

@@ -1,0 +1,183 @@
+"""`eblocks up | status | down` on this machine: starting, failing to start, stopping."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from .helpers import Sandbox, alive, parse_table, wait_for
+
+pytestmark = pytest.mark.integration
+
+ECHO = '''\
+"""A handler that answers with what it got."""
+
+from eblocks import Message
+
+
+def echo(msg: Message) -> bytes:
+    return msg.body
+'''
+
+
+def _mesh_processes(sandbox: Sandbox, mesh: str) -> list[psutil.Process]:
+    """The supervisor and every instance, as recorded in the state dir (all alive)."""
+    pids = [sandbox.supervisor_info(mesh)["pid"]] + [r["pid"] for r in sandbox.instances(mesh)]
+    procs = [psutil.Process(pid) for pid in pids]
+    for proc in procs:
+        assert alive(proc), proc
+        assert str(sandbox.root) in " ".join(proc.cmdline()), proc.cmdline()
+    return procs
+
+
+def _refused(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_status_shows_every_instance(sandbox: Sandbox) -> None:
+    up = sandbox.up(sandbox.copy_textpipe())
+    assert up.returncode == 0, str(up)
+
+    run = sandbox.cmd("status")
+
+    assert run.returncode == 0, str(run)
+    rows = parse_table(run.stdout)
+    header, body = rows[0], rows[1:]
+    wanted = ["block", "instance", "pid", "address", "ready", "restarts"]
+    assert [c for c in header if c in wanted] == wanted, str(run)
+    table = [dict(zip(header, cells, strict=True)) for cells in body]
+    recorded = sandbox.instances("textpipe")
+    assert [r["instance"] for r in table] == [r["instance"] for r in recorded], str(run)
+    assert sorted(r["instance"] for r in table) == [
+        "clean-0",
+        "count-0",
+        "tokenize-0",
+        "tokenize-1",
+    ]
+    for shown, state in zip(table, recorded, strict=True):
+        assert shown["block"] == state["block"] == shown["instance"].rsplit("-", 1)[0]
+        assert shown["pid"] == str(state["pid"]), str(run)
+        assert shown["ready"] == "yes", str(run)
+        assert shown["restarts"] == "0", str(run)
+        # the row tells the truth: that pid runs that instance, serving on that address
+        cmdline = psutil.Process(int(shown["pid"])).cmdline()
+        assert cmdline[cmdline.index("--instance") + 1] == shown["instance"]
+        host, _, port = shown["address"].rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=2.0):
+            pass
+
+
+def test_down_leaves_no_process_behind(sandbox: Sandbox) -> None:
+    up = sandbox.up(sandbox.copy_textpipe())
+    assert up.returncode == 0, str(up)
+    procs = _mesh_processes(sandbox, "textpipe")
+    assert len(procs) == 5  # the supervisor and four instances
+    ports = [(r["host"], r["port"]) for r in sandbox.instances("textpipe")]
+    ports += [(r["host"], r["admin_port"]) for r in sandbox.instances("textpipe")]
+
+    run = sandbox.cmd("down")
+
+    assert run.returncode == 0, str(run)
+    assert "stopped" in run.stdout, str(run)
+    assert "killed" not in run.stdout, str(run)  # every instance drained and exited by itself
+    assert [p.pid for p in procs if alive(p)] == [], str(run)
+    assert sandbox.processes() == []
+    assert all(_refused(host, port) for host, port in ports)
+    assert sandbox.supervisor_info("textpipe")["status"] == "stopped"
+
+
+def _spec(mesh: str, blocks: str, defaults: str = "ready_timeout: 60s") -> str:
+    return f"apiVersion: eblocks/v1\nmesh: {mesh}\ndefaults: {{{defaults}}}\nblocks:\n{blocks}"
+
+
+def test_up_fails_fast_when_a_handler_cannot_be_imported(sandbox: Sandbox) -> None:
+    sandbox.write("echo.py", ECHO)
+    spec = sandbox.write(
+        "mesh.yaml",
+        _spec(
+            "broken",
+            "  fine:\n    handler: echo:echo\n"
+            "  parser:\n    handler: nosuchmodule:fn\n"
+            "  after:\n    handler: echo:echo\n",
+        ),
+    )
+
+    run = sandbox.up(spec)
+
+    assert run.returncode != 0, str(run)
+    assert run.elapsed < 20, str(run)  # a config error is final: no waiting for ready_timeout (60s)
+    message = " ".join(run.stderr.split())
+    assert "'parser'" in message, str(run)
+    assert "nosuchmodule" in message, str(run)
+    assert "ModuleNotFoundError" in message, str(run)
+    assert "Traceback" not in run.output, str(run)
+    assert sandbox.processes() == [], str(run)
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield sock.getsockname()[1]
+
+
+def test_up_fails_when_a_fixed_port_is_in_use(sandbox: Sandbox, busy_port: int) -> None:
+    sandbox.write("echo.py", ECHO)
+    spec = sandbox.write(
+        "mesh.yaml",
+        _spec(
+            "ported",
+            f"  front:\n    handler: echo:echo\n    port: {busy_port}\n"
+            "  back:\n    handler: echo:echo\n",
+        ),
+    )
+
+    run = sandbox.up(spec)
+
+    assert run.returncode != 0, str(run)
+    assert run.elapsed < 20, str(run)
+    message = " ".join(run.stderr.split())
+    assert "'front'" in message, str(run)
+    assert str(busy_port) in message, str(run)
+    assert "in use" in message, str(run)
+    assert sandbox.processes() == [], str(run)
+
+
+def test_foreground_up_stops_cleanly_on_sigint(sandbox: Sandbox) -> None:
+    proc = sandbox.start("up", str(sandbox.copy_textpipe()))
+
+    def ready() -> dict[str, Any] | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"`eblocks up` exited early: {sandbox.output_of(proc)}")
+        info = sandbox.supervisor_info("textpipe")
+        return info if info.get("status") == "ready" else None
+
+    info = wait_for(ready, timeout=60, what="the mesh to be ready")
+    assert info["pid"] == proc.pid  # the foreground command is the supervisor
+    status = sandbox.cmd("status")
+    assert status.returncode == 0, str(status)
+    readiness = [row[4] for row in parse_table(status.stdout)[1:]]
+    assert readiness == ["yes"] * 4, str(status)
+    procs = _mesh_processes(sandbox, "textpipe")
+
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=30)
+
+    out, err = sandbox.output_of(proc)
+    assert code == 0, f"exit {code} after {time.monotonic() - began:.1f}s\n{out}\n{err}"
+    assert "Traceback" not in out + err
+    assert "stopped" in out
+    assert [p.pid for p in procs if alive(p)] == []
+    assert sandbox.processes() == []
