@@ -1,0 +1,72 @@
+"""Five real GossipNodes over UDP on 127.0.0.1 converge, see a leave, and close their sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from eblocks.discovery.gossip_resolver import GossipResolver
+from eblocks.discovery.member import MemberStatus
+from eblocks.discovery.sim import make_record
+from eblocks.discovery.udp import GossipNode
+from eblocks.discovery.wire import Keyring
+from eblocks.errors import DiscoveryError
+
+KEY = b"loopback-test-gossip-key-0123456"
+
+
+def loopback(index: int, seeds: tuple[tuple[str, int], ...] = ()) -> GossipNode:
+    record = replace(make_record(index), host="127.0.0.1", gossip_port=0)
+    return GossipNode(record, keyring=Keyring(KEY), seeds=seeds, leave_drain=0.2)
+
+
+def status(node: GossipNode, instance: str) -> MemberStatus | None:
+    member = node.node.member(instance)
+    return None if member is None else member.status
+
+
+async def until(
+    nodes: list[GossipNode], condition: Callable[[], bool], within: float = 10.0
+) -> None:
+    """Wait, at most ``within`` seconds, for ``condition`` to hold after some view change."""
+    changed = asyncio.Event()
+    unsubscribe = [n.node.subscribe(lambda _member: changed.set()) for n in nodes]
+    try:
+        async with asyncio.timeout(within):
+            while not condition():
+                await changed.wait()
+                changed.clear()
+    finally:
+        for stop in unsubscribe:
+            stop()
+
+
+async def test_five_udp_nodes_converge_and_see_a_graceful_leave() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(loopback(0))
+        nodes = [first]
+        for i in range(1, 5):
+            nodes.append(await stack.enter_async_context(loopback(i, (first.addr,))))
+        await until(nodes, lambda: all(n.node.alive_count == 4 for n in nodes))
+        resolver = GossipResolver(first.node)
+        assert len(resolver.endpoints("svc")) == 5
+        leaver = nodes[4]
+        name = leaver.node.record.instance
+        await leaver.aclose()
+        await until(nodes[:4], lambda: all(n.node.alive_count == 3 for n in nodes[:4]))
+        assert all(status(n, name) is MemberStatus.LEFT for n in nodes[:4])
+        assert len(resolver.endpoints("svc")) == 4
+        assert sum(n.node.counters.dropped_total for n in nodes) == 0
+    assert all(n._transport is None for n in nodes)
+
+
+async def test_binding_a_taken_port_raises_a_discovery_error() -> None:
+    async with loopback(0) as first:
+        taken = replace(make_record(1), host="127.0.0.1", gossip_port=first.addr[1])
+        with pytest.raises(DiscoveryError, match="cannot bind"):
+            async with GossipNode(taken, keyring=Keyring(KEY)):
+                pass
