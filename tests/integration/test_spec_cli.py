@@ -68,9 +68,15 @@ def test_validate_lists_every_problem_with_its_position(sandbox: Sandbox) -> Non
         assert len(found) == 1, f"expected one issue at {prefix} naming {words}:\n{run}"
         return found[0]
 
-    # the wrong value itself; the unknown key's line (column: key or value)
+    # the wrong value itself; the unknown key itself
     issue(_line_of("WRONG-TYPE"), "defaults.replicas", "many", col=_col_of("WRONG-TYPE", "many"))
-    issue(_line_of("UNKNOWN-FIELD"), "blocks.clean", "colour", "unknown field")
+    issue(
+        _line_of("UNKNOWN-FIELD"),
+        "blocks.clean",
+        "colour",
+        "unknown field",
+        col=_col_of("UNKNOWN-FIELD", "colour"),
+    )
     issue(
         _line_of("DUPLICATE"),
         "blocks.count",

@@ -28,5 +28,5 @@ def load_or_exit(path: Path) -> MeshSpec:
     try:
         return load_spec(path)
     except SpecError as exc:
-        err.print(str(exc), markup=False, soft_wrap=True)
+        typer.echo(str(exc), err=True)  # plain text: one issue per line, never re-wrapped
         raise typer.Exit(EXIT_INVALID) from exc

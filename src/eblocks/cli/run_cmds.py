@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -77,7 +76,6 @@ async def _foreground(mesh: MeshSpec, spec: Path, state: StateDir) -> int:
 
 def _detach(spec: Path, mesh: MeshSpec, state: StateDir) -> None:
     state.create()
-    log = (state.path / "supervisor.log").open("ab")
     state.supervisor.unlink(missing_ok=True)
     cmd = [
         sys.executable,
@@ -88,26 +86,52 @@ def _detach(spec: Path, mesh: MeshSpec, state: StateDir) -> None:
         "--state-dir",
         str(state.path.parent),
     ]
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-    )
-    log.close()
+    pid = _spawn_detached(cmd, state.path / "supervisor.log")
     deadline = time.monotonic() + mesh.defaults.ready_timeout + 10
     while time.monotonic() < deadline:
         info = read_json(state.supervisor) or {}
         if info.get("status") == "ready":
             _print_status(state)
             return
-        exited = proc.poll() is not None
-        if info.get("status") in {"failed", "stopped"} or exited:
+        if info.get("status") in {"failed", "stopped"} or _exited(pid):
             # The supervisor stops its instances before it exits: wait for that, so a
             # failed `up` leaves no process behind (and none to clobber a new `up`).
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(mesh.settings(b).drain for b in mesh.blocks) + 10)
+            grace = time.monotonic() + max(mesh.settings(b).drain for b in mesh.blocks) + 10
+            while not _exited(pid) and time.monotonic() < grace:
+                time.sleep(0.1)
             info = read_json(state.supervisor) or info
             fail(f"mesh {mesh.mesh!r} failed to start: {info.get('error') or 'see supervisor.log'}")
         time.sleep(0.1)
     fail(f"mesh {mesh.mesh!r} not ready in time; see {state.path / 'supervisor.log'}")
+
+
+def _spawn_detached(cmd: list[str], log: Path) -> int:
+    """Start ``cmd`` in its own session, output appended to ``log``; returns its pid.
+
+    posix_spawn rather than Popen: the supervisor is meant to outlive this
+    command, and a Popen object would warn that its child is still running.
+    """
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, null, 0),
+            (os.POSIX_SPAWN_DUP2, out, 1),
+            (os.POSIX_SPAWN_DUP2, out, 2),
+        ]
+        return os.posix_spawn(cmd[0], cmd, dict(os.environ), file_actions=actions, setsid=True)
+    finally:
+        os.close(out)
+        os.close(null)
+
+
+def _exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited (reaping it if so)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
 
 
 def status(mesh: str | None = MESH_OPTION, state_dir: Path | None = STATE_OPTION) -> None:

@@ -121,7 +121,10 @@ def _pydantic_issues(exc: ValidationError, marks: _Marks, file: str) -> Iterable
             message = f"missing required field {loc[-1]!r}"
         elif kind not in {"value_error", "assertion_error"} and "input" in error:
             message = f"{message} (got {error['input']!r})"
-        yield _issue(_known(loc, marks), message, marks, file, shown=loc)
+        at = _known(loc, marks)
+        if kind == "extra_forbidden" and (*at, _KEY) in marks:
+            at = (*at, _KEY)  # point at the unknown key itself, not its value
+        yield _issue(at, message, marks, file, shown=loc)
 
 
 def _known(loc: Loc, marks: _Marks) -> Loc:

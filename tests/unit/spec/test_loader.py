@@ -63,7 +63,7 @@ def test_invalid_yaml_names_line_and_column() -> None:
 
 def test_unknown_field_lists_expected_fields() -> None:
     issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n    replica: 2\n")
-    assert (issue.line, issue.column) == (6, 14)
+    assert (issue.line, issue.column) == (6, 5)  # the key, not its value
     assert issue.path == "blocks.a.replica"
     assert issue.message.startswith("unknown field 'replica' (expected one of: app, description,")
     assert "replicas" in issue.message
@@ -189,7 +189,7 @@ def test_several_errors_are_reported_together_in_file_order() -> None:
     assert [issue.line for issue in info.value.issues] == [6, 9, 12]
     text_of_error = str(info.value)
     assert text_of_error.startswith("3 problems in spec\n")
-    assert "  mesh.yaml:9:13: blocks.b.colour: unknown field 'colour'" in text_of_error
+    assert "  mesh.yaml:9:5: blocks.b.colour: unknown field 'colour'" in text_of_error
 
 
 def test_spec_error_is_a_value_error() -> None:
