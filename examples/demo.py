@@ -51,8 +51,17 @@ def main() -> int:
         try:
             run("call", "ingest", "--data", "Eblocks makes the mesh part of the block.", *state)
             print()
-            code = run("submit", "ingest", str(docs), "--concurrency", "16", "--out", str(results),
-                       *state, check=False)
+            code = run(
+                "submit",
+                "ingest",
+                str(docs),
+                "--concurrency",
+                "16",
+                "--out",
+                str(results),
+                *state,
+                check=False,
+            )
             stored = len(list(effects.glob("*.json")))
             print(f"\n{stored} documents stored exactly once by the last stage (in {effects})")
             run("status", *state)

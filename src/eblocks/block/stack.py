@@ -2,7 +2,7 @@
 
 Outbound, outermost first (DESIGN.md; later layers slot into this list)::
 
-    deadline -> retry -> balancer -> transport
+    deadline -> retry -> balancer (the target's `balancer`) -> transport
 
 Inbound, outermost first::
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 
 from eblocks._types import Clock, Layer, Resolver, Send
-from eblocks.balance import RoundRobin
+from eblocks.balance import make_balancer
 from eblocks.block.inbound import Handle, InboundLayer, inbound_deadline
 from eblocks.layers import balance, deadline, retry
 from eblocks.spec.models import BlockSettings
@@ -35,7 +35,7 @@ def client_stack(
     layers: list[Layer] = [
         deadline(target.timeout, clock),
         retry(target.retries, clock, rng),
-        balance(resolver, RoundRobin()),
+        balance(resolver, make_balancer(target.balancer, rng=rng, clock=clock)),
     ]
     return _assemble(layers, transport)
 

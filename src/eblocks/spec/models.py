@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from eblocks.balance.factory import BalancerName
 from eblocks.spec.units import Duration, Size
 
 __all__ = [
@@ -77,6 +78,7 @@ class Defaults(_Frozen):
     ready_timeout: Duration = Field(30.0, description="how long `up` waits for readiness")
     host: str = Field("127.0.0.1", description="address instances listen on")
     threads: int = Field(8, ge=1, le=256, description="executor threads for plain functions")
+    balancer: BalancerName = Field("round_robin", description="how callers pick an instance")
 
 
 class BlockSpec(_Frozen):
@@ -92,6 +94,7 @@ class BlockSpec(_Frozen):
     max_body: Size | None = Field(None, description="largest request body accepted")
     drain: Duration | None = Field(None, description="how long a stopping instance drains")
     threads: int | None = Field(None, ge=1, le=256, description="executor threads")
+    balancer: BalancerName | None = Field(None, description="how callers pick an instance")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
     labels: dict[str, str] = Field(default_factory=dict, description="labels of its endpoints")
 
@@ -133,6 +136,7 @@ class BlockSettings:
     threads: int
     host: str
     port: int | None
+    balancer: str = "round_robin"
 
 
 class MeshSpec(_Frozen):
@@ -165,4 +169,5 @@ def resolve_settings(name: str, block: BlockSpec | None, defaults: Defaults) -> 
         threads=own.get("threads", defaults.threads),
         host=defaults.host,
         port=own.get("port"),
+        balancer=own.get("balancer", defaults.balancer),
     )
