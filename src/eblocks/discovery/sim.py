@@ -199,7 +199,13 @@ def make_record(index: int, *, block: str = "svc", mesh: str = "sim") -> MemberR
 
 @dataclass(frozen=True, slots=True)
 class SimReport:
-    """Figures of one :func:`simulate` run (simulated seconds unless said otherwise)."""
+    """Figures of one :func:`simulate` run (simulated seconds unless said otherwise).
+
+    ``packets_per_member_s`` and ``bytes_per_member_s`` are measured (sent, per
+    member) over the steady window; push-pull syncs are rare and jittered, so
+    ``sync_bytes_per_member_s`` gives their expected share separately: two full
+    states (push and pull) per mean sync period. ``wall_seconds`` is real time.
+    """
 
     members: int
     cold_start: bool
@@ -208,6 +214,7 @@ class SimReport:
     detect_seconds: float
     packets_per_member_s: float
     bytes_per_member_s: float
+    sync_bytes_per_member_s: float
     wall_seconds: float
 
     def as_dict(self) -> dict[str, float | int | bool]:
@@ -222,6 +229,7 @@ def simulate(
     conditions: NetworkConditions | None = None,
     cold_start_max: int = 100,
     steady_window: float = 10.0,
+    settle: float = 3.0,
     timeout: float = 60.0,
 ) -> SimReport:
     """Run ``n`` members: converge, measure steady traffic, kill one, time its detection."""
@@ -236,10 +244,12 @@ def simulate(
     else:
         converge = _join_one(net, nodes, records, config, timeout)
         nodes = list(net.nodes.values())
+    net.run(settle)  # let the joiners' second push-pull pass: steady state, not start-up
     packets, sent = _totals(nodes)
     net.run(steady_window)
     packets2, sent2 = _totals(nodes)
     members = len(nodes)
+    sync_bytes = _sync_bytes_per_s(nodes[0], config)
     detect = _kill_one(net, nodes, timeout)
     return SimReport(
         members=members,
@@ -249,6 +259,7 @@ def simulate(
         detect_seconds=round(detect, 3),
         packets_per_member_s=round((packets2 - packets) / members / steady_window, 2),
         bytes_per_member_s=round((sent2 - sent) / members / steady_window, 1),
+        sync_bytes_per_member_s=round(sync_bytes, 1),
         wall_seconds=round(time.perf_counter() - started, 2),
     )
 
@@ -294,6 +305,15 @@ def _kill_one(net: SimNetwork, nodes: Sequence[SwimNode], timeout: float) -> flo
         return all(_status(nd, name) in (None, MemberStatus.DEAD) for nd in others)
 
     return net.wait_for(gone, timeout=timeout)
+
+
+def _sync_bytes_per_s(node: SwimNode, config: SwimConfig) -> float:
+    """Expected push-pull bytes a member sends per second: it starts one and answers one."""
+    members = len(node.members())
+    state = sum(len(entry) + 1 for entry in node.state_entries())
+    packets = state / (config.max_packet - 200) + 1
+    mean_period = 0.75 * config.sync_period(members)  # periods are jittered in [0.5, 1.0]
+    return 2 * (state + packets * 100) / mean_period
 
 
 def _status(node: SwimNode, instance: str) -> MemberStatus | None:

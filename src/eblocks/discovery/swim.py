@@ -86,7 +86,7 @@ class SwimConfig:
     probe_interval: float = 0.5
     probe_timeout: float = 0.2
     indirect_probes: int = 3
-    suspicion_mult: float = 2.0
+    suspicion_mult: float = 1.5
     suspicion_min: float = 1.0
     gossip_interval: float = 0.1
     gossip_fanout: int = 3
@@ -115,6 +115,7 @@ class SwimConfig:
         return max(self.suspicion_min, scaled)
 
     def sync_period(self, members: int) -> float:
+        """The period of this node's push-pull; it grows past 32 members to bound the bytes."""
         if members <= 32:
             return self.sync_interval
         return self.sync_interval * (math.ceil(math.log2(members) - 5) + 1)
@@ -192,11 +193,11 @@ class _Pool:
     def sample(self, rng: random.Random, k: int, exclude: str = "") -> list[str]:
         if len(self._items) <= k + 1:
             return [item for item in self._items if item != exclude][:k]
-        picked: set[str] = set()
+        picked: dict[str, None] = {}  # ordered, so a seeded run replays whatever the hash seed
         while len(picked) < k:
             item = self._items[rng.randrange(len(self._items))]
             if item != exclude:
-                picked.add(item)
+                picked[item] = None
         return list(picked)
 
     def items(self) -> list[str]:
@@ -589,8 +590,8 @@ class SwimNode:
         )  # fmt: skip
         self._emit(addr, data)
 
-    def _send_state(self, addr: Addr, kind: Kind) -> None:
-        """Our full state, in as many packets as it takes; chunk 0 asks for a reply."""
+    def state_entries(self) -> list[bytes]:
+        """This node's full state as encoded updates, as a push-pull sends it."""
         entries = [
             encode_update(StateUpdate(ALIVE, self._me.instance, self._incarnation, self._me))
         ]
@@ -598,6 +599,11 @@ class SwimNode:
             entries.append(
                 encode_update(StateUpdate(st.status, instance, st.incarnation, st.record))
             )
+        return entries
+
+    def _send_state(self, addr: Addr, kind: Kind) -> None:
+        """Our full state, in as many packets as it takes; chunk 0 asks for a reply."""
+        entries = self.state_entries()
         budget = self.config.max_packet - OVERHEAD - 64 - len(self._me.instance)
         chunk: list[bytes] = []
         size, index = 0, 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import random
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -26,6 +27,8 @@ from eblocks.discovery.wire import Keyring
 from eblocks.errors import DiscoveryError
 
 __all__ = ["GossipNode", "UdpTransport"]
+
+log = logging.getLogger(__name__)
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -170,7 +173,10 @@ class GossipNode:
     async def _run(self) -> None:
         node = self.node
         while True:
-            node.tick()
+            try:
+                node.tick()
+            except Exception:  # a bug in one timer must not silence this member for good
+                log.exception("gossip node %s: timer failed", node.record.instance)
             delay = node.next_deadline() - self._clock.monotonic()
             self._wake.clear()
             if delay > 0:

@@ -43,7 +43,7 @@ def test_fifty_members_meet_the_targets() -> None:
     assert report.cold_start
     assert report.converge_seconds <= 2.0
     assert report.detect_seconds <= 3.0
-    assert report.bytes_per_member_s <= 2048
+    assert report.bytes_per_member_s + report.sync_bytes_per_member_s <= 2048
     assert 0 < report.packets_per_member_s < 20
 
 
