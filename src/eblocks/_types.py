@@ -50,6 +50,18 @@ class Call:
     endpoint: Endpoint | None = None
     attempt: int = 1
 
+    # Copies for the layers, on every request: about twice as fast as
+    # dataclasses.replace(), which walks the fields each time. They name every
+    # field, so a new field must be added to each of them.
+    def with_deadline(self, deadline: float) -> Call:
+        return Call(self.target, self.message, deadline, self.endpoint, self.attempt)
+
+    def with_endpoint(self, endpoint: Endpoint) -> Call:
+        return Call(self.target, self.message, self.deadline, endpoint, self.attempt)
+
+    def with_attempt(self, attempt: int) -> Call:
+        return Call(self.target, self.message, self.deadline, self.endpoint, attempt)
+
 
 Send = Callable[[Call], Awaitable[Message]]
 """An async function that carries a :class:`Call` and returns the reply."""

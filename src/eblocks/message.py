@@ -74,7 +74,11 @@ class Message:
     @classmethod
     def from_wire(cls, body: bytes, headers: Mapping[str, str]) -> Message:
         """Keep the headers a message carries, dropping transport ones."""
-        kept = {k.lower(): v for k, v in headers.items() if k.lower() not in _TRANSPORT_HEADERS}
+        kept = {}
+        for name, value in headers.items():  # on every request and reply: lower() once
+            key = name.lower()
+            if key not in _TRANSPORT_HEADERS:
+                kept[key] = value
         return cls(body, kept)
 
     def header(self, name: str, default: str | None = None) -> str | None:

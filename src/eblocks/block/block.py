@@ -168,6 +168,8 @@ class Block:
                 ) from exc
             msg = Message.from_wire(body, request.headers)
             out = await self._handle(msg, self._context(msg))
+            if not out.headers:  # a bare reply: aiohttp's default type is application/octet-stream
+                return web.Response(body=out.body)
             headers = {k: v for k, v in out.headers.items() if k not in _ROUTING_HEADERS}
             headers.setdefault("content-type", "application/octet-stream")
             return web.Response(body=out.body, headers=headers)

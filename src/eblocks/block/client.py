@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import random
-import uuid
 from types import TracebackType
 
 from eblocks._types import Call, Clock, Resolver, Send, SystemClock
@@ -14,7 +14,12 @@ from eblocks.patterns import Plan
 from eblocks.spec.models import MeshSpec
 from eblocks.transport import HttpTransport
 
-__all__ = ["MeshClient"]
+__all__ = ["MeshClient", "new_request_id"]
+
+
+def new_request_id() -> str:
+    """32 random hex digits, like ``uuid4().hex`` at a third of its cost."""
+    return os.urandom(16).hex()
 
 
 class MeshClient:
@@ -56,7 +61,7 @@ class MeshClient:
     async def call(self, target: str, msg: Message, *, deadline: float | None = None) -> Message:
         """Call a block or a pattern by name and return its reply."""
         if REQUEST_ID_HEADER not in msg.headers:
-            msg = msg.replace(headers={REQUEST_ID_HEADER: uuid.uuid4().hex})
+            msg = msg.replace(headers={REQUEST_ID_HEADER: new_request_id()})
         if target in self.plan:
             return await self.run_pattern(target, 0, msg, deadline=deadline)
         return await self.send_block(target, msg, deadline=deadline)

@@ -13,8 +13,6 @@ counts.
 
 from __future__ import annotations
 
-import dataclasses
-
 from eblocks._types import Call, Layer, Resolver, Send
 from eblocks.balance import Balancer, Feedback
 from eblocks.errors import MeshError, NoEndpointsError, UpstreamError
@@ -52,10 +50,10 @@ def balance(resolver: Resolver, balancer: Balancer) -> Layer:
                 )
             endpoint = balancer.pick(endpoints, hash_key(call.message))
             if feedback is None:
-                return await inner(dataclasses.replace(call, endpoint=endpoint))
+                return await inner(call.with_endpoint(endpoint))
             ticket = feedback.begin(endpoint, len(call.message.body))
             try:
-                reply = await inner(dataclasses.replace(call, endpoint=endpoint))
+                reply = await inner(call.with_endpoint(endpoint))
             except BaseException as exc:  # cancellation too: the ticket must always end
                 feedback.end(ticket, ok=not endpoint_failed(exc))
                 raise

@@ -4,12 +4,18 @@ The call's deadline becomes ``min(inherited deadline, now + timeout)``; a call
 whose deadline has passed fails at once with ``timeout`` and never reaches the
 network. Inner layers see ``Call.deadline`` and the transport propagates the
 remaining time downstream in ``x-eblocks-timeout-ms``.
+
+The bound is enforced as `asyncio.timeout` does it — the calling task is
+cancelled and the cancellation becomes `MeshTimeoutError` — but all in-flight
+calls of a layer share one event-loop timer (`_Watch`): a loop timer per call
+cost as much as the rest of the client stack together (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import heapq
+import itertools
 
 from eblocks._types import Call, Clock, Layer, Send
 from eblocks.errors import MeshTimeoutError
@@ -19,26 +25,103 @@ __all__ = ["deadline"]
 
 
 def deadline(timeout: float, clock: Clock) -> Layer:
+    watch = _Watch()
+
     def layer(inner: Send) -> Send:
         async def send(call: Call) -> Message:
             now = clock.monotonic()
             limit = now + timeout
-            if call.deadline is not None:
-                limit = min(limit, call.deadline)
+            if call.deadline is not None and call.deadline < limit:
+                limit = call.deadline
             remaining = limit - now
             if remaining <= 0:
                 raise MeshTimeoutError(f"deadline passed before calling {call.target!r}")
+            entry = watch.add(remaining)
             try:
-                async with asyncio.timeout(remaining):
-                    return await inner(dataclasses.replace(call, deadline=limit))
-            except TimeoutError as exc:
-                if isinstance(exc, MeshTimeoutError):
-                    raise
-                raise MeshTimeoutError(
-                    f"no answer from {call.target!r} within {remaining:.3f}s",
-                    detail={"target": call.target},
-                ) from exc
+                return await inner(call.with_deadline(limit))
+            except asyncio.CancelledError as exc:
+                if entry.close():
+                    raise MeshTimeoutError(
+                        f"no answer from {call.target!r} within {remaining:.3f}s",
+                        detail={"target": call.target},
+                    ) from exc
+                raise
+            finally:
+                entry.close()
 
         return send
 
     return layer
+
+
+class _Entry:
+    """One in-flight call: running -> done, or running -> fired (task cancelled) -> done."""
+
+    __slots__ = ("_cancelling", "_task", "done", "fired")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self._task: asyncio.Task[object] | None = task
+        self._cancelling = task.cancelling()  # cancel requests that were not ours
+        self.done = False
+        self.fired = False
+
+    def fire(self) -> None:
+        if not self.done and self._task is not None:
+            self.fired = True
+            self._task.cancel()
+
+    def close(self) -> bool:
+        """Mark the call finished; True if our cancel is the only one it received."""
+        self.done = True
+        task, self._task = self._task, None  # a finished call must not keep its task alive
+        return self.fired and task is not None and task.uncancel() <= self._cancelling
+
+
+class _Watch:
+    """The in-flight calls of one layer in a heap by deadline, one loop timer at the front.
+
+    Finished calls leave the heap lazily, when they reach its front; the timer
+    is re-armed only when a call with an earlier deadline arrives.
+    """
+
+    __slots__ = ("_handle", "_heap", "_loop", "_order", "_when")
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._heap: list[tuple[float, int, _Entry]] = []
+        self._order = itertools.count()  # ties on the deadline never compare entries
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = 0.0
+
+    def add(self, remaining: float) -> _Entry:
+        """Watch the current task: cancel it unless it finishes within ``remaining``."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("the deadline layer must run inside an asyncio task")
+        if loop is not self._loop:  # a new event loop: the old timer died with the old one
+            self._loop, self._heap, self._handle = loop, [], None
+        entry = _Entry(task)
+        when = loop.time() + remaining
+        heap = self._heap
+        heapq.heappush(heap, (when, next(self._order), entry))
+        while heap[0][2].done:
+            heapq.heappop(heap)
+        if self._handle is None or when < self._when:
+            self._arm(loop, when)
+        return entry
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = loop.call_at(when, self._fire)
+        self._when = when
+
+    def _fire(self) -> None:
+        """Cancel every call due by the time this timer was armed for; re-arm at the next."""
+        self._handle = None
+        heap = self._heap
+        while heap and (heap[0][0] <= self._when or heap[0][2].done):
+            heapq.heappop(heap)[2].fire()
+        if heap and self._loop is not None:
+            self._arm(self._loop, heap[0][0])

@@ -10,7 +10,6 @@ on another endpoint when there is one.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 from eblocks._types import Call, Clock, Layer, Send
@@ -39,10 +38,10 @@ def retry(policy: RetryPolicy, clock: Clock, rng: random.Random) -> Layer:
         async def send(call: Call) -> Message:
             if policy.attempts == 1 or IDEMPOTENCY_HEADER not in call.message.headers:
                 return await inner(call)
-            attempt = 1
+            attempt, tried = 1, call if call.attempt == 1 else call.with_attempt(1)
             while True:
                 try:
-                    return await inner(dataclasses.replace(call, attempt=attempt))
+                    return await inner(tried)
                 except MeshError as exc:
                     if attempt >= policy.attempts or not is_retryable(exc, policy):
                         raise
@@ -51,6 +50,7 @@ def retry(policy: RetryPolicy, clock: Clock, rng: random.Random) -> Layer:
                         raise
                     await clock.sleep(delay)
                     attempt += 1
+                    tried = call.with_attempt(attempt)
 
         return send
 
