@@ -522,6 +522,7 @@ class SwimNode:
             return
         if self._clock.monotonic() - st.since >= self.config.reap_after:
             self._dead.discard(str(instance))
+            self._asked.pop(str(instance), None)
             del self._members[str(instance)]
 
     def _on_gossip(self, _: object) -> None:
