@@ -46,14 +46,16 @@ def rumour(node: SwimNode, about: str, state: MemberStatus, incarnation: int) ->
     node.receive(("192.0.2.1", 1), encode(Keyring(SIM_KEY), Kind.GOSSIP, 0, "outsider", [update]))
 
 
-def history(nodes: list[SwimNode], *instances: str) -> list[tuple[float, str, MemberStatus]]:
+def history(
+    net: SimNetwork, nodes: list[SwimNode], *instances: str
+) -> list[tuple[float, str, MemberStatus]]:
     """Every status change of ``instances`` seen by any node: (time, observer, status)."""
     seen: list[tuple[float, str, MemberStatus]] = []
     for node in nodes:
 
-        def listener(m: Member, who: str = node.record.instance, nd: SwimNode = node) -> None:
+        def listener(m: Member, who: str = node.record.instance) -> None:
             if m.instance in instances:
-                seen.append((nd._clock.monotonic(), who, m.status))
+                seen.append((net.clock.monotonic(), who, m.status))
 
         node.subscribe(listener)
     return seen
@@ -84,7 +86,7 @@ def test_config_rejects_a_probe_timeout_longer_than_the_period() -> None:
 def test_killed_member_goes_suspect_then_dead_after_the_suspicion_timeout() -> None:
     net, nodes = cluster(8)
     victim = nodes[3]
-    seen = history(nodes, victim.record.instance)
+    seen = history(net, nodes, victim.record.instance)
     killed_at = net.clock.monotonic()
     net.kill(victim.record.gossip_addr)
     others = [nd for nd in nodes if nd is not victim]
@@ -125,7 +127,7 @@ def test_stale_rumours_lose_against_the_current_incarnation() -> None:
 def test_indirect_probes_keep_a_member_alive_across_a_cut_link() -> None:
     net, nodes = cluster(4)
     a, c = nodes[1], nodes[2]
-    seen = history(nodes, c.record.instance, a.record.instance)
+    seen = history(net, nodes, c.record.instance, a.record.instance)
     net.cut(a.record.gossip_addr, c.record.gossip_addr)
     net.run(15.0)
     assert [s for _, _, s in seen if s is not ALIVE] == []
@@ -135,7 +137,7 @@ def test_indirect_probes_keep_a_member_alive_across_a_cut_link() -> None:
 def test_without_indirect_probes_a_cut_link_raises_suspicion() -> None:
     net, nodes = cluster(4, config=SwimConfig(indirect_probes=0))
     a, c = nodes[1], nodes[2]
-    seen = history(nodes, c.record.instance, a.record.instance)
+    seen = history(net, nodes, c.record.instance, a.record.instance)
     net.cut(a.record.gossip_addr, c.record.gossip_addr)
     net.run(15.0)
     assert SUSPECT in {s for _, _, s in seen}
@@ -144,7 +146,7 @@ def test_without_indirect_probes_a_cut_link_raises_suspicion() -> None:
 def test_graceful_leave_is_announced_and_never_suspected() -> None:
     net, nodes = cluster(6)
     leaver = nodes[2]
-    seen = history(nodes, leaver.record.instance)
+    seen = history(net, nodes, leaver.record.instance)
     leaver.leave()
     net.run(0.5)
     net.kill(leaver.record.gossip_addr)
