@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -86,7 +86,8 @@ class Block:
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
         self._pm = Listener(app, block=name, drain=self.settings.drain)
-        self._admin = Listener(self._admin_app(), block=name, drain=1.0)
+        self._admin_routes = self._admin_app()
+        self._admin = Listener(self._admin_routes, block=name, drain=1.0)
 
     @classmethod
     def in_mesh(
@@ -121,6 +122,12 @@ class Block:
     @property
     def ready(self) -> bool:
         return self._ready
+
+    def add_admin_get(
+        self, path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> None:
+        """Serve ``GET path`` on the admin port (e.g. ``/v1/members``); call before start()."""
+        self._admin_routes.router.add_get(path, handler)
 
     async def start(
         self, host: str | None = None, port: int | None = None, admin_port: int = 0

@@ -263,6 +263,16 @@ class SwimNode:
     def leaving(self) -> bool:
         return self._leaving
 
+    @property
+    def clock(self) -> Clock:
+        """The clock the view's ``since``/``last_seen`` stamps come from."""
+        return self._clock
+
+    @property
+    def current_load(self) -> Load:
+        """The load last given to :meth:`set_load` (the gossiped one lags behind)."""
+        return self._load
+
     def me(self) -> Member:
         status = LEFT if self._leaving else ALIVE
         return Member(self._me, status, self._incarnation, 0.0, self._clock.monotonic())
@@ -303,6 +313,19 @@ class SwimNode:
         self._at(now + self._jitter(cfg.reconnect_interval), "reconnect")
         if self._seeds:
             self._join()
+
+    def join(self, seeds: Iterable[Addr]) -> None:
+        """Push-pull with each of ``seeds`` now, and remember them for later re-joins.
+
+        For seeds learnt after :meth:`start` (a DNS answer, the local
+        supervisor's list of started instances); safe to call repeatedly.
+        """
+        if not self._started or self._leaving:
+            return
+        fresh = tuple(addr for addr in seeds if addr != self._me.gossip_addr)
+        self._seeds = tuple(dict.fromkeys((*self._seeds, *fresh)))
+        for addr in fresh:
+            self._send_state(addr, Kind.SYNC)
 
     def seed(self, records: Iterable[MemberRecord]) -> None:
         """Put ``records`` in the view as ALIVE at incarnation 0 without gossip (simulation)."""

@@ -19,8 +19,8 @@ from aiohttp import web
 
 from eblocks.block import Block, MeshClient
 from eblocks.block.handler import load_ref
-from eblocks.discovery import SupervisorResolver
-from eblocks.errors import HandlerImportError, PortInUseError, SpecError
+from eblocks.errors import DiscoveryError, HandlerImportError, PortInUseError, SpecError
+from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
 from eblocks.spec import MeshSpec, load_spec
 
@@ -59,29 +59,43 @@ async def _load_app(block: str, ref: str) -> web.Application:
     return app
 
 
-async def _build(spec: MeshSpec, args: argparse.Namespace, state: StateDir) -> Block:
+async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membership) -> Block:
     block_spec = spec.blocks[args.block]
-    client = MeshClient(spec, SupervisorResolver(state.path), source=args.block)
+    client = MeshClient(spec, membership.resolver, source=args.block)
     if block_spec.handler is not None:
         handler = load_ref(args.block, block_spec.handler)
-        return Block.in_mesh(args.block, handler, app=None, client=client, instance=args.instance)
-    app = await _load_app(args.block, block_spec.app or "")  # the spec sets one of the two
-    return Block.in_mesh(args.block, None, app=app, client=client, instance=args.instance)
+        block = Block.in_mesh(args.block, handler, app=None, client=client, instance=args.instance)
+    else:
+        app = await _load_app(args.block, block_spec.app or "")  # the spec sets one of the two
+        block = Block.in_mesh(args.block, None, app=app, client=client, instance=args.instance)
+    block.add_admin_get("/v1/members", membership.members)
+    return block
 
 
 async def _run(args: argparse.Namespace) -> int:
     state = StateDir(Path(args.state_dir))
+    block: Block | None = None
     try:
         spec = load_spec(args.spec)
-        block = await _build(spec, args, state)
+        membership = Membership(spec, state, args.block, args.instance)
+        block = await _build(spec, args, membership)
         await block.start(args.host, args.port, args.admin_port)
-    except (HandlerImportError, PortInUseError, SpecError) as exc:
+        await membership.start(block, args.host)
+    except (DiscoveryError, HandlerImportError, PortInUseError, SpecError) as exc:
+        if block is not None and block.ready:
+            await block.stop()
         write_json(state.error_file(args.instance), {"error": str(exc), "kind": type(exc).__name__})
         log.error("%s", exc)
         return EXIT_CONFIG
     write_json(
         state.run_file(args.instance),
-        {"pid": os.getpid(), "host": args.host, "port": block.port, "admin_port": block.admin_port},
+        {
+            "pid": os.getpid(),
+            "host": args.host,
+            "port": block.port,
+            "admin_port": block.admin_port,
+            "gossip_port": membership.gossip_port,
+        },
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -90,8 +104,10 @@ async def _run(args: argparse.Namespace) -> int:
     watchdog = asyncio.create_task(_orphan_watch(stop))
     await stop.wait()
     watchdog.cancel()
+    await membership.leave()  # gossip LEFT first: no new request is routed here
     log.info("draining (up to %.1fs, %d in flight)", block.settings.drain, block.inflight)
     await block.stop()
+    await membership.aclose()
     log.info("stopped")
     return 0
 

@@ -8,6 +8,11 @@ Each instance moves through::
 
 Only READY instances are published to ``endpoints.json``; an instance that
 exits is unpublished at once, so clients retry elsewhere or wait for it.
+
+In ``discovery.mode: gossip`` the supervisor is only a seed: it writes the mesh
+key to ``gossip.key`` (0600) and the gossip addresses of READY instances to
+``gossip.json``; the instances find each other through gossip, and `start()`
+returns once every instance's ``/v1/members`` lists every instance alive.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import aiohttp
 
 from eblocks._types import Endpoint
 from eblocks.discovery import write_endpoints
-from eblocks.errors import SupervisorError
+from eblocks.discovery.seeds import prepare_key, write_supervisor_seeds
+from eblocks.errors import DiscoveryError, SupervisorError
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, read_json, write_json
 from eblocks.spec import MeshSpec
 
@@ -60,6 +66,7 @@ class Instance:
     proc: asyncio.subprocess.Process | None = None
     port: int = 0
     admin_port: int = 0
+    gossip_port: int = 0
     restarts: int = 0
     failures: int = 0
     started_at: float = 0.0
@@ -101,6 +108,7 @@ class Supervisor:
         self._write_supervisor("starting")
         for inst in self.instances:
             await self._spawn(inst)
+        began = time.monotonic()
         try:
             await asyncio.wait_for(self._all_ready(), self.spec.defaults.ready_timeout)
         except TimeoutError:
@@ -115,6 +123,16 @@ class Supervisor:
             self._failure = str(exc)
             self._write_supervisor("failed", self._failure)
             raise
+        if self.spec.discovery.mode == "gossip":
+            left = max(1.0, self.spec.defaults.ready_timeout - (time.monotonic() - began))
+            try:
+                await asyncio.wait_for(self._converged(), left)
+            except TimeoutError:
+                self._failure = f"gossip views did not converge within {left:.0f}s"
+                self._write_supervisor("failed", self._failure)
+                raise SupervisorError(
+                    f"{self._failure} (see `eblocks logs <block>`; UDP blocked?)"
+                ) from None
         self._write_supervisor("ready")
 
     async def stop(self) -> None:
@@ -140,6 +158,11 @@ class Supervisor:
 
     def _prepare(self) -> None:
         self.state.create()
+        if self.spec.discovery.mode == "gossip":
+            try:
+                prepare_key(self.spec.discovery, self.spec_path.parent, self.state.path)
+            except DiscoveryError as exc:
+                raise SupervisorError(str(exc)) from exc
         if self.state.spec != self.spec_path:
             self.state.spec.write_bytes(self.spec_path.read_bytes())
         for stale in self.state.path.glob("run/*"):
@@ -221,6 +244,7 @@ class Supervisor:
             info = read_json(run_file)
             if info is not None and await self._probe(inst.host, int(info["admin_port"])):
                 inst.port, inst.admin_port = int(info["port"]), int(info["admin_port"])
+                inst.gossip_port = int(info.get("gossip_port") or 0)
                 inst.state, inst.error = InstanceState.READY, ""
                 self._publish()
                 return
@@ -233,6 +257,28 @@ class Supervisor:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
+
+    async def _converged(self) -> None:
+        """Wait until every instance's gossip view lists every instance alive."""
+        assert self._http is not None
+        everyone = {i.id for i in self.instances}
+        while True:
+            views = await asyncio.gather(*(self._alive_view(i) for i in self.instances))
+            if all(view >= everyone for view in views):
+                return
+            await asyncio.sleep(0.1)
+
+    async def _alive_view(self, inst: Instance) -> set[str]:
+        assert self._http is not None
+        if inst.state is not InstanceState.READY:
+            return set()
+        try:
+            url = f"http://{inst.host}:{inst.admin_port}/v1/members"
+            async with self._http.get(url) as resp:
+                body = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return set()
+        return {m["instance"] for m in body.get("members", []) if m.get("status") == "alive"}
 
     async def _all_ready(self) -> None:
         while True:
@@ -262,6 +308,15 @@ class Supervisor:
             if i.state is InstanceState.READY
         ]
         write_endpoints(self.state.path, ready)
+        if self.spec.discovery.mode == "gossip":
+            write_supervisor_seeds(
+                self.state.path,
+                (
+                    {"instance": i.id, "host": i.host, "gossip_port": i.gossip_port}
+                    for i in self.instances
+                    if i.state is InstanceState.READY
+                ),
+            )
         self._write_state()
 
     def _write_state(self) -> None:
@@ -273,6 +328,7 @@ class Supervisor:
                 "host": i.host,
                 "port": i.port,
                 "admin_port": i.admin_port,
+                "gossip_port": i.gossip_port,
                 "ready": i.state is InstanceState.READY,
                 "state": i.state.value,
                 "restarts": i.restarts,

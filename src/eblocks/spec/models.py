@@ -8,6 +8,7 @@ Shape::
     blocks:   {NAME: {handler | app, replicas, port, timeout, retries, env, labels}}
     patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}}
     policies: {}
+    discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
 
 Cross-references (unknown blocks, cycles) are checked in `check.py`, where the
 error can point at the exact list item.
@@ -16,17 +17,22 @@ error can point at the exact list item.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eblocks.balance.factory import BalancerName
 from eblocks.spec.units import Duration, Size
 
+if TYPE_CHECKING:
+    from eblocks.discovery.swim import SwimConfig
+
 __all__ = [
     "BlockSettings",
     "BlockSpec",
     "Defaults",
+    "DiscoverySpec",
+    "GossipTunables",
     "MeshSpec",
     "PatternSpec",
     "PipelineSpec",
@@ -123,6 +129,77 @@ class Policies(_Frozen):
     """Traffic, security and scaling policies (filled in by later versions)."""
 
 
+SeedAddr = Annotated[
+    str,
+    Field(
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):[0-9]{1,5}$",
+        description="`host:port` of a gossip member (`[v6]:port` for IPv6)",
+        examples=["10.0.0.2:7946"],
+    ),
+]
+
+
+class GossipTunables(_Frozen):
+    """Overrides of the gossip protocol's tunables; unset fields keep the defaults."""
+
+    probe_interval: Duration | None = Field(None, description="one probe per period (0.5s)")
+    probe_timeout: Duration | None = Field(None, description="direct ack wait (0.2s)")
+    indirect_probes: int | None = Field(None, ge=1, le=16, description="PING_REQ fan-out (3)")
+    suspicion_mult: float | None = Field(None, gt=0, description="suspicion timeout factor (1.5)")
+    suspicion_min: Duration | None = Field(None, description="shortest suspicion (1s)")
+    gossip_interval: Duration | None = Field(None, description="extra gossip period (0.1s)")
+    gossip_fanout: int | None = Field(None, ge=1, le=16, description="members per gossip (3)")
+    retransmit_mult: int | None = Field(None, ge=1, le=16, description="sends per update (4)")
+    sync_interval: Duration | None = Field(None, description="push-pull period (30s)")
+    reap_after: Duration | None = Field(None, description="forget DEAD/LEFT after (60s)")
+    max_packet: int | None = Field(None, ge=512, le=65000, description="largest packet (1400)")
+
+
+class DiscoverySpec(_Frozen):
+    """How instances find each other: the local supervisor's file or gossip membership."""
+
+    mode: Literal["supervisor", "gossip"] = Field(
+        "supervisor", description="`supervisor` (one machine) or `gossip` (SWIM, no registry)"
+    )
+    key: str | None = Field(
+        None, min_length=16, description="gossip HMAC key, at least 16 bytes; prefer key_file"
+    )
+    key_file: str | None = Field(
+        None, description="file holding the key (relative to the spec's folder)"
+    )
+    seeds: tuple[SeedAddr, ...] = Field((), description="static seeds, `host:port`")
+    dns: str | None = Field(
+        None, description="a name resolving to many seed addresses (a headless Service)"
+    )
+    dns_port: int = Field(7946, ge=1, le=65535, description="gossip port of the `dns` seeds")
+    port: int = Field(0, ge=0, le=65535, description="gossip UDP port (0: any free port)")
+    leave_drain: Duration = Field(0.5, description="gossip LEFT this long before draining")
+    tunables: GossipTunables = Field(GossipTunables(), description="protocol overrides")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DiscoverySpec:
+        if self.key is not None and self.key_file is not None:
+            raise ValueError("set at most one of 'key' or 'key_file'")
+        if self.key is not None and len(self.key.encode()) < 16:
+            raise ValueError("'key' must be at least 16 bytes")
+        for seed in self.seeds:
+            if not 1 <= int(seed.rsplit(":", 1)[1]) <= 65535:
+                raise ValueError(f"seed {seed!r}: port must be 1..65535")
+        if self.mode == "supervisor":
+            used = [n for n in ("key", "key_file", "dns") if getattr(self, n) is not None]
+            used += ["seeds"] if self.seeds else []
+            if used:
+                raise ValueError(f"{', '.join(used)} only apply to 'mode: gossip'")
+        self.swim_config()  # probe_timeout < probe_interval and the like
+        return self
+
+    def swim_config(self) -> SwimConfig:
+        """The protocol configuration: the defaults with ``tunables`` over them."""
+        from eblocks.discovery.swim import SwimConfig
+
+        return SwimConfig(**self.tunables.model_dump(exclude_none=True))
+
+
 @dataclass(frozen=True, slots=True)
 class BlockSettings:
     """A block's effective settings: its own over the mesh defaults."""
@@ -151,6 +228,9 @@ class MeshSpec(_Frozen):
         default_factory=dict, description="named compositions of blocks and patterns"
     )
     policies: Policies = Field(Policies(), description="traffic, security and scaling rules")
+    discovery: DiscoverySpec = Field(
+        DiscoverySpec(), description="how instances find each other (supervisor or gossip)"
+    )
 
     def settings(self, block: str) -> BlockSettings:
         return resolve_settings(block, self.blocks[block], self.defaults)

@@ -1,0 +1,198 @@
+"""An instance's membership in its mesh: the resolver its client uses and ``/v1/members``.
+
+In ``discovery.mode: supervisor`` (the default) an instance resolves through
+the file the local supervisor writes. In ``gossip`` mode it runs a
+:class:`~eblocks.discovery.GossipNode` next to its servers, publishes its
+record (block, instance, ports, labels, health, in-flight load) and resolves
+through its own gossip view; seeds come from the spec (static, DNS) and from
+the local supervisor's list of started instances. On shutdown it announces
+LEFT first, so no new request is routed to it while it drains::
+
+    SIGTERM -> gossip LEFT (leave_drain) -> drain the servers -> close the socket
+
+A restarted instance starts at a higher incarnation (seconds since an epoch),
+so its new record wins over whatever its previous life published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+import orjson
+from aiohttp import web
+
+from eblocks._types import Endpoint, Resolver
+from eblocks.block import Block
+from eblocks.discovery import GossipNode, GossipResolver, Keyring, MemberRecord, SupervisorResolver
+from eblocks.discovery.seeds import (
+    read_key,
+    read_supervisor_seeds,
+    resolve_dns,
+    static_seeds,
+)
+from eblocks.discovery.swim import Addr
+from eblocks.discovery.view import endpoint_rows, member_rows
+from eblocks.runtime.state import StateDir
+from eblocks.spec import MeshSpec
+
+__all__ = ["INCARNATION_EPOCH", "DeferredResolver", "Membership", "roles_of"]
+
+log = logging.getLogger("eblocks.membership")
+
+INCARNATION_EPOCH = 1_700_000_000
+"""Incarnations start at wall-clock seconds since this epoch (Nov 2023)."""
+
+
+def roles_of(spec: MeshSpec, block: str) -> tuple[str, ...]:
+    """The roles ``block`` plays in the spec's patterns (``filter`` for a pipeline stage)."""
+    for pattern in spec.patterns.values():
+        if block in getattr(pattern, "pipeline", ()):
+            return ("filter",)
+    return ()
+
+
+class DeferredResolver:
+    """A :class:`~eblocks._types.Resolver` that answers nothing until its target is set.
+
+    The mesh client is built before the servers bind, the gossip node after.
+    """
+
+    def __init__(self) -> None:
+        self.target: Resolver | None = None
+        self._set = asyncio.Event()
+
+    def set(self, target: Resolver) -> None:
+        self.target = target
+        self._set.set()
+
+    def endpoints(self, block: str) -> Sequence[Endpoint]:
+        return self.target.endpoints(block) if self.target is not None else ()
+
+    async def watch(self) -> AsyncIterator[Mapping[str, Sequence[Endpoint]]]:
+        await self._set.wait()
+        assert self.target is not None  # set before the event
+        async for view in self.target.watch():
+            yield view
+
+
+class Membership:
+    """The discovery side of one instance process, for either mode."""
+
+    def __init__(self, spec: MeshSpec, state: StateDir, block: str, instance: str) -> None:
+        self.spec = spec
+        self.state = state
+        self.block = block
+        self.instance = instance
+        self.gossip_mode = spec.discovery.mode == "gossip"
+        self.resolver: Resolver
+        self._deferred = DeferredResolver()
+        if self.gossip_mode:
+            self.resolver = self._deferred
+        else:
+            self._files = SupervisorResolver(state.path)
+            self.resolver = self._files
+        self.gossip: GossipNode | None = None
+        self._gossip_resolver: GossipResolver | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def gossip_port(self) -> int:
+        return self.gossip.addr[1] if self.gossip is not None else 0
+
+    async def start(self, block: Block, host: str) -> None:
+        """Join the gossip (gossip mode; raises DiscoveryError when the socket cannot bind)."""
+        if not self.gossip_mode:
+            return
+        discovery = self.spec.discovery
+        block_spec = self.spec.blocks[self.block]
+        record = MemberRecord(
+            mesh=self.spec.mesh,
+            block=self.block,
+            instance=self.instance,
+            host=host,
+            port=block.port,
+            gossip_port=discovery.port,
+            admin_port=block.admin_port,
+            roles=roles_of(self.spec, self.block),
+            labels=dict(block_spec.labels),
+            zone=block_spec.labels.get("zone", ""),
+        )
+        self.gossip = GossipNode(
+            record,
+            keyring=Keyring(read_key(self.state.path)),
+            seeds=static_seeds(discovery),
+            config=discovery.swim_config(),
+            incarnation=max(0, int(time.time()) - INCARNATION_EPOCH),
+            leave_drain=discovery.leave_drain,
+        )
+        await self.gossip.start()
+        self._gossip_resolver = GossipResolver(self.gossip.node)
+        self._deferred.set(self._gossip_resolver)
+        self._loop_task = asyncio.create_task(self._seed_and_load(block), name="membership")
+        log.info("gossip on %s:%d", host, self.gossip_port)
+
+    async def leave(self) -> None:
+        """Announce LEFT and let it spread (``leave_drain``); requests stop coming."""
+        if self.gossip is not None:
+            await self.gossip.leave()
+
+    async def aclose(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._gossip_resolver is not None:
+            self._gossip_resolver.close()
+        if self.gossip is not None:
+            await self.gossip.aclose()
+
+    async def members(self, request: web.Request) -> web.Response:
+        """``GET /v1/members[?block=B]``: this instance's view of the mesh."""
+        block = request.query.get("block") or None
+        if self.gossip is not None:
+            rows = member_rows(self.gossip.node, block=block)
+            mode = "gossip"
+        else:
+            roles = {name: roles_of(self.spec, name) for name in self.spec.blocks}
+            rows = endpoint_rows(self._files.view(), block=block, roles=roles)
+            mode = "supervisor"
+        body = {
+            "mesh": self.spec.mesh,
+            "mode": mode,
+            "instance": self.instance,
+            "members": rows,
+        }
+        return web.json_response(body, dumps=lambda obj: orjson.dumps(obj).decode())
+
+    async def _seed_and_load(self, block: Block) -> None:
+        """Keep joining seeds we do not see yet, and publish our load, every second."""
+        assert self.gossip is not None
+        node = self.gossip.node
+        discovery = self.spec.discovery
+        while not node.leaving:
+            try:
+                seeds: list[Addr] = []
+                for instance, addr in read_supervisor_seeds(
+                    self.state.path, exclude=self.instance
+                ).items():
+                    member = node.member(instance)
+                    if (
+                        member is None
+                        or not member.status.reachable
+                        or member.record.gossip_addr != addr
+                    ):
+                        seeds.append(addr)
+                if node.alive_count == 0:
+                    seeds += static_seeds(discovery)
+                    if discovery.dns is not None:
+                        seeds += await resolve_dns(discovery.dns, discovery.dns_port)
+                if seeds:
+                    node.join(seeds)
+                node.set_load(block.inflight, 0.0, 0)
+            except Exception:  # a bad seeds file must not end discovery
+                log.exception("membership: seed refresh failed")
+            await asyncio.sleep(0.5 if node.alive_count == 0 else 1.0)
