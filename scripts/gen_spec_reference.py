@@ -28,6 +28,8 @@ def _type(prop: dict[str, Any]) -> str:
         return f"[{name}](#{name.lower()})"
     if "anyOf" in prop:
         return " or ".join(_type(p) for p in prop["anyOf"] if p.get("type") != "null")
+    if "oneOf" in prop:  # a tagged union: exactly one of the models
+        return "one of " + ", ".join(_type(p) for p in prop["oneOf"])
     if "const" in prop:
         return f"`{prop['const']}`"
     kind = prop.get("type", "any")

@@ -16,6 +16,7 @@ caller would naturally catch::
         ├── PayloadTooLargeError (ValueError)   413 too_large
         ├── NoEndpointsError (LookupError)      503 no_endpoints: nothing ready to serve a block
         ├── OverloadedError                     503 overloaded
+        │   └── QueueFullError                  429 overloaded: a manager's queue is full
         ├── MeshTimeoutError (TimeoutError)     504 timeout: the deadline passed
         ├── ConnectError (ConnectionError)      502 connect: no connection to an endpoint
         ├── HandlerError                        500 handler: the user's handler raised
@@ -45,6 +46,7 @@ __all__ = [
     "PacketError",
     "PayloadTooLargeError",
     "PortInUseError",
+    "QueueFullError",
     "SpecError",
     "SpecIssue",
     "SupervisorError",
@@ -169,6 +171,15 @@ class NoEndpointsError(MeshError, LookupError):
 class OverloadedError(MeshError):
     reason = "overloaded"
     status = 503
+
+
+class QueueFullError(OverloadedError):
+    """Every worker is busy and the manager's queue is full: come back later.
+
+    ``detail["retry_after"]`` (seconds) becomes the ``retry-after`` header.
+    """
+
+    status = 429
 
 
 class MeshTimeoutError(MeshError, TimeoutError):

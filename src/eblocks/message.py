@@ -18,6 +18,7 @@ __all__ = [
     "HASH_KEY_HEADER",
     "IDEMPOTENCY_HEADER",
     "ORIGIN_HEADER",
+    "PART_HEADER",
     "PATTERN_HEADER",
     "REQUEST_ID_HEADER",
     "SOURCE_HEADER",
@@ -33,6 +34,7 @@ DEADLINE_HEADER = "x-eblocks-timeout-ms"
 SOURCE_HEADER = "x-eblocks-source"
 ERROR_HEADER = "x-eblocks-error"
 ORIGIN_HEADER = "x-eblocks-origin"
+PART_HEADER = "x-eblocks-part"  # "<index>/<count>" on each part of a divide-conquer
 HASH_KEY_HEADER = "x-eblocks-hash-key"  # the key consistent-hash balancers route on
 
 # Hop-by-hop and transport headers that never belong to a Message.

@@ -76,9 +76,15 @@ class Block:
         self._ready = False
         self.inflight = 0
         if handler is not None and app is None:
-            self._handle = server_stack(
-                dispatch(name, self._plan, adapt_handler(handler, self._executor)), self._clock
+            roles = dispatch(
+                name,
+                self._plan,
+                adapt_handler(handler, self._executor),
+                link=client,
+                clock=self._clock,
+                backoff=self.settings.retries,
             )
+            self._handle = server_stack(roles, self._clock)
             app = web.Application(client_max_size=self.settings.max_body)
             app.router.add_route("*", "/{tail:.*}", self._serve)
         elif app is not None and handler is None:

@@ -4,6 +4,10 @@ Outbound, outermost first (DESIGN.md; later layers slot into this list)::
 
     deadline -> retry -> balancer (the target's `balancer`) -> transport
 
+To one endpoint chosen by a pattern's manager (its own balancer and retries)::
+
+    deadline (the worker's timeout: one try) -> transport
+
 Inbound, outermost first::
 
     deadline (from x-eblocks-timeout-ms) -> role dispatch -> PM
@@ -21,7 +25,7 @@ from eblocks.block.inbound import Handle, InboundLayer, inbound_deadline
 from eblocks.layers import balance, deadline, retry
 from eblocks.spec.models import BlockSettings
 
-__all__ = ["client_stack", "server_stack"]
+__all__ = ["client_stack", "endpoint_stack", "server_stack"]
 
 
 def client_stack(
@@ -38,6 +42,11 @@ def client_stack(
         balance(resolver, make_balancer(target.balancer, rng=rng, clock=clock)),
     ]
     return _assemble(layers, transport)
+
+
+def endpoint_stack(target: BlockSettings, transport: Send, clock: Clock) -> Send:
+    """The outbound `Send` for calls whose `Call.endpoint` the caller already chose."""
+    return _assemble([deadline(target.timeout, clock)], transport)
 
 
 def server_stack(pm: Handle, clock: Clock) -> Handle:

@@ -1,5 +1,5 @@
 """Patterns compiled from the spec into roles and routes."""
 
-from eblocks.patterns.plan import Plan, SendTo
+from eblocks.patterns.plan import Pattern, Plan, SendTo, entry_block
 
-__all__ = ["Plan", "SendTo"]
+__all__ = ["Pattern", "Plan", "SendTo", "entry_block"]

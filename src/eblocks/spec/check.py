@@ -1,12 +1,15 @@
 """Checks across the spec that one field alone cannot make: names and nesting.
 
 They run on the raw YAML data, defensively, so that they report alongside the
-field errors instead of hiding behind them.
+field errors instead of hiding behind them. Each pattern kind names blocks and
+patterns in its own places (`_references`); some places take only a block
+(a manager, a worker the manager balances over, a divider).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["check_references"]
@@ -14,18 +17,33 @@ __all__ = ["check_references"]
 Loc = tuple[str | int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    """One name a pattern refers to, where it is, and whether a pattern may stand there."""
+
+    name: Any
+    loc: Loc
+    pattern_ok: bool
+
+
 def check_references(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
     """Yield (location, message) for every cross-reference problem."""
     blocks = _mapping(data.get("blocks"))
-    patterns = {name: _stages(p) for name, p in _mapping(data.get("patterns")).items()}
+    patterns = {name: _references(p) for name, p in _mapping(data.get("patterns")).items()}
     for name in sorted(set(blocks) & set(patterns)):
         yield ("patterns", name), f"name {name!r} is used by a block and a pattern"
     known = ", ".join(sorted(set(blocks) | set(patterns)))
-    for name, stages in patterns.items():
-        for index, stage in enumerate(stages):
-            if isinstance(stage, str) and stage not in blocks and stage not in patterns:
-                loc: Loc = ("patterns", name, "pipeline", index)
-                yield loc, f"unknown block or pattern {stage!r} (expected one of: {known})"
+    for name, refs in patterns.items():
+        for ref in refs:
+            if not isinstance(ref.name, str):
+                continue  # a field error, reported by the models
+            loc: Loc = ("patterns", name, *ref.loc)
+            if ref.name in patterns and not ref.pattern_ok:
+                yield loc, f"{ref.loc[-1]} must be a block, not pattern {ref.name!r}"
+            elif ref.name not in blocks and ref.name not in patterns:
+                expected = known if ref.pattern_ok else ", ".join(sorted(blocks))
+                what = "block or pattern" if ref.pattern_ok else "block"
+                yield loc, f"unknown {what} {ref.name!r} (expected one of: {expected})"
     yield from _cycles(patterns)
     default_replicas = _mapping(data.get("defaults")).get("replicas", 1)
     for name, block in blocks.items():
@@ -39,30 +57,44 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _stages(pattern: Any) -> list[Any]:
-    stages = _mapping(pattern).get("pipeline")
-    return stages if isinstance(stages, list) else []
+def _references(pattern: Any) -> list[_Ref]:
+    """The names one pattern refers to, in YAML order, whatever its kind."""
+    pattern = _mapping(pattern)
+    refs: list[_Ref] = []
+    stages = pattern.get("pipeline")
+    if isinstance(stages, list):
+        refs += [_Ref(stage, ("pipeline", i), True) for i, stage in enumerate(stages)]
+    places = {
+        "manager-worker": (("manager", False), ("worker", False)),
+        "divide-conquer": (("divide", False), ("worker", True), ("combine", True)),
+    }
+    for kind, fields in places.items():
+        body = _mapping(pattern.get(kind))
+        refs += [_Ref(body[f], (kind, f), ok) for f, ok in fields if f in body]
+    return refs
 
 
-def _cycles(patterns: Mapping[str, list[Any]]) -> Iterator[tuple[Loc, str]]:
-    """Report each pattern that reaches itself through nested stages."""
-    for start in patterns:
-        path = _find_cycle(patterns, start, [start])
+def _cycles(patterns: Mapping[str, list[_Ref]]) -> Iterator[tuple[Loc, str]]:
+    """Report each pattern that reaches itself through nested patterns."""
+    edges = {
+        name: [r for r in refs if isinstance(r.name, str) and r.name in patterns]
+        for name, refs in patterns.items()
+    }
+    for start in edges:
+        path = _find_cycle(edges, start, [start])
         if path is not None:
-            index = patterns[start].index(path[1])
+            first = next(r for r in edges[start] if r.name == path[1])
             chain = " -> ".join(path)
-            yield ("patterns", start, "pipeline", index), f"patterns nest in a cycle: {chain}"
+            yield ("patterns", start, *first.loc), f"patterns nest in a cycle: {chain}"
 
 
-def _find_cycle(patterns: Mapping[str, list[Any]], name: str, path: list[str]) -> list[str] | None:
-    for stage in patterns[name]:
-        if not isinstance(stage, str) or stage not in patterns:
-            continue
-        if stage == path[0]:
-            return [*path, stage]
-        if stage in path:
+def _find_cycle(edges: Mapping[str, list[_Ref]], name: str, path: list[str]) -> list[str] | None:
+    for ref in edges[name]:
+        if ref.name == path[0]:
+            return [*path, ref.name]
+        if ref.name in path:
             continue  # a cycle not through `path[0]`; reported from its own start
-        found = _find_cycle(patterns, stage, [*path, stage])
+        found = _find_cycle(edges, ref.name, [*path, ref.name])
         if found is not None:
             return found
     return None

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from eblocks.errors import SpecError, SpecIssue
 from eblocks.spec.check import check_references
-from eblocks.spec.models import MeshSpec
+from eblocks.spec.models import PATTERN_KINDS, MeshSpec
 
 __all__ = ["Loc", "format_path", "load_spec", "parse_spec"]
 
@@ -119,6 +119,8 @@ def _pydantic_issues(exc: ValidationError, marks: _Marks, file: str) -> Iterable
             )
         elif kind == "missing":
             message = f"missing required field {loc[-1]!r}"
+        elif kind == "pattern_kind":
+            message = f"pattern {loc[-1]!r} sets {_kinds_in(error.get('input'))}; {message}"
         elif kind not in {"value_error", "assertion_error"} and "input" in error:
             message = f"{message} (got {error['input']!r})"
         at = _known(loc, marks)
@@ -144,29 +146,38 @@ def _issue(loc: Loc, message: str, marks: _Marks, file: str, shown: Loc | None =
     return SpecIssue(file, line, col, format_path(_known(shown, marks) if shown else loc), message)
 
 
+def _kinds_in(value: Any) -> str:
+    kinds = [key for key in PATTERN_KINDS if isinstance(value, dict) and key in value]
+    return " and ".join(kinds) if kinds else "no kind"
+
+
 def _allowed_fields(loc: Loc) -> list[str]:
-    """Field names (as written in YAML) of the model found at ``loc``."""
-    model: type[BaseModel] | None = MeshSpec
+    """Field names (as written in YAML) of the model found at ``loc``.
+
+    A union (the pattern kinds) holds several models until a union tag in
+    ``loc`` (the model's name) selects one.
+    """
+    models: list[type[BaseModel]] = [MeshSpec]
     for part in loc:
-        if model is None:
-            return []
-        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        tagged = [m for m in models if m.__name__ == part]
+        if tagged:
+            models = tagged
+            continue
+        field = next(
+            (f for m in models for n, f in m.model_fields.items() if part in (n, f.alias)), None
+        )
         if field is None:
             continue  # a dict key such as a block name
-        model = _model_of(field.annotation)
-    if model is None:
+        models = _models_of(field.annotation)
+    if len(models) != 1:
         return []
-    return sorted(f.alias or n for n, f in model.model_fields.items())
+    return sorted(f.alias or n for n, f in models[0].model_fields.items())
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
+def _models_of(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_of(arg)]
 
 
 def _sorted(issues: list[SpecIssue]) -> list[SpecIssue]:

@@ -6,7 +6,9 @@ Shape::
     mesh: NAME
     defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host}
     blocks:   {NAME: {handler | app, replicas, port, timeout, retries, env, labels}}
-    patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}}
+    patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}
+                    | {manager-worker: {manager, worker, balancer, queue, concurrency, attempts}}
+                    | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
     policies: {}
     discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
 
@@ -17,9 +19,9 @@ error can point at the exact list item.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from eblocks.balance.factory import BalancerName
 from eblocks.spec.units import Duration, Size
@@ -32,11 +34,16 @@ __all__ = [
     "BlockSpec",
     "Defaults",
     "DiscoverySpec",
+    "DivideConquer",
+    "DivideConquerSpec",
     "GossipTunables",
+    "ManagerWorker",
+    "ManagerWorkerSpec",
     "MeshSpec",
     "PatternSpec",
     "PipelineSpec",
     "Policies",
+    "QueueSpec",
     "RetryPolicy",
     "resolve_settings",
 ]
@@ -90,7 +97,9 @@ class Defaults(_Frozen):
 class BlockSpec(_Frozen):
     """A service kind: the user's handler and how many instances run it."""
 
-    handler: HandlerRef | None = Field(None, description="`async def h(msg, ctx)` or plain `def`")
+    handler: HandlerRef | None = Field(
+        None, description="`async def h(msg, ctx)` or plain `def`; a manager may leave it out"
+    )
     app: HandlerRef | None = Field(None, description="function returning an aiohttp Application")
     description: str = ""
     replicas: int | None = Field(None, ge=1, le=256, description="instances to run")
@@ -122,7 +131,82 @@ class PipelineSpec(_Frozen):
         return self.pipeline
 
 
-PatternSpec = PipelineSpec
+class QueueSpec(_Frozen):
+    """The manager's bounded queue: tasks waiting for a free worker."""
+
+    max: int = Field(64, ge=0, le=100_000, description="waiting tasks; past it, 429 + retry-after")
+
+
+class ManagerWorker(_Frozen):
+    """The body of a manager-worker pattern."""
+
+    manager: Name = Field(description="block whose instances queue and dispatch the tasks")
+    worker: Name = Field(description="block whose instances run the tasks")
+    balancer: BalancerName = Field("p2c", description="how the manager picks a worker instance")
+    queue: QueueSpec = Field(QueueSpec(), description="bounded queue in front of the workers")
+    concurrency: int = Field(2, ge=1, le=1024, description="tasks in flight per worker instance")
+    attempts: int = Field(3, ge=1, le=10, description="tries of one task, on different workers")
+
+
+class ManagerWorkerSpec(_Frozen):
+    """Manager-worker: a manager queues tasks and dispatches each to a worker instance."""
+
+    manager_worker: ManagerWorker = Field(alias="manager-worker")
+    description: str = ""
+
+
+class DivideConquer(_Frozen):
+    """The body of a divide-conquer pattern."""
+
+    divide: Name = Field(description="block that splits a message into parts (a JSON array)")
+    worker: Name = Field(description="block or pattern that handles one part")
+    combine: Name = Field(description="block or pattern that merges the results, in order")
+    attempts: int = Field(3, ge=1, le=10, description="tries of one part")
+    parallel: int = Field(16, ge=1, le=4096, description="parts in flight at once per message")
+
+
+class DivideConquerSpec(_Frozen):
+    """Divide & conquer: split, handle the parts in parallel, combine in order."""
+
+    divide_conquer: DivideConquer = Field(alias="divide-conquer")
+    description: str = ""
+
+
+MANAGER_HANDLER = "eblocks.workload.manager:relay"
+"""The handler a manager block without one of its own gets."""
+
+PATTERN_KINDS: dict[str, type[BaseModel]] = {
+    "pipeline": PipelineSpec,
+    "manager-worker": ManagerWorkerSpec,
+    "divide-conquer": DivideConquerSpec,
+}
+"""Each pattern kind by the key that selects it in YAML."""
+
+
+def _pattern_kind(value: Any) -> str | None:
+    """The union tag of a pattern: its model's name, when exactly one kind key is set."""
+    if isinstance(value, BaseModel):
+        return type(value).__name__
+    if not isinstance(value, dict):
+        return None
+    kinds = [model for key, model in PATTERN_KINDS.items() if key in value]
+    return kinds[0].__name__ if len(kinds) == 1 else None
+
+
+# Tagged by model name, not by kind key: pydantic puts the tag into error
+# locations, and a tag that is no YAML key is easy to tell apart from one.
+PatternSpec = Annotated[
+    Annotated[PipelineSpec, Tag("PipelineSpec")]
+    | Annotated[ManagerWorkerSpec, Tag("ManagerWorkerSpec")]
+    | Annotated[DivideConquerSpec, Tag("DivideConquerSpec")],
+    Discriminator(
+        _pattern_kind,
+        custom_error_type="pattern_kind",
+        custom_error_message=(
+            "a pattern sets exactly one of: pipeline, manager-worker, divide-conquer"
+        ),
+    ),
+]
 
 
 class Policies(_Frozen):
@@ -231,6 +315,28 @@ class MeshSpec(_Frozen):
     discovery: DiscoverySpec = Field(
         DiscoverySpec(), description="how instances find each other (supervisor or gossip)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _manager_handlers(cls, data: Any) -> Any:
+        """A block that only manages workers may leave out its handler (docs/decisions.md)."""
+        if not isinstance(data, dict) or not isinstance(data.get("blocks"), dict):
+            return data
+        patterns = data.get("patterns")
+        if not isinstance(patterns, dict):
+            patterns = {}
+        managers = {
+            body.get("manager")
+            for pattern in patterns.values()
+            if isinstance(pattern, dict) and isinstance(body := pattern.get("manager-worker"), dict)
+        }
+        blocks = dict(data["blocks"])
+        for name, block in blocks.items():
+            if name in managers and isinstance(block, dict | None):
+                block = block or {}
+                if block.get("handler") is None and block.get("app") is None:
+                    blocks[name] = {**block, "handler": MANAGER_HANDLER}
+        return {**data, "blocks": blocks}
 
     def settings(self, block: str) -> BlockSettings:
         return resolve_settings(block, self.blocks[block], self.defaults)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eblocks.errors import SpecError, SpecIssue
-from eblocks.spec import MeshSpec, load_spec, parse_spec
+from eblocks.spec import MeshSpec, PipelineSpec, load_spec, parse_spec
 from eblocks.spec.loader import format_path
 
 TEXTPIPE = Path(__file__).resolve().parents[3] / "examples" / "textpipe" / "mesh.yaml"
@@ -33,7 +33,9 @@ def test_textpipe_example_loads() -> None:
     assert spec.mesh == "textpipe"
     assert list(spec.blocks) == ["clean", "tokenize", "count"]
     assert spec.blocks["clean"].handler == "handlers:clean"
-    assert spec.patterns["ingest"].stages == ("clean", "tokenize", "count")
+    ingest = spec.patterns["ingest"]
+    assert isinstance(ingest, PipelineSpec)
+    assert ingest.stages == ("clean", "tokenize", "count")
     assert spec.defaults.timeout == 10.0
     assert spec.defaults.retries.attempts == 3
     assert spec.defaults.retries.backoff == pytest.approx(0.05)
@@ -157,7 +159,10 @@ def test_missing_required_field() -> None:
 def test_missing_nested_field_names_its_parent() -> None:
     issue = only_issue(HEAD + "blocks:\n  a: {handler: h:a}\npatterns:\n  p:\n    description: x\n")
     assert issue.path == "patterns.p"
-    assert issue.message == "missing required field 'pipeline'"
+    assert issue.message == (
+        "pattern 'p' sets no kind; a pattern sets exactly one of: "
+        "pipeline, manager-worker, divide-conquer"
+    )
     assert issue.line == 7
 
 

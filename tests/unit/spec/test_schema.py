@@ -23,7 +23,8 @@ def test_schema_has_blocks_and_patterns() -> None:
     assert set(schema["required"]) == {"apiVersion", "mesh", "blocks"}
     assert list(props["blocks"]["patternProperties"].values()) == [{"$ref": "#/$defs/BlockSpec"}]
     patterns = list(props["patterns"]["patternProperties"].values())
-    assert patterns == [{"$ref": "#/$defs/PipelineSpec"}]
+    kinds = [{"$ref": f"#/$defs/{k}Spec"} for k in ("Pipeline", "ManagerWorker", "DivideConquer")]
+    assert patterns == [{"oneOf": kinds}]
 
 
 def test_schema_forbids_unknown_fields() -> None:
