@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from types import TracebackType
 
-from eblocks._types import Call, Clock, Resolver, Send, SystemClock
-from eblocks.block.stack import client_stack
+from eblocks._types import Call, Clock, Endpoint, Resolver, Send, SystemClock
+from eblocks.block.stack import client_stack, endpoint_stack
 from eblocks.errors import NoEndpointsError
 from eblocks.message import REQUEST_ID_HEADER, SOURCE_HEADER, Message
 from eblocks.patterns import Plan
@@ -43,6 +44,7 @@ class MeshClient:
         self._rng = rng or random.Random()
         self._transport = transport or HttpTransport(clock=self._clock)
         self._stacks: dict[str, Send] = {}
+        self._direct: dict[str, Send] = {}
 
     async def __aenter__(self) -> MeshClient:
         return self
@@ -82,6 +84,23 @@ class MeshClient:
         if self._source:
             msg = msg.replace(headers={SOURCE_HEADER: self._source})
         return await self._stack(block)(Call(block, msg, deadline=deadline))
+
+    def endpoints(self, block: str) -> Sequence[Endpoint]:
+        """The ready endpoints of ``block`` now, as the resolver sees them."""
+        return self._resolver.endpoints(block)
+
+    async def send_to(
+        self, endpoint: Endpoint, msg: Message, *, deadline: float | None = None
+    ) -> Message:
+        """One try at one chosen endpoint, bounded by its block's timeout (no retry)."""
+        block = endpoint.block
+        direct = self._direct.get(block)
+        if direct is None:
+            direct = endpoint_stack(self.spec.settings(block), self._transport.send, self._clock)
+            self._direct[block] = direct
+        if self._source:
+            msg = msg.replace(headers={SOURCE_HEADER: self._source})
+        return await direct(Call(block, msg, deadline=deadline, endpoint=endpoint))
 
     def _stack(self, block: str) -> Send:
         stack = self._stacks.get(block)
