@@ -92,7 +92,8 @@ class Message:
         """A copy with a new body and/or headers merged over the current ones."""
         merged = dict(self.headers)
         if headers:
-            merged.update({k.lower(): v for k, v in headers.items()})
+            for name, value in headers.items():
+                merged[name.lower()] = value
         return Message(self.body if body is None else body, merged)
 
     def without(self, *names: str) -> Message:

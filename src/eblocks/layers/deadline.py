@@ -95,10 +95,10 @@ class _Watch:
 
     def add(self, remaining: float) -> _Entry:
         """Watch the current task: cancel it unless it finishes within ``remaining``."""
-        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("the deadline layer must run inside an asyncio task")
+        loop = task.get_loop()
         if loop is not self._loop:  # a new event loop: the old timer died with the old one
             self._loop, self._heap, self._handle = loop, [], None
         entry = _Entry(task)
