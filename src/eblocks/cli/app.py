@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from eblocks.cli import bench_cmds, client_cmds, run_cmds, spec_cmds
+from eblocks.cli import bench_cmds, client_cmds, discovery_cmds, run_cmds, spec_cmds
 
 __all__ = ["app", "main"]
 
@@ -19,6 +19,7 @@ spec_cmds.register(app)
 run_cmds.register(app)
 client_cmds.register(app)
 app.add_typer(bench_cmds.bench, name="bench")
+discovery_cmds.register(app, bench_cmds.bench)
 
 
 def main() -> None:
