@@ -17,7 +17,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from eblocks.errors import BadRequestError
-from eblocks.message import PATTERN_HEADER, STAGE_HEADER, Message
+from eblocks.message import (
+    IDEMPOTENCY_HEADER,
+    PATTERN_HEADER,
+    REQUEST_ID_HEADER,
+    STAGE_HEADER,
+    Message,
+)
 from eblocks.spec.models import (
     DivideConquer,
     DivideConquerSpec,
@@ -31,6 +37,8 @@ __all__ = ["Pattern", "Plan", "SendTo"]
 
 SendTo = Callable[[str, Message], Awaitable[Message]]
 """Send a message to one block (through the client stack)."""
+
+_CARRIED = (REQUEST_ID_HEADER, IDEMPOTENCY_HEADER)
 
 Pattern = tuple[str, ...] | ManagerWorker | DivideConquer
 """One compiled pattern: a pipeline's stages, or a pool's or fan-out's settings."""
@@ -91,7 +99,7 @@ class Plan:
         for index in range(start, len(stages)):
             stage = stages[index]
             if stage in self._patterns:
-                msg = await self.run(stage, 0, msg, send)
+                msg = _carry(msg, await self.run(stage, 0, msg, send))
                 continue
             return await send(stage, _tagged(msg, pattern, index))
         return msg.without(PATTERN_HEADER, STAGE_HEADER)
@@ -100,6 +108,12 @@ class Plan:
 def entry_block(pattern: ManagerWorker | DivideConquer) -> str:
     """The block a pool or fan-out is entered at: its manager or its divider."""
     return pattern.manager if isinstance(pattern, ManagerWorker) else pattern.divide
+
+
+def _carry(before: Message, after: Message) -> Message:
+    """A nested pattern's output, keeping the request id and idempotency key it came with."""
+    kept = {k: v for k in _CARRIED if k not in after.headers and (v := before.headers.get(k))}
+    return after.replace(headers=kept) if kept else after
 
 
 def _tagged(msg: Message, pattern: str, index: int) -> Message:

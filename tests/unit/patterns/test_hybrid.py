@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eblocks import Message
+from eblocks import Context, Message
 from eblocks.message import IDEMPOTENCY_HEADER
 from eblocks.spec import parse_spec
 from eblocks.workload import relay
@@ -78,3 +78,15 @@ async def test_a_fan_out_over_a_pipeline_with_a_pool_inside_a_pipeline(local_mes
     reply = await mesh.client.call("outer", Message(b"a b c"))
     # parts are JSON strings: upper-cased with their quotes, then '!' from the pool
     assert reply.body == b'"A"! "B"! "C"!?'
+
+
+async def test_the_key_survives_a_nested_pattern(local_mesh: Any) -> None:
+    keys: list[str | None] = []
+
+    def record(msg: Message, ctx: Context) -> bytes:
+        keys.append(ctx.idempotency_key)
+        return msg.body
+
+    mesh = await local_mesh(SPEC, {**HANDLERS, "ask": record})
+    await mesh.client.call("hybrid", Message(b"hi", {IDEMPOTENCY_HEADER: "doc-9"}))
+    assert keys == ["doc-9"]  # the stage after the pool still has the document's key
