@@ -1,0 +1,1 @@
+"""Benchmark drivers behind `eblocks bench` (results under ``bench/results/``)."""

@@ -1,0 +1,162 @@
+"""Write an overhead run as JSON (everything), Markdown (the table) and a PNG chart."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.table import Table
+
+from eblocks.bench.overhead import CellResult, OverheadReport
+
+__all__ = ["console_table", "to_json", "to_markdown", "write_chart", "write_results"]
+
+_COLUMNS = (
+    "size",
+    "concurrency",
+    "bare req/s",
+    "eblock req/s",
+    "ratio",
+    "bare p50/p99 ms",
+    "eblock p50/p99 ms",
+    "added p50 ms",
+    "errors",
+)
+
+
+def write_results(report: OverheadReport, out: Path, name: str = "overhead") -> list[Path]:
+    """``<out>/<name>.json``, ``.md`` and (with matplotlib installed) ``.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{name}.json", out / f"{name}.md"]
+    written[0].write_bytes(orjson.dumps(to_json(report), option=orjson.OPT_INDENT_2) + b"\n")
+    written[1].write_text(to_markdown(report, chart=f"{name}.png"), encoding="utf-8")
+    chart = out / f"{name}.png"
+    if write_chart(report, chart):
+        written.append(chart)
+    return written
+
+
+def to_json(report: OverheadReport) -> dict[str, Any]:
+    return {
+        "benchmark": "overhead",
+        "created": report.created,
+        "machine": report.machine,
+        "settings": report.settings,
+        "errors": report.errors,
+        "cells": [dataclasses.asdict(c) for c in report.cells],
+        "targets": [dataclasses.asdict(t) for t in report.targets],
+        "rounds": [dataclasses.asdict(s) for s in report.samples],
+    }
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
+
+
+def _row(c: CellResult) -> list[str]:
+    return [
+        _size(c.size),
+        str(c.concurrency),
+        f"{c.bare.rps:,.0f}",
+        f"{c.eblock.rps:,.0f}",
+        f"{c.rps_ratio:.2f}",
+        f"{c.bare.p50_ms:.3f} / {c.bare.p99_ms:.3f}",
+        f"{c.eblock.p50_ms:.3f} / {c.eblock.p99_ms:.3f}",
+        f"{c.p50_added_ms:+.3f}",
+        str(c.bare.errors + c.eblock.errors),
+    ]
+
+
+def to_markdown(report: OverheadReport, chart: str | None = None) -> str:
+    s, m = report.settings, report.machine
+    lines = [
+        "# Eblock overhead vs bare aiohttp",
+        "",
+        f"Run {report.created} on {m['cpus']} x {m['cpu']} ({m['platform']}, "
+        f"Python {m['python']}, aiohttp {m['aiohttp']}, client loop {m['client_loop']}).",
+        f"{s['rounds']} rounds x {s['duration_s']} s per side and cell "
+        f"(+{s['warmup_s']} s warm-up); medians over rounds. `ratio` is the median of the "
+        "per-round eblock/bare req/s; `added p50` the median of the per-round differences.",
+        "",
+        "| " + " | ".join(_COLUMNS) + " |",
+        "|" + "|".join("---:" for _ in _COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(_row(c)) + " |" for c in report.cells]
+    lines += [
+        "",
+        "CPU time per request (µs, medians over rounds) — less moved by a busy machine than req/s:",
+        "",
+        "| size | concurrency | client bare | client eblock | server bare | server eblock |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {_size(c.size)} | {c.concurrency} | {c.bare.client_cpu_us:.0f} "
+        f"| {c.eblock.client_cpu_us:.0f} | {c.bare.server_cpu_us:.0f} "
+        f"| {c.eblock.server_cpu_us:.0f} |"
+        for c in report.cells
+    ]
+    lines += ["", "Targets:", ""]
+    for t in report.targets:
+        verdict = "met" if t.ok else "**missed**"
+        lines.append(
+            f"- {t.name} at {_size(t.size)}, concurrency {t.concurrency}: "
+            f"{t.value:.3f} (limit {t.limit}) — {verdict}"
+        )
+    if not report.targets:
+        lines.append("- none measured in this run (needs 4 KB bodies, concurrency 1 and 32)")
+    where = " — see `rounds[].error_kinds` in the JSON" if report.errors else ""
+    lines += ["", f"Errors: {report.errors}{where}"]
+    if chart:
+        lines += ["", f"![overhead]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def console_table(report: OverheadReport) -> Table:
+    table = Table(title="eblocks bench overhead (medians over rounds)")
+    for column in _COLUMNS:
+        table.add_column(column, justify="right")
+    for c in report.cells:
+        row = _row(c)
+        if c.bare.errors + c.eblock.errors:
+            row[-1] = f"[bold red]{row[-1]}[/]"
+        table.add_row(*row)
+    return table
+
+
+def write_chart(report: OverheadReport, path: Path) -> bool:
+    """Req/s and p50 side by side per cell; False when matplotlib is not installed."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    labels = [f"{_size(c.size)}\nx{c.concurrency}" for c in report.cells]
+    xs = list(range(len(labels)))
+    width = 0.38
+    bars = ((-width / 2, "bare", "#8c8c8c"), (width / 2, "eblock", "#2a6fdb"))
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    rps_ax, lat_ax = fig.subplots(1, 2)
+    panels = ((rps_ax, "rps", "req/s (higher is better)"), (lat_ax, "p50_ms", "p50 ms (lower)"))
+    for ax, attr, title in panels:
+        for offset, kind, color in bars:
+            values = [getattr(getattr(c, kind), attr) for c in report.cells]
+            ax.bar([x + offset for x in xs], values, width, label=kind, color=color)
+        ax.set_xticks(xs, labels)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    for x, c in zip(xs, report.cells, strict=True):
+        rps_ax.annotate(
+            f"{c.rps_ratio:.2f}",
+            (x + width / 2, c.eblock.rps),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    rps_ax.legend()
+    fig.suptitle("Eblock path vs bare aiohttp (echo; ratio above the eblock bars)")
+    fig.savefig(path, dpi=110)
+    return True

@@ -1,0 +1,95 @@
+"""Echo servers for the overhead benchmark, each run in its own process.
+
+``python -m eblocks.bench.servers bare|eblock`` binds a free port on loopback,
+prints ``PORT <n> <loop>`` on stdout once it serves, and stops on SIGTERM/SIGINT or
+when its parent process is gone. Both run on uvloop when it is installed.
+
+- ``bare``: a plain aiohttp `web.Application` that returns the request body.
+- ``eblock``: a real `eblocks.Block` whose handler is :func:`echo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from eblocks.block import Block
+from eblocks.message import Message
+
+__all__ = ["KINDS", "bare_app", "echo", "main"]
+
+KINDS = ("bare", "eblock")
+
+
+async def echo(msg: Message) -> bytes:
+    """The Eblock handler: the reply is the request body."""
+    return msg.body
+
+
+async def _bare_echo(request: web.Request) -> web.Response:
+    return web.Response(body=await request.read())
+
+
+def bare_app() -> web.Application:
+    """The bare side: one catch-all route, like the Block's, and no middleware."""
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", _bare_echo)
+    return app
+
+
+async def _serve(kind: str, host: str) -> None:
+    if kind == "bare":
+        runner = web.AppRunner(bare_app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0, backlog=1024)
+        await site.start()
+        port: int = runner.addresses[0][1]
+        stop_server = runner.cleanup
+    else:
+        block = Block("echo", echo)
+        await block.start(host, 0)
+        port = block.port
+        stop_server = block.stop
+    loop = asyncio.get_running_loop()
+    loop_kind = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+    print(f"PORT {port} {loop_kind}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watchdog = asyncio.create_task(_orphan_watch(stop))
+    try:
+        await stop.wait()
+    finally:
+        watchdog.cancel()
+        await stop_server()
+
+
+async def _orphan_watch(stop: asyncio.Event) -> None:
+    """Stop when the benchmark driver is gone, so no server outlives it."""
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells us the parent died
+        await asyncio.sleep(0.5)
+    stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eblocks-bench-server")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(args.kind, args.host))
+    else:
+        uvloop.run(_serve(args.kind, args.host))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

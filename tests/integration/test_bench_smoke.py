@@ -1,0 +1,75 @@
+"""`eblocks bench overhead` as a short smoke run: it runs, writes its results, leaves nothing.
+
+No timing is asserted; the numbers of a 0.2 s run on a shared machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SIDE_KEYS = {"rps", "p50_ms", "p99_ms", "client_cpu_us", "server_cpu_us", "requests", "errors"}
+
+
+def _processes_marked(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("EBLOCKS_BENCH_SMOKE") == marker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def test_overhead_smoke_run_writes_json_markdown_and_chart(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex  # inherited by the server processes, to find any left behind
+    env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
+    args = ["bench", "overhead", "--duration", "0.2", "--warmup", "0.05", "--rounds", "1"]
+    args += ["--sizes", "4KiB", "--concurrency", "2", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "eblocks", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _processes_marked(marker) == []
+
+    report = json.loads((tmp_path / "overhead.json").read_text())
+    assert report["benchmark"] == "overhead"
+    assert report["errors"] == 0
+    assert report["settings"]["sizes"] == [4096]
+    assert report["settings"]["concurrency"] == [2]
+    assert {"python", "cpus", "aiohttp", "client_loop"} <= report["machine"].keys()
+
+    assert [(s["kind"], s["size"], s["concurrency"]) for s in report["rounds"]] in (
+        [("bare", 4096, 2), ("eblock", 4096, 2)],
+        [("eblock", 4096, 2), ("bare", 4096, 2)],
+    )
+    for sample in report["rounds"]:
+        assert sample["requests"] > 0
+        assert sample["warmup_requests"] > 0
+        assert sample["errors"] == 0
+
+    (cell,) = report["cells"]
+    for side in ("bare", "eblock"):
+        assert set(cell[side]) == SIDE_KEYS
+        assert cell[side]["requests"] > 0
+        assert cell[side]["rps"] > 0
+    assert cell["rps_ratio"] > 0
+
+    markdown = (tmp_path / "overhead.md").read_text()
+    assert "| 4 KB | 2 |" in markdown
+    assert (tmp_path / "overhead.png").read_bytes().startswith(b"\x89PNG")
