@@ -3,7 +3,7 @@
 Each document gets an idempotency key derived from its name and content, so a
 retry after a crash anywhere in the pipeline never duplicates an effect. A
 document that still fails after its retries is reported with the reason,
-never dropped.
+never dropped. A 429 (a full manager queue) is retried after its ``retry-after``.
 """
 
 from __future__ import annotations
@@ -110,11 +110,16 @@ async def _with_retries(
         try:
             return await client.call(target, msg)
         except MeshError as exc:
-            transient = is_retryable(exc, policy) or isinstance(exc, MeshTimeoutError)
+            upstream = exc if isinstance(exc, UpstreamError) else None
+            shed = upstream is not None and upstream.upstream_status == 429
+            transient = shed or is_retryable(exc, policy) or isinstance(exc, MeshTimeoutError)
             if attempt >= policy.attempts or not transient:
                 raise
             ceiling = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
-            await asyncio.sleep(rng.uniform(ceiling / 2, ceiling))
+            delay = rng.uniform(ceiling / 2, ceiling)
+            if shed and upstream is not None:  # a full queue said when to come back
+                delay = max(delay, upstream.retry_after or 0.0)
+            await asyncio.sleep(delay)
             attempt += 1
 
 
