@@ -25,7 +25,11 @@ __all__ = ["register"]
 def _ask(state: StateDir, block: str | None) -> dict[str, Any]:
     """The view of the first running member that answers ``/v1/members``."""
     rows = (read_json(state.state) or {}).get("instances", [])
-    live = [r for r in rows if r.get("ready") and r.get("admin_port") and pid_alive(r["pid"] or 0)]
+    live = [
+        r
+        for r in rows
+        if r.get("ready") and r.get("admin_port") and r.get("pid") and pid_alive(int(r["pid"]))
+    ]
     if not live:
         fail(f"no running member in mesh {state.mesh!r} (start it with `eblocks up`)")
     query = f"?block={block}" if block else ""
