@@ -8,7 +8,7 @@ remaining time downstream in ``x-eblocks-timeout-ms``.
 The bound is enforced as `asyncio.timeout` does it — the calling task is
 cancelled and the cancellation becomes `MeshTimeoutError` — but all in-flight
 calls of a layer share one event-loop timer (`_Watch`): a loop timer per call
-cost as much as the rest of the client stack together (see docs/benchmarks.md).
+was the largest single cost of the client stack (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
