@@ -95,6 +95,10 @@ def test_down_leaves_no_process_behind(sandbox: Sandbox) -> None:
     assert all(_refused(host, port) for host, port in ports)
     assert sandbox.supervisor_info("textpipe")["status"] == "stopped"
 
+    call = sandbox.cmd("call", "ingest", "--data", "too late")
+    assert call.returncode == 1, str(call)
+    assert "mesh 'textpipe' is not running" in call.stderr, str(call)
+
 
 def _spec(mesh: str, blocks: str, defaults: str = "ready_timeout: 60s") -> str:
     return f"apiVersion: eblocks/v1\nmesh: {mesh}\ndefaults: {{{defaults}}}\nblocks:\n{blocks}"

@@ -18,6 +18,7 @@ from eblocks.discovery import SupervisorResolver
 from eblocks.errors import MeshError, SpecError, SupervisorError, UpstreamError
 from eblocks.message import Message
 from eblocks.runtime import StateDir, find_state
+from eblocks.runtime.state import pid_alive, read_json
 from eblocks.spec import MeshSpec, load_spec
 
 __all__ = ["register"]
@@ -26,9 +27,14 @@ __all__ = ["register"]
 def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateDir]:
     try:
         state = find_state(mesh, state_dir)
-        return load_spec(state.spec), state
+        spec = load_spec(state.spec)
     except (SupervisorError, SpecError) as exc:
         fail(str(exc))
+    info = read_json(state.supervisor) or {}
+    if info.get("status") not in {"starting", "ready"} or not pid_alive(int(info.get("pid", 0))):
+        # fail now rather than retrying every document against a mesh that is gone
+        fail(f"mesh {state.mesh!r} is not running; start it with `eblocks up`")
+    return spec, state
 
 
 def _read_data(data: str) -> bytes:
