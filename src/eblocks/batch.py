@@ -10,22 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from eblocks.block.client import MeshClient
+from eblocks._types import Clock, SystemClock
 from eblocks.errors import MeshError, MeshTimeoutError, UpstreamError
 from eblocks.layers.retry import is_retryable
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec.models import RetryPolicy
 
-__all__ = ["BatchReport", "Failure", "idempotency_key", "percentile", "submit_files"]
+__all__ = ["BatchReport", "Caller", "Failure", "idempotency_key", "percentile", "submit_files"]
 
 # Submit rides out an instance restart (a few seconds): more tries, longer backoff.
 SUBMIT_RETRY = RetryPolicy(attempts=8, backoff=0.2, max_backoff=3.0)
+
+
+class Caller(Protocol):
+    """What submit needs of a client: `MeshClient` is one."""
+
+    async def call(
+        self, target: str, msg: Message, *, deadline: float | None = None
+    ) -> Message: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +69,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[rank]
 
 
 async def submit_files(
-    client: MeshClient,
+    client: Caller,
     target: str,
     files: Sequence[Path],
     *,
@@ -72,11 +82,13 @@ async def submit_files(
     retry: RetryPolicy = SUBMIT_RETRY,
     on_result: Callable[[Path, Message | None], None] | None = None,
     rng: random.Random | None = None,
+    clock: Clock | None = None,
 ) -> BatchReport:
     """Send every file to ``target``; ``on_result`` sees each reply (None on failure)."""
     report = BatchReport()
     gate = asyncio.Semaphore(concurrency)
     rng = rng or random.Random()
+    clock = clock or SystemClock()
     start = time.perf_counter()
 
     async def one(path: Path) -> None:
@@ -85,7 +97,7 @@ async def submit_files(
             msg = Message(body, {IDEMPOTENCY_HEADER: idempotency_key(path.name, body)})
             began = time.perf_counter()
             try:
-                reply = await _with_retries(client, target, msg, retry, rng)
+                reply = await _with_retries(client, target, msg, retry, rng, clock)
             except MeshError as exc:
                 report.failures.append(_failure(path.name, exc))
                 if on_result:
@@ -103,7 +115,12 @@ async def submit_files(
 
 
 async def _with_retries(
-    client: MeshClient, target: str, msg: Message, policy: RetryPolicy, rng: random.Random
+    client: Caller,
+    target: str,
+    msg: Message,
+    policy: RetryPolicy,
+    rng: random.Random,
+    clock: Clock,
 ) -> Message:
     attempt = 1
     while True:
@@ -119,7 +136,7 @@ async def _with_retries(
             delay = rng.uniform(ceiling / 2, ceiling)
             if shed and upstream is not None:  # a full queue said when to come back
                 delay = max(delay, upstream.retry_after or 0.0)
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)
             attempt += 1
 
 
