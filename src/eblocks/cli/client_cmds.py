@@ -12,12 +12,12 @@ from rich.table import Table
 
 from eblocks.batch import BatchReport, percentile, submit_files
 from eblocks.block import MeshClient
-from eblocks.cli.common import console, err, fail
+from eblocks.cli.common import console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.discovery import SupervisorResolver
-from eblocks.errors import MeshError, SpecError, SupervisorError, UpstreamError
+from eblocks.errors import MeshError, SpecError, UpstreamError
 from eblocks.message import Message
-from eblocks.runtime import StateDir, find_state
+from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
 from eblocks.spec import MeshSpec, load_spec
 
@@ -25,10 +25,10 @@ __all__ = ["register"]
 
 
 def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateDir]:
+    state = state_or_exit(mesh, state_dir)
     try:
-        state = find_state(mesh, state_dir)
         spec = load_spec(state.spec)
-    except (SupervisorError, SpecError) as exc:
+    except SpecError as exc:
         fail(str(exc))
     info = read_json(state.supervisor) or {}
     if info.get("status") not in {"starting", "ready"} or not pid_alive(int(info.get("pid", 0))):

@@ -13,10 +13,9 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from eblocks.cli.common import console, err, fail
+from eblocks.cli.common import console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
-from eblocks.errors import SupervisorError
-from eblocks.runtime import StateDir, find_state
+from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
 
 __all__ = ["register"]
@@ -87,10 +86,7 @@ def members(
     state_dir: Path | None = STATE_OPTION,
 ) -> None:
     """Show the mesh's members as a running member sees them (its /v1/members)."""
-    try:
-        state = find_state(mesh, state_dir)
-    except SupervisorError as exc:
-        fail(str(exc))
+    state = state_or_exit(mesh, state_dir)
     if as_json:
         typer.echo(orjson.dumps(_ask(state, block), option=orjson.OPT_INDENT_2).decode())
         return

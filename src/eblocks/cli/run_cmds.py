@@ -13,9 +13,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from eblocks.cli.common import console, fail, load_or_exit
+from eblocks.cli.common import console, fail, load_or_exit, state_or_exit
 from eblocks.errors import SupervisorError
-from eblocks.runtime import StateDir, Supervisor, find_state
+from eblocks.runtime import StateDir, Supervisor
 from eblocks.runtime.state import pid_alive, read_json
 from eblocks.spec import MeshSpec
 
@@ -136,10 +136,7 @@ def _exited(pid: int) -> bool:
 
 def status(mesh: str | None = MESH_OPTION, state_dir: Path | None = STATE_OPTION) -> None:
     """Show every instance: block, pid, address, ready, restarts."""
-    try:
-        state = find_state(mesh, state_dir)
-    except SupervisorError as exc:
-        fail(str(exc))
+    state = state_or_exit(mesh, state_dir)
     _print_status(state)
 
 
@@ -173,10 +170,7 @@ def logs(
     state_dir: Path | None = STATE_OPTION,
 ) -> None:
     """Print the logs of a block's instances."""
-    try:
-        state = find_state(mesh, state_dir)
-    except SupervisorError as exc:
-        fail(str(exc))
+    state = state_or_exit(mesh, state_dir)
     rows = (read_json(state.state) or {}).get("instances", [])
     files = [state.log(r["instance"]) for r in rows if r["block"] == block]
     if not files:
@@ -206,10 +200,7 @@ def down(
     timeout: float = typer.Option(30.0, help="seconds to wait for a clean stop before killing"),
 ) -> None:
     """Stop the mesh: drain every instance, then stop the supervisor."""
-    try:
-        state = find_state(mesh, state_dir)
-    except SupervisorError as exc:
-        fail(str(exc))
+    state = state_or_exit(mesh, state_dir)
     info = read_json(state.supervisor) or {}
     pid = int(info.get("pid", 0))
     if pid and pid_alive(pid) and info.get("status") != "stopped":
