@@ -23,9 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from eblocks._types import Endpoint
-from eblocks.balance._hash import hash64
-from eblocks.balance.base import endpoint_key, no_endpoints
+from eblocks.balance._hash import KeyedBalancer, hash64
 
 __all__ = ["DEFAULT_TABLE_SIZE", "Maglev", "maglev_table"]
 
@@ -52,35 +50,25 @@ def maglev_table(names: Sequence[str], size: int = DEFAULT_TABLE_SIZE) -> list[i
                 return table
 
 
-class Maglev:
+class Maglev(KeyedBalancer):
     """Maglev consistent hashing on ``key`` with a ``table_size``-slot lookup table."""
 
-    __slots__ = ("_ids", "_rng", "_size", "_table")
+    __slots__ = ("_size", "_table")
 
     def __init__(self, rng: random.Random, *, table_size: int = DEFAULT_TABLE_SIZE) -> None:
         if not _is_prime(table_size):
             raise ValueError(f"Maglev table_size must be a prime number, got {table_size}")
-        self._rng = rng
+        super().__init__(rng)
         self._size = table_size
-        self._ids: tuple[str, ...] = ()
         self._table: list[int] = []  # slot -> index into the endpoints it was built for
 
-    def pick(self, endpoints: Sequence[Endpoint], key: str | None = None) -> Endpoint:
-        if not endpoints:
-            raise no_endpoints()
-        if key is None:
-            return endpoints[self._rng.randrange(len(endpoints))]
-        self._rebuild_if_changed(endpoints)
-        return endpoints[self._table[hash64(key) % self._size]]
-
-    def _rebuild_if_changed(self, endpoints: Sequence[Endpoint]) -> None:
-        ids = tuple(endpoint_key(ep) for ep in endpoints)
-        if ids == self._ids:
-            return
+    def _build(self, ids: tuple[str, ...]) -> None:
         order = sorted(range(len(ids)), key=lambda index: ids[index])
         table = maglev_table([ids[index] for index in order], self._size)
-        self._ids = ids
         self._table = [order[slot] for slot in table]
+
+    def _index(self, key: str) -> int:
+        return self._table[hash64(key) % self._size]
 
 
 def _is_prime(n: int) -> bool:

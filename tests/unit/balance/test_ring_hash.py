@@ -68,3 +68,15 @@ def test_rejects_no_virtual_nodes() -> None:
 def test_no_endpoints() -> None:
     with pytest.raises(LookupError):
         RingHash(random.Random(0)).pick([], "doc-1")
+
+
+def test_a_list_changed_in_place_is_noticed() -> None:
+    """The rebuild shortcut trusts only tuples: a mutated list still rebuilds."""
+    endpoints = [Endpoint("b", f"b-{i}", "127.0.0.1", 9000 + i) for i in range(4)]
+    balancer = RingHash(random.Random(0))
+    keys = [f"k{i}" for i in range(200)]
+    before = {k: balancer.pick(endpoints, k).instance for k in keys}
+    gone = endpoints.pop()
+    after = {k: balancer.pick(endpoints, k).instance for k in keys}
+    assert gone.instance in before.values()
+    assert gone.instance not in after.values()
