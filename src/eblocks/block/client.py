@@ -62,11 +62,13 @@ class MeshClient:
 
     async def call(self, target: str, msg: Message, *, deadline: float | None = None) -> Message:
         """Call a block or a pattern by name and return its reply."""
+        extra: dict[str, str] = {}
         if REQUEST_ID_HEADER not in msg.headers:
-            msg = msg.replace(headers={REQUEST_ID_HEADER: new_request_id()})
+            extra[REQUEST_ID_HEADER] = new_request_id()
         if target in self.plan:
+            msg = msg.replace(headers=extra) if extra else msg
             return await self.run_pattern(target, 0, msg, deadline=deadline)
-        return await self.send_block(target, msg, deadline=deadline)
+        return await self.send_block(target, msg, deadline=deadline, extra=extra)
 
     async def run_pattern(
         self, pattern: str, start: int, msg: Message, *, deadline: float | None = None
@@ -79,15 +81,25 @@ class MeshClient:
         return await self.plan.run(pattern, start, msg, send)
 
     def send_block(
-        self, block: str, msg: Message, *, deadline: float | None = None
+        self,
+        block: str,
+        msg: Message,
+        *,
+        deadline: float | None = None,
+        extra: dict[str, str] | None = None,
     ) -> Awaitable[Message]:
-        """Send ``msg`` to ``block`` through its stack; awaiting the result sends it.
+        """Send ``msg`` (with ``extra`` headers) to ``block`` through its stack.
 
         A plain function that hands back the stack's coroutine: one coroutine
-        frame less on every call.
+        frame less on every call. The caller's and this client's headers are
+        merged into one copy of the message.
         """
         if self._source:
-            msg = msg.replace(headers={SOURCE_HEADER: self._source})
+            extra = (
+                {**extra, SOURCE_HEADER: self._source} if extra else {SOURCE_HEADER: self._source}
+            )
+        if extra:
+            msg = msg.replace(headers=extra)
         return self._stack(block)(Call(block, msg, deadline=deadline))
 
     def endpoints(self, block: str) -> Sequence[Endpoint]:
