@@ -11,10 +11,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test lint typecheck unit integration bench docs clean system-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/docproc/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e examples/docproc
 	touch $(STAMP)
 
 system-deps:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import typer
 
 from eblocks.cli import bench_cmds, client_cmds, discovery_cmds, run_cmds, spec_cmds
@@ -20,6 +22,27 @@ run_cmds.register(app)
 client_cmds.register(app)
 app.add_typer(bench_cmds.bench, name="bench")
 discovery_cmds.register(app, bench_cmds.bench)
+
+PLUGIN_GROUP = "eblocks.cli"
+
+
+def _load_plugins() -> None:
+    """Add the command groups that installed packages declare under ``eblocks.cli``.
+
+    Each entry point names ``register(app, bench)``; the docproc case study uses it
+    to add ``eblocks docproc`` and ``eblocks bench docproc`` (docs/decisions.md, D14).
+    A plugin that fails to import is reported and skipped, never fatal to the CLI.
+    """
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            register = entry.load()
+            register(app, bench_cmds.bench)
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            message = f"eblocks: plugin {entry.name!r} ({entry.value}) not loaded: {exc}"
+            typer.echo(message, err=True)
+
+
+_load_plugins()
 
 
 def main() -> None:

@@ -1,0 +1,17 @@
+"""`eblocks docproc ...`: the case study's commands, plugged into the eblocks CLI."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["docproc", "register"]
+
+docproc = typer.Typer(
+    help="The docproc case study: corpus, scenarios and the paper's experiment.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Entry point ``eblocks.cli``: add the ``docproc`` group (and its benchmarks)."""
+    app.add_typer(docproc, name="docproc")
