@@ -5,7 +5,7 @@ block in ``mesh.yaml``, and run ``eblocks up mesh.yaml``.
 """
 
 from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Send, SystemClock
-from eblocks.block import Block, Context, MeshClient
+from eblocks.block import Block, Context, MeshClient, mesh_client
 from eblocks.discovery import SupervisorResolver
 from eblocks.errors import (
     BadRequestError,
@@ -65,5 +65,6 @@ __all__ = [
     "SystemClock",
     "UpstreamError",
     "load_spec",
+    "mesh_client",
     "parse_spec",
 ]

@@ -13,6 +13,7 @@ import hashlib
 import math
 import random
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Protocol
 from eblocks._types import Clock, SystemClock
 from eblocks.errors import MeshError, MeshTimeoutError, UpstreamError
 from eblocks.layers.retry import is_retryable
-from eblocks.message import IDEMPOTENCY_HEADER, Message
+from eblocks.message import IDEMPOTENCY_HEADER, NAME_HEADER, Message
 from eblocks.spec.models import RetryPolicy
 
 __all__ = ["BatchReport", "Caller", "Failure", "idempotency_key", "percentile", "submit_files"]
@@ -94,7 +95,8 @@ async def submit_files(
     async def one(path: Path) -> None:
         async with gate:
             body = await asyncio.to_thread(path.read_bytes)
-            msg = Message(body, {IDEMPOTENCY_HEADER: idempotency_key(path.name, body)})
+            key = idempotency_key(path.name, body)
+            msg = Message(body, {IDEMPOTENCY_HEADER: key, NAME_HEADER: _header_safe(path.name)})
             began = time.perf_counter()
             try:
                 reply = await _with_retries(client, target, msg, retry, rng, clock)
@@ -138,6 +140,11 @@ async def _with_retries(
                 delay = max(delay, upstream.retry_after or 0.0)
             await clock.sleep(delay)
             attempt += 1
+
+
+def _header_safe(name: str) -> str:
+    """A file name as a header value: non-ASCII and control characters percent-encoded."""
+    return urllib.parse.quote(name, safe=" !#$&'()*+,-./:;=?@[]^_`{|}~")
 
 
 def _failure(name: str, exc: MeshError) -> Failure:
