@@ -137,13 +137,13 @@ def test_group_readable_directory_or_key_is_refused(tmp_path: Path) -> None:
     loose = tmp_path / "loose"
     loose.mkdir()
     os.chmod(loose, 0o755)
-    with pytest.raises(KeyStoreError, match="open to group or others .*chmod 700"):
+    with pytest.raises(KeyStoreError, match=r"open to group or others .*chmod 700"):
         KeyStore(loose).signing_key()
     os.chmod(loose, 0o700)
     store = KeyStore(loose)
     signer, _ = store.signing_key()
     os.chmod(loose / f"{signer}.pem", 0o644)
-    with pytest.raises(KeyStoreError, match="private key file .* chmod 600"):
+    with pytest.raises(KeyStoreError, match=r"private key file .* chmod 600"):
         KeyStore(loose).verification_key(signer)
 
 
