@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from docproc import analysis_cli
+
 __all__ = ["docproc", "register"]
 
 docproc = typer.Typer(
     help="The docproc case study: corpus, scenarios and the paper's experiment.",
     no_args_is_help=True,
 )
+analysis_cli.register(docproc)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
