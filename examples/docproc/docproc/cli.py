@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from docproc import analysis_cli
 from docproc.keys_cli import keys
 
 __all__ = ["docproc", "register"]
@@ -13,6 +14,7 @@ docproc = typer.Typer(
     no_args_is_help=True,
 )
 docproc.add_typer(keys, name="keys")
+analysis_cli.register(docproc)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

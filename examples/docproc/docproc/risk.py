@@ -40,7 +40,7 @@ leave this module, because the result is stored as the document's metadata.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -60,6 +60,7 @@ __all__ = [
     "WEIGHTS",
     "Finding",
     "assess",
+    "assess_findings",
     "detect",
     "grade",
 ]
@@ -328,8 +329,15 @@ def grade(counts: Mapping[str, int], topic: str | None = None) -> dict[str, Any]
 
 
 def assess(text: str, semantic: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Grade ``text``: level, score, criteria and finding offsets — never the values."""
-    findings = detect(text)
+    """Grade ``text``: level, score, criteria and finding offsets -- never the values."""
+    return assess_findings(detect(text), semantic)
+
+
+def assess_findings(
+    findings: Iterable[Finding], semantic: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`assess` for findings already detected (offsets only in the result)."""
+    findings = list(findings)
     counts = dict.fromkeys(TYPES, 0)
     for f in findings:
         counts[f.type] += 1
