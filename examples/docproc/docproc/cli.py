@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from docproc import analysis_cli
+from docproc import analysis_cli, commands
 from docproc.keys_cli import keys
 
 __all__ = ["docproc", "register"]
@@ -19,4 +19,6 @@ analysis_cli.register(docproc)
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Entry point ``eblocks.cli``: add the ``docproc`` group (and its benchmarks)."""
+    docproc.command("demo")(commands.demo)
+    bench.command("docproc")(commands.bench_docproc)
     app.add_typer(docproc, name="docproc")
