@@ -37,6 +37,9 @@ def bench_docproc(
     corpus_dir: Path | None = typer.Option(
         None, "--corpus", help="folder of .txt documents (default: generate, seed 7)"
     ),
+    large: int = typer.Option(
+        0, min=0, help="also run A and D (divide & conquer) on this many large documents"
+    ),
     concurrency: int = typer.Option(16, min=1, max=1024, help="documents in flight"),
     out: Path = typer.Option(Path("bench/results"), help="JSON + Markdown + PNG go here"),
     workdir: Path = typer.Option(Path(".docproc-bench"), help="corpus cache and key store"),
@@ -44,13 +47,21 @@ def bench_docproc(
     """The paper's throughput experiment, each variant from a clean `up` (docs/docproc.md)."""
     from docproc.demo import ensure_corpus
     from docproc.drive import load_documents
-    from docproc.experiment import corpus_summary, paper_variants, run_experiment
+    from docproc.experiment import (
+        corpus_summary,
+        large_variants,
+        paper_variants,
+        run_experiment,
+    )
     from docproc.report import console_table, write_results
 
     variants = paper_variants()
     if not paper:
         wanted = [s.strip() for s in scenarios.split(",") if s.strip()]
         known = {v.name: v for v in variants}
+        if "D" in wanted or "A-large" in wanted:
+            err.print("[red]D and A-large run with --large N (N large documents)[/]")
+            raise typer.Exit(2)
         unknown = [w for w in wanted if w not in known]
         if unknown:
             err.print(f"[red]unknown scenarios {unknown}; choose from {sorted(known)}[/]")
@@ -64,6 +75,13 @@ def bench_docproc(
     else:
         docs = ensure_corpus(workdir / f"corpus-{count}", count, 7, console)
 
+    large_docs = []
+    if large:
+        variants += large_variants()
+        large_docs = ensure_corpus(
+            workdir / f"corpus-large-{large}", large, 7, console, large_share=1.0
+        )
+
     def progress(name: str, done: int, total: int) -> None:
         if done == total or done % 500 == 0:
             err.print(f"  {name}: {done}/{total}")
@@ -73,6 +91,7 @@ def bench_docproc(
         docs,
         keys_dir=workdir / "keys",
         corpus=corpus_summary(docs),
+        large_docs=large_docs,
         concurrency=concurrency,
         progress=progress,
     )

@@ -52,12 +52,15 @@ class DemoResult:
         return all(r.ok for r in self.ingested) and all(r.ok and r.verified for r in self.read)
 
 
-def ensure_corpus(folder: Path, count: int, seed: int, console: Console) -> list[Document]:
+def ensure_corpus(
+    folder: Path, count: int, seed: int, console: Console, *, large_share: float = 0.0
+) -> list[Document]:
+    """The corpus in ``folder``, generated unless an identical one is there already."""
     stamp = folder / ".generated"
-    wanted = f"{count} {seed}"
+    wanted = f"{count} {seed} {large_share}"
     if not (stamp.exists() and stamp.read_text() == wanted):
         console.print(f"[bold]1.[/] generating {count} documents into {folder} (seed {seed})")
-        stats = corpus.generate(folder, count=count, seed=seed)
+        stats = corpus.generate(folder, count=count, seed=seed, large_share=large_share)
         stamp.write_text(wanted)
         console.print(
             f"   mean {stats.mean_bytes:.0f} B (sd {stats.stdev_bytes:.0f}, "

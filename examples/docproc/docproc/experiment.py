@@ -50,6 +50,7 @@ __all__ = [
     "Variant",
     "VariantResult",
     "amdahl",
+    "large_variants",
     "paper_variants",
     "run_variant",
     "stage_costs",
@@ -72,6 +73,7 @@ class Variant:
     pattern: str
     workers: int = 1
     read_path: bool = False  # B: ingest first (untimed), then time the read-back
+    large: bool = False  # runs on the corpus of large documents (A-large, D)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -86,6 +88,14 @@ def paper_variants(examples: Path = EXAMPLES) -> list[Variant]:
     for n in (1, 2, 4):
         out.append(Variant(f"C{n}", examples / "scenario-c.yaml", "process", n))
     return out
+
+
+def large_variants(examples: Path = EXAMPLES) -> list[Variant]:
+    """Large documents through A (one semantic instance) and D (split across two)."""
+    return [
+        Variant("A-large", examples / "scenario-a.yaml", "process", large=True),
+        Variant("D", examples / "scenario-d.yaml", "process", workers=2, large=True),
+    ]
 
 
 @dataclass
@@ -193,7 +203,7 @@ def run_variant(
     """Run one variant from a clean ``up`` to ``down``."""
     root = workdir / variant.name
     spec = variant.spec
-    if "decrypt" in _blocks(spec) and variant.workers:
+    if "decrypt-manager" in _blocks(spec):  # a pool: run it with the variant's workers
         spec = with_replicas(spec, {"decrypt": variant.workers}, root / "spec")
     env = {"DOCPROC_HOME": str(root / "data"), "DOCPROC_KEYS": str(keys)}
     env.pop("DATABASE_URL", None)
@@ -320,6 +330,9 @@ def analyse(
             "paper_gain": PAPER[f"C{n}"] / PAPER["A"] - 1 if f"C{n}" in PAPER else None,
         }
     out["C_over_A"] = gains
+    a_large, d = by_name.get("A-large"), by_name.get("D")
+    if a_large and d and a_large.throughput > 0:
+        out["D_over_A_large"] = d.throughput / a_large.throughput
     b1, b2 = by_name.get("B1"), by_name.get("B2")
     if b1 and b2 and b1.throughput > 0:
         out["B2_over_B1"] = b2.throughput / b1.throughput
@@ -335,6 +348,7 @@ def run_experiment(
     *,
     keys_dir: Path,
     corpus: dict[str, Any],
+    large_docs: Sequence[Document] = (),
     concurrency: int = 16,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Experiment:
@@ -342,18 +356,21 @@ def run_experiment(
     keys.ensure()
     cores = os.cpu_count() or 1
     costs = stage_costs(docs, keys)
+    large_costs = stage_costs(large_docs, keys, sample=20) if large_docs else costs
     results: list[VariantResult] = []
     with tempfile.TemporaryDirectory(prefix="docproc-bench-") as tmp:
         for variant in variants:
             result = run_variant(
                 variant,
-                docs,
+                large_docs if variant.large else docs,
                 keys=keys_dir,
                 workdir=Path(tmp),
                 concurrency=concurrency,
                 progress=progress,
             )
-            result.ideal = ideal_throughput(costs, variant.stages, cores)
+            result.ideal = ideal_throughput(
+                large_costs if variant.large else costs, variant.stages, cores
+            )
             results.append(result)
     return Experiment(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

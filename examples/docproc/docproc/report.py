@@ -31,9 +31,10 @@ _HEAD = (
 
 
 def _rows(exp: Experiment) -> list[tuple[str, ...]]:
-    a = next((v for v in exp.variants if v.name == "A"), None)
     rows: list[tuple[str, ...]] = []
     for v in exp.variants:
+        base = "A-large" if v.name in ("A-large", "D") else "A"
+        a = next((x for x in exp.variants if x.name == base), None)
         paper = PAPER.get(v.name)
         rows.append(
             (
@@ -131,6 +132,11 @@ def to_markdown(exp: Experiment, chart: str | None = "docproc.png") -> str:
             f"- {name} over A: measured {g['measured_gain']:+.0%}; Amdahl bound "
             f"{g['amdahl_bound']:+.0%} on this machine's cores "
             f"({g['amdahl_bound_unbounded_cores']:+.0%} with a core per worker); paper {paper}."
+        )
+    if "D_over_A_large" in an:
+        lines.append(
+            f"- Large documents: D (divide & conquer) / A = {an['D_over_A_large']:.2f}x "
+            "(the vs A column compares A-large and D with A-large)."
         )
     if "B2_over_B1" in an:
         lines.append(f"- B2 / B1 = {an['B2_over_B1']:.2f}x (target ≥ 1.7x).")
