@@ -43,12 +43,17 @@ from eblocks.spec.models import ManagerWorkerSpec, MeshSpec, Resources
 
 __all__ = [
     "DEFAULT_RESOURCES",
+    "DRAIN_MARGIN",
     "KUBERNETES_VERSION",
     "KubeOptions",
     "Manifest",
     "cluster_spec",
+    "downward_env",
+    "grace_seconds",
+    "instance_args",
     "kubernetes_files",
     "render_kubernetes",
+    "resources",
 ]
 
 Manifest = dict[str, Any]
