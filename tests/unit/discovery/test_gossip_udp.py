@@ -12,8 +12,9 @@ import pytest
 from eblocks.discovery.gossip_resolver import GossipResolver
 from eblocks.discovery.member import MemberStatus
 from eblocks.discovery.sim import make_record
+from eblocks.discovery.stream import write_frame
 from eblocks.discovery.udp import GossipNode
-from eblocks.discovery.wire import Keyring
+from eblocks.discovery.wire import Keyring, Kind
 from eblocks.errors import DiscoveryError
 
 KEY = b"loopback-test-gossip-key-0123456"
@@ -70,3 +71,43 @@ async def test_binding_a_taken_port_raises_a_discovery_error() -> None:
         with pytest.raises(DiscoveryError, match="cannot bind"):
             async with GossipNode(taken, keyring=Keyring(KEY)):
                 pass
+
+
+async def test_a_joiner_gets_a_large_view_in_one_tcp_push_pull() -> None:
+    # the seed knows 200 members (far more than one datagram holds): the joiner learns them all
+    async with loopback(0) as seed, loopback(1, ()) as joiner:
+        seed.node.seed([make_record(i) for i in range(100, 300)])
+        joiner.node.join([seed.addr])
+        await until([joiner], lambda: len(joiner.node.members()) == 202)
+        assert joiner.node.counters.streams_sent == 1
+        assert joiner.node.counters.stream_failures == 0
+        assert seed.node.counters.streams_received == 1
+        assert status(joiner, seed.node.record.instance) is MemberStatus.ALIVE
+
+
+async def test_a_tcp_push_pull_with_the_wrong_key_is_dropped_and_answered_with_nothing() -> None:
+    async with loopback(0) as member:
+        intruder = replace(make_record(9), host="127.0.0.1", gossip_port=0)
+        wrong = Keyring(b"not-the-mesh-key-0123456789abcdef")
+        async with GossipNode(intruder, keyring=wrong) as bad:
+            data = bad.node.state_message(Kind.SYNC)
+            reader, writer = await asyncio.open_connection(*member.addr)
+            write_frame(writer, data)
+            await writer.drain()
+            async with asyncio.timeout(5):
+                answer = await reader.read()
+            writer.close()
+            assert answer == b""  # closed without a reply: nothing learnt
+            assert member.node.counters.dropped == {"bad_mac": 1}
+            assert member.node.member(intruder.instance) is None
+
+
+async def test_an_oversized_tcp_frame_is_refused_before_it_is_read() -> None:
+    async with loopback(0) as member:
+        reader, writer = await asyncio.open_connection(*member.addr)
+        writer.write((member.node.config.max_stream + 1).to_bytes(4, "big"))
+        await writer.drain()
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
+        writer.close()
+        assert member.node.counters.dropped == {"oversized": 1}
