@@ -286,6 +286,11 @@ class SwimNode:
         return self._leaving
 
     @property
+    def keyring(self) -> Keyring:
+        """The gossip keys; update it in place to rotate (see :meth:`Keyring.update`)."""
+        return self._keyring
+
+    @property
     def clock(self) -> Clock:
         """The clock the view's ``since``/``last_seen`` stamps come from."""
         return self._clock
