@@ -152,10 +152,12 @@ class GossipNode:
             self._wake.set()
             await self._clock.sleep(self._leave_drain)
 
-    async def aclose(self) -> None:
-        """Leave gracefully, then stop the loop and close the socket."""
+    async def aclose(self, *, graceful: bool = True) -> None:
+        """Leave gracefully (unless told not to: a crash, as peers see it), then stop the
+        loop and close the sockets."""
         try:
-            await self.leave()
+            if graceful:
+                await self.leave()
         finally:
             if self._task is not None:
                 self._task.cancel()
