@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 # procps: `ps`/`pgrep` used by tests to prove no process is left behind.
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
+# iproute2: `ip netns`/veth/bridge for the multi-host tests in tests/netns/.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -5,7 +5,7 @@ their sockets and wait:
 
 1. **convergence**: every member is told to join three seeds at the same
    moment ``t0``; the figure is the time from ``t0`` until the last member
-   sees every other one ALIVE. Process start-up (Python imports, ~0.3 s each)
+   has seen every other one ALIVE (each member's first full view). Process start-up (Python imports, ~0.3 s each)
    is outside the figure: it is not the protocol's doing.
 2. **traffic**: after a short settle, the bytes every member sends (UDP and
    TCP push-pull) over a steady window, per member per second.
@@ -107,7 +107,13 @@ async def _round(
     n = len(procs)
     t0 = time.time()
     fleet.join(procs, procs[:SEEDS])
-    await fleet.wait(lambda: all(p.alive_now == n - 1 for p in procs), bound, "convergence")
+    try:
+        await fleet.wait(
+            lambda: all(p.first_time_alive(n - 1) is not None for p in procs), bound, "convergence"
+        )
+    except TimeoutError as exc:
+        counts = sorted(p.alive_now for p in procs)
+        raise TimeoutError(f"{exc}; ALIVE peers seen per member now: {counts}") from None
     converge = max(p.first_time_alive(n - 1) or t0 for p in procs) - t0
 
     progress("steady traffic")

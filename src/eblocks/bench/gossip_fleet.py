@@ -65,6 +65,7 @@ class Fleet:
         self._key = key
         self._ready_within = ready_within
         self.members: dict[str, MemberProcess] = {}
+        self._retired: list[MemberProcess] = []  # replaced by a process of the same name
         self._changed = asyncio.Event()
 
     async def __aenter__(self) -> Fleet:
@@ -89,6 +90,8 @@ class Fleet:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
         member = MemberProcess(proc, name, host)
+        if name in self.members:
+            self._retired.append(self.members[name])
         self.members[name] = member
         member.reader = asyncio.create_task(self._read(member), name=f"fleet-{name}")
         await self._await_ready(member)
@@ -145,7 +148,7 @@ class Fleet:
             raise TimeoutError(f"{what}: not within {within:g} s") from None
 
     async def aclose(self) -> None:
-        members = list(self.members.values())
+        members = [*self.members.values(), *self._retired]
         for member in members:
             self.kill(member)
         for member in members:
@@ -156,6 +159,7 @@ class Fleet:
                 with contextlib.suppress(asyncio.CancelledError):
                     await member.reader
         self.members.clear()
+        self._retired.clear()
 
     async def _await_ready(self, member: MemberProcess) -> None:
         try:
