@@ -6,7 +6,7 @@ need=()
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 # postgresql: the docproc store tests start a throwaway PostgreSQL server (initdb, pg_ctl).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
-# iproute2: `ip netns` for the rendered-pods test (tests/integration/test_rendered_pods.py).
+# iproute2: `ip netns`/veth/bridge for tests/netns/ and the rendered-pods test.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

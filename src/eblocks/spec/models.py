@@ -292,7 +292,10 @@ class DiscoverySpec(_Frozen):
         None, min_length=16, description="gossip HMAC key, at least 16 bytes; prefer key_file"
     )
     key_file: str | None = Field(
-        None, description="file holding the key (relative to the spec's folder)"
+        None, description="file of keys, one a line, the first signs (relative to the spec)"
+    )
+    key_window: Duration = Field(
+        300.0, description="how long a key removed from the key file is still accepted"
     )
     seeds: tuple[SeedAddr, ...] = Field((), description="static seeds, `host:port`")
     dns: str | None = Field(
