@@ -4,7 +4,7 @@ Write a handler ``async def handle(msg: Message, ctx: Context)``, declare it as 
 block in ``mesh.yaml``, and run ``eblocks up mesh.yaml``.
 """
 
-from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Send, SystemClock
+from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Scaler, Send, SystemClock
 from eblocks.block import Block, Context, MeshClient
 from eblocks.discovery import SupervisorResolver
 from eblocks.errors import (
@@ -22,6 +22,7 @@ from eblocks.errors import (
     PayloadTooLargeError,
     PortInUseError,
     QueueFullError,
+    ScalerError,
     SpecError,
     SpecIssue,
     SupervisorError,
@@ -57,6 +58,8 @@ __all__ = [
     "PortInUseError",
     "QueueFullError",
     "Resolver",
+    "Scaler",
+    "ScalerError",
     "Send",
     "SpecError",
     "SpecIssue",
