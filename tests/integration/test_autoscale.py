@@ -153,7 +153,8 @@ def test_load_grows_the_pool_to_max_and_idleness_shrinks_it_to_min(sandbox: Sand
     assert row["pattern"] == "pool"
     assert (row["active"], row["queued"], row["workers_ready"]) == (0, 0, 1)
     scaling = row["autoscale"]
-    assert scaling["last_scale_up_s"] is not None and scaling["last_scale_up_s"] > 0
+    assert scaling["last_scale_up_s"] is not None
+    assert scaling["last_scale_up_s"] > 0
     assert scaling["scale_ups"] >= 1
     assert scaling["scale_downs"] >= 1
     log = (sandbox.mesh_dir("scaled") / "logs" / "dispatcher-0.log").read_text()
