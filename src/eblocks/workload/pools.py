@@ -103,7 +103,7 @@ class Autoscaler:
         load = Load(now, active, queued, current)
         decision = decide(self.policy, self.spec.target_inflight, self._state, load)
         self._state, self.last = decision.state, decision
-        if decision.desired != self._asked or decision.desired != current:
+        if decision.desired != self._asked:  # the scaler keeps a request: no need to repeat it
             await self._scaler.scale(self.pool, decision.desired)
             self._note_request(load, decision.desired)
             self._asked = decision.desired

@@ -41,12 +41,17 @@ POOL: ManagerWorker = SPEC.patterns["pool"].manager_worker  # type: ignore[union
 
 
 class PublishingScaler:
-    """A `Scaler` for an in-process mesh: ``n`` workers = the first ``n`` blocks published."""
+    """A `Scaler` for an in-process mesh: ``n`` workers = the first ``n`` blocks published.
+
+    With ``publish=False`` a request is applied only when the test calls `publish`,
+    as a supervisor or Kubernetes applies it a while later.
+    """
 
     def __init__(self, mesh: Any, *, publish: bool = True) -> None:
         self.mesh = mesh
         self.asks: list[int] = []
         self.size = 1
+        self.applied = 1
         self.publish_at_once = publish
 
     async def scale(self, pool: str, n: int) -> None:
@@ -56,9 +61,10 @@ class PublishingScaler:
             self.publish()
 
     async def current(self, pool: str) -> int | None:
-        return self.size
+        return self.applied
 
     def publish(self) -> None:
+        self.applied = self.size
         blocks: list[Block] = self.mesh.blocks["w"][: self.size]
         self.mesh.resolver.set("w", [f"127.0.0.1:{b.port}" for b in blocks])
 
@@ -116,8 +122,11 @@ async def test_load_grows_the_pool_then_it_shrinks_after_the_window(local_mesh: 
     assert row["workers_ready"] == 1
     assert row["autoscale"]["desired"] == 3
     assert row["autoscale"]["scaling_up_for_s"] == 0.0
+    clock.advance(0.2)
+    await auto.tick()  # not applied yet: the request stands, it is not repeated
+    assert (scaler.asks, auto.scale_ups) == ([1, 3], 1)
 
-    clock.advance(1.4)  # the new workers take a while to be ready
+    clock.advance(1.2)  # the new workers take a while to be ready
     scaler.publish()
     await auto.tick()
     assert auto.last_scale_up_s == pytest.approx(1.4)
