@@ -109,6 +109,7 @@ class Autoscaler:
             self._asked = decision.desired
         self.error = ""
         self._check_pending(now)
+        self._pools.wake(self.pattern)
         return decision
 
     def _ready(self) -> int:
@@ -205,6 +206,11 @@ class Pools:
         """(running, queued) tasks of ``pattern``'s manager here; (0, 0) before its first task."""
         manager = self._managers.get(pattern)
         return (manager.active, manager.queued) if manager is not None else (0, 0)
+
+    def wake(self, pattern: str) -> int:
+        """Let queued tasks of ``pattern`` onto workers that joined since (see `Manager.wake`)."""
+        manager = self._managers.get(pattern)
+        return manager.wake() if manager is not None else 0
 
     def ready(self, block: str) -> int:
         return len(self._link.endpoints(block)) if self._link is not None else 0

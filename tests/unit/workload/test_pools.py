@@ -130,6 +130,9 @@ async def test_load_grows_the_pool_then_it_shrinks_after_the_window(local_mesh: 
     scaler.publish()
     await auto.tick()
     assert auto.last_scale_up_s == pytest.approx(1.4)
+    # the queued tasks went to the new workers at once, before the first one finished
+    assert boss.pools.load("pool") == (3, 0)
+    assert workers.done == []
     workers.gate.set()
     replies = await asyncio.gather(*calls)
     assert sorted(r.body for r in replies) == [b"t0", b"t1", b"t2"]
