@@ -136,9 +136,13 @@ class PoolController:
         return bool(self.bounds)
 
     async def run(self) -> None:
-        """Reconcile until cancelled."""
+        """Reconcile until cancelled; a failed round (a process that cannot start) is retried."""
         while True:
-            await self.reconcile()
+            try:
+                await self.reconcile()
+            except OSError as exc:  # e.g. out of processes or file descriptors
+                log.error("pools: cannot resize now (%s); trying again", exc)
+                await asyncio.sleep(1.0)
             await asyncio.sleep(self._interval)
 
     async def aclose(self) -> None:
