@@ -171,7 +171,7 @@ def database_url(pg_cluster: PgCluster) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+def store_url(request: pytest.FixtureRequest) -> str | None:
     """``None`` (the default SQLite file) or a fresh PostgreSQL database's URL."""
     if request.param == "sqlite":
         return None

@@ -170,3 +170,15 @@ def test_cli_keys_init_then_list(tmp_path: Path) -> None:
     assert [row["slot"] for row in rows] == [*LEVELS, SIGNING]
     assert {row["kid"] for row in rows} == set(KeyStore(root).ensure().values())
     assert [row["algorithm"] for row in rows] == ["RSA-2048", "RSA-3072", "RSA-4096", "Ed25519"]
+
+
+def test_ensure_reports_a_missing_key_file(tmp_path: Path) -> None:
+    root = tmp_path / "keys"
+    store = KeyStore(root)
+    signer, _ = store.signing_key()
+    (root / f"{signer}.pem").unlink()
+    with pytest.raises(UnknownKeyError, match=f"no key '{signer}'"):
+        KeyStore(root).verification_key(signer)
+    (root / "low.kid").write_text(signer.replace("ed25519", "rsa2048") + "\n")
+    with pytest.raises(UnknownKeyError, match="no key 'rsa2048-"):
+        KeyStore(root).ensure()

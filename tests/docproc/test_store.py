@@ -253,6 +253,7 @@ def test_records_are_checked_field_by_field() -> None:
         ({"keywords": ["ok", 3]}, "'keywords'"),
         ({"semantic": ["not", "a", "dict"]}, "'semantic'"),
         ({"risk": {"when": datetime.now(UTC)}}, "'risk': not JSON"),
+        ({"semantic": {"score": float("nan")}}, "'semantic': not JSON"),
         ({"created_at": datetime(2026, 1, 1)}, "'created_at'"),  # naive on purpose
         ({"name": None}, "'name'"),
     ]

@@ -144,8 +144,16 @@ class KeyStore:
     # -- whole store ----------------------------------------------------------
 
     def ensure(self) -> dict[str, str]:
-        """Create every missing key (RSA-4096 takes seconds); return slot -> key id."""
-        return {slot: self._kid_of(slot) for slot in SLOTS}
+        """Create every missing key (RSA-4096 takes seconds), load and check all of them.
+
+        Returns slot -> key id; a key file that is missing or does not match its
+        name raises here rather than at the first document.
+        """
+        kids = {}
+        for slot in SLOTS:
+            kids[slot] = self._kid_of(slot)
+            self._key(kids[slot])
+        return kids
 
     def describe(self) -> list[KeyInfo]:
         """The slots that have a key, without creating any."""

@@ -107,8 +107,10 @@ class Record:
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise RecordError(f"record field {name!r}: expected an object")
+            value = dict(value)  # a copy, so the record stays as it was stored
+            object.__setattr__(self, name, value)
             try:
-                json.dumps(value)
+                json.dumps(value, allow_nan=False)  # PostgreSQL's JSONB has no NaN
             except (TypeError, ValueError) as exc:
                 raise RecordError(f"record field {name!r}: not JSON-serialisable ({exc})") from None
         if not isinstance(self.created_at, datetime) or self.created_at.tzinfo is None:
