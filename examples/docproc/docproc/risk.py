@@ -12,11 +12,12 @@ order type         pattern and validator
 2     secret       AWS access key ids ``AKIA``/``ASIA`` + 16 base-32 chars;
                    GitHub tokens ``ghp_/gho_/ghu_/ghs_/ghr_`` + 36, ``github_pat_``
 3     secret       ``api_key = value``-style assignments (api key, secret, token,
-                   password, client secret...): value of 16+ chars with letters
-                   and digits and Shannon entropy >= 3.5 bits/char
+                   password, client secret...): value of 16+ chars, two of lower
+                   case / upper case / digits, Shannon entropy >= 3.5 bits/char
 4     iban         ISO 13616: known country, exact length, mod-97 == 1
-5     card         13-19 digits (one separator style), Luhn-valid, Visa / Mastercard
-                   / Amex / Discover prefix and length
+5     card         13-19 digits (one separator style, not inside a longer run of
+                   digit groups or an IBAN-shaped string), Luhn-valid, Visa /
+                   Mastercard / Amex / Discover prefix and length
 6     national_id  US SSN ``123-45-6789`` (SSA area/group/serial rules); Spanish
                    DNI ``12345678Z`` and NIE ``X1234567L`` (control letter)
 7     phone        international ``+CC ...`` (8-15 digits, E.164), North American
@@ -31,7 +32,7 @@ with weight *w* and *n* findings scores ``1 - (1 - w)**n``, the document scores
 iban 0.5, email 0.1, phone 0.1, and a sensitive topic (health, finance, legal,
 hr) 0.15. Level: any secret or card, or score >= 0.8 -> ``high``; score >= 0.3
 -> ``medium``; else ``low``. So one ID or IBAN is medium, three IDs are high,
-one or two contacts are low, four contacts (or two in a health record) medium.
+one to three contacts are low, four contacts (or two in a health record) medium.
 
 :func:`assess` returns the grade with offsets only: the values themselves never
 leave this module, because the result is stored as the document's metadata.
