@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from docproc.corpus import CorpusStats, generate
 
-CORPUS_COUNT = 300
+CORPUS_COUNT = 200
 CORPUS_SEED = 7
 
 
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CorpusStats]:
-    """300 documents of the default corpus (the first 300 of ``--seed 7``)."""
+    """The first 200 documents of the default corpus (``--seed 7``)."""
     out = tmp_path_factory.mktemp("corpus")
     return out, generate(out, CORPUS_COUNT, CORPUS_SEED)

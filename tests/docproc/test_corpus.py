@@ -49,7 +49,7 @@ def test_a_document_does_not_depend_on_the_count(tmp_path: Path) -> None:
 
 def test_sizes_look_like_the_papers_dataset(small_corpus: tuple[Path, CorpusStats]) -> None:
     _, stats = small_corpus
-    assert stats.count == 300
+    assert stats.count == 200
     assert 3.5 * KIB <= stats.mean_bytes <= 4.5 * KIB
     assert stats.min_bytes < stats.p50_bytes < stats.mean_bytes < stats.p95_bytes < stats.max_bytes
     assert 0.3 * stats.mean_bytes < stats.stdev_bytes < stats.mean_bytes  # a realistic spread
@@ -71,7 +71,7 @@ def test_stats_match_the_files(small_corpus: tuple[Path, CorpusStats]) -> None:
 def test_topics_and_languages_vary(small_corpus: tuple[Path, CorpusStats]) -> None:
     _, stats = small_corpus
     assert len(stats.topics) == 8
-    assert min(stats.topics.values()) >= 15
+    assert min(stats.topics.values()) >= 10
     assert set(stats.languages) == {"en", "es", "fr", "de"}
     assert stats.languages["en"] > 0.8 * stats.count
     assert all(stats.items[kind] > 0 for kind in stats.items)
