@@ -40,6 +40,7 @@ leave this module, because the result is stored as the document's metadata.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -232,9 +233,11 @@ def _card_brand(digits: str) -> str | None:
 
 def _cards(text: str) -> Iterator[Finding]:
     # Digits inside an IBAN-shaped string (valid or not) belong to that string.
-    ibans = [(m.start(), m.end()) for m in _IBAN.finditer(text)]
+    ibans = _Spans()
+    for m in _IBAN.finditer(text):
+        ibans.add(m.start(), m.end())
     for m in _CARD.finditer(text):
-        if any(m.start() < end and start < m.end() for start, end in ibans):
+        if ibans.overlaps(m.start(), m.end()):
             continue
         raw = m.group()
         if len(set(_SEPARATORS.findall(raw))) > 1:
@@ -295,14 +298,37 @@ _DETECTORS: Final[tuple[Callable[[str], Iterator[Finding]], ...]] = (
 )
 
 
+class _Spans:
+    """Non-overlapping ``[start, end)`` spans kept sorted, for overlap checks in O(log n)."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect.bisect_right(self._starts, start)
+        if i and self._ends[i - 1] > start:
+            return True
+        return i < len(self._starts) and self._starts[i] < end
+
+    def add(self, start: int, end: int) -> None:
+        """Add a span; one overlapping an earlier span is ignored (the earlier one wins)."""
+        if not self.overlaps(start, end):
+            i = bisect.bisect_right(self._starts, start)
+            self._starts.insert(i, start)
+            self._ends.insert(i, end)
+
+
 def detect(text: str) -> list[Finding]:
     """Every validated sensitive item in ``text``, in text order, spans never overlapping."""
-    claimed: list[tuple[int, int]] = []
+    claimed = _Spans()
     found: list[Finding] = []
     for detector in _DETECTORS:
         for f in detector(text):
-            if not any(f.start < end and start < f.end for start, end in claimed):
-                claimed.append((f.start, f.end))
+            if not claimed.overlaps(f.start, f.end):
+                claimed.add(f.start, f.end)
                 found.append(f)
     found.sort(key=lambda f: f.start)
     return found
