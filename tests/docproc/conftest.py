@@ -1,4 +1,4 @@
-"""Fixtures of the docproc tests: a shared key store and a throwaway PostgreSQL server.
+"""Fixtures of the docproc tests: a corpus, a key store and a throwaway PostgreSQL server.
 
 RSA-4096 generation takes seconds, so one key store serves the whole session.
 The PostgreSQL cluster is real (Debian's ``postgresql``, installed by
@@ -26,13 +26,23 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from docproc.corpus import CorpusStats, generate
 from docproc.keystore import KeyStore
 from docproc.store import Store, open_store
 
+CORPUS_COUNT = 200
+CORPUS_SEED = 7
 PG_USER = "docproc"
 START_ATTEMPTS = 3
 # Speed over durability: the cluster is thrown away after the session.
 PG_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CorpusStats]:
+    """The first 200 documents of the default corpus (``--seed 7``)."""
+    out = tmp_path_factory.mktemp("corpus")
+    return out, generate(out, CORPUS_COUNT, CORPUS_SEED)
 
 
 @pytest.fixture(scope="session")

@@ -370,12 +370,16 @@ CARRIERS: dict[str, tuple[str, ...]] = {
         "The signed copy was sent to {v} this morning.",
         "Contact: {v}",
         "Please copy {v} on any further correspondence.",
+        "Replies go to the shared mailbox <{v}>.",
+        "The form (signed by the applicant, {v}) arrived on time.",
     ),
     "phone": (
         "You can reach the coordinator on {v} during office hours.",
         "Phone: {v}",
         "For urgent matters call {v} and ask for the duty officer.",
         "The hotline number is {v}.",
+        "Our duty manager (mobile {v}) covers the weekend.",
+        "Phone/fax: {v}; please call before sending documents.",
     ),
     "card": (
         "The deposit was charged to card {v}.",

@@ -122,7 +122,8 @@ def _summary(result: evaluate.Evaluation) -> str:
         for expected, row in result.risk_confusion.items()
     )
     return (
-        f"risk level accuracy {result.risk_accuracy:.4f} (label -> assessed: {confusion})\n"
+        f"{result.documents} documents: risk level accuracy {result.risk_accuracy:.4f} "
+        f"(label -> assessed: {confusion})\n"
         f"topic accuracy {result.topic_accuracy:.4f}, "
         f"language accuracy {result.language_accuracy:.4f}\n"
         f"decoys planted {result.decoys_planted}, reported {result.decoys_reported}\n"

@@ -286,6 +286,8 @@ def _secret(rng: random.Random) -> tuple[str, str, str]:
         value = "".join(rng.choice(_B62) for _ in range(rng.randint(32, 40)))
         name = rng.choice(("api_key", "API_KEY", "apiKey", "client_secret", "auth_token"))
         name = rng.choice((name, "aws_secret_access_key", "stripe_secret_key"))
+        if rng.random() < 0.2:
+            return f'{{"{name}": "{value}", "region": "eu-west-1"}}', value, "api_key"
         quote = rng.choice(("", '"', "'"))
         return f"{name}{rng.choice(('=', ' = ', ': '))}{quote}{value}{quote}", value, "api_key"
     label = rng.choice(("RSA PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "PRIVATE KEY"))
@@ -352,6 +354,7 @@ def _plural(noun: str) -> str:
 
 
 def _third_person(verb: str) -> str:
+    """``review`` -> ``reviews``, ``verify`` -> ``verifies``: the plural's spelling rules."""
     return _plural(verb)
 
 
@@ -504,7 +507,7 @@ def _write_body(
     w.add(f"{title}\nDate: {_date(rng)}\nFrom: {_person(rng)} ({rng.choice(V.ORGS)})\n")
     w.add(f"Reference: DOC-{rng.randint(2019, 2026)}-{rng.randint(1, 9999):04d}\n")
     # Plant items and decoys at random sentence slots of the body.
-    reserve = sum(len(k) for k in kinds) * 40 + sum(len(d[0]) for d in decoys)
+    reserve = 60 * len(kinds) + sum(len(d[0]) for d in decoys)  # about one carrier sentence each
     budget = max(400, target - reserve)
     pending: list[tuple[str, Any]] = [("item", k) for k in kinds] + [("decoy", d) for d in decoys]
     rng.shuffle(pending)

@@ -12,11 +12,12 @@ order type         pattern and validator
 2     secret       AWS access key ids ``AKIA``/``ASIA`` + 16 base-32 chars;
                    GitHub tokens ``ghp_/gho_/ghu_/ghs_/ghr_`` + 36, ``github_pat_``
 3     secret       ``api_key = value``-style assignments (api key, secret, token,
-                   password, client secret...): value of 16+ chars with letters
-                   and digits and Shannon entropy >= 3.5 bits/char
+                   password, client secret...): value of 16+ chars, two of lower
+                   case / upper case / digits, Shannon entropy >= 3.5 bits/char
 4     iban         ISO 13616: known country, exact length, mod-97 == 1
-5     card         13-19 digits (one separator style), Luhn-valid, Visa / Mastercard
-                   / Amex / Discover prefix and length
+5     card         13-19 digits (one separator style, not inside a longer run of
+                   digit groups or an IBAN-shaped string), Luhn-valid, Visa /
+                   Mastercard / Amex / Discover prefix and length
 6     national_id  US SSN ``123-45-6789`` (SSA area/group/serial rules); Spanish
                    DNI ``12345678Z`` and NIE ``X1234567L`` (control letter)
 7     phone        international ``+CC ...`` (8-15 digits, E.164), North American
@@ -31,7 +32,7 @@ with weight *w* and *n* findings scores ``1 - (1 - w)**n``, the document scores
 iban 0.5, email 0.1, phone 0.1, and a sensitive topic (health, finance, legal,
 hr) 0.15. Level: any secret or card, or score >= 0.8 -> ``high``; score >= 0.3
 -> ``medium``; else ``low``. So one ID or IBAN is medium, three IDs are high,
-one or two contacts are low, four contacts (or two in a health record) medium.
+one to three contacts are low, four contacts (or two in a health record) medium.
 
 :func:`assess` returns the grade with offsets only: the values themselves never
 leave this module, because the result is stored as the document's metadata.
@@ -39,6 +40,7 @@ leave this module, because the result is stored as the document's metadata.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -129,7 +131,9 @@ _DNI = re.compile(
     _A,
 )
 _PHONE_INTL = re.compile(
-    r"\+(?<![\w+]\+)[0-9]{1,3}(?:[ .-]?\(0\))?(?:[ .-]?\(?[0-9]{1,4}\)?){1,6}(?![ .-]?[0-9])", _A
+    r"\+(?<![\w+]\+)[0-9]{1,3}(?:[ .-]?\(0\))?(?:[ .-]?(?:\([0-9]{1,4}\)|[0-9]{1,4})){1,6}"
+    r"(?![ .-]?[0-9])",
+    _A,
 )
 _PHONE_NANP = re.compile(
     r"[(2-9](?<![\w+(][(2-9])(?<![0-9][ .-][(2-9])"
@@ -229,9 +233,11 @@ def _card_brand(digits: str) -> str | None:
 
 def _cards(text: str) -> Iterator[Finding]:
     # Digits inside an IBAN-shaped string (valid or not) belong to that string.
-    ibans = [(m.start(), m.end()) for m in _IBAN.finditer(text)]
+    ibans = _Spans()
+    for m in _IBAN.finditer(text):
+        ibans.add(m.start(), m.end())
     for m in _CARD.finditer(text):
-        if any(m.start() < end and start < m.end() for start, end in ibans):
+        if ibans.overlaps(m.start(), m.end()):
             continue
         raw = m.group()
         if len(set(_SEPARATORS.findall(raw))) > 1:
@@ -292,14 +298,37 @@ _DETECTORS: Final[tuple[Callable[[str], Iterator[Finding]], ...]] = (
 )
 
 
+class _Spans:
+    """Non-overlapping ``[start, end)`` spans kept sorted, for overlap checks in O(log n)."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect.bisect_right(self._starts, start)
+        if i and self._ends[i - 1] > start:
+            return True
+        return i < len(self._starts) and self._starts[i] < end
+
+    def add(self, start: int, end: int) -> None:
+        """Add a span; one overlapping an earlier span is ignored (the earlier one wins)."""
+        if not self.overlaps(start, end):
+            i = bisect.bisect_right(self._starts, start)
+            self._starts.insert(i, start)
+            self._ends.insert(i, end)
+
+
 def detect(text: str) -> list[Finding]:
     """Every validated sensitive item in ``text``, in text order, spans never overlapping."""
-    claimed: list[tuple[int, int]] = []
+    claimed = _Spans()
     found: list[Finding] = []
     for detector in _DETECTORS:
         for f in detector(text):
-            if not any(f.start < end and start < f.end for start, end in claimed):
-                claimed.append((f.start, f.end))
+            if not claimed.overlaps(f.start, f.end):
+                claimed.add(f.start, f.end)
                 found.append(f)
     found.sort(key=lambda f: f.start)
     return found

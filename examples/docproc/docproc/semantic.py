@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 __all__ = ["STOPWORDS", "IdfTable", "analyse", "build_idf", "default_idf", "load_idf"]
 
@@ -221,8 +221,7 @@ def default_idf() -> IdfTable:
 # --- analysis ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Chunk:
+class _Chunk(NamedTuple):
     """Words between punctuation or numbers, inside one sentence."""
 
     sentence: int
@@ -241,31 +240,31 @@ def analyse(text: str, *, top_k: int = 10, idf: IdfTable | None = None) -> dict[
         for index, sentence in enumerate(sentences)
         for m in _CHUNK.finditer(sentence)
     ]
-    lowered = [w for chunk in chunks for w in chunk.lowered]
-    language = _language(lowered)
-    topic, topic_scores = _topic(lowered)
+    tf = Counter(w for chunk in chunks for w in chunk.lowered)
+    language = _language(tf)
+    topic, topic_scores = _topic(tf)
     stop = STOPWORDS.get(language, STOPWORDS["en"])
-    keywords = _keywords(chunks, lowered, len(sentences), stop, idf, top_k)
+    keywords = _keywords(chunks, tf, len(sentences), stop, idf, top_k)
     return {
         "keywords": keywords,
         "language": language,
         "topic": topic,
         "topic_scores": topic_scores,
-        "stats": _stats(text, len(sentences), lowered),
+        "stats": _stats(text, len(sentences), tf),
     }
 
 
-def _language(lowered: list[str]) -> str:
-    counts = {lang: sum(1 for w in lowered if w in stop) for lang, stop in STOPWORDS.items()}
+def _language(tf: Counter[str]) -> str:
+    counts = {lang: sum(n for w, n in tf.items() if w in stop) for lang, stop in STOPWORDS.items()}
     best = max(counts, key=lambda lang: counts[lang])
     return best if counts[best] >= 3 else "und"
 
 
-def _topic(lowered: list[str]) -> tuple[str, dict[str, float]]:
+def _topic(tf: Counter[str]) -> tuple[str, dict[str, float]]:
     hits: Counter[str] = Counter()
-    for word in lowered:
+    for word, n in tf.items():
         for topic in _TERM_TOPICS.get(_stem(word), ()):
-            hits[topic] += 1
+            hits[topic] += n
     total = sum(hits.values())
     scores = {t: round(hits[t] / total, 3) if total else 0.0 for t in _TOPIC_TERMS}
     if total < 3:
@@ -274,10 +273,9 @@ def _topic(lowered: list[str]) -> tuple[str, dict[str, float]]:
 
 
 def _term_scores(
-    chunks: list[_Chunk], lowered: list[str], n_sentences: int, stop: frozenset[str]
+    chunks: list[_Chunk], tf: Counter[str], n_sentences: int, stop: frozenset[str]
 ) -> dict[str, float]:
     """YAKE's single-term score ``S(t)`` for every content term (lower is better)."""
-    tf = Counter(lowered)
     content = [w for w in tf if len(w) >= MIN_TERM_CHARS and w not in stop]
     if not content:
         return {}
@@ -358,7 +356,7 @@ def _surface(chunks: list[_Chunk], key: tuple[str, ...]) -> str:
 
 def _keywords(
     chunks: list[_Chunk],
-    lowered: list[str],
+    tf: Counter[str],
     n_sentences: int,
     stop: frozenset[str],
     idf: IdfTable | None,
@@ -367,14 +365,14 @@ def _keywords(
     if top_k == 0:
         return []
     table = idf if idf is not None else default_idf()
-    term_score = _term_scores(chunks, lowered, n_sentences, stop)
+    term_score = _term_scores(chunks, tf, n_sentences, stop)
     max_idf = table.max_idf
     both = {w: (s, table.idf(w) / max_idf) for w, s in term_score.items()}
     ranked: list[tuple[float, tuple[str, ...]]] = []
-    for key, tf in _candidates(chunks, term_score).items():
+    for key, count in _candidates(chunks, term_score).items():
         if len(key) == 1:
             score, weight = both[key[0]]
-            ranked.append((score / (tf * (1.0 + score)) / weight, key))
+            ranked.append((score / (count * (1.0 + score)) / weight, key))
             continue
         prod, total, idf_sum, n = 1.0, 0.0, 0.0, 0
         for w in key:
@@ -384,7 +382,7 @@ def _keywords(
                 total += pair[0]
                 idf_sum += pair[1]
                 n += 1
-        ranked.append((prod / (tf * (1.0 + total)) / (idf_sum / n), key))
+        ranked.append((prod / (count * (1.0 + total)) / (idf_sum / n), key))
     ranked.sort()
     chosen: list[tuple[float, tuple[str, ...], set[str]]] = []
     for score, key in ranked:
@@ -409,11 +407,14 @@ def _syllables(word: str) -> int:
     return max(1, groups)
 
 
-def _stats(text: str, n_sentences: int, lowered: list[str]) -> dict[str, Any]:
+def _stats(text: str, n_sentences: int, tf: Counter[str]) -> dict[str, Any]:
     words = len(_WORDS_AND_NUMBERS.findall(text))
     per_sentence = words / n_sentences if n_sentences else 0.0
-    syllables = sum(_syllables(w) for w in lowered)
-    flesch = 206.835 - 1.015 * per_sentence - 84.6 * (syllables / len(lowered)) if lowered else 0.0
+    letter_words = tf.total()
+    syllables = sum(_syllables(w) * n for w, n in tf.items())
+    flesch = (
+        206.835 - 1.015 * per_sentence - 84.6 * syllables / letter_words if letter_words else 0.0
+    )
     return {
         "chars": len(text),
         "words": words,
