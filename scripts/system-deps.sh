@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 # procps: `ps`/`pgrep` used by tests to prove no process is left behind.
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
+# prometheus: its `promtool check metrics` validates the real /metrics output.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

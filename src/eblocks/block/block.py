@@ -38,6 +38,9 @@ from eblocks.message import (
 from eblocks.patterns import Plan
 from eblocks.respond import error_response
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
+from eblocks.telemetry import Telemetry
+from eblocks.telemetry.admin import add_admin_routes
+from eblocks.telemetry.inbound import middleware, observe
 from eblocks.workload import dispatch
 
 __all__ = ["Block"]
@@ -51,7 +54,8 @@ class Block:
     """Serve a handler (or an aiohttp app) as one Eblock instance.
 
     ``client`` is the mesh client handlers reach through ``ctx.call``; a block
-    outside a mesh (tests, benchmarks) may leave it out.
+    outside a mesh (tests, benchmarks) may leave it out. ``telemetry`` (default:
+    the client's, else a new one) counts its requests and serves ``/metrics``.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class Block:
         client: MeshClient | None = None,
         instance: str | None = None,
         clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.name = name
         self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
@@ -75,6 +80,13 @@ class Block:
         self._plan = plan or Plan({})
         self._ready = False
         self.inflight = 0
+        self.telemetry: Telemetry = (
+            telemetry
+            or (client.telemetry if client is not None else None)
+            or Telemetry(name, self.instance, clock=self._clock)
+        )
+        self.telemetry.settings = self.settings
+        self.telemetry.spec = client.spec if client is not None else None
         if handler is not None and app is None:
             roles = dispatch(
                 name,
@@ -83,12 +95,14 @@ class Block:
                 link=client,
                 clock=self._clock,
                 backoff=self.settings.retries,
+                hooks=self.telemetry.hooks,
             )
             self._handle = server_stack(roles, self._clock)
             app = web.Application(client_max_size=self.settings.max_body)
-            app.router.add_route("*", "/{tail:.*}", self._serve)
+            app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
         elif app is not None and handler is None:
             app.middlewares.insert(0, self._track)
+            app.middlewares.insert(0, middleware(self.telemetry))
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
         self._pm = Listener(app, block=name, drain=self.settings.drain)
@@ -139,11 +153,13 @@ class Block:
         self, host: str | None = None, port: int | None = None, admin_port: int = 0
     ) -> None:
         host = host or self.settings.host
+        await self.telemetry.start()
         await self._admin.start(host, admin_port)
         try:
             await self._pm.start(host, port if port is not None else (self.settings.port or 0))
         except BaseException:
             await self._admin.close()  # a block that failed to start must not answer probes
+            await self.telemetry.aclose()
             raise
         self._ready = True
         log.info("block %s instance %s serving on %s:%d", self.name, self.instance, host, self.port)
@@ -153,6 +169,7 @@ class Block:
         self._ready = False
         await self._pm.close()
         await self._admin.close()
+        await self.telemetry.aclose()
         if self.client is not None:
             await self.client.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -232,6 +249,7 @@ class Block:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        add_admin_routes(app, self.telemetry)
         return app
 
     async def _healthz(self, _: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ from eblocks.errors import DiscoveryError, HandlerImportError, PortInUseError, S
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
 from eblocks.spec import MeshSpec, load_spec
+from eblocks.telemetry import AccessLog, Telemetry
 
 __all__ = ["EXIT_CONFIG", "main"]
 
@@ -61,7 +62,12 @@ async def _load_app(block: str, ref: str) -> web.Application:
 
 async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membership) -> Block:
     block_spec = spec.blocks[args.block]
-    client = MeshClient(spec, membership.resolver, source=args.block)
+    state = StateDir(Path(args.state_dir))
+    access_log = None
+    if spec.settings(args.block).access_log:
+        access_log = AccessLog(state.path / "logs" / f"{args.instance}.access.jsonl")
+    telemetry = Telemetry(args.block, args.instance, access_log=access_log)
+    client = MeshClient(spec, membership.resolver, source=args.block, telemetry=telemetry)
     if block_spec.handler is not None:
         handler = load_ref(args.block, block_spec.handler)
         block = Block.in_mesh(args.block, handler, app=None, client=client, instance=args.instance)
@@ -69,6 +75,7 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
         app = await _load_app(args.block, block_spec.app or "")  # the spec sets one of the two
         block = Block.in_mesh(args.block, None, app=app, client=client, instance=args.instance)
     block.add_admin_get("/v1/members", membership.members)
+    membership.publish_gauges(telemetry.hooks)
     return block
 
 

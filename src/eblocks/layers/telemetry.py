@@ -1,0 +1,98 @@
+"""Telemetry of outbound calls: one count per call (outermost) and per retry (per try).
+
+`telemetry` sits outermost in the client stack and counts each call once,
+after all its tries, with the status the caller sees (a mesh error's status,
+as `respond.status_of` maps it). `tries` sits below the retry layer and
+counts every try after the first; it also tells the outer layer, through a
+context variable set only on a retry, how many retries the call took (for the
+access log and the tap).
+
+Route: the pattern the message is part of, else ``direct`` (as inbound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable
+
+from eblocks._types import Call, Layer, Send
+from eblocks.errors import MeshError
+from eblocks.message import PATTERN_HEADER, REQUEST_ID_HEADER, Message
+from eblocks.respond import status_of
+from eblocks.telemetry.core import Telemetry
+from eblocks.telemetry.inbound import CLIENT_CLOSED, DIRECT, TRACEPARENT, trace_id_of
+
+__all__ = ["telemetry", "tries"]
+
+_ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("eblocks_attempt", default=1)
+
+
+def telemetry(tel: Telemetry, target: str) -> Layer:
+    table = tel.outbound
+    monotonic = tel.clock.monotonic
+
+    def layer(inner: Send) -> Send:
+        async def send(call: Call) -> Message:
+            headers = call.message.headers
+            route = headers.get(PATTERN_HEADER) or DIRECT
+            series = table.get(target, route)
+            series.inflight += 1
+            began = monotonic()
+            status, nout = 500, 0
+            reason: str | None = "internal"
+            try:
+                reply = await inner(call)
+                status, reason, nout = 200, None, len(reply.body)
+                return reply
+            except MeshError as exc:
+                status, reason = status_of(exc)
+                raise
+            except asyncio.CancelledError:
+                status, reason = CLIENT_CLOSED, "cancelled"
+                raise
+            finally:
+                series.inflight -= 1
+                now = monotonic()
+                nin = len(call.message.body)
+                series.add(status, now - began, nin, nout, now)
+                if reason is not None:
+                    series.error(reason)
+                attempts = _ATTEMPT.get()
+                if attempts != 1:
+                    _ATTEMPT.set(1)
+                if tel.sinks:
+                    tel.emit(
+                        False,
+                        target,
+                        route,
+                        status,
+                        now - began,
+                        nin,
+                        nout,
+                        attempts - 1,
+                        reason,
+                        headers.get(REQUEST_ID_HEADER),
+                        trace_id_of(headers.get(TRACEPARENT)),
+                    )
+
+        return send
+
+    return layer
+
+
+def tries(tel: Telemetry, target: str) -> Layer:
+    table = tel.outbound
+
+    def layer(inner: Send) -> Send:
+        def send(call: Call) -> Awaitable[Message]:
+            # a plain function handing back the inner coroutine: no frame on a first try
+            if call.attempt != 1:
+                route = call.message.headers.get(PATTERN_HEADER) or DIRECT
+                table.get(target, route).retries += 1
+                _ATTEMPT.set(call.attempt)
+            return inner(call)
+
+        return send
+
+    return layer
