@@ -11,7 +11,7 @@ registered through `Hooks`. Names and labels::
     eblocks_request_errors_total{direction,src_block,dst_block,reason}
     eblocks_retries_total{src_block,dst_block,route}
     eblocks_requests_in_flight{direction,src_block,dst_block,route}
-    eblocks_access_log_dropped_total, eblocks_tap_dropped_total
+    eblocks_access_log_dropped_total, eblocks_tap_dropped_total, eblocks_tap_subscribers
     eblocks_build_info{version,block,instance_id}
     eblocks_gossip_members{status}, eblocks_pattern_*{pattern}   (hooks)
     process_*                                                   (prometheus-client)
@@ -127,7 +127,11 @@ class MeshCollector(Collector):
             "eblocks_tap_dropped", "Tap summaries dropped because a subscriber lagged"
         )
         dropped_tap.add_metric((), tel.tap.dropped)
-        return (info, dropped_log, dropped_tap)
+        subscribers = GaugeMetricFamily(
+            "eblocks_tap_subscribers", "Readers of /v1/tap connected now"
+        )
+        subscribers.add_metric((), tel.tap.subscribers)
+        return (info, dropped_log, dropped_tap, subscribers)
 
     @staticmethod
     def _hooks(tel: Telemetry) -> Iterable[Metric]:

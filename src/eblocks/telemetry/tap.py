@@ -63,6 +63,10 @@ class Tap:
     def __bool__(self) -> bool:
         return bool(self._subscribers)
 
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
     def publish(self, record: dict[str, Any]) -> None:
         for sub in self._subscribers:
             if sub.match(record):

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 import pytest
 
-from eblocks import Block, MeshClient, Message
+from eblocks import Block, Context, MeshClient, Message
 from eblocks.message import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER
 from eblocks.spec import parse_spec
 from eblocks.telemetry import AccessLog, Telemetry
@@ -61,7 +61,7 @@ async def test_lines_of_inbound_and_outbound_requests(tmp_path: Path) -> None:
             raise ValueError("no")
         return msg.body * 2
 
-    async def front(msg: Message, ctx: Any) -> Message:
+    async def front(msg: Message, ctx: Context) -> Message:
         return await ctx.call("back", msg)
 
     resolver = StaticResolver()
