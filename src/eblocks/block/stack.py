@@ -2,11 +2,11 @@
 
 Outbound, outermost first (DESIGN.md; later layers slot into this list)::
 
-    telemetry -> deadline -> retry -> tries -> balancer (the target's `balancer`) -> transport
+    telemetry -> deadline -> retry -> balancer (the target's `balancer`) -> tries -> transport
 
 To one endpoint chosen by a pattern's manager (its own balancer and retries)::
 
-    telemetry -> deadline (the worker's timeout: one try) -> transport
+    telemetry -> deadline (the worker's timeout: one try) -> tries -> transport
 
 The telemetry layers (`eblocks.layers.telemetry`) are there when the client
 has a `Telemetry` (a block's client; the CLI's has none).
@@ -50,7 +50,7 @@ def client_stack(
     ]
     if telemetry is not None:
         layers.insert(0, observe(telemetry, target.name))
-        layers.insert(3, tries(telemetry, target.name))
+        layers.append(tries(telemetry, target.name))
     return _assemble(layers, transport)
 
 
@@ -60,7 +60,7 @@ def endpoint_stack(
     """The outbound `Send` for calls whose `Call.endpoint` the caller already chose."""
     layers: list[Layer] = [deadline(target.timeout, clock)]
     if telemetry is not None:
-        layers.insert(0, observe(telemetry, target.name))
+        layers = [observe(telemetry, target.name), *layers, tries(telemetry, target.name)]
     return _assemble(layers, transport)
 
 

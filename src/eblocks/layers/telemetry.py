@@ -16,12 +16,15 @@ import asyncio
 import contextvars
 from collections.abc import Awaitable
 
+from opentelemetry.trace import SpanKind
+
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import MeshError
 from eblocks.message import PATTERN_HEADER, REQUEST_ID_HEADER, Message
 from eblocks.respond import status_of
 from eblocks.telemetry.core import Telemetry
 from eblocks.telemetry.inbound import CLIENT_CLOSED, DIRECT, TRACEPARENT, trace_id_of
+from eblocks.telemetry.tracing import Tracing, current_trace_id
 
 __all__ = ["telemetry", "tries"]
 
@@ -73,7 +76,9 @@ def telemetry(tel: Telemetry, target: str) -> Layer:
                         attempts - 1,
                         reason,
                         headers.get(REQUEST_ID_HEADER),
-                        trace_id_of(headers.get(TRACEPARENT)),
+                        current_trace_id()
+                        if tel.tracing
+                        else trace_id_of(headers.get(TRACEPARENT)),
                     )
 
         return send
@@ -82,6 +87,8 @@ def telemetry(tel: Telemetry, target: str) -> Layer:
 
 
 def tries(tel: Telemetry, target: str) -> Layer:
+    if tel.tracing is not None:
+        return _traced_tries(tel, tel.tracing, target)
     table = tel.outbound
 
     def layer(inner: Send) -> Send:
@@ -92,6 +99,53 @@ def tries(tel: Telemetry, target: str) -> Layer:
                 table.get(target, route).retries += 1
                 _ATTEMPT.set(call.attempt)
             return inner(call)
+
+        return send
+
+    return layer
+
+
+def _traced_tries(tel: Telemetry, tracing: Tracing, target: str) -> Layer:
+    """Each try in a client span; its context goes out in ``traceparent``/``tracestate``."""
+    table = tel.outbound
+    tracer, propagator = tracing.tracer, tracing.propagator
+
+    def layer(inner: Send) -> Send:
+        async def send(call: Call) -> Message:
+            route = call.message.headers.get(PATTERN_HEADER) or DIRECT
+            if call.attempt != 1:
+                table.get(target, route).retries += 1
+                _ATTEMPT.set(call.attempt)
+            attributes: dict[str, str | int] = {
+                "eblocks.target": target,
+                "eblocks.route": route,
+                "eblocks.attempt": call.attempt,
+            }
+            if call.endpoint is not None:
+                attributes["server.address"] = call.endpoint.host
+                attributes["server.port"] = call.endpoint.port
+                attributes["eblocks.endpoint"] = call.endpoint.instance
+            with tracer.start_as_current_span(
+                f"call {target}", kind=SpanKind.CLIENT, attributes=attributes
+            ) as span:
+                carrier: dict[str, str] = {}
+                propagator.inject(carrier)
+                traced = Call(
+                    call.target,
+                    call.message.replace(headers=carrier),
+                    call.deadline,
+                    call.endpoint,
+                    call.attempt,
+                )
+                try:
+                    reply = await inner(traced)
+                except MeshError as exc:
+                    status, reason = status_of(exc)
+                    span.set_attribute("http.response.status_code", status)
+                    span.set_attribute("eblocks.error", reason)
+                    raise
+                span.set_attribute("http.response.status_code", 200)
+                return reply
 
         return send
 

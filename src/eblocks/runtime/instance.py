@@ -24,6 +24,7 @@ from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
 from eblocks.spec import MeshSpec, load_spec
 from eblocks.telemetry import AccessLog, Telemetry
+from eblocks.telemetry.tracing import tracing_from_spec
 
 __all__ = ["EXIT_CONFIG", "main"]
 
@@ -66,7 +67,10 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
     access_log = None
     if spec.settings(args.block).access_log:
         access_log = AccessLog(state.path / "logs" / f"{args.instance}.access.jsonl")
-    telemetry = Telemetry(args.block, args.instance, access_log=access_log)
+    tracing = tracing_from_spec(
+        spec.telemetry.tracing, args.block, args.instance, state.path / "logs"
+    )
+    telemetry = Telemetry(args.block, args.instance, access_log=access_log, tracing=tracing)
     client = MeshClient(spec, membership.resolver, source=args.block, telemetry=telemetry)
     if block_spec.handler is not None:
         handler = load_ref(args.block, block_spec.handler)

@@ -9,6 +9,7 @@ PM socket's requests) and `eblocks.layers.telemetry` (the client stack).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import os
@@ -25,6 +26,7 @@ from eblocks.telemetry.tap import Tap
 if TYPE_CHECKING:
     from eblocks.spec.models import BlockSettings, MeshSpec
     from eblocks.telemetry.access_log import AccessLog
+    from eblocks.telemetry.tracing import Tracing
 
 __all__ = ["EXTERNAL", "GaugeHook", "Hooks", "Telemetry"]
 
@@ -91,6 +93,7 @@ class Telemetry:
         clock: Clock | None = None,
         access_log: AccessLog | None = None,
         tap: Tap | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.block = block
         self.instance = instance
@@ -102,6 +105,7 @@ class Telemetry:
         self.hooks = Hooks()
         self.access_log = access_log
         self.tap = tap or Tap()
+        self.tracing = tracing
         self.settings: BlockSettings | None = None
         self.spec: MeshSpec | None = None
         self._peers: dict[str | None, str] = {None: EXTERNAL, "": EXTERNAL}
@@ -113,6 +117,8 @@ class Telemetry:
     async def aclose(self) -> None:
         if self.access_log is not None:
             await self.access_log.aclose()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # flushes spans: not on the loop
 
     def peer(self, raw: str | None) -> str:
         """The source block a request names, as a label value (unknown shapes: external)."""

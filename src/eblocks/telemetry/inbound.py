@@ -17,9 +17,17 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from eblocks.message import ERROR_HEADER, PATTERN_HEADER, REQUEST_ID_HEADER, SOURCE_HEADER
+from eblocks.message import (
+    ERROR_HEADER,
+    PATTERN_HEADER,
+    REQUEST_ID_HEADER,
+    SOURCE_HEADER,
+    STAGE_HEADER,
+)
 from eblocks.telemetry.core import Telemetry
+from eblocks.telemetry.tracing import current_trace_id
 
 __all__ = ["CLIENT_CLOSED", "DIRECT", "TRACEPARENT", "middleware", "observe", "trace_id_of"]
 
@@ -37,8 +45,10 @@ AioHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def observe(tel: Telemetry, handler: AioHandler) -> AioHandler:
     """``handler`` (a handler block's catch-all) with inbound telemetry around it."""
 
+    inner = _observed if tel.tracing is None else _traced
+
     async def serve(request: web.Request) -> web.StreamResponse:
-        return await _observed(tel, request, handler, _pattern_route(request))
+        return await inner(tel, request, handler, _pattern_route(request))
 
     return serve
 
@@ -46,9 +56,11 @@ def observe(tel: Telemetry, handler: AioHandler) -> AioHandler:
 def middleware(tel: Telemetry) -> Middleware:
     """An aiohttp middleware with inbound telemetry for an application block."""
 
+    inner = _observed if tel.tracing is None else _traced
+
     @web.middleware
     async def telemetry(request: web.Request, handler: AioHandler) -> web.StreamResponse:
-        return await _observed(tel, request, handler, _path_route(request))
+        return await inner(tel, request, handler, _path_route(request))
 
     return telemetry
 
@@ -113,8 +125,42 @@ async def _observed(
                 0,
                 reason,
                 headers.get(REQUEST_ID_HEADER),
-                trace_id_of(headers.get(TRACEPARENT)),
+                current_trace_id() if tel.tracing else trace_id_of(headers.get(TRACEPARENT)),
             )
+
+
+async def _traced(
+    tel: Telemetry, request: web.Request, handler: AioHandler, route: str
+) -> web.StreamResponse:
+    """`_observed` inside a server span whose parent is the caller's ``traceparent``."""
+    tracing = tel.tracing
+    if tracing is None:
+        return await _observed(tel, request, handler, route)
+    headers = request.headers
+    attributes: dict[str, str | int] = {
+        "eblocks.block": tel.block,
+        "eblocks.instance": tel.instance,
+        "eblocks.route": route,
+        "eblocks.source": tel.peer(headers.get(SOURCE_HEADER)),
+        "http.request.method": request.method,
+    }
+    pattern = headers.get(PATTERN_HEADER)
+    if pattern:
+        attributes["eblocks.pattern"] = pattern
+        attributes["eblocks.stage"] = headers.get(STAGE_HEADER, "")
+    request_id = headers.get(REQUEST_ID_HEADER)
+    if request_id:
+        attributes["eblocks.request_id"] = request_id
+    parent = tracing.propagator.extract(headers)
+    with tracing.tracer.start_as_current_span(
+        f"{tel.block} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+    ) as span:
+        response = await _observed(tel, request, handler, route)
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            reason = response.headers.get(ERROR_HEADER) or str(response.status)
+            span.set_status(Status(StatusCode.ERROR, reason))
+        return response
 
 
 def trace_id_of(traceparent: str | None) -> str | None:
