@@ -105,7 +105,11 @@ class Telemetry:
         self.hooks = Hooks()
         self.access_log = access_log
         self.tap = tap or Tap()
+        self.tap.on_change = self._update_sinks
         self.tracing = tracing
+        self.sinks = False
+        """Whether anybody wants per-request summaries (the access log or a tap reader)."""
+        self._update_sinks()
         self.settings: BlockSettings | None = None
         self.spec: MeshSpec | None = None
         self._peers: dict[str | None, str] = {None: EXTERNAL, "": EXTERNAL}
@@ -129,10 +133,8 @@ class Telemetry:
                 self._peers[raw] = found
         return found
 
-    @property
-    def sinks(self) -> bool:
-        """Whether anybody wants per-request summaries (access log or a tap subscriber)."""
-        return self.access_log is not None or bool(self.tap)
+    def _update_sinks(self) -> None:
+        self.sinks = self.access_log is not None or bool(self.tap)
 
     def emit(
         self,

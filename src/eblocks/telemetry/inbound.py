@@ -13,6 +13,7 @@ application block (the route template, never the raw path: bounded labels).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -40,27 +41,25 @@ CLIENT_CLOSED = 499
 TRACEPARENT = "traceparent"
 
 AioHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RouteOf = Callable[[web.Request], str]
 
 
 def observe(tel: Telemetry, handler: AioHandler) -> AioHandler:
-    """``handler`` (a handler block's catch-all) with inbound telemetry around it."""
+    """``handler`` (a handler block's catch-all) with inbound telemetry around it.
 
+    A partial, not a closure: one coroutine frame less on every request.
+    """
     inner = _observed if tel.tracing is None else _traced
-
-    async def serve(request: web.Request) -> web.StreamResponse:
-        return await inner(tel, request, handler, _pattern_route(request))
-
-    return serve
+    return functools.partial(inner, tel, handler, _pattern_route)
 
 
 def middleware(tel: Telemetry) -> Middleware:
     """An aiohttp middleware with inbound telemetry for an application block."""
-
     inner = _observed if tel.tracing is None else _traced
 
     @web.middleware
     async def telemetry(request: web.Request, handler: AioHandler) -> web.StreamResponse:
-        return await inner(tel, request, handler, _path_route(request))
+        return await inner(tel, handler, _path_route, request)
 
     return telemetry
 
@@ -80,9 +79,10 @@ def _path_route(request: web.Request) -> str:
 
 
 async def _observed(
-    tel: Telemetry, request: web.Request, handler: AioHandler, route: str
+    tel: Telemetry, handler: AioHandler, route_of: RouteOf, request: web.Request
 ) -> web.StreamResponse:
     headers = request.headers
+    route = route_of(request)
     peer = tel.peer(headers.get(SOURCE_HEADER))
     series = tel.inbound.get(peer, route)
     series.inflight += 1
@@ -107,13 +107,14 @@ async def _observed(
         nout = 0
         reason = None
         if response is not None:
-            nout = response.content_length or 0
+            body = getattr(response, "body", None)  # web.Response: its bytes, without parsing
+            nout = len(body) if type(body) is bytes else (response.content_length or 0)
             if status >= 400:
                 reason = response.headers.get(ERROR_HEADER)
         series.add(status, now - began, nin, nout, now)
         if reason is not None:
             series.error(reason)
-        if tel.sinks:
+        if tel.sinks:  # a plain attribute: this runs on every request
             tel.emit(
                 True,
                 peer,
@@ -130,13 +131,14 @@ async def _observed(
 
 
 async def _traced(
-    tel: Telemetry, request: web.Request, handler: AioHandler, route: str
+    tel: Telemetry, handler: AioHandler, route_of: RouteOf, request: web.Request
 ) -> web.StreamResponse:
     """`_observed` inside a server span whose parent is the caller's ``traceparent``."""
     tracing = tel.tracing
     if tracing is None:
-        return await _observed(tel, request, handler, route)
+        return await _observed(tel, handler, route_of, request)
     headers = request.headers
+    route = route_of(request)
     attributes: dict[str, str | int] = {
         "eblocks.block": tel.block,
         "eblocks.instance": tel.instance,
@@ -155,7 +157,7 @@ async def _traced(
     with tracing.tracer.start_as_current_span(
         f"{tel.block} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
     ) as span:
-        response = await _observed(tel, request, handler, route)
+        response = await _observed(tel, handler, lambda _: route, request)
         span.set_attribute("http.response.status_code", response.status)
         if response.status >= 500:
             reason = response.headers.get(ERROR_HEADER) or str(response.status)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -24,6 +24,10 @@ __all__ = ["MAX_LIMIT", "MAX_SECONDS", "Tap", "TapFilter"]
 MAX_LIMIT = 100_000
 MAX_SECONDS = 3600.0
 _FIELDS = ("direction", "source", "destination", "route", "status")
+
+
+def _nothing() -> None:
+    return None
 
 
 class TapFilter:
@@ -59,6 +63,7 @@ class Tap:
         self.queue_size = queue
         self.dropped = 0
         self._subscribers: list[_Subscriber] = []
+        self.on_change: Callable[[], None] = _nothing
 
     def __bool__(self) -> bool:
         return bool(self._subscribers)
@@ -91,12 +96,14 @@ class Tap:
         await response.prepare(request)
         sub = _Subscriber(match, self.queue_size)
         self._subscribers.append(sub)
+        self.on_change()
         try:
             await self._pump(sub, response, limit, seconds)
         except (ConnectionResetError, asyncio.CancelledError):
             pass  # the reader went away
         finally:
             self._subscribers.remove(sub)
+            self.on_change()
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
