@@ -267,7 +267,41 @@ def _print(record: dict[str, Any], raw: bool) -> None:
     )
 
 
+def trace(
+    trace_id: str | None = typer.Argument(None, help="trace id (32 hex digits); none: list"),
+    last: int = typer.Option(10, min=1, help="how many recent traces to list"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """The spans of one trace as a tree (from `telemetry.tracing.exporter: file`)."""
+    from eblocks.telemetry.traces import read_spans, render_tree, traces
+
+    state = state_or_exit(mesh, state_dir)
+    found = traces(read_spans(state.path / "logs"))
+    if not found:
+        fail(
+            f"no spans under {state.path / 'logs'}: set `telemetry: {{tracing: "
+            "{sampling: 0.1, exporter: file}}` in the spec"
+        )
+    if trace_id is None:
+        table = Table(title="recent traces")
+        for column in ("trace id", "root", "spans", "start"):
+            table.add_column(column)
+        recent = sorted(found.values(), key=lambda spans: min(s.start for s in spans))[-last:]
+        for spans in recent:
+            first = min(spans, key=lambda s: s.start)
+            table.add_row(first.trace_id, first.name, str(len(spans)), first.start.isoformat())
+        console.print(table)
+        return
+    wanted = found.get(trace_id.lower().removeprefix("0x"))
+    if wanted is None:
+        fail(f"no trace {trace_id!r} among {len(found)} recorded traces")
+    for line in render_tree(wanted):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(stat)
     app.command()(top)
     app.command()(tap)
+    app.command()(trace)
