@@ -6,6 +6,8 @@ need=()
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 # prometheus: its `promtool check metrics` validates the real /metrics output.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# chromium: headless, driven over DevTools by the dashboard test.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

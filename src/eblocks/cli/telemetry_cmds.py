@@ -8,6 +8,7 @@ answers are merged here (`eblocks.telemetry.aggregate`). No collector runs.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 import typer
+from aiohttp import web
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -300,8 +302,48 @@ def trace(
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+def dashboard(
+    host: str = typer.Option("127.0.0.1", help="address to serve the page on"),
+    port: int = typer.Option(0, min=0, max=65535, help="port (0: any free port)"),
+    interval: float = typer.Option(2.0, min=0.2, help="seconds between updates"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Serve a live web page of the mesh: topology, golden metrics per block and edge."""
+    from eblocks.dashboard import Dashboard
+
+    state = state_or_exit(mesh, state_dir)
+
+    async def fetch() -> tuple[list[dict[str, Any]], list[str]]:
+        return await fetch_stats(admin_rows(state))
+
+    board = Dashboard(state.mesh, fetch, interval=interval)
+    asyncio.run(_serve_dashboard(board.app(), host, port))
+
+
+async def _serve_dashboard(app: web.Application, host: str, port: int) -> None:
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            fail(f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}")
+        bound = runner.addresses[0][1]
+        print(f"dashboard on http://{host}:{bound}/ (Ctrl-C to stop)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
 def register(app: typer.Typer) -> None:
     app.command()(stat)
     app.command()(top)
     app.command()(tap)
     app.command()(trace)
+    app.command()(dashboard)
