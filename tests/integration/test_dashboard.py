@@ -3,7 +3,8 @@
 The page must show every block of the mesh (graph nodes and panels), the edges
 between them and from the CLI, and the request counters must move with the
 load without a reload (live updates over Server-Sent Events); no console
-error or uncaught exception. A screenshot is kept in build/artifacts/.
+error or uncaught exception; recent traces (file exporter) are listed. A
+screenshot is kept in build/artifacts/.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ EDGES = (
     ".map(r => [r.dataset.src, r.dataset.dst]))"
 )
 UPDATED = "document.body.dataset.updated || ''"
+TRACES = (
+    "JSON.stringify([...document.querySelectorAll('#traces tbody tr[data-trace]')]"
+    ".map(r => r.cells[1].textContent))"
+)
 
 
 def _submit(sandbox: Sandbox, folder: str, count: int, seed: int) -> None:
@@ -53,6 +58,8 @@ async def _until(browser: Browser, expression: str, check: Any, what: str) -> An
 
 def test_dashboard_in_headless_chromium(sandbox: Sandbox) -> None:
     spec = sandbox.copy_textpipe()
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text + "telemetry: {tracing: {sampling: 1.0, exporter: file}}\n", "utf-8")
     up = sandbox.up(spec)
     assert up.returncode == 0, str(up)
     _submit(sandbox, "first", 20, seed=1)
@@ -84,6 +91,8 @@ async def _drive(sandbox: Sandbox, address: str) -> None:
             browser, PANELS, lambda v: json.loads(v) == dict.fromkeys(BLOCKS, 35), "35 per block"
         )
         assert await browser.evaluate(UPDATED) != before
+        roots = await _until(browser, TRACES, lambda v: len(json.loads(v)) == 10, "10 traces")
+        assert set(json.loads(roots)) == {"clean ingest"}  # the CLI does not trace: roots
         rate = await browser.evaluate(
             "document.querySelector('.panel[data-block=clean] [data-field=success]').textContent"
         )

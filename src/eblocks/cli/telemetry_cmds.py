@@ -317,7 +317,10 @@ def dashboard(
     async def fetch() -> tuple[list[dict[str, Any]], list[str]]:
         return await fetch_stats(admin_rows(state))
 
-    board = Dashboard(state.mesh, fetch, interval=interval)
+    from eblocks.telemetry.traces import recent_traces
+
+    logs = state.path / "logs"
+    board = Dashboard(state.mesh, fetch, interval=interval, traces=lambda: recent_traces(logs))
     asyncio.run(_serve_dashboard(board.app(), host, port))
 
 

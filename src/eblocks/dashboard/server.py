@@ -6,6 +6,9 @@
     GET /api/stats    the latest snapshot (JSON)
     GET /api/events   the snapshots as they come (Server-Sent Events)
 
+With ``traces`` (the CLI passes the reader of the ``file`` exporter's spans),
+each snapshot also lists the most recent traces.
+
 One poller task asks every running instance (the supervisor's state file,
 re-read each time, so new and restarted instances appear) every ``interval``
 seconds and merges the answers (`eblocks.telemetry.aggregate`): blocks with
@@ -87,12 +90,20 @@ def snapshot(
 class Dashboard:
     """The web app; ``fetch`` returns every instance's stats and the ones that did not answer."""
 
-    def __init__(self, mesh: str, fetch: Fetch, *, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        mesh: str,
+        fetch: Fetch,
+        *,
+        interval: float = 2.0,
+        traces: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
         if interval <= 0:
             raise ValueError(f"dashboard interval must be > 0 seconds, got {interval}")
         self.mesh = mesh
         self.interval = interval
         self._fetch = fetch
+        self._traces = traces
         self._latest: dict[str, Any] = snapshot(mesh, [], [])
         self._changed = asyncio.Condition()
         self._poller: asyncio.Task[None] | None = None
@@ -109,7 +120,10 @@ class Dashboard:
 
     async def poll_once(self) -> dict[str, Any]:
         stats, missing = await self._fetch()
-        self._latest = snapshot(self.mesh, stats, missing)
+        latest = snapshot(self.mesh, stats, missing)
+        if self._traces is not None:  # files on disk: read in a thread, not on the loop
+            latest["traces"] = await asyncio.to_thread(self._traces)
+        self._latest = latest
         async with self._changed:
             self._changed.notify_all()
         return self._latest

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Span", "read_spans", "render_tree", "traces"]
+__all__ = ["Span", "read_spans", "recent_traces", "render_tree", "traces"]
 
 
 @dataclass(slots=True)
@@ -66,14 +66,44 @@ def _time(value: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def read_spans(folder: Path) -> Iterator[Span]:
-    """Every span in ``folder/*.spans.jsonl`` (a torn last line is skipped)."""
+def read_spans(folder: Path, tail: int | None = None) -> Iterator[Span]:
+    """The spans in ``folder/*.spans.jsonl`` (only the last ``tail`` bytes of each file if set).
+
+    A torn line (the file's last, being written; the first of a tail) is skipped.
+    """
     for path in sorted(folder.glob("*.spans.jsonl")):
-        for line in path.read_bytes().splitlines():
+        with path.open("rb") as fh:
+            if tail is not None:
+                fh.seek(max(0, path.stat().st_size - tail))
+            data = fh.read()
+        for line in data.splitlines():
             try:
                 yield Span.from_json(orjson.loads(line))
             except (orjson.JSONDecodeError, KeyError, ValueError):
                 continue
+
+
+def recent_traces(folder: Path, limit: int = 10, tail: int = 256 * 1024) -> list[dict[str, Any]]:
+    """The latest ``limit`` traces in ``folder`` (from each file's tail): root, spans, duration."""
+    found = traces(read_spans(folder, tail))
+    rows = []
+    for trace_id, spans in found.items():
+        first = min(spans, key=lambda s: s.start)
+        end = max(s.end for s in spans)
+        rows.append(
+            {
+                "trace_id": trace_id,
+                "root": first.name,
+                "service": first.service,
+                "spans": len(spans),
+                "services": sorted({s.service for s in spans}),
+                "start": first.start.isoformat(),
+                "duration_ms": round((end - first.start).total_seconds() * 1000, 3),
+                "errors": sum(s.status == "ERROR" for s in spans),
+            }
+        )
+    rows.sort(key=lambda r: str(r["start"]), reverse=True)
+    return rows[:limit]
 
 
 def traces(spans: Iterable[Span]) -> dict[str, list[Span]]:
