@@ -8,6 +8,10 @@ command -v pgrep >/dev/null 2>&1 || need+=(procps)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # iproute2: `ip netns`/veth/bridge for tests/netns/ and the rendered-pods test.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# prometheus: its `promtool check metrics` validates the real /metrics output.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# chromium: headless, driven over DevTools by the dashboard test.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

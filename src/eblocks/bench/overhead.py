@@ -34,6 +34,7 @@ from eblocks.bench.machine import describe
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec import parse_spec
+from eblocks.telemetry import Telemetry
 from eblocks.testing import StaticResolver
 
 __all__ = [
@@ -326,7 +327,9 @@ async def _eblock_caller(host: str, port: int) -> AsyncIterator[Caller]:
     spec = parse_spec(SPEC, "<bench overhead>")
     resolver = StaticResolver({"echo": [f"{host}:{port}"]})
     counter = iter(range(1 << 62))
-    async with MeshClient(spec, resolver, source="bench") as client:
+    # a block's client counts its calls: the telemetry layers are part of the measured path
+    telemetry = Telemetry("bench", "bench-0")
+    async with MeshClient(spec, resolver, source="bench", telemetry=telemetry) as client:
 
         async def call(body: bytes) -> bytes:
             # an idempotency key, as `eblocks submit` sends, so the retry layer is armed

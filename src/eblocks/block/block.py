@@ -38,6 +38,9 @@ from eblocks.message import (
 from eblocks.patterns import Plan
 from eblocks.respond import error_response
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
+from eblocks.telemetry import Telemetry
+from eblocks.telemetry.admin import add_admin_routes
+from eblocks.telemetry.inbound import middleware, observe
 from eblocks.workload import dispatch
 from eblocks.workload.pools import Pools
 
@@ -66,7 +69,8 @@ class Block:
     """Serve a handler (or an aiohttp app) as one Eblock instance.
 
     ``client`` is the mesh client handlers reach through ``ctx.call``; a block
-    outside a mesh (tests, benchmarks) may leave it out.
+    outside a mesh (tests, benchmarks) may leave it out. ``telemetry`` (default:
+    the client's, else a new one) counts its requests and serves ``/metrics``.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class Block:
         client: MeshClient | None = None,
         instance: str | None = None,
         clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.name = name
         self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
@@ -91,6 +96,13 @@ class Block:
         self._ready = False
         self.inflight = 0
         self.pools = Pools(name, self._plan, client)  # managers and autoscalers: /v1/pools
+        self.telemetry: Telemetry = (
+            telemetry
+            or (client.telemetry if client is not None else None)
+            or Telemetry(name, self.instance, clock=self._clock)
+        )
+        self.telemetry.settings = self.settings
+        self.telemetry.spec = client.spec if client is not None else None
         if handler is not None and app is None:
             roles = dispatch(
                 name,
@@ -100,14 +112,16 @@ class Block:
                 clock=self._clock,
                 backoff=self.settings.retries,
                 pools=self.pools,
+                hooks=self.telemetry.hooks,
             )
             self._handle = server_stack(roles, self._clock)
             app = web.Application(client_max_size=self.settings.max_body)
-            app.router.add_route("*", "/{tail:.*}", self._serve)
+            app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
         elif app is not None and handler is None:
             app.middlewares.insert(0, self._track)
             if client is not None:
                 app[_MESH_CLIENT] = client
+            app.middlewares.insert(0, middleware(self.telemetry))
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
         self._pm = Listener(app, block=name, drain=self.settings.drain)
@@ -158,11 +172,13 @@ class Block:
         self, host: str | None = None, port: int | None = None, admin_port: int = 0
     ) -> None:
         host = host or self.settings.host
+        await self.telemetry.start()
         await self._admin.start(host, admin_port)
         try:
             await self._pm.start(host, port if port is not None else (self.settings.port or 0))
         except BaseException:
             await self._admin.close()  # a block that failed to start must not answer probes
+            await self.telemetry.aclose()
             raise
         self._ready = True
         log.info("block %s instance %s serving on %s:%d", self.name, self.instance, host, self.port)
@@ -173,6 +189,7 @@ class Block:
         await self.pools.aclose()
         await self._pm.close()
         await self._admin.close()
+        await self.telemetry.aclose()
         if self.client is not None:
             await self.client.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -253,6 +270,7 @@ class Block:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/v1/pools", self._pools)
+        add_admin_routes(app, self.telemetry)
         return app
 
     async def _healthz(self, _: web.Request) -> web.Response:

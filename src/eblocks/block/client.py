@@ -13,6 +13,7 @@ from eblocks.errors import NoEndpointsError
 from eblocks.message import REQUEST_ID_HEADER, SOURCE_HEADER, Message
 from eblocks.patterns import Plan
 from eblocks.spec.models import MeshSpec
+from eblocks.telemetry.core import Telemetry
 from eblocks.transport import HttpTransport
 
 __all__ = ["MeshClient", "new_request_id"]
@@ -24,7 +25,10 @@ def new_request_id() -> str:
 
 
 class MeshClient:
-    """Outbound side of a block (or of a CLI): one pooled transport, one stack per target."""
+    """Outbound side of a block (or of a CLI): one pooled transport, one stack per target.
+
+    With ``telemetry`` (an instance's), every call is counted and traced.
+    """
 
     def __init__(
         self,
@@ -35,6 +39,7 @@ class MeshClient:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         transport: HttpTransport | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.spec = spec
         self.plan = Plan.from_spec(spec)
@@ -45,6 +50,7 @@ class MeshClient:
         self._transport = transport or HttpTransport(clock=self._clock)
         self._stacks: dict[str, Send] = {}
         self._direct: dict[str, Send] = {}
+        self.telemetry = telemetry
 
     async def __aenter__(self) -> MeshClient:
         return self
@@ -113,7 +119,9 @@ class MeshClient:
         block = endpoint.block
         direct = self._direct.get(block)
         if direct is None:
-            direct = endpoint_stack(self.spec.settings(block), self._transport.send, self._clock)
+            direct = endpoint_stack(
+                self.spec.settings(block), self._transport.send, self._clock, self.telemetry
+            )
             self._direct[block] = direct
         if self._source:
             msg = msg.replace(headers={SOURCE_HEADER: self._source})
@@ -130,7 +138,12 @@ class MeshClient:
                 )
             settings = self.spec.settings(block)
             stack = client_stack(
-                settings, self._resolver, self._transport.send, self._clock, self._rng
+                settings,
+                self._resolver,
+                self._transport.send,
+                self._clock,
+                self._rng,
+                self.telemetry,
             )
             self._stacks[block] = stack
         return stack

@@ -29,6 +29,8 @@ from eblocks.errors import (
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
 from eblocks.spec import MeshSpec, load_spec
+from eblocks.telemetry import AccessLog, Telemetry
+from eblocks.telemetry.tracing import tracing_from_spec
 from eblocks.workload.scalers import make_scaler
 
 __all__ = ["EXIT_CONFIG", "main"]
@@ -68,7 +70,15 @@ async def _load_app(block: str, ref: str) -> web.Application:
 
 async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membership) -> Block:
     block_spec = spec.blocks[args.block]
-    client = MeshClient(spec, membership.resolver, source=args.block)
+    state = StateDir(Path(args.state_dir))
+    access_log = None
+    if spec.settings(args.block).access_log:
+        access_log = AccessLog(state.path / "logs" / f"{args.instance}.access.jsonl")
+    tracing = tracing_from_spec(
+        spec.telemetry.tracing, args.block, args.instance, state.path / "logs"
+    )
+    telemetry = Telemetry(args.block, args.instance, access_log=access_log, tracing=tracing)
+    client = MeshClient(spec, membership.resolver, source=args.block, telemetry=telemetry)
     if block_spec.handler is not None:
         handler = load_ref(args.block, block_spec.handler)
         block = Block.in_mesh(args.block, handler, app=None, client=client, instance=args.instance)
@@ -76,6 +86,7 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
         app = await _load_app(args.block, block_spec.app or "")  # the spec sets one of the two
         block = Block.in_mesh(args.block, None, app=app, client=client, instance=args.instance)
     block.add_admin_get("/v1/members", membership.members)
+    membership.publish_gauges(telemetry.hooks)
     return block
 
 

@@ -4,14 +4,16 @@ Shape::
 
     apiVersion: eblocks/v1
     mesh: NAME
-    defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host}
-    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, env, labels, resources}}
+    defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host, access_log}
+    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, access_log, env, labels,
+               resources}}
     patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}
                     | {manager-worker: {manager, worker, workers, balancer, queue, concurrency,
                                        attempts}}
                     | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
     policies: {}
     discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
+    telemetry: {tracing: {sampling, exporter, endpoint}}
 
 Cross-references (unknown blocks, cycles) are checked in `check.py`, where the
 error can point at the exact list item.
@@ -56,6 +58,8 @@ __all__ = [
     "ResourceAmounts",
     "Resources",
     "RetryPolicy",
+    "TelemetrySpec",
+    "TracingSpec",
     "WorkersSpec",
     "resolve_settings",
 ]
@@ -104,6 +108,9 @@ class Defaults(_Frozen):
     host: str = Field("127.0.0.1", description="address instances listen on")
     threads: int = Field(8, ge=1, le=256, description="executor threads for plain functions")
     balancer: BalancerName = Field("round_robin", description="how callers pick an instance")
+    access_log: bool = Field(
+        False, description="one JSON line per request in logs/<instance>.access.jsonl"
+    )
 
 
 def _quantity_text(value: Any) -> Any:
@@ -152,6 +159,7 @@ class BlockSpec(_Frozen):
     drain: Duration | None = Field(None, description="how long a stopping instance drains")
     threads: int | None = Field(None, ge=1, le=256, description="executor threads")
     balancer: BalancerName | None = Field(None, description="how callers pick an instance")
+    access_log: bool | None = Field(None, description="write an access log (JSON lines)")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
     labels: dict[str, str] = Field(default_factory=dict, description="labels of its endpoints")
     resources: Resources | None = Field(
@@ -374,6 +382,26 @@ class DiscoverySpec(_Frozen):
         return SwimConfig(**self.tunables.model_dump(exclude_none=True))
 
 
+class TracingSpec(_Frozen):
+    """OpenTelemetry tracing of every instance: sampling and where spans go."""
+
+    sampling: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of new traces recorded (a caller's choice wins)"
+    )
+    exporter: Literal["none", "otlp", "console", "file"] = Field(
+        "none", description="`otlp` (HTTP), `console` (stderr) or `file` (logs/<inst>.spans.jsonl)"
+    )
+    endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces URL (default: the OTEL_EXPORTER_OTLP_* environment)"
+    )
+
+
+class TelemetrySpec(_Frozen):
+    """Monitoring settings shared by every block (metrics are always on)."""
+
+    tracing: TracingSpec = Field(TracingSpec(), description="OpenTelemetry traces")
+
+
 @dataclass(frozen=True, slots=True)
 class BlockSettings:
     """A block's effective settings: its own over the mesh defaults."""
@@ -388,6 +416,7 @@ class BlockSettings:
     host: str
     port: int | None
     balancer: str = "round_robin"
+    access_log: bool = False
 
 
 class MeshSpec(_Frozen):
@@ -404,6 +433,9 @@ class MeshSpec(_Frozen):
     policies: Policies = Field(Policies(), description="traffic, security and scaling rules")
     discovery: DiscoverySpec = Field(
         DiscoverySpec(), description="how instances find each other (supervisor or gossip)"
+    )
+    telemetry: TelemetrySpec = Field(
+        TelemetrySpec(), description="tracing (metrics are always served on the admin port)"
     )
 
     @model_validator(mode="before")
@@ -446,4 +478,5 @@ def resolve_settings(name: str, block: BlockSpec | None, defaults: Defaults) -> 
         host=defaults.host,
         port=own.get("port"),
         balancer=own.get("balancer", defaults.balancer),
+        access_log=own.get("access_log", defaults.access_log),
     )
