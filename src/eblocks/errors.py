@@ -11,6 +11,8 @@ caller would naturally catch::
     │   └── PortInUseError (OSError)       a configured port is already bound
     ├── DiscoveryError (RuntimeError)      gossip membership cannot start or join
     │   └── PacketError (ValueError)       a gossip packet was dropped: `reason` says why
+    ├── SecurityError (RuntimeError)       the mesh CA or an identity cannot be set up or loaded
+    │   └── IdentityError (ValueError)     a certificate or SPIFFE ID is not a valid mesh identity
     └── MeshError                          a request failed in the mesh: `reason`, `origin`
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
@@ -20,6 +22,8 @@ caller would naturally catch::
         ├── MeshTimeoutError (TimeoutError)     504 timeout: the deadline passed
         ├── ConnectError (ConnectionError)      502 connect: no connection to an endpoint
         ├── HandlerError                        500 handler: the user's handler raised
+        ├── UnauthenticatedError (PermissionError)  401 unauthenticated: no valid identity/token
+        ├── ForbiddenError (PermissionError)    403 forbidden: an authorization rule denied it
         └── UpstreamError                       an error response relayed from another block
 
 `respond.py` is the only place a :class:`MeshError` becomes an HTTP status and
@@ -37,8 +41,10 @@ __all__ = [
     "ConnectError",
     "DiscoveryError",
     "EblocksError",
+    "ForbiddenError",
     "HandlerError",
     "HandlerImportError",
+    "IdentityError",
     "MeshError",
     "MeshTimeoutError",
     "NoEndpointsError",
@@ -47,9 +53,11 @@ __all__ = [
     "PayloadTooLargeError",
     "PortInUseError",
     "QueueFullError",
+    "SecurityError",
     "SpecError",
     "SpecIssue",
     "SupervisorError",
+    "UnauthenticatedError",
     "UpstreamError",
 ]
 
@@ -121,6 +129,14 @@ class PacketError(DiscoveryError, ValueError):
     def __init__(self, reason: str, message: str = "") -> None:
         self.reason = reason
         super().__init__(f"gossip packet dropped: {reason}" + (f": {message}" if message else ""))
+
+
+class SecurityError(EblocksError, RuntimeError):
+    """The mesh CA or an instance's identity material cannot be created or loaded."""
+
+
+class IdentityError(SecurityError, ValueError):
+    """A certificate, key or SPIFFE ID is not a valid mesh identity."""
 
 
 class MeshError(EblocksError):
@@ -195,6 +211,20 @@ class ConnectError(MeshError, ConnectionError):
 class HandlerError(MeshError):
     reason = "handler"
     status = 500
+
+
+class UnauthenticatedError(MeshError, PermissionError):
+    """The caller has no verified identity or a valid request token."""
+
+    reason = "unauthenticated"
+    status = 401
+
+
+class ForbiddenError(MeshError, PermissionError):
+    """An authorization rule (named in ``detail["rule"]``) denied the request."""
+
+    reason = "forbidden"
+    status = 403
 
 
 class UpstreamError(MeshError):

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -39,6 +39,9 @@ from eblocks.patterns import Plan
 from eblocks.respond import error_response
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
 from eblocks.workload import dispatch
+
+if TYPE_CHECKING:
+    from eblocks.security import Auth
 
 __all__ = ["Block"]
 
@@ -65,8 +68,10 @@ class Block:
         client: MeshClient | None = None,
         instance: str | None = None,
         clock: Clock | None = None,
+        auth: Auth | None = None,
     ) -> None:
         self.name = name
+        self.auth = auth  # mTLS, tokens and authorization (eblocks.security); None: plaintext
         self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
         self.settings = settings or resolve_settings(name, None, Defaults())
         self.client = client
@@ -91,7 +96,15 @@ class Block:
             app.middlewares.insert(0, self._track)
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
-        self._pm = Listener(app, block=name, drain=self.settings.drain)
+        ssl = auth.server_ssl() if auth is not None else None
+        self._pm = Listener(
+            app,
+            block=name,
+            drain=self.settings.drain,
+            ssl=ssl,
+            permissive=auth is not None and auth.mode == "permissive",
+            on_plaintext=auth.plaintext_connection if auth is not None else None,
+        )
         self._admin_routes = self._admin_app()
         self._admin = Listener(self._admin_routes, block=name, drain=1.0)
 
@@ -104,6 +117,7 @@ class Block:
         app: web.Application | None,
         client: MeshClient,
         instance: str | None = None,
+        auth: Auth | None = None,
     ) -> Block:
         """A block of ``client``'s mesh, with its settings and patterns."""
         spec = client.spec
@@ -115,6 +129,7 @@ class Block:
             plan=client.plan,
             client=client,
             instance=instance,
+            auth=auth,
         )
 
     @property
@@ -172,6 +187,7 @@ class Block:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.inflight += 1
         try:
+            peer = self.auth.admit(request) if self.auth is not None else None
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge as exc:
@@ -180,7 +196,11 @@ class Block:
                     detail={"max_body": self.settings.max_body},
                 ) from exc
             msg = Message.from_wire(body, request.headers)
-            out = await self._handle(msg, self._context(msg))
+            ctx = self._context(msg)
+            if peer is not None:
+                ctx.peer = str(peer.identity) if peer.identity is not None else None
+                ctx.user = peer.user
+            out = await self._handle(msg, ctx)
             if not out.headers:  # a bare reply: aiohttp's default type is application/octet-stream
                 return web.Response(body=out.body)
             headers = {k: v for k, v in out.headers.items() if k not in _ROUTING_HEADERS}
@@ -223,6 +243,11 @@ class Block:
     ) -> web.StreamResponse:
         self.inflight += 1
         try:
+            if self.auth is not None:
+                try:
+                    request["eblocks.peer"] = self.auth.admit(request)
+                except MeshError as exc:
+                    return error_response(exc.with_origin(self.name))
             response: web.StreamResponse = await handler(request)
             return response
         finally:
@@ -232,12 +257,19 @@ class Block:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/v1/security", self._security)
         return app
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response(
             {"status": "ok", "block": self.name, "instance": self.instance, "pid": os.getpid()}
         )
+
+    async def _security(self, _: web.Request) -> web.Response:
+        """Identity, modes and the refusal counters (``{}`` counters when mTLS is off)."""
+        if self.auth is None:
+            return web.json_response({"mtls": "disable", "counters": {}})
+        return web.json_response(self.auth.stats())
 
     async def _readyz(self, _: web.Request) -> web.Response:
         body = {

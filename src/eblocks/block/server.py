@@ -4,16 +4,23 @@ The app is kept apart from its sockets, as aiohttp does: `Listener` binds a
 socket itself (so port 0 yields the real port and "address in use" is named),
 serves an `web.Application` on it, and on `close()` stops accepting, closes
 idle keep-alive connections and waits for in-flight requests up to ``drain``.
+
+With an ``ssl`` context the socket speaks TLS only (mTLS ``strict``); with
+``permissive`` it looks at each connection's first byte and serves TLS or
+plaintext on the same port (`eblocks.security.sniff`).
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import ssl as _ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
 from eblocks.errors import PortInUseError
+from eblocks.security.sniff import SniffingSite
 
 __all__ = ["Listener"]
 
@@ -21,9 +28,22 @@ __all__ = ["Listener"]
 class Listener:
     """One aiohttp application served on one bound socket."""
 
-    def __init__(self, app: web.Application, *, block: str, drain: float) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        block: str,
+        drain: float,
+        ssl: _ssl.SSLContext | None = None,
+        permissive: bool = False,
+        on_plaintext: Callable[[], None] | None = None,
+    ) -> None:
         self._app = app
         self._block = block
+        self._ssl = ssl
+        self._permissive = permissive and ssl is not None
+        self._on_plaintext = on_plaintext
+        self._sniffer: SniffingSite | None = None
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=drain
         )
@@ -35,11 +55,18 @@ class Listener:
         sock = _bind(self._block, host, port)
         self.host, self.port = host, sock.getsockname()[1]
         await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        if self._permissive:
+            assert self._ssl is not None  # permissive is only set with a context
+            self._sniffer = SniffingSite(self._runner, sock, self._ssl, self._on_plaintext)
+            self._sniffer.start()
+        else:
+            await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
         return self.port
 
     async def close(self) -> None:
         """Stop accepting, then drain in-flight requests (bounded by ``drain``)."""
+        if self._sniffer is not None:
+            await self._sniffer.stop()
         await self._runner.cleanup()
 
 

@@ -2,11 +2,14 @@
 
 Outbound, outermost first (DESIGN.md; later layers slot into this list)::
 
-    deadline -> retry -> balancer (the target's `balancer`) -> transport
+    deadline -> retry -> balancer (the target's `balancer`) -> token -> transport
 
 To one endpoint chosen by a pattern's manager (its own balancer and retries)::
 
-    deadline (the worker's timeout: one try) -> transport
+    deadline (the worker's timeout: one try) -> token -> transport
+
+The token layer (per-hop request JWT, `eblocks.security`) is there when the
+mesh's ``security.tokens.mode`` is not ``off``; it signs once per try.
 
 Inbound, outermost first::
 
@@ -34,6 +37,7 @@ def client_stack(
     transport: Send,
     clock: Clock,
     rng: random.Random,
+    token: Layer | None = None,
 ) -> Send:
     """The outbound `Send` for calls to the block ``target``."""
     layers: list[Layer] = [
@@ -41,12 +45,19 @@ def client_stack(
         retry(target.retries, clock, rng),
         balance(resolver, make_balancer(target.balancer, rng=rng, clock=clock)),
     ]
+    if token is not None:
+        layers.append(token)
     return _assemble(layers, transport)
 
 
-def endpoint_stack(target: BlockSettings, transport: Send, clock: Clock) -> Send:
+def endpoint_stack(
+    target: BlockSettings, transport: Send, clock: Clock, token: Layer | None = None
+) -> Send:
     """The outbound `Send` for calls whose `Call.endpoint` the caller already chose."""
-    return _assemble([deadline(target.timeout, clock)], transport)
+    layers: list[Layer] = [deadline(target.timeout, clock)]
+    if token is not None:
+        layers.append(token)
+    return _assemble(layers, transport)
 
 
 def server_stack(pm: Handle, clock: Clock) -> Handle:

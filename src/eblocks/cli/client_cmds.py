@@ -15,10 +15,11 @@ from eblocks.block import MeshClient
 from eblocks.cli.common import console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.discovery import SupervisorResolver
-from eblocks.errors import MeshError, SpecError, UpstreamError
+from eblocks.errors import MeshError, SecurityError, SpecError, UpstreamError
 from eblocks.message import Message
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
+from eblocks.security import Auth
 from eblocks.spec import MeshSpec, load_spec
 
 __all__ = ["register"]
@@ -35,6 +36,15 @@ def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateD
         # fail now rather than retrying every document against a mesh that is gone
         fail(f"mesh {state.mesh!r} is not running; start it with `eblocks up`")
     return spec, state
+
+
+def _client(spec: MeshSpec, state: StateDir) -> MeshClient:
+    """A client of the running mesh, with the CLI's SVID when mTLS is on."""
+    try:
+        auth = Auth.for_cli(spec, state.path)
+    except SecurityError as exc:
+        fail(f"cannot load the CLI's identity: {exc}")
+    return MeshClient(spec, SupervisorResolver(state.path), source="cli", auth=auth)
 
 
 def _read_data(data: str) -> bytes:
@@ -67,7 +77,7 @@ def call(
     msg = Message(_read_data(data), headers)
 
     async def run() -> Message:
-        async with MeshClient(spec, SupervisorResolver(state.path), source="cli") as client:
+        async with _client(spec, state) as client:
             return await client.call(target, msg)
 
     try:
@@ -118,7 +128,7 @@ def submit(
             progress.update(task, advance=1, failed=failed)
 
         async def run() -> BatchReport:
-            async with MeshClient(spec, SupervisorResolver(state.path), source="cli") as client:
+            async with _client(spec, state) as client:
                 return await submit_files(
                     client, target, files, concurrency=concurrency, on_result=on_result
                 )

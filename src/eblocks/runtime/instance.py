@@ -19,9 +19,16 @@ from aiohttp import web
 
 from eblocks.block import Block, MeshClient
 from eblocks.block.handler import load_ref
-from eblocks.errors import DiscoveryError, HandlerImportError, PortInUseError, SpecError
+from eblocks.errors import (
+    DiscoveryError,
+    HandlerImportError,
+    PortInUseError,
+    SecurityError,
+    SpecError,
+)
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
+from eblocks.security import Auth
 from eblocks.spec import MeshSpec, load_spec
 
 __all__ = ["EXIT_CONFIG", "main"]
@@ -61,13 +68,24 @@ async def _load_app(block: str, ref: str) -> web.Application:
 
 async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membership) -> Block:
     block_spec = spec.blocks[args.block]
-    client = MeshClient(spec, membership.resolver, source=args.block)
+    auth = Auth.for_holder(
+        spec,
+        Path(args.state_dir),
+        args.instance,
+        block=args.block,
+        spec_dir=Path(os.environ.get("EBLOCKS_SPEC_DIR") or Path(args.spec).parent),
+    )
+    client = MeshClient(spec, membership.resolver, source=args.block, auth=auth)
     if block_spec.handler is not None:
         handler = load_ref(args.block, block_spec.handler)
-        block = Block.in_mesh(args.block, handler, app=None, client=client, instance=args.instance)
+        block = Block.in_mesh(
+            args.block, handler, app=None, client=client, instance=args.instance, auth=auth
+        )
     else:
         app = await _load_app(args.block, block_spec.app or "")  # the spec sets one of the two
-        block = Block.in_mesh(args.block, None, app=app, client=client, instance=args.instance)
+        block = Block.in_mesh(
+            args.block, None, app=app, client=client, instance=args.instance, auth=auth
+        )
     block.add_admin_get("/v1/members", membership.members)
     return block
 
@@ -81,7 +99,7 @@ async def _run(args: argparse.Namespace) -> int:
         block = await _build(spec, args, membership)
         await block.start(args.host, args.port, args.admin_port)
         await membership.start(block, args.host)
-    except (DiscoveryError, HandlerImportError, PortInUseError, SpecError) as exc:
+    except (DiscoveryError, HandlerImportError, PortInUseError, SecurityError, SpecError) as exc:
         if block is not None and block.ready:
             await block.stop()
         write_json(state.error_file(args.instance), {"error": str(exc), "kind": type(exc).__name__})
@@ -102,8 +120,11 @@ async def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     watchdog = asyncio.create_task(_orphan_watch(stop))
+    rotation = asyncio.create_task(block.auth.watch()) if block.auth is not None else None
     await stop.wait()
     watchdog.cancel()
+    if rotation is not None:
+        rotation.cancel()
     await membership.leave()  # gossip LEFT first: no new request is routed here
     log.info("draining (up to %.1fs, %d in flight)", block.settings.drain, block.inflight)
     await block.stop()

@@ -11,6 +11,7 @@ Shape::
                     | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
     policies: {}
     discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
+    security: {trust_domain, mtls, svid_ttl, key_type, tokens, end_user, authorization}
 
 Cross-references (unknown blocks, cycles) are checked in `check.py`, where the
 error can point at the exact list item.
@@ -30,12 +31,16 @@ if TYPE_CHECKING:
     from eblocks.discovery.swim import SwimConfig
 
 __all__ = [
+    "AuthorizationSpec",
+    "AuthzRule",
+    "BlockSecurity",
     "BlockSettings",
     "BlockSpec",
     "Defaults",
     "DiscoverySpec",
     "DivideConquer",
     "DivideConquerSpec",
+    "EndUserSpec",
     "GossipTunables",
     "ManagerWorker",
     "ManagerWorkerSpec",
@@ -45,6 +50,8 @@ __all__ = [
     "Policies",
     "QueueSpec",
     "RetryPolicy",
+    "SecuritySpec",
+    "TokenSpec",
     "resolve_settings",
 ]
 
@@ -94,6 +101,19 @@ class Defaults(_Frozen):
     balancer: BalancerName = Field("round_robin", description="how callers pick an instance")
 
 
+MtlsMode = Literal["strict", "permissive", "disable"]
+Verdict = Literal["allow", "deny"]
+
+
+class BlockSecurity(_Frozen):
+    """A block's own security settings over the mesh's (docs/security.md)."""
+
+    mtls: MtlsMode | None = Field(None, description="mTLS mode of this block's port")
+    default: Verdict | None = Field(
+        None, description="authorization when no rule matches a request to this block"
+    )
+
+
 class BlockSpec(_Frozen):
     """A service kind: the user's handler and how many instances run it."""
 
@@ -112,6 +132,7 @@ class BlockSpec(_Frozen):
     balancer: BalancerName | None = Field(None, description="how callers pick an instance")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
     labels: dict[str, str] = Field(default_factory=dict, description="labels of its endpoints")
+    security: BlockSecurity | None = Field(None, description="mTLS mode, authorization default")
 
     @model_validator(mode="after")
     def _one_entry_point(self) -> BlockSpec:
@@ -284,6 +305,92 @@ class DiscoverySpec(_Frozen):
         return SwimConfig(**self.tunables.model_dump(exclude_none=True))
 
 
+class TokenSpec(_Frozen):
+    """Per-hop request tokens: a JWT the caller signs with its SVID key for each call."""
+
+    mode: Literal["off", "optional", "required"] = Field(
+        "off", description="`required`: every call between blocks carries a valid token"
+    )
+    ttl: Duration = Field(60.0, description="lifetime of one token")
+    skew: Duration = Field(5.0, description="clock skew tolerated on iat/exp")
+    replay_cache: int = Field(
+        100_000, ge=1000, le=10_000_000, description="token ids remembered per instance"
+    )
+
+
+class EndUserSpec(_Frozen):
+    """End-user JWTs of an external identity provider, verified where a call enters the mesh."""
+
+    jwks_file: str = Field(description="JWKS file of the provider (relative to the spec's folder)")
+    issuer: str | None = Field(None, description="required `iss`")
+    audience: str | None = Field(None, description="required `aud`")
+    required: bool = Field(False, description="refuse calls into the mesh without a user token")
+    algorithms: tuple[str, ...] = Field(
+        ("RS256", "ES256", "EdDSA"), description="accepted signature algorithms"
+    )
+
+
+class AuthzRule(_Frozen):
+    """One authorization rule; every field it sets must match (unset fields match anything)."""
+
+    name: str = Field(min_length=1, description="named in audit lines and `policy check`")
+    action: Verdict = Field(description="what a match decides")
+    source: tuple[str, ...] = Field(
+        (),
+        alias="from",
+        description="caller globs: a block name, `client/<name>` or a full SPIFFE ID",
+    )
+    to: tuple[str, ...] = Field((), description="target block globs")
+    patterns: tuple[str, ...] = Field((), description="pattern globs (x-eblocks-pattern)")
+    methods: tuple[str, ...] = Field((), description="HTTP methods")
+    paths: tuple[str, ...] = Field((), description="path globs, e.g. `/admin/*`")
+    claims: dict[str, str] = Field(
+        default_factory=dict, description="end-user claim globs, e.g. {role: admin}"
+    )
+
+
+class AuthorizationSpec(_Frozen):
+    """Rules checked inbound before the handler: any deny wins, then any allow, else default."""
+
+    default: Verdict = Field("allow", description="when no rule matches (per block: security)")
+    rules: tuple[AuthzRule, ...] = Field((), description="rules, each with a unique name")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthorizationSpec:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return self
+
+
+class SecuritySpec(_Frozen):
+    """Mesh identity, mTLS, request tokens and authorization (docs/security.md)."""
+
+    trust_domain: str = Field(
+        "eblocks.local",
+        pattern=r"^[a-z0-9._-]{1,255}$",
+        description="the SPIFFE trust domain of every identity in the mesh",
+    )
+    mtls: MtlsMode = Field("strict", description="strict, permissive (plaintext too) or disable")
+    svid_ttl: Duration = Field(86400.0, description="lifetime of an SVID; renewed at half")
+    key_type: Literal["ecdsa-p256", "ed25519"] = Field(
+        "ecdsa-p256", description="key type of a CA that `up` creates"
+    )
+    tokens: TokenSpec = Field(TokenSpec(), description="per-hop request tokens")
+    end_user: EndUserSpec | None = Field(None, description="external end-user JWTs")
+    authorization: AuthorizationSpec = Field(AuthorizationSpec(), description="access rules")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SecuritySpec:
+        if self.svid_ttl < 60:
+            raise ValueError("'svid_ttl' must be at least 60s")
+        if self.tokens.mode != "off" and self.mtls == "disable":
+            raise ValueError("request tokens are signed with the SVID: they need mtls")
+        return self
+
+
 @dataclass(frozen=True, slots=True)
 class BlockSettings:
     """A block's effective settings: its own over the mesh defaults."""
@@ -314,6 +421,9 @@ class MeshSpec(_Frozen):
     policies: Policies = Field(Policies(), description="traffic, security and scaling rules")
     discovery: DiscoverySpec = Field(
         DiscoverySpec(), description="how instances find each other (supervisor or gossip)"
+    )
+    security: SecuritySpec = Field(
+        SecuritySpec(), description="identity, mTLS, request tokens, authorization"
     )
 
     @model_validator(mode="before")

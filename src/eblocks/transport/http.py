@@ -6,6 +6,7 @@ here, at the boundary, into the mesh error tree.
 
 from __future__ import annotations
 
+import ssl as _ssl
 from types import TracebackType
 
 import aiohttp
@@ -27,7 +28,11 @@ class HttpTransport:
         limit: int = 256,
         keepalive: float = 30.0,
         clock: Clock | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        plain_targets: frozenset[str] = frozenset(),
     ) -> None:
+        self._ssl = ssl
+        self._plain = plain_targets
         self._limit = limit
         self._keepalive = keepalive
         self._clock = clock or SystemClock()
@@ -70,15 +75,26 @@ class HttpTransport:
         if call.deadline is not None:
             remaining_ms = max(1, int((call.deadline - self._clock.monotonic()) * 1000))
             headers[DEADLINE_HEADER] = str(remaining_ms)
-        url = f"http://{endpoint.host}:{endpoint.port}/"
+        ssl: _ssl.SSLContext | bool = True
+        if self._ssl is not None and call.target not in self._plain:
+            url, ssl = f"https://{endpoint.host}:{endpoint.port}/", self._ssl
+        else:
+            url = f"http://{endpoint.host}:{endpoint.port}/"
         try:
-            async with self._open().post(url, data=call.message.body, headers=headers) as resp:
+            async with self._open().post(
+                url, data=call.message.body, headers=headers, ssl=ssl
+            ) as resp:
                 body = await resp.read()
                 if resp.status >= 300:
                     raise error_from_response(resp.status, resp.headers, body, call.target)
                 return Message.from_wire(body, resp.headers)
         except MeshError:
             raise
+        except aiohttp.ClientSSLError as exc:
+            raise ConnectError(
+                f"TLS handshake with {call.target!r} at {endpoint.address} failed: {exc}",
+                detail={"target": call.target, "endpoint": endpoint.address, "tls": True},
+            ) from exc
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise ConnectError(
                 f"cannot reach {call.target!r} at {endpoint.address}: {exc.__class__.__name__}",
