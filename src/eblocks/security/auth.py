@@ -241,7 +241,7 @@ class Auth:
         if token is not None and self._tokens != "off":
             verified = self._verifier.verify(token, identity)
             identity, user = verified.caller, verified.user
-        elif self._tokens == "required" and (identity is None or identity.kind == "block"):
+        elif self._tokens == "required":
             raise UnauthenticatedError(
                 "this block requires a request token", detail={"token": "missing"}
             )
