@@ -22,18 +22,22 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import aiohttp
 import psutil
 
 from eblocks.batch import percentile
+from eblocks.bench.servers import SECURE_SPEC
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
+from eblocks.security import Auth, LocalIssuer
 from eblocks.spec import parse_spec
 from eblocks.testing import StaticResolver
 
@@ -42,6 +46,7 @@ __all__ = [
     "OverheadReport",
     "OverheadSettings",
     "Sample",
+    "SecurityCell",
     "Side",
     "Target",
     "run_overhead",
@@ -74,6 +79,7 @@ class OverheadSettings:
     concurrency: tuple[int, ...] = (1, 32)
     rounds: int = 3
     host: str = "127.0.0.1"
+    security: bool = False  # a third side: mTLS + tokens + authorization
 
     def __post_init__(self) -> None:
         if self.duration <= 0:
@@ -139,6 +145,19 @@ class CellResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityCell:
+    """A cell's secure side against the plain eblock side: what the checks cost."""
+
+    size: int
+    concurrency: int
+    plain: Side
+    secure: Side
+    rps_ratio: float  # median of per-round secure/plain req/s
+    p50_added_ms: float  # median of per-round secure - plain p50
+    p99_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One goal from the issue and whether this run met it."""
 
@@ -160,6 +179,7 @@ class OverheadReport:
     samples: list[Sample] = field(default_factory=list)
     cells: list[CellResult] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
+    security_cells: list[SecurityCell] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -195,8 +215,10 @@ async def _run(
             "concurrency": list(settings.concurrency),
             "rounds": settings.rounds,
             "host": settings.host,
+            "security": settings.security,
         },
     )
+    kinds: tuple[str, ...] = (*KINDS, "secure") if settings.security else KINDS
     async with AsyncExitStack() as stack:
         bare_port, bare_pid = await stack.enter_async_context(
             _server("bare", settings.host, report)
@@ -210,10 +232,13 @@ async def _run(
             "bare": (bare, psutil.Process(bare_pid)),
             "eblock": (eblock, psutil.Process(eblock_pid)),
         }
+        if settings.security:
+            sides["secure"] = await _secure_side(stack, settings.host, report)
         cells = [(size, conc) for size in settings.sizes for conc in settings.concurrency]
         for rnd in range(settings.rounds):
             for index, (size, conc) in enumerate(cells):
-                order = KINDS if (rnd + index) % 2 == 0 else KINDS[::-1]
+                shift = (rnd + index) % len(kinds)  # each side runs first in turn
+                order = kinds[shift:] + kinds[:shift]
                 for position, kind in enumerate(order):
                     progress(f"round {rnd + 1}/{settings.rounds}: {kind} {size} B x{conc}")
                     call, server = sides[kind]
@@ -222,7 +247,27 @@ async def _run(
     report.machine["loadavg_end"] = list(os.getloadavg())
     report.cells = summarize(report.samples)
     report.targets = check_targets(report.cells)
+    if settings.security:
+        report.security_cells = summarize_security(report.samples)
+        report.targets += check_security_targets(report.security_cells)
     return report
+
+
+async def _secure_side(
+    stack: AsyncExitStack, host: str, report: OverheadReport
+) -> tuple[Caller, psutil.Process]:
+    """Identities from a throw-away mesh CA, the secure server, and a client with an SVID."""
+    state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eblocks-bench-")))
+    spec = parse_spec(SECURE_SPEC, "<bench secure>")
+    issuer = LocalIssuer(spec, state)
+    issuer.issue_block("echo-0", "echo")
+    issuer.issue_client("bench")
+    port, pid = await stack.enter_async_context(
+        _server("secure", host, report, "--state-dir", str(state))
+    )
+    auth = Auth.for_holder(spec, state, "bench")
+    caller = await stack.enter_async_context(_eblock_caller(host, port, SECURE_SPEC, auth))
+    return caller, psutil.Process(pid)
 
 
 async def _measure(
@@ -322,12 +367,14 @@ async def _bare_caller(host: str, port: int) -> AsyncIterator[Caller]:
 
 
 @asynccontextmanager
-async def _eblock_caller(host: str, port: int) -> AsyncIterator[Caller]:
+async def _eblock_caller(
+    host: str, port: int, spec_text: str = SPEC, auth: Auth | None = None
+) -> AsyncIterator[Caller]:
     """`MeshClient` with a parsed spec and a resolver that points at the server."""
-    spec = parse_spec(SPEC, "<bench overhead>")
+    spec = parse_spec(spec_text, "<bench overhead>")
     resolver = StaticResolver({"echo": [f"{host}:{port}"]})
     counter = iter(range(1 << 62))
-    async with MeshClient(spec, resolver, source="bench") as client:
+    async with MeshClient(spec, resolver, source="bench", auth=auth) as client:
 
         async def call(body: bytes) -> bytes:
             # an idempotency key, as `eblocks submit` sends, so the retry layer is armed
@@ -339,7 +386,9 @@ async def _eblock_caller(host: str, port: int) -> AsyncIterator[Caller]:
 
 
 @asynccontextmanager
-async def _server(kind: str, host: str, report: OverheadReport) -> AsyncIterator[tuple[int, int]]:
+async def _server(
+    kind: str, host: str, report: OverheadReport, *extra: str
+) -> AsyncIterator[tuple[int, int]]:
     """Start an echo server process; always stop it (bounded waits) on the way out."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -348,6 +397,7 @@ async def _server(kind: str, host: str, report: OverheadReport) -> AsyncIterator
         kind,
         "--host",
         host,
+        *extra,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -389,7 +439,8 @@ def summarize(samples: Sequence[Sample]) -> list[CellResult]:
     """Medians over rounds per cell, and the medians of the per-round paired ratios."""
     by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
     for s in samples:
-        by_cell.setdefault((s.size, s.concurrency), {k: [] for k in KINDS})[s.kind].append(s)
+        if s.kind in KINDS:
+            by_cell.setdefault((s.size, s.concurrency), {k: [] for k in KINDS})[s.kind].append(s)
     cells: list[CellResult] = []
     for (size, conc), sides in by_cell.items():
         pairs = list(zip(sides["bare"], sides["eblock"], strict=True))
@@ -423,6 +474,46 @@ def check_targets(
         if c.size == 4096 and c.concurrency == 1:
             ok = c.p50_added_ms <= max_added_p50_ms
             targets.append(Target("added p50 ms", 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
+    return targets
+
+
+def summarize_security(samples: Sequence[Sample]) -> list[SecurityCell]:
+    """Per cell: the secure side against the plain eblock side of the same rounds."""
+    by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
+    for s in samples:
+        if s.kind in ("eblock", "secure"):
+            cell = by_cell.setdefault((s.size, s.concurrency), {"eblock": [], "secure": []})
+            cell[s.kind].append(s)
+    cells: list[SecurityCell] = []
+    for (size, conc), sides in by_cell.items():
+        pairs = list(zip(sides["eblock"], sides["secure"], strict=True))
+        cells.append(
+            SecurityCell(
+                size=size,
+                concurrency=conc,
+                plain=_side(sides["eblock"]),
+                secure=_side(sides["secure"]),
+                rps_ratio=_median([_ratio(x.rps, p.rps) for p, x in pairs]),
+                p50_added_ms=_median([x.p50_ms - p.p50_ms for p, x in pairs]),
+                p99_ratio=_median([_ratio(x.p99_ms, p.p99_ms) for p, x in pairs]),
+            )
+        )
+    return cells
+
+
+def check_security_targets(
+    cells: Sequence[SecurityCell], *, min_ratio: float = 0.85, max_added_p50_ms: float = 0.1
+) -> list[Target]:
+    """Issue 6's goals: <= 0.1 ms added p50 (keep-alive, c=1), <= 15 % req/s cost at c=32."""
+    targets: list[Target] = []
+    for c in cells:
+        if c.concurrency == 32:
+            ok = c.rps_ratio >= min_ratio
+            targets.append(Target("security req/s ratio", c.size, 32, c.rps_ratio, min_ratio, ok))
+        if c.size == 4096 and c.concurrency == 1:
+            ok = c.p50_added_ms <= max_added_p50_ms
+            name = "security added p50 ms"
+            targets.append(Target(name, 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
     return targets
 
 

@@ -1,5 +1,8 @@
 """Per-hop request tokens (JWT, ES256 or EdDSA) and end-user tokens from a JWKS.
 
+Per-hop tokens are standard compact JWS made by `eblocks.security.jws` (fast:
+see docs/decisions.md); end-user tokens of any provider are checked by PyJWT.
+
 The caller signs one token per try with its SVID key::
 
     header  {"alg": "ES256"|"EdDSA", "typ": "JWT", "x5c": [leaf, intermediates...]}
@@ -36,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from eblocks.errors import IdentityError, SecurityError, UnauthenticatedError
 from eblocks.message import TOKEN_HEADER, USER_HEADER
+from eblocks.security import jws
 from eblocks.security.svid import Identity, Svid, identity_of
 
 __all__ = [
@@ -70,10 +74,10 @@ class TokenMinter:
         self._svid = svid
         self._ttl = int(ttl)
         self._now = now
-        self._cached: tuple[Svid, list[str], str, str] | None = None
+        self._cached: tuple[Svid, str, str] | None = None
 
     def mint(self, audience: str, user: str | None = None) -> str:
-        svid, x5c, alg, sub = self._material()
+        svid, header, sub = self._material()
         now = int(self._now())
         claims: dict[str, Any] = {
             "iss": sub,
@@ -85,9 +89,9 @@ class TokenMinter:
         }
         if user:
             claims["usr"] = user
-        return jwt.encode(claims, svid.key, algorithm=alg, headers={"x5c": x5c})
+        return jws.sign(header, claims, svid.key)
 
-    def _material(self) -> tuple[Svid, list[str], str, str]:
+    def _material(self) -> tuple[Svid, str, str]:
         svid = self._svid()
         if self._cached is None or self._cached[0] is not svid:
             x5c = [
@@ -95,7 +99,7 @@ class TokenMinter:
                 for c in (svid.cert, *svid.chain)
             ]
             alg = "EdDSA" if isinstance(svid.key, ed25519.Ed25519PrivateKey) else "ES256"
-            self._cached = (svid, x5c, alg, str(svid.identity))
+            self._cached = (svid, jws.header_segment(alg, {"x5c": x5c}), str(svid.identity))
         return self._cached
 
 
@@ -117,11 +121,18 @@ class ReplayCache:
         self._seen[jti] = exp
         if len(self._seen) > self._size:
             now = self._now()
-            while self._seen and (
-                len(self._seen) > self._size or next(iter(self._seen.values())) < now
-            ):
-                self._seen.popitem(last=False)
+            seen = self._seen
+            while seen and (len(seen) > self._size or next(iter(seen.values())) < now):
+                seen.popitem(last=False)
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    key: Any
+    identity: Identity
+    alg: str
+    until: float  # the certificate's notAfter
 
 
 class TokenVerifier:
@@ -142,58 +153,68 @@ class TokenVerifier:
         self._skew = skew
         self._replay = replay
         self._now = now
-        self._certs: dict[str, tuple[Any, Identity, float]] = {}
+        self._signers: dict[str, _Signer] = {}
 
     def verify(self, token: str, peer: Identity | None) -> Claims:
         """The token's claims, or `UnauthenticatedError` with ``detail["token"]`` = why."""
+        now = self._now()
         try:
-            header = jwt.get_unverified_header(token)
-            key, caller = self._signer(header)
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=_ALGS,
-                audience=self._aud,
-                leeway=self._skew,
-                options={"require": list(_REQUIRED)},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise _reject("expired", "the request token has expired") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise _reject("wrong_audience", f"the request token is not for {self._aud}") from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise _reject("not_yet_valid", "the request token's iat is in the future") from exc
-        except jwt.InvalidSignatureError as exc:
-            raise _reject("bad_signature", "the request token's signature does not verify") from exc
-        except (jwt.PyJWTError, IdentityError) as exc:
-            raise _reject("malformed", f"the request token is invalid: {exc}") from exc
-        if claims.get("sub") != str(caller):
+            header, payload, signature = jws.split(token)
+            signer = self._signers.get(header)
+            if signer is None or signer.until < now:
+                signer = self._signer(header, now)
+            claims = jws.verify(header, payload, signature, signer.alg, signer.key)
+        except jws.JwsError as exc:
+            raise _reject(exc.why, str(exc)) from exc
+        except IdentityError as exc:
+            raise _reject("bad_certificate", f"the request token's certificate: {exc}") from exc
+        missing = [name for name in _REQUIRED if name not in claims]
+        if missing:
+            raise _reject("malformed", f"the request token lacks {', '.join(missing)}")
+        caller = signer.identity
+        aud = claims["aud"]
+        if aud != self._aud and not (isinstance(aud, list) and self._aud in aud):
+            raise _reject("wrong_audience", f"the request token is not for {self._aud}")
+        if not isinstance(claims["exp"], int | float) or not isinstance(claims["iat"], int | float):
+            raise _reject("malformed", "exp and iat must be numbers")
+        if claims["exp"] + self._skew < now:
+            raise _reject("expired", "the request token has expired")
+        if claims["iat"] > now + self._skew:
+            raise _reject("not_yet_valid", "the request token's iat is in the future")
+        if claims["sub"] != str(caller):
             raise _reject("wrong_subject", "the token's subject is not its certificate's identity")
         if peer is not None and peer != caller:
             raise _reject("peer_mismatch", f"token of {caller} sent over {peer}'s connection")
-        if claims["iat"] > self._now() + self._skew:
-            raise _reject("not_yet_valid", "the request token's iat is in the future")
         if not self._replay.add(str(claims["jti"]), float(claims["exp"])):
             raise _reject("replayed", "the request token was already used")
         user = claims.get("usr")
         return Claims(caller, user if isinstance(user, str) else None, claims)
 
-    def _signer(self, header: Mapping[str, Any]) -> tuple[Any, Identity]:
+    def _signer(self, segment: str, now: float) -> _Signer:
+        """Check the certificate chain in a header (once per header, then cached)."""
+        try:
+            header = orjson.loads(jws.b64url_decode(segment))
+        except orjson.JSONDecodeError as exc:
+            raise jws.JwsError("malformed", f"the header is not JSON: {exc}") from exc
+        alg = header.get("alg") if isinstance(header, dict) else None
+        if alg not in _ALGS:
+            raise jws.JwsError("malformed", f"unsupported alg {alg!r} (ES256 or EdDSA)")
         x5c = header.get("x5c")
         if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
             raise IdentityError("the token header has no x5c certificate chain")
-        known = self._certs.get(x5c[0])
-        if known is not None and known[2] > self._now():
-            return known[0], known[1]
-        certs = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in x5c]
-        identity = _verify_chain(certs, self._anchors(), self._now())
+        try:
+            certs = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in x5c]
+        except ValueError as exc:
+            raise IdentityError(f"x5c holds no DER certificate: {exc}") from exc
+        identity = _verify_chain(certs, self._anchors(), now)
         if (identity.trust_domain, identity.mesh) != self._domain:
             raise IdentityError(f"{identity} is outside this mesh")
         leaf = certs[0]
-        if len(self._certs) > 4096:
-            self._certs.clear()
-        self._certs[x5c[0]] = (leaf.public_key(), identity, leaf.not_valid_after_utc.timestamp())
-        return leaf.public_key(), identity
+        signer = _Signer(leaf.public_key(), identity, alg, leaf.not_valid_after_utc.timestamp())
+        if len(self._signers) > 4096:
+            self._signers.clear()
+        self._signers[segment] = signer
+        return signer
 
 
 def _verify_chain(
