@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Literal
 
+import aiohttp
 import orjson
 import typer
 
@@ -150,6 +152,86 @@ def ca_rotate(
     fingerprint = rotated.describe()["fingerprint_sha256"]
     console.print(f"rotated: new root sha256 {fingerprint}", emoji=False, soft_wrap=True)
     console.print("the previous root stays in bundle.pem; running instances get new SVIDs")
+
+
+@ca.command("token")
+def ca_token(
+    spec: Path = SPEC_ARG,
+    block: str = typer.Option(..., "--block", help="the block the joining host will run"),
+    ttl: float = typer.Option(3600.0, "--ttl", min=1, help="seconds the token stays valid"),
+    uses: int = typer.Option(1, "--uses", min=1, help="instances that may join with it"),
+    passphrase_file: Path | None = PASS_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Make a join token: another host gets an SVID for BLOCK from `eblocks ca serve`."""
+    from eblocks.security.join import make_token
+
+    mesh = load_or_exit(spec)
+    if block not in mesh.blocks:
+        fail(f"--block: no block {block!r} (blocks: {', '.join(sorted(mesh.blocks))})")
+    _, folder = _folder(spec, state_dir)
+    try:
+        token = make_token(
+            MeshCA.load(folder, _passphrase(passphrase_file)), block, ttl=ttl, uses=uses
+        )
+    except SecurityError as exc:
+        fail(str(exc))
+    typer.echo(token)
+
+
+@ca.command("serve")
+def ca_serve(
+    spec: Path = SPEC_ARG,
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(8443, "--port", min=1, max=65535),
+    passphrase_file: Path | None = PASS_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Run the CA role: issue SVIDs to hosts that present a join token (HTTPS)."""
+    from aiohttp import web
+
+    from eblocks.security.join import CAServer
+
+    mesh = load_or_exit(spec)
+    _, folder = _folder(spec, state_dir)
+    try:
+        authority = MeshCA.load(folder, _passphrase(passphrase_file))
+    except SecurityError as exc:
+        fail(str(exc))
+    server = CAServer(authority, mesh.mesh, mesh.security.svid_ttl, folder.parent)
+    console.print(f"CA role for {mesh.mesh} on https://{host}:{port} (Ctrl-C stops)")
+    web.run_app(
+        server.app(),
+        host=host,
+        port=port,
+        ssl_context=server.server_ssl(),
+        print=None,
+        access_log=None,
+        loop=asyncio.new_event_loop(),
+    )
+
+
+@ca.command("join")
+def ca_join(
+    ca_url: str = typer.Option(..., "--ca-url", help="https://HOST:PORT of `eblocks ca serve`"),
+    out: Path = typer.Option(..., "--out", help="folder for svid.pem, svid.key, bundle.pem"),
+    token: str = typer.Option("", "--token", help="join token (or $EBLOCKS_JOIN_TOKEN)"),
+    renew: bool = typer.Option(False, "--renew", help="renew the SVID in --out instead"),
+) -> None:
+    """Obtain (or renew) an SVID from a CA role on another host."""
+    from eblocks.security.join import join
+    from eblocks.security.join import renew as renew_svid
+
+    token = token or os.environ.get("EBLOCKS_JOIN_TOKEN", "")
+    if not renew and not token:
+        fail("--token (or $EBLOCKS_JOIN_TOKEN) is required to join")
+    try:
+        svid = asyncio.run(
+            renew_svid(ca_url.rstrip("/"), out) if renew else join(ca_url.rstrip("/"), token, out)
+        )
+    except (SecurityError, IdentityError, OSError, aiohttp.ClientError) as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+    console.print(f"{svid.identity} until {svid.not_after.isoformat()} in {out}")
 
 
 @policy.command("check")
