@@ -47,6 +47,7 @@ __all__ = ["Block"]
 
 log = logging.getLogger("eblocks.block")
 
+_CALLER_FAULTS = frozenset({400, 404, 405, 413, 422})  # statuses that count against a caller
 _ROUTING_HEADERS = frozenset({PATTERN_HEADER, STAGE_HEADER, DEADLINE_HEADER, "content-length"})
 
 
@@ -186,6 +187,7 @@ class Block:
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.inflight += 1
+        peer = None
         try:
             peer = self.auth.admit(request) if self.auth is not None else None
             try:
@@ -200,6 +202,7 @@ class Block:
             if peer is not None:
                 ctx.peer = str(peer.identity) if peer.identity is not None else None
                 ctx.user = peer.user
+                ctx.trust = peer.trust
             out = await self._handle(msg, ctx)
             if not out.headers:  # a bare reply: aiohttp's default type is application/octet-stream
                 return web.Response(body=out.body)
@@ -207,6 +210,8 @@ class Block:
             headers.setdefault("content-type", "application/octet-stream")
             return web.Response(body=out.body, headers=headers)
         except MeshError as exc:
+            if peer is not None and exc.status in _CALLER_FAULTS and self.auth is not None:
+                self.auth.record_error(peer)  # the caller's bad requests count against it
             return error_response(exc.with_origin(self.name))
         except Exception as exc:  # a defect in the mesh itself; never leak it
             log.exception("internal error in block %s", self.name)

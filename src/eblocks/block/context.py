@@ -33,6 +33,7 @@ class Context:
         "peer",
         "request_id",
         "stage",
+        "trust",
         "user",
     )
 
@@ -57,6 +58,7 @@ class Context:
         self.stage: int | None = None
         self.peer: str | None = None  # the caller's verified SPIFFE ID (mTLS), else None
         self.user: str | None = None  # the end user's subject, carried in request tokens
+        self.trust = 1.0  # the caller's trust score (eblocks.security.anomaly)
         self._client = client
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
 

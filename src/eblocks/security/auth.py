@@ -32,6 +32,7 @@ from cryptography import x509
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import ForbiddenError, IdentityError, UnauthenticatedError
 from eblocks.message import PATTERN_HEADER, Message
+from eblocks.security.anomaly import AnomalyDetector
 from eblocks.security.local import CLI_HOLDER, identity_folder
 from eblocks.security.policy import Decision, PolicyEngine, RequestFacts
 from eblocks.security.svid import Identity, Svid, load_certs
@@ -66,12 +67,15 @@ class Peer:
     identity: Identity | None
     user: str | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""  # the anomaly detector's key: the SPIFFE ID, or addr:<ip>
+    trust: float = 1.0  # the detector's trust score of the source (ctx.trust)
 
     def __str__(self) -> str:
         return str(self.identity) if self.identity is not None else "plaintext"
 
 
-_ANONYMOUS = Peer(None)
+def _addr_key(request: web.Request) -> str:
+    return f"addr:{request.remote or '?'}"
 
 
 class Auth:
@@ -122,6 +126,11 @@ class Auth:
         self._anchor_stamp = -1
         self._anchor_cache: tuple[x509.Certificate, ...] = ()
         self.counters: collections.Counter[str] = collections.Counter()
+        self.anomaly: AnomalyDetector | None = None
+        if sec.anomaly.enabled and block is not None:
+            self.anomaly = AnomalyDetector(
+                sec.anomaly, now=time.monotonic, on_quarantine=self._quarantined
+            )
 
     @classmethod
     def for_holder(
@@ -173,15 +182,26 @@ class Auth:
 
     def admit(self, request: web.Request) -> Peer:
         """Run every inbound check on ``request``; the caller, or a 401/403 error."""
+        key = ""
         try:
-            peer = self._authenticate(request)
+            identity = self._tls_identity(request)
+            key = str(identity) if identity is not None else _addr_key(request)
+            trust = self._admit_source(key, request)
+            if self._tokens == "off" and self._end_user is None:
+                peer = Peer(identity, source=key, trust=trust)
+            else:
+                peer = self._tokens_of(request, identity, key, trust)
         except UnauthenticatedError as exc:
             self.counters["unauthenticated"] += 1
             audit.warning(
                 "unauthenticated %s %s at %s: %s", request.method, request.path, self.block, exc
             )
+            if self.anomaly is not None:
+                self.anomaly.record(key or _addr_key(request), auth_failure=True)
             raise
         if self.policy.trivial:
+            if self.anomaly is not None:
+                self.anomaly.record(key)
             return peer
         facts = RequestFacts(
             target=self.block or "",
@@ -192,6 +212,8 @@ class Auth:
             claims=peer.claims,
         )
         decision = self.policy.authorize(facts)
+        if self.anomaly is not None:
+            self.anomaly.record(key, denied=not decision.allowed)
         if not decision.allowed:
             self.counters["forbidden"] += 1
             audit.warning(
@@ -210,31 +232,58 @@ class Auth:
             )
         return peer
 
-    def _authenticate(self, request: web.Request) -> Peer:
+    def record_error(self, peer: Peer) -> None:
+        """A request of ``peer`` ended in a 4xx mesh error (for the error-ratio check)."""
+        if self.anomaly is not None and peer.source:
+            self.anomaly.record(peer.source, error=True)
+
+    def _admit_source(self, key: str, request: web.Request) -> float:
+        if self.anomaly is None:
+            return 1.0
+        allowed, trust = self.anomaly.allow(key)
+        if not allowed:
+            self.counters["quarantine_refused"] += 1
+            raise ForbiddenError(
+                f"{key} is quarantined at {self.block}: {self.anomaly.sources[key].reason}",
+                detail={"rule": "quarantine", "retry_after": self.anomaly.spec.cooldown},
+            )
+        return trust
+
+    def _quarantined(self, source: str, why: str) -> None:
+        self.counters["quarantined"] += 1
+        audit.warning(
+            "quarantine %s at %s for %gs: %s",
+            source,
+            self.block,
+            self.spec.security.anomaly.cooldown,
+            why,
+        )
+
+    def _tls_identity(self, request: web.Request) -> Identity | None:
         transport = request.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-        identity: Identity | None = None
-        if ssl_object is not None:
-            try:
-                identity = peer_identity(ssl_object)
-            except IdentityError as exc:
-                raise UnauthenticatedError(str(exc)) from exc
-            if (identity.trust_domain, identity.mesh) != (
-                self.identity.trust_domain,
-                self.identity.mesh,
-            ):
-                raise UnauthenticatedError(
-                    f"peer {identity} is outside trust domain {self.identity.trust_domain!r} "
-                    f"mesh {self.identity.mesh!r}",
-                    detail={"peer": str(identity)},
-                )
-        elif self.mode == "strict":  # only reachable if a plaintext socket fed a strict block
-            raise UnauthenticatedError("this block accepts mTLS only")
-        if self._tokens == "off" and self._end_user is None:
-            return Peer(identity) if identity is not None else _ANONYMOUS
-        return self._tokens_of(request, identity)
+        if ssl_object is None:
+            if self.mode == "strict":  # only if a plaintext socket fed a strict block
+                raise UnauthenticatedError("this block accepts mTLS only")
+            return None
+        try:
+            identity = peer_identity(ssl_object)
+        except IdentityError as exc:
+            raise UnauthenticatedError(str(exc)) from exc
+        if (identity.trust_domain, identity.mesh) != (
+            self.identity.trust_domain,
+            self.identity.mesh,
+        ):
+            raise UnauthenticatedError(
+                f"peer {identity} is outside trust domain {self.identity.trust_domain!r} "
+                f"mesh {self.identity.mesh!r}",
+                detail={"peer": str(identity)},
+            )
+        return identity
 
-    def _tokens_of(self, request: web.Request, identity: Identity | None) -> Peer:
+    def _tokens_of(
+        self, request: web.Request, identity: Identity | None, key: str, trust: float
+    ) -> Peer:
         user: str | None = None
         claims: Mapping[str, Any] = {}
         token = request.headers.get(TOKEN_HEADER)
@@ -255,7 +304,7 @@ class Auth:
                     "calls into the mesh need an end-user token (Authorization: Bearer)",
                     detail={"user_token": "missing"},
                 )
-        return Peer(identity, user, claims)
+        return Peer(identity, user, claims, source=key, trust=trust)
 
     def plaintext_connection(self) -> None:
         self.counters["plaintext_connections"] += 1
@@ -321,4 +370,5 @@ class Auth:
             "tokens": self._tokens,
             "svid_not_after": self._svid.not_after.isoformat(),
             "counters": dict(self.counters),
+            "quarantined": self.anomaly.quarantined() if self.anomaly is not None else {},
         }

@@ -11,7 +11,7 @@ Shape::
                     | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
     policies: {}
     discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
-    security: {trust_domain, mtls, svid_ttl, key_type, tokens, end_user, authorization}
+    security: {trust_domain, mtls, svid_ttl, key_type, tokens, end_user, authorization, anomaly}
 
 Cross-references (unknown blocks, cycles) are checked in `check.py`, where the
 error can point at the exact list item.
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from eblocks.discovery.swim import SwimConfig
 
 __all__ = [
+    "AnomalySpec",
     "AuthorizationSpec",
     "AuthzRule",
     "BlockSecurity",
@@ -365,6 +366,34 @@ class AuthorizationSpec(_Frozen):
         return self
 
 
+class AnomalySpec(_Frozen):
+    """Quarantine of misbehaving sources (per SPIFFE ID); defaults in docs/security.md."""
+
+    enabled: bool = Field(True, description="watch sources and quarantine on a threshold")
+    window: Duration = Field(10.0, description="sliding window of the counts")
+    max_auth_failures: int = Field(20, ge=1, description="authentication failures per window")
+    max_denials: int = Field(50, ge=1, description="authorization denials per window")
+    max_error_ratio: float | None = Field(
+        0.9, gt=0, le=1, description="share of 4xx mesh errors (null: off)"
+    )
+    min_requests: int = Field(50, ge=1, description="requests before the error ratio counts")
+    rate_factor: float | None = Field(
+        None, gt=1, description="quarantine at this many times the EWMA rate (null: off)"
+    )
+    min_rate: int = Field(100, ge=1, description="req/s below which the rate check never fires")
+    ewma_alpha: float = Field(0.1, gt=0, le=1, description="weight of the last second in the EWMA")
+    baseline_seconds: int = Field(30, ge=1, description="seconds of history before rate checks")
+    cooldown: Duration = Field(30.0, description="how long a quarantined source is refused")
+    readmit: Duration = Field(30.0, description="ramp from 0 to 100 % admitted after cool-down")
+    max_sources: int = Field(10_000, ge=16, description="sources remembered at most")
+
+    @model_validator(mode="after")
+    def _window(self) -> AnomalySpec:
+        if self.window < 1:
+            raise ValueError("'window' must be at least 1s")
+        return self
+
+
 class SecuritySpec(_Frozen):
     """Mesh identity, mTLS, request tokens and authorization (docs/security.md)."""
 
@@ -381,6 +410,7 @@ class SecuritySpec(_Frozen):
     tokens: TokenSpec = Field(TokenSpec(), description="per-hop request tokens")
     end_user: EndUserSpec | None = Field(None, description="external end-user JWTs")
     authorization: AuthorizationSpec = Field(AuthorizationSpec(), description="access rules")
+    anomaly: AnomalySpec = Field(AnomalySpec(), description="quarantine of misbehaving sources")
 
     @model_validator(mode="after")
     def _consistent(self) -> SecuritySpec:
