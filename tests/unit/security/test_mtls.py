@@ -288,3 +288,24 @@ def _served_serial(port: int, state: Path) -> int:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
+
+
+async def test_oversized_headers_are_refused_before_any_check(
+    secure_mesh: Callable[..., SecureMesh],
+) -> None:
+    mesh = secure_mesh(make_spec())
+    block = await mesh.start("front", whoami)
+    ctx = _client_ctx(identity_folder(mesh.state, "front-0"))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"https://127.0.0.1:{block.port}/", data=b"x", headers={"x-big": "a" * 20000}, ssl=ctx
+        ) as resp,
+    ):
+        assert resp.status in (400, 431)
+    client = mesh.client()
+    with pytest.raises(UpstreamError) as caught:
+        await client.call("front", Message(b"x", {"x-big": "a" * 20000}))
+    assert caught.value.upstream_status in (400, 431)
+    assert block.auth is not None
+    assert block.auth.counters["unauthenticated"] == 0  # refused by the HTTP parser, not later
