@@ -29,14 +29,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from eblocks.errors import SecurityError
-from eblocks.security.svid import Identity, PrivateKey, Svid, load_certs, write_private
+from eblocks.security.svid import (
+    BACKDATE,
+    Identity,
+    PrivateKey,
+    Svid,
+    load_certs,
+    write_private,
+)
 
 __all__ = ["DEFAULT_TRUST_DOMAIN", "KeyType", "MeshCA", "new_key"]
 
 KeyType = Literal["ecdsa-p256", "ed25519"]
 DEFAULT_TRUST_DOMAIN = "eblocks.local"
 _ROOT_TTL = dt.timedelta(days=3650)
-_BACKDATE = dt.timedelta(minutes=1)  # tolerate a little clock skew between hosts
 
 
 def new_key(kind: KeyType) -> PrivateKey:
@@ -174,8 +180,8 @@ class MeshCA:
         now: dt.datetime | None = None,
     ) -> x509.Certificate:
         """Sign a leaf for a public key (the CSR path of a remote instance)."""
-        start = (now or dt.datetime.now(dt.UTC)) - _BACKDATE
-        end = min(start + _BACKDATE + ttl, self.cert.not_valid_after_utc)
+        start = (now or dt.datetime.now(dt.UTC)) - BACKDATE
+        end = min(start + BACKDATE + ttl, self.cert.not_valid_after_utc)
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, identity.mesh)]))
@@ -280,7 +286,7 @@ def _leaf_usage(public_key: Any) -> x509.KeyUsage:
 
 
 def _self_signed(key: PrivateKey, trust_domain: str) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC) - _BACKDATE
+    now = dt.datetime.now(dt.UTC) - BACKDATE
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "eblocks"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from eblocks.errors import IdentityError
 
 __all__ = [
+    "BACKDATE",
     "Identity",
     "PrivateKey",
     "Svid",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+BACKDATE = timedelta(minutes=1)
+"""How far `MeshCA` back-dates ``notBefore`` to tolerate clock skew between hosts."""
 
 _ID = re.compile(
     r"^spiffe://(?P<td>[a-z0-9._-]+)/mesh/(?P<mesh>[a-z0-9-]+)/(?P<kind>block|client)/(?P<name>[a-z0-9-]+)$"
@@ -103,8 +106,15 @@ class Svid:
         return self.cert.not_valid_after_utc
 
     def renew_at(self) -> datetime:
-        """Half-way through the validity: when the holder should get a new one."""
-        return self.not_before + (self.not_after - self.not_before) / 2
+        """Half-way from issue to expiry: when the holder should get a new one.
+
+        ``notBefore`` is back-dated by `BACKDATE` for clock skew; the half-life
+        is counted from the moment of issue, not from the back-dated start.
+        """
+        issued = self.not_before + BACKDATE
+        if issued >= self.not_after:  # not issued by us: plain half of the validity
+            issued = self.not_before
+        return issued + (self.not_after - issued) / 2
 
     def write(self, folder: Path, bundle: bytes) -> None:
         """Write svid.pem, svid.key (0600) and bundle.pem, each replaced atomically."""
