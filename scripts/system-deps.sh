@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 # procps: `ps`/`pgrep` used by tests to prove no process is left behind.
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
+# openssl: the security tests check the issued certificate chains with the real binary.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
