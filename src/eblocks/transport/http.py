@@ -1,5 +1,9 @@
 """HTTP/1.1 transport: pooled keep-alive connections through aiohttp.
 
+With an ``ssl`` context (mTLS) the server's certificate must name the block
+the call is for: an instance of another block answering on that address is
+refused (`UnauthenticatedError`) before the reply is read.
+
 The innermost `Send` of the client stack. aiohttp's exceptions are translated
 here, at the boundary, into the mesh error tree.
 """
@@ -12,9 +16,17 @@ from types import TracebackType
 import aiohttp
 
 from eblocks._types import Call, Clock, SystemClock
-from eblocks.errors import ConnectError, MeshError, MeshTimeoutError
+from eblocks.errors import (
+    ConnectError,
+    IdentityError,
+    MeshError,
+    MeshTimeoutError,
+    UnauthenticatedError,
+)
 from eblocks.message import DEADLINE_HEADER, Message
 from eblocks.respond import error_from_response
+from eblocks.security.svid import Identity
+from eblocks.security.tls import peer_identity
 
 __all__ = ["HttpTransport"]
 
@@ -84,6 +96,8 @@ class HttpTransport:
             async with self._open().post(
                 url, data=call.message.body, headers=headers, ssl=ssl
             ) as resp:
+                if ssl is self._ssl:
+                    _check_server(resp, call.target, endpoint.address)
                 body = await resp.read()
                 if resp.status >= 300:
                     raise error_from_response(resp.status, resp.headers, body, call.target)
@@ -102,3 +116,41 @@ class HttpTransport:
             ) from exc
         except TimeoutError as exc:
             raise MeshTimeoutError(f"{call.target!r} at {endpoint.address} timed out") from exc
+
+
+_SERVERS: dict[str, Identity] = {}  # address -> identity last verified on a live connection
+
+
+def _check_server(resp: aiohttp.ClientResponse, target: str, address: str) -> None:
+    """Over mTLS the server must be an instance of the block we meant to call.
+
+    A small reply may already have released its connection to the pool, so the
+    TLS session is read through the response's protocol (aiohttp keeps it for
+    the connection's life). If the server closed that connection already, the
+    identity last verified for the address stands in; with none, a success
+    fails closed (an error reply is relayed: it fails the call anyway).
+    """
+    conn = resp.connection
+    protocol = conn.protocol if conn is not None else getattr(resp, "_protocol", None)
+    transport = getattr(protocol, "transport", None)
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    try:
+        if ssl_object is not None:
+            identity = peer_identity(ssl_object)
+            _SERVERS[address] = identity
+        elif address in _SERVERS:
+            identity = _SERVERS[address]
+        elif resp.status >= 300:
+            return  # an error reply on a connection the server closed: it is failing anyway
+        else:
+            raise IdentityError("the TLS session closed before its identity was read")
+    except IdentityError as exc:
+        raise UnauthenticatedError(
+            f"{address} has no valid mesh identity: {exc}", origin=target
+        ) from exc
+    if identity.block != target:
+        raise UnauthenticatedError(
+            f"{address} is {identity}, not an instance of {target!r}",
+            origin=target,
+            detail={"endpoint": address, "server": str(identity)},
+        )

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from eblocks import ConnectError, Context, Message, UpstreamError
+from eblocks import ConnectError, Context, Message, UnauthenticatedError, UpstreamError
 from eblocks.block import MeshClient
 from eblocks.security import Auth, Identity, MeshCA
 from eblocks.security.local import identity_folder
@@ -309,3 +309,16 @@ async def test_oversized_headers_are_refused_before_any_check(
     assert caught.value.upstream_status in (400, 431)
     assert block.auth is not None
     assert block.auth.counters["unauthenticated"] == 0  # refused by the HTTP parser, not later
+
+
+async def test_a_server_with_another_blocks_identity_is_refused_by_the_client(
+    secure_mesh: Callable[..., SecureMesh],
+) -> None:
+    """The resolver points `back` at `front`'s port: the client notices the impostor."""
+    mesh = secure_mesh(make_spec())
+    front = await mesh.start("front", whoami)
+    mesh.resolver.set("back", [f"127.0.0.1:{front.port}"])
+    with pytest.raises(UnauthenticatedError) as caught:
+        await mesh.client().call("back", Message(b"x"))
+    assert caught.value.detail["server"] == "spiffe://eblocks.local/mesh/sec/block/front"
+    assert "not an instance of 'back'" in caught.value.message
