@@ -105,6 +105,7 @@ class Block:
             ssl=ssl,
             permissive=auth is not None and auth.mode == "permissive",
             on_plaintext=auth.plaintext_connection if auth is not None else None,
+            on_refused=auth.connection_refused if auth is not None else None,
         )
         self._admin_routes = self._admin_app()
         self._admin = Listener(self._admin_routes, block=name, drain=1.0)

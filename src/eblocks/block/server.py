@@ -5,9 +5,9 @@ socket itself (so port 0 yields the real port and "address in use" is named),
 serves an `web.Application` on it, and on `close()` stops accepting, closes
 idle keep-alive connections and waits for in-flight requests up to ``drain``.
 
-With an ``ssl`` context the socket speaks TLS only (mTLS ``strict``); with
-``permissive`` it looks at each connection's first byte and serves TLS or
-plaintext on the same port (`eblocks.security.sniff`).
+With an ``ssl`` context connections are accepted by `eblocks.security.sniff`:
+TLS only (mTLS ``strict``) or, with ``permissive``, TLS and plaintext on the
+same port; refused connections are reported through ``on_refused``.
 """
 
 from __future__ import annotations
@@ -37,12 +37,14 @@ class Listener:
         ssl: _ssl.SSLContext | None = None,
         permissive: bool = False,
         on_plaintext: Callable[[], None] | None = None,
+        on_refused: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self._app = app
         self._block = block
         self._ssl = ssl
-        self._permissive = permissive and ssl is not None
+        self._permissive = permissive
         self._on_plaintext = on_plaintext
+        self._on_refused = on_refused
         self._sniffer: SniffingSite | None = None
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=drain
@@ -55,12 +57,18 @@ class Listener:
         sock = _bind(self._block, host, port)
         self.host, self.port = host, sock.getsockname()[1]
         await self._runner.setup()
-        if self._permissive:
-            assert self._ssl is not None  # permissive is only set with a context
-            self._sniffer = SniffingSite(self._runner, sock, self._ssl, self._on_plaintext)
+        if self._ssl is not None:
+            self._sniffer = SniffingSite(
+                self._runner,
+                sock,
+                self._ssl,
+                self._on_plaintext,
+                permissive=self._permissive,
+                on_refused=self._on_refused,
+            )
             self._sniffer.start()
         else:
-            await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
+            await web.SockSite(self._runner, sock).start()
         return self.port
 
     async def close(self) -> None:

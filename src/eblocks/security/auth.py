@@ -309,6 +309,11 @@ class Auth:
     def plaintext_connection(self) -> None:
         self.counters["plaintext_connections"] += 1
 
+    def connection_refused(self, kind: str, peer: str, detail: str) -> None:
+        """A connection refused below HTTP: ``plaintext`` (strict) or a failed ``handshake``."""
+        self.counters[f"{kind}_refused"] += 1
+        audit.warning("refused %s connection from %s at %s: %s", kind, peer, self.block, detail)
+
     # -- outbound ------------------------------------------------------------------------
 
     def token_layer(self) -> Layer | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from eblocks import ConnectError, Context, Message, UnauthenticatedError, UpstreamError
+from eblocks import Block, ConnectError, Context, Message, UnauthenticatedError, UpstreamError
 from eblocks.block import MeshClient
 from eblocks.security import Auth, Identity, MeshCA
 from eblocks.security.local import identity_folder
@@ -54,6 +54,20 @@ async def test_block_to_block_calls_are_mutually_authenticated(
     assert reply.json()["peer"] == "spiffe://eblocks.local/mesh/sec/block/front"
 
 
+async def _refusals(block: Block, kind: str, count: int) -> None:
+    """Wait (bounded) until the server counted ``count`` refusals of ``kind``."""
+    assert block.auth is not None
+    for _ in range(100):
+        if block.auth.counters[f"{kind}_refused"] >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"server counted {dict(block.auth.counters)}, wanted {count} {kind}")
+
+
+def _audit(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "eblocks.audit"]
+
+
 async def _raw_post(url: str, ctx: ssl.SSLContext | None) -> tuple[int, str]:
     async with (
         aiohttp.ClientSession() as session,
@@ -63,7 +77,7 @@ async def _raw_post(url: str, ctx: ssl.SSLContext | None) -> tuple[int, str]:
 
 
 async def test_no_client_certificate_is_refused_in_the_handshake(
-    secure_mesh: Callable[..., SecureMesh],
+    secure_mesh: Callable[..., SecureMesh], caplog: pytest.LogCaptureFixture
 ) -> None:
     mesh = secure_mesh(make_spec())
     block = await mesh.start("front", whoami)
@@ -80,10 +94,14 @@ async def test_no_client_certificate_is_refused_in_the_handshake(
     mesh.clients.append(client)
     with pytest.raises(ConnectError, match="front"):
         await client.call("front", Message(b"x"))
+    await _refusals(block, "handshake", 2)
+    lines = _audit(caplog)
+    assert any("refused handshake connection from 127.0.0.1:" in line for line in lines), lines
+    assert any("CERTIFICATE" in line.upper() for line in lines), lines
 
 
 async def test_plaintext_to_a_strict_block_is_refused(
-    secure_mesh: Callable[..., SecureMesh],
+    secure_mesh: Callable[..., SecureMesh], caplog: pytest.LogCaptureFixture
 ) -> None:
     mesh = secure_mesh(make_spec())
     block = await mesh.start("front", whoami)
@@ -93,13 +111,15 @@ async def test_plaintext_to_a_strict_block_is_refused(
     mesh.clients.append(plain)
     with pytest.raises(ConnectError):
         await plain.call("front", Message(b"x"))
+    await _refusals(block, "plaintext", 2)
+    assert any("refused plaintext connection" in line for line in _audit(caplog))
 
 
 async def test_certificate_from_another_ca_is_refused(
-    secure_mesh: Callable[..., SecureMesh], tmp_path: Path
+    secure_mesh: Callable[..., SecureMesh], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     mesh = secure_mesh(make_spec())
-    await mesh.start("front", whoami)
+    block = await mesh.start("front", whoami)
     other = MeshCA.init(tmp_path / "other-ca", "eblocks.local")
     folder = tmp_path / "intruder"
     other.issue(Identity("eblocks.local", "sec", "cli", "client"), dt.timedelta(hours=1)).write(
@@ -108,13 +128,19 @@ async def test_certificate_from_another_ca_is_refused(
     intruder = Auth(mesh.spec, folder)
     with pytest.raises(ConnectError, match="front"):
         await mesh.client(auth=intruder).call("front", Message(b"x"))
+    await _refusals(block, "handshake", 1)
+    unknown = (
+        "unable to get local issuer certificate",
+        "self-signed certificate in certificate chain",
+    )
+    assert any(why in line for line in _audit(caplog) for why in unknown)
 
 
 async def test_expired_certificate_is_refused(
-    secure_mesh: Callable[..., SecureMesh], tmp_path: Path
+    secure_mesh: Callable[..., SecureMesh], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     mesh = secure_mesh(make_spec())
-    await mesh.start("front", whoami)
+    block = await mesh.start("front", whoami)
     ca = mesh.issuer.ca()
     folder = tmp_path / "expired"
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
@@ -123,6 +149,8 @@ async def test_expired_certificate_is_refused(
     ).write(folder, ca.bundle)
     with pytest.raises(ConnectError, match="front"):
         await mesh.client(auth=Auth(mesh.spec, folder)).call("front", Message(b"x"))
+    await _refusals(block, "handshake", 1)
+    assert any("certificate has expired" in line for line in _audit(caplog))
 
 
 async def test_wrong_trust_domain_is_refused_with_401(
