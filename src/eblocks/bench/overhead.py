@@ -34,7 +34,7 @@ import aiohttp
 import psutil
 
 from eblocks.batch import percentile
-from eblocks.bench.servers import SECURE_SPEC
+from eblocks.bench.servers import SECURE_SPECS
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.security import Auth, LocalIssuer
@@ -146,8 +146,9 @@ class CellResult:
 
 @dataclass(frozen=True, slots=True)
 class SecurityCell:
-    """A cell's secure side against the plain eblock side: what the checks cost."""
+    """A cell's secured side (``mtls`` or ``secure``) against the plain eblock side."""
 
+    side: str
     size: int
     concurrency: int
     plain: Side
@@ -218,7 +219,7 @@ async def _run(
             "security": settings.security,
         },
     )
-    kinds: tuple[str, ...] = (*KINDS, "secure") if settings.security else KINDS
+    kinds: tuple[str, ...] = (*KINDS, *SECURE_SPECS) if settings.security else KINDS
     async with AsyncExitStack() as stack:
         bare_port, bare_pid = await stack.enter_async_context(
             _server("bare", settings.host, report)
@@ -233,7 +234,9 @@ async def _run(
             "eblock": (eblock, psutil.Process(eblock_pid)),
         }
         if settings.security:
-            sides["secure"] = await _secure_side(stack, settings.host, report)
+            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eblocks-bench-")))
+            for kind in SECURE_SPECS:
+                sides[kind] = await _secure_side(stack, kind, state, settings.host, report)
         cells = [(size, conc) for size in settings.sizes for conc in settings.concurrency]
         for rnd in range(settings.rounds):
             for index, (size, conc) in enumerate(cells):
@@ -254,19 +257,19 @@ async def _run(
 
 
 async def _secure_side(
-    stack: AsyncExitStack, host: str, report: OverheadReport
+    stack: AsyncExitStack, kind: str, state: Path, host: str, report: OverheadReport
 ) -> tuple[Caller, psutil.Process]:
-    """Identities from a throw-away mesh CA, the secure server, and a client with an SVID."""
-    state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eblocks-bench-")))
-    spec = parse_spec(SECURE_SPEC, "<bench secure>")
+    """Identities from a throw-away mesh CA, the secured server, and a client with an SVID."""
+    text = SECURE_SPECS[kind]
+    spec = parse_spec(text, f"<bench {kind}>")
     issuer = LocalIssuer(spec, state)
     issuer.issue_block("echo-0", "echo")
     issuer.issue_client("bench")
     port, pid = await stack.enter_async_context(
-        _server("secure", host, report, "--state-dir", str(state))
+        _server(kind, host, report, "--state-dir", str(state))
     )
     auth = Auth.for_holder(spec, state, "bench")
-    caller = await stack.enter_async_context(_eblock_caller(host, port, SECURE_SPEC, auth))
+    caller = await stack.enter_async_context(_eblock_caller(host, port, text, auth))
     return caller, psutil.Process(pid)
 
 
@@ -478,27 +481,34 @@ def check_targets(
 
 
 def summarize_security(samples: Sequence[Sample]) -> list[SecurityCell]:
-    """Per cell: the secure side against the plain eblock side of the same rounds."""
+    """Per cell and secured side: against the plain eblock side of the same rounds."""
     by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
     for s in samples:
-        if s.kind in ("eblock", "secure"):
-            cell = by_cell.setdefault((s.size, s.concurrency), {"eblock": [], "secure": []})
-            cell[s.kind].append(s)
+        if s.kind == "eblock" or s.kind in SECURE_SPECS:
+            cell = by_cell.setdefault((s.size, s.concurrency), {})
+            cell.setdefault(s.kind, []).append(s)
     cells: list[SecurityCell] = []
     for (size, conc), sides in by_cell.items():
-        pairs = list(zip(sides["eblock"], sides["secure"], strict=True))
-        cells.append(
-            SecurityCell(
-                size=size,
-                concurrency=conc,
-                plain=_side(sides["eblock"]),
-                secure=_side(sides["secure"]),
-                rps_ratio=_median([_ratio(x.rps, p.rps) for p, x in pairs]),
-                p50_added_ms=_median([x.p50_ms - p.p50_ms for p, x in pairs]),
-                p99_ratio=_median([_ratio(x.p99_ms, p.p99_ms) for p, x in pairs]),
-            )
-        )
+        for kind in SECURE_SPECS:
+            if kind in sides:
+                cells.append(_security_cell(kind, size, conc, sides["eblock"], sides[kind]))
     return cells
+
+
+def _security_cell(
+    kind: str, size: int, conc: int, plain: Sequence[Sample], secured: Sequence[Sample]
+) -> SecurityCell:
+    pairs = list(zip(plain, secured, strict=True))
+    return SecurityCell(
+        side=kind,
+        size=size,
+        concurrency=conc,
+        plain=_side(plain),
+        secure=_side(secured),
+        rps_ratio=_median([_ratio(x.rps, p.rps) for p, x in pairs]),
+        p50_added_ms=_median([x.p50_ms - p.p50_ms for p, x in pairs]),
+        p99_ratio=_median([_ratio(x.p99_ms, p.p99_ms) for p, x in pairs]),
+    )
 
 
 def check_security_targets(
@@ -509,10 +519,11 @@ def check_security_targets(
     for c in cells:
         if c.concurrency == 32:
             ok = c.rps_ratio >= min_ratio
-            targets.append(Target("security req/s ratio", c.size, 32, c.rps_ratio, min_ratio, ok))
+            name = f"{c.side} req/s ratio"
+            targets.append(Target(name, c.size, 32, c.rps_ratio, min_ratio, ok))
         if c.size == 4096 and c.concurrency == 1:
             ok = c.p50_added_ms <= max_added_p50_ms
-            name = "security added p50 ms"
+            name = f"{c.side} added p50 ms"
             targets.append(Target(name, 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
     return targets
 

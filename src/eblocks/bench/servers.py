@@ -6,9 +6,10 @@ when its parent process is gone. Both run on uvloop when it is installed.
 
 - ``bare``: a plain aiohttp `web.Application` that returns the request body.
 - ``eblock``: a real `eblocks.Block` whose handler is :func:`echo`.
-- ``secure``: the same Block with mTLS (strict), required request tokens and
-  default-deny authorization with rules (`SECURE_SPEC`), its SVID read from
-  ``--state-dir`` (written there by the benchmark driver's `LocalIssuer`).
+- ``mtls``: the same Block with mTLS (strict) and default-deny authorization
+  with rules (`SECURE_SPECS`), its SVID read from ``--state-dir`` (written there
+  by the benchmark driver's `LocalIssuer`).
+- ``secure``: as ``mtls``, plus a required request token on every call.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from eblocks.message import Message
 from eblocks.security import Auth
 from eblocks.spec import parse_spec
 
-__all__ = ["KINDS", "SECURE_SPEC", "bare_app", "echo", "main"]
+__all__ = ["KINDS", "SECURE_SPEC", "SECURE_SPECS", "bare_app", "echo", "main"]
 
-KINDS = ("bare", "eblock", "secure")
+KINDS = ("bare", "eblock", "mtls", "secure")
 SECURE_SPEC = """\
 apiVersion: eblocks/v1
 mesh: bench
@@ -46,6 +47,12 @@ security:
       - {name: bench-to-echo, action: allow, from: [client/bench], to: [echo], methods: [POST]}
 """
 """The secure side's spec: every check on (mTLS, a token per request, deny + allow rules)."""
+
+SECURE_SPECS = {
+    "mtls": SECURE_SPEC.replace("  tokens: {mode: required}\n", ""),
+    "secure": SECURE_SPEC,
+}
+"""The spec of each secured side: ``mtls`` (mTLS + authorization), ``secure`` (+ tokens)."""
 
 
 async def echo(msg: Message) -> bytes:
@@ -73,7 +80,8 @@ async def _serve(kind: str, host: str, state: Path | None = None) -> None:
         port: int = runner.addresses[0][1]
         stop_server = runner.cleanup
     else:
-        block = Block("echo", echo, auth=_secure_auth(state) if kind == "secure" else None)
+        auth = _secure_auth(kind, state) if kind in SECURE_SPECS else None
+        block = Block("echo", echo, auth=auth)
         await block.start(host, 0)
         port = block.port
         stop_server = block.stop
@@ -91,11 +99,12 @@ async def _serve(kind: str, host: str, state: Path | None = None) -> None:
         await stop_server()
 
 
-def _secure_auth(state: Path | None) -> Auth:
+def _secure_auth(kind: str, state: Path | None) -> Auth:
     if state is None:
-        raise SystemExit("the secure server needs --state-dir")
-    auth = Auth.for_holder(parse_spec(SECURE_SPEC, "<bench secure>"), state, "echo-0", block="echo")
-    assert auth is not None  # SECURE_SPEC turns mTLS on
+        raise SystemExit(f"the {kind} server needs --state-dir")
+    spec = parse_spec(SECURE_SPECS[kind], f"<bench {kind}>")
+    auth = Auth.for_holder(spec, state, "echo-0", block="echo")
+    assert auth is not None  # the secured specs turn mTLS on
     return auth
 
 
