@@ -6,6 +6,7 @@ import os
 import random
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from eblocks._types import Call, Clock, Endpoint, Resolver, Send, SystemClock
 from eblocks.block.stack import client_stack, endpoint_stack
@@ -15,6 +16,9 @@ from eblocks.patterns import Plan
 from eblocks.spec.models import MeshSpec
 from eblocks.telemetry.core import Telemetry
 from eblocks.transport import HttpTransport
+
+if TYPE_CHECKING:
+    from eblocks.security import Auth
 
 __all__ = ["MeshClient", "new_request_id"]
 
@@ -40,13 +44,21 @@ class MeshClient:
         rng: random.Random | None = None,
         transport: HttpTransport | None = None,
         telemetry: Telemetry | None = None,
+        auth: Auth | None = None,
     ) -> None:
+        """``auth`` (the caller's identity) turns on mTLS and, if the spec says so, tokens."""
         self.spec = spec
+        self.auth = auth
+        self._token = auth.token_layer() if auth is not None else None
         self.plan = Plan.from_spec(spec)
         self._resolver = resolver
         self._source = source
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
+        if transport is None and auth is not None:
+            transport = HttpTransport(
+                clock=self._clock, ssl=auth.client_ssl(), plain_targets=auth.plain_targets
+            )
         self._transport = transport or HttpTransport(clock=self._clock)
         self._stacks: dict[str, Send] = {}
         self._direct: dict[str, Send] = {}
@@ -120,7 +132,11 @@ class MeshClient:
         direct = self._direct.get(block)
         if direct is None:
             direct = endpoint_stack(
-                self.spec.settings(block), self._transport.send, self._clock, self.telemetry
+                self.spec.settings(block),
+                self._transport.send,
+                self._clock,
+                self.telemetry,
+                self._token,
             )
             self._direct[block] = direct
         if self._source:
@@ -144,6 +160,7 @@ class MeshClient:
                 self._clock,
                 self._rng,
                 self.telemetry,
+                self._token,
             )
             self._stacks[block] = stack
         return stack

@@ -2,14 +2,17 @@
 
 Outbound, outermost first (DESIGN.md; later layers slot into this list)::
 
-    telemetry -> deadline -> retry -> balancer (the target's `balancer`) -> tries -> transport
+    telemetry -> deadline -> retry -> balancer (the target's `balancer`) -> tries -> token
+      -> transport
 
 To one endpoint chosen by a pattern's manager (its own balancer and retries)::
 
-    telemetry -> deadline (the worker's timeout: one try) -> tries -> transport
+    telemetry -> deadline (the worker's timeout: one try) -> tries -> token -> transport
 
 The telemetry layers (`eblocks.layers.telemetry`) are there when the client
-has a `Telemetry` (a block's client; the CLI's has none).
+has a `Telemetry` (a block's client; the CLI's has none). The token layer
+(per-hop request JWT, `eblocks.security`) is there when the mesh's
+``security.tokens.mode`` is not ``off``; it signs once per try.
 
 Inbound, outermost first::
 
@@ -41,6 +44,7 @@ def client_stack(
     clock: Clock,
     rng: random.Random,
     telemetry: Telemetry | None = None,
+    token: Layer | None = None,
 ) -> Send:
     """The outbound `Send` for calls to the block ``target``."""
     layers: list[Layer] = [
@@ -51,16 +55,24 @@ def client_stack(
     if telemetry is not None:
         layers.insert(0, observe(telemetry, target.name))
         layers.append(tries(telemetry, target.name))
+    if token is not None:
+        layers.append(token)
     return _assemble(layers, transport)
 
 
 def endpoint_stack(
-    target: BlockSettings, transport: Send, clock: Clock, telemetry: Telemetry | None = None
+    target: BlockSettings,
+    transport: Send,
+    clock: Clock,
+    telemetry: Telemetry | None = None,
+    token: Layer | None = None,
 ) -> Send:
     """The outbound `Send` for calls whose `Call.endpoint` the caller already chose."""
     layers: list[Layer] = [deadline(target.timeout, clock)]
     if telemetry is not None:
         layers = [observe(telemetry, target.name), *layers, tries(telemetry, target.name)]
+    if token is not None:
+        layers.append(token)
     return _assemble(layers, transport)
 
 

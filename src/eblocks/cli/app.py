@@ -12,6 +12,7 @@ from eblocks.cli import (
     deploy_cmds,
     discovery_cmds,
     run_cmds,
+    security_cmds,
     spec_cmds,
     telemetry_cmds,
 )
@@ -32,6 +33,7 @@ app.add_typer(bench_cmds.bench, name="bench")
 discovery_cmds.register(app, bench_cmds.bench)
 deploy_cmds.register(app)
 telemetry_cmds.register(app)
+security_cmds.register(app)
 
 PLUGIN_GROUP = "eblocks.cli"
 

@@ -38,10 +38,13 @@ def overhead(
     concurrency: str = typer.Option("1,32", help="requests in flight, comma-separated"),
     rounds: int = typer.Option(3, min=1, help="rounds; bare/eblock order alternates each round"),
     out: Path = typer.Option(Path("bench/results"), help="directory for the results"),
+    security: bool = typer.Option(
+        False, "--security", help="add a side with mTLS + request tokens + authorization"
+    ),
 ) -> None:
     """Echo through bare aiohttp and through the Eblock stack, side by side."""
     from eblocks.bench.overhead import BenchError, OverheadSettings, run_overhead
-    from eblocks.bench.report import console_table, write_results
+    from eblocks.bench.report import console_table, security_table, write_results
 
     try:
         settings = OverheadSettings(
@@ -50,6 +53,7 @@ def overhead(
             sizes=_int_list("--sizes", sizes, sizes=True),
             concurrency=_int_list("--concurrency", concurrency),
             rounds=rounds,
+            security=security,
         )
     except ValueError as exc:
         fail(str(exc))
@@ -59,13 +63,16 @@ def overhead(
         except BenchError as exc:
             fail(str(exc))
     console.print(console_table(report))
+    if report.security_cells:
+        console.print(security_table(report))
     for target in report.targets:
         mark = "[green]met[/]" if target.ok else "[bold red]missed[/]"
         console.print(
             f"target {target.name} @ {target.size} B x{target.concurrency}: "
             f"{target.value:.3f} (limit {target.limit}) {mark}"
         )
-    for path in write_results(report, out):
+    name = "overhead-security" if security else "overhead"
+    for path in write_results(report, out, name):
         console.print(f"wrote {path}")
     if report.errors:
         err.print(f"[bold red]{report.errors} request(s) failed[/]; see error_kinds in the JSON")
@@ -116,6 +123,8 @@ def patterns(
     if report.errors:
         err.print(f"[bold red]{report.errors} task(s) failed[/]; see error_kinds in the JSON")
         raise typer.Exit(1)
+
+
 @bench.command("telemetry")
 def telemetry(
     calls: int = typer.Option(20_000, min=100, help="calls per variant and round"),
