@@ -5,15 +5,17 @@ block in ``mesh.yaml``, and run ``eblocks up mesh.yaml``.
 """
 
 from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Scaler, Send, SystemClock
-from eblocks.block import Block, Context, MeshClient
+from eblocks.block import Block, Context, MeshClient, mesh_client
 from eblocks.discovery import SupervisorResolver
 from eblocks.errors import (
     BadRequestError,
     ConnectError,
     DiscoveryError,
     EblocksError,
+    ForbiddenError,
     HandlerError,
     HandlerImportError,
+    IdentityError,
     MeshError,
     MeshTimeoutError,
     NoEndpointsError,
@@ -22,10 +24,13 @@ from eblocks.errors import (
     PayloadTooLargeError,
     PortInUseError,
     QueueFullError,
+    RenderError,
     ScalerError,
+    SecurityError,
     SpecError,
     SpecIssue,
     SupervisorError,
+    UnauthenticatedError,
     UpstreamError,
 )
 from eblocks.message import Message
@@ -43,8 +48,10 @@ __all__ = [
     "DiscoveryError",
     "EblocksError",
     "Endpoint",
+    "ForbiddenError",
     "HandlerError",
     "HandlerImportError",
+    "IdentityError",
     "Layer",
     "MeshClient",
     "MeshError",
@@ -57,16 +64,20 @@ __all__ = [
     "PayloadTooLargeError",
     "PortInUseError",
     "QueueFullError",
+    "RenderError",
     "Resolver",
     "Scaler",
     "ScalerError",
+    "SecurityError",
     "Send",
     "SpecError",
     "SpecIssue",
     "SupervisorError",
     "SupervisorResolver",
     "SystemClock",
+    "UnauthenticatedError",
     "UpstreamError",
     "load_spec",
+    "mesh_client",
     "parse_spec",
 ]

@@ -37,7 +37,8 @@ import aiohttp
 import orjson
 
 from eblocks.batch import percentile
-from eblocks.bench.overhead import BenchError, _machine
+from eblocks.bench.machine import describe
+from eblocks.bench.overhead import BenchError
 from eblocks.bench.work import calibrate
 from eblocks.block import MeshClient
 from eblocks.discovery import SupervisorResolver
@@ -212,7 +213,7 @@ async def _run(settings: PatternSettings, progress: Callable[[str], None]) -> Pa
     iters, cpu = calibrate(settings.work_ms)
     report = PatternsReport(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        machine=_machine("asyncio"),
+        machine=describe(client_loop="asyncio"),
         settings={
             "duration_s": settings.duration,
             "warmup_s": settings.warmup,
