@@ -4,7 +4,7 @@ One file per block plus the mesh-wide files, each a list of plain dicts that
 `output` dumps with sorted keys; nothing depends on the clock, the machine or
 dict order, so rendering twice gives the same bytes::
 
-    00-namespace.yaml        Namespace (Pod Security "restricted")
+    00-namespace.yaml        Namespace (Pod Security "restricted"), when it is the mesh's own
     01-mesh.yaml             ConfigMap <mesh>-spec (the spec as the pods run it),
                              headless Service <mesh>-gossip (the gossip seeds)
     02-identity.yaml         the CA role (`identity`), unless disabled
@@ -102,10 +102,9 @@ def render_kubernetes(
     allowed = callers(spec, found)
     config = _spec_config(spec, names)
     digest = hashlib.sha256(config["data"]["mesh.yaml"].encode()).hexdigest()
-    files: dict[str, list[Manifest]] = {
-        "00-namespace.yaml": [_namespace(names)],
-        "01-mesh.yaml": [config, _gossip_service(spec, names)],
-    }
+    files: dict[str, list[Manifest]] = {"01-mesh.yaml": [config, _gossip_service(spec, names)]}
+    if names.namespace == spec.mesh:  # the mesh's own; never relabel a namespace given to us
+        files["00-namespace.yaml"] = [_namespace(names)]
     if options.identity:
         files["02-identity.yaml"] = identity.ca_objects(
             spec, names, options.image_prefix, options.tag, options.network_policy

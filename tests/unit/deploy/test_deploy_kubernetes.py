@@ -126,6 +126,19 @@ def test_rendering_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     assert len(first) == 10  # namespace, mesh, identity, one file per block (7)
 
 
+def test_a_namespace_given_is_used_but_never_rendered() -> None:
+    default = render_kubernetes(_spec("textpipe"))
+    assert (
+        _one(default, "Namespace", "textpipe")["metadata"]["labels"][
+            "pod-security.kubernetes.io/enforce"
+        ]
+        == "restricted"
+    )
+    given = render_kubernetes(_spec("textpipe"), KubeOptions(namespace="shared"))
+    assert "00-namespace.yaml" not in given
+    assert {d["metadata"]["namespace"] for d in _all(given)} == {"shared"}
+
+
 def test_the_order_of_the_spec_does_not_matter() -> None:
     original = (ROOT / "examples" / "textpipe" / "mesh.yaml").read_text()
     data = yaml.safe_load(original)
