@@ -12,6 +12,7 @@ caller would naturally catch::
     ├── DiscoveryError (RuntimeError)      gossip membership cannot start or join
     │   └── PacketError (ValueError)       a gossip packet was dropped: `reason` says why
     ├── RenderError (ValueError)           a valid spec cannot be rendered for a deploy target
+    ├── ScalerError (RuntimeError)         a pool could not be resized (supervisor, Kubernetes API)
     └── MeshError                          a request failed in the mesh: `reason`, `origin`
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
@@ -49,6 +50,7 @@ __all__ = [
     "PortInUseError",
     "QueueFullError",
     "RenderError",
+    "ScalerError",
     "SpecError",
     "SpecIssue",
     "SupervisorError",
@@ -127,6 +129,10 @@ class PacketError(DiscoveryError, ValueError):
 
 class RenderError(EblocksError, ValueError):
     """A valid spec cannot be rendered for a deployment target (`eblocks render`)."""
+
+
+class ScalerError(EblocksError, RuntimeError):
+    """A `Scaler` could not read or change the size of a pool."""
 
 
 class MeshError(EblocksError):

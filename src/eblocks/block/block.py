@@ -39,10 +39,25 @@ from eblocks.patterns import Plan
 from eblocks.respond import error_response
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
 from eblocks.workload import dispatch
+from eblocks.workload.pools import Pools
 
-__all__ = ["Block"]
+__all__ = ["Block", "mesh_client"]
 
 log = logging.getLogger("eblocks.block")
+
+_MESH_CLIENT = web.AppKey("eblocks.mesh_client", MeshClient)
+
+
+def mesh_client(app: web.Application) -> MeshClient:
+    """The mesh client of the block serving ``app`` (an app block calls the mesh with it).
+
+    In a request handler: ``await mesh_client(request.app).call("store", msg)``.
+    """
+    try:
+        return app[_MESH_CLIENT]
+    except KeyError:
+        raise RuntimeError("this application is not served by a block in a mesh") from None
+
 
 _ROUTING_HEADERS = frozenset({PATTERN_HEADER, STAGE_HEADER, DEADLINE_HEADER, "content-length"})
 
@@ -75,6 +90,7 @@ class Block:
         self._plan = plan or Plan({})
         self._ready = False
         self.inflight = 0
+        self.pools = Pools(name, self._plan, client)  # managers and autoscalers: /v1/pools
         if handler is not None and app is None:
             roles = dispatch(
                 name,
@@ -83,12 +99,15 @@ class Block:
                 link=client,
                 clock=self._clock,
                 backoff=self.settings.retries,
+                pools=self.pools,
             )
             self._handle = server_stack(roles, self._clock)
             app = web.Application(client_max_size=self.settings.max_body)
             app.router.add_route("*", "/{tail:.*}", self._serve)
         elif app is not None and handler is None:
             app.middlewares.insert(0, self._track)
+            if client is not None:
+                app[_MESH_CLIENT] = client
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
         self._pm = Listener(app, block=name, drain=self.settings.drain)
@@ -151,6 +170,7 @@ class Block:
     async def stop(self) -> None:
         """Drain and stop: not ready, stop accepting, finish in-flight work, close."""
         self._ready = False
+        await self.pools.aclose()
         await self._pm.close()
         await self._admin.close()
         if self.client is not None:
@@ -232,12 +252,16 @@ class Block:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/v1/pools", self._pools)
         return app
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response(
             {"status": "ok", "block": self.name, "instance": self.instance, "pid": os.getpid()}
         )
+
+    async def _pools(self, _: web.Request) -> web.Response:
+        return web.json_response({"instance": self.instance, **self.pools.snapshot()})
 
     async def _readyz(self, _: web.Request) -> web.Response:
         body = {

@@ -7,7 +7,8 @@ Shape::
     defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host}
     blocks:   {NAME: {handler | app, replicas, port, timeout, retries, env, labels, resources}}
     patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}
-                    | {manager-worker: {manager, worker, balancer, queue, concurrency, attempts}}
+                    | {manager-worker: {manager, worker, workers, balancer, queue, concurrency,
+                                       attempts}}
                     | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
     policies: {}
     discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
@@ -55,6 +56,7 @@ __all__ = [
     "ResourceAmounts",
     "Resources",
     "RetryPolicy",
+    "WorkersSpec",
     "resolve_settings",
 ]
 
@@ -180,15 +182,57 @@ class QueueSpec(_Frozen):
     max: int = Field(64, ge=0, le=100_000, description="waiting tasks; past it, 429 + retry-after")
 
 
+class WorkersSpec(_Frozen):
+    """Autoscaling of a manager-worker pool: how many worker instances, by the load.
+
+    The manager aims at ``target_inflight`` tasks (running and queued) per
+    worker: it grows the pool at once and shrinks it only after the load has
+    stayed low for ``scale_down_delay`` (as Kubernetes' HPA stabilisation window).
+    """
+
+    min: int = Field(1, ge=1, le=256, description="fewest worker instances")
+    max: int = Field(4, ge=1, le=256, description="most worker instances")
+    target_inflight: float | None = Field(
+        None, gt=0, description="tasks in flight or queued per worker; default: `concurrency`"
+    )
+    scale_up_delay: Duration = Field(
+        0.0, le=3600, description="a higher count must hold this long before the pool grows"
+    )
+    scale_down_delay: Duration = Field(
+        30.0, le=3600, description="a lower count must hold this long before the pool shrinks"
+    )
+    forecast: Literal["none", "holt"] = Field(
+        "none", description="`holt`: grow ahead of a rising load (Holt's linear trend)"
+    )
+    horizon: Duration = Field(
+        2.0, le=600, description="how far ahead `holt` looks (about a worker's start-up time)"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WorkersSpec:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
 class ManagerWorker(_Frozen):
     """The body of a manager-worker pattern."""
 
     manager: Name = Field(description="block whose instances queue and dispatch the tasks")
     worker: Name = Field(description="block whose instances run the tasks")
+    workers: WorkersSpec | None = Field(
+        None, description="autoscale the worker block between min and max (default: `replicas`)"
+    )
     balancer: BalancerName = Field("p2c", description="how the manager picks a worker instance")
     queue: QueueSpec = Field(QueueSpec(), description="bounded queue in front of the workers")
     concurrency: int = Field(2, ge=1, le=1024, description="tasks in flight per worker instance")
     attempts: int = Field(3, ge=1, le=10, description="tries of one task, on different workers")
+
+    @property
+    def target_inflight(self) -> float:
+        """Tasks per worker the autoscaler aims at: ``workers.target_inflight`` or concurrency."""
+        own = self.workers.target_inflight if self.workers is not None else None
+        return own if own is not None else float(self.concurrency)
 
 
 class ManagerWorkerSpec(_Frozen):
@@ -292,7 +336,10 @@ class DiscoverySpec(_Frozen):
         None, min_length=16, description="gossip HMAC key, at least 16 bytes; prefer key_file"
     )
     key_file: str | None = Field(
-        None, description="file holding the key (relative to the spec's folder)"
+        None, description="file of keys, one a line, the first signs (relative to the spec)"
+    )
+    key_window: Duration = Field(
+        300.0, description="how long a key removed from the key file is still accepted"
     )
     seeds: tuple[SeedAddr, ...] = Field((), description="static seeds, `host:port`")
     dns: str | None = Field(

@@ -29,6 +29,7 @@ from eblocks.patterns import Plan
 from eblocks.spec.models import DivideConquer, ManagerWorker, RetryPolicy
 from eblocks.workload.divider import Divider
 from eblocks.workload.manager import Manager, WorkerLink
+from eblocks.workload.pools import Pools
 
 __all__ = ["dispatch"]
 
@@ -42,11 +43,13 @@ def dispatch(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     backoff: RetryPolicy | None = None,
+    pools: Pools | None = None,
 ) -> Handle:
     """The inbound `Handle` of ``block``: its roles in ``plan`` in front of its PM.
 
     ``link`` reaches the workers of the patterns this block manages; ``backoff``
-    spaces a manager's or divider's retries (the block's own `retries`).
+    spaces a manager's or divider's retries (the block's own `retries`); the
+    managers built are added to ``pools`` (shown on ``/v1/pools``, autoscaled).
     """
     clock = clock or SystemClock()
     rng = rng or random.Random()
@@ -65,6 +68,8 @@ def dispatch(
             manager = Manager(
                 pattern, spec, link, balancer=balancer, backoff=backoff, clock=clock, rng=rng
             )
+            if pools is not None:
+                pools.add(manager)
             found = manager.handle
         elif isinstance(spec, DivideConquer):
             found = Divider(pattern, spec, pm, backoff=backoff, clock=clock, rng=rng).handle
