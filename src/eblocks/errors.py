@@ -13,6 +13,8 @@ caller would naturally catch::
     │   └── PacketError (ValueError)       a gossip packet was dropped: `reason` says why
     ├── RenderError (ValueError)           a valid spec cannot be rendered for a deploy target
     ├── ScalerError (RuntimeError)         a pool could not be resized (supervisor, Kubernetes API)
+    ├── SecurityError (RuntimeError)       the mesh CA or an identity cannot be set up or loaded
+    │   └── IdentityError (ValueError)     a certificate or SPIFFE ID is not a valid mesh identity
     └── MeshError                          a request failed in the mesh: `reason`, `origin`
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
@@ -22,6 +24,8 @@ caller would naturally catch::
         ├── MeshTimeoutError (TimeoutError)     504 timeout: the deadline passed
         ├── ConnectError (ConnectionError)      502 connect: no connection to an endpoint
         ├── HandlerError                        500 handler: the user's handler raised
+        ├── UnauthenticatedError (PermissionError)  401 unauthenticated: no valid identity/token
+        ├── ForbiddenError (PermissionError)    403 forbidden: an authorization rule denied it
         └── UpstreamError                       an error response relayed from another block
 
 `respond.py` is the only place a :class:`MeshError` becomes an HTTP status and
@@ -39,8 +43,10 @@ __all__ = [
     "ConnectError",
     "DiscoveryError",
     "EblocksError",
+    "ForbiddenError",
     "HandlerError",
     "HandlerImportError",
+    "IdentityError",
     "MeshError",
     "MeshTimeoutError",
     "NoEndpointsError",
@@ -51,9 +57,11 @@ __all__ = [
     "QueueFullError",
     "RenderError",
     "ScalerError",
+    "SecurityError",
     "SpecError",
     "SpecIssue",
     "SupervisorError",
+    "UnauthenticatedError",
     "UpstreamError",
 ]
 
@@ -135,6 +143,14 @@ class ScalerError(EblocksError, RuntimeError):
     """A `Scaler` could not read or change the size of a pool."""
 
 
+class SecurityError(EblocksError, RuntimeError):
+    """The mesh CA or an instance's identity material cannot be created or loaded."""
+
+
+class IdentityError(SecurityError, ValueError):
+    """A certificate, key or SPIFFE ID is not a valid mesh identity."""
+
+
 class MeshError(EblocksError):
     """A request failed inside the mesh.
 
@@ -207,6 +223,20 @@ class ConnectError(MeshError, ConnectionError):
 class HandlerError(MeshError):
     reason = "handler"
     status = 500
+
+
+class UnauthenticatedError(MeshError, PermissionError):
+    """The caller has no verified identity or a valid request token."""
+
+    reason = "unauthenticated"
+    status = 401
+
+
+class ForbiddenError(MeshError, PermissionError):
+    """An authorization rule (named in ``detail["rule"]``) denied the request."""
+
+    reason = "forbidden"
+    status = 403
 
 
 class UpstreamError(MeshError):

@@ -24,6 +24,8 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "SOURCE_HEADER",
     "STAGE_HEADER",
+    "TOKEN_HEADER",
+    "USER_HEADER",
     "Message",
 ]
 
@@ -38,6 +40,8 @@ ORIGIN_HEADER = "x-eblocks-origin"
 PART_HEADER = "x-eblocks-part"  # "<index>/<count>" on each part of a divide-conquer
 HASH_KEY_HEADER = "x-eblocks-hash-key"  # the key consistent-hash balancers route on
 NAME_HEADER = "x-eblocks-name"  # the file a batch item came from (`eblocks submit`)
+TOKEN_HEADER = "x-eblocks-token"  # the per-hop request JWT (eblocks.security.tokens)
+USER_HEADER = "x-eblocks-user"  # inside a block only: ctx -> token layer; never trusted inbound
 
 # Hop-by-hop and transport headers that never belong to a Message.
 _TRANSPORT_HEADERS = frozenset(

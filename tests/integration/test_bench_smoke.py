@@ -73,3 +73,30 @@ def test_overhead_smoke_run_writes_json_markdown_and_chart(tmp_path: Path) -> No
     markdown = (tmp_path / "overhead.md").read_text()
     assert "| 4 KB | 2 |" in markdown
     assert (tmp_path / "overhead.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_overhead_security_smoke_run(tmp_path: Path) -> None:
+    """`--security` adds the mtls and secure sides; every request succeeds through them."""
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
+    args = ["bench", "overhead", "--security", "--duration", "0.2", "--warmup", "0.05"]
+    args += ["--rounds", "1", "--sizes", "4KiB", "--concurrency", "1", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "eblocks", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _processes_marked(marker) == []
+    report = json.loads((tmp_path / "overhead-security.json").read_text())
+    assert report["errors"] == 0
+    assert sorted(s["kind"] for s in report["rounds"]) == ["bare", "eblock", "mtls", "secure"]
+    assert all(s["requests"] > 0 for s in report["rounds"])
+    cells = report["security_cells"]
+    assert [c["side"] for c in cells] == ["mtls", "secure"]
+    assert all(c["secure"].keys() >= SIDE_KEYS for c in cells)
+    assert {t["name"] for t in report["targets"]} >= {"mtls added p50 ms", "secure added p50 ms"}
+    assert "## Security" in (tmp_path / "overhead-security.md").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -119,11 +120,14 @@ def test_kill_9_of_decrypt_workers_loses_and_duplicates_nothing(
 
 
 def _http(
-    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    url: str,
+    tls: ssl.SSLContext,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
+        with urllib.request.urlopen(request, timeout=30, context=tls) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -134,32 +138,43 @@ def test_router_uploads_searches_and_opens_by_permission(sandbox: Sandbox, keys:
     up = sandbox.up(DOCPROC / "mesh.yaml", env=env)
     assert up.returncode == 0, str(up)
     (row,) = [r for r in sandbox.instances("docproc") if r["block"] == "router"]
-    base = f"http://{row['host']}:{row['port']}"
+    base = f"https://{row['host']}:{row['port']}"
+    # An external client: server authentication against the mesh's bundle, no client cert.
+    # (An SVID names a SPIFFE ID, not a host name: the chain is what is checked.)
+    tls = ssl.create_default_context(
+        cafile=str(sandbox.mesh_dir("docproc") / "identity" / "cli" / "bundle.pem")
+    )
+    tls.check_hostname = False
+    with pytest.raises((ConnectionResetError, urllib.error.URLError)):  # no plain HTTP
+        urllib.request.urlopen(f"http://{row['host']}:{row['port']}/", timeout=10)
     text = b"Quarterly budget review. Contact finance at ana.lopez@example.com.\n"
 
-    status, low = _http(f"{base}/v1/documents?name=memo.txt", data=text)
+    status, low = _http(f"{base}/v1/documents?name=memo.txt", tls, data=text)
     assert status == 200, low
     assert low["ok"], low
     assert low["verified"], low
-    status, high = _http(f"{base}/v1/documents?name=secret.txt&risk=high", data=b"Top secret.\n")
+    status, high = _http(
+        f"{base}/v1/documents?name=secret.txt&risk=high", tls, data=b"Top secret.\n"
+    )
     assert status == 200, high
     assert high["level"] == "high", high
 
-    status, found = _http(f"{base}/v1/documents?level=high")
+    status, found = _http(f"{base}/v1/documents?level=high", tls)
     assert status == 200
     assert [d["name"] for d in found["documents"]] == ["secret.txt"]
-    status, opened = _http(f"{base}/v1/documents/{urllib.parse.quote(high['id'])}")
+    status, opened = _http(f"{base}/v1/documents/{urllib.parse.quote(high['id'])}", tls)
     assert status == 200
     assert opened["allowed"] is False
     assert opened["text"] is None
     status, opened = _http(
         f"{base}/v1/documents/{urllib.parse.quote(high['id'])}",
+        tls,
         headers={"authorization": "Bearer letmein"},
     )
     assert opened["allowed"] is True
     assert opened["text"] == "Top secret.\n"
-    with urllib.request.urlopen(f"{base}/", timeout=10) as resp:
+    with urllib.request.urlopen(f"{base}/", timeout=10, context=tls) as resp:
         assert b"docproc" in resp.read()
-    status, counters = _http(f"{base}/v1/counters")
+    status, counters = _http(f"{base}/v1/counters", tls)
     assert counters["processed"] == 2, counters
     assert counters["store"]["total"] == 2, counters

@@ -23,6 +23,7 @@ MODULES = [
     "eblocks.message",
     "eblocks.patterns",
     "eblocks.respond",
+    "eblocks.security",
     "eblocks.spec",
     "eblocks.testing",
     "eblocks.transport",

@@ -21,19 +21,24 @@ import datetime
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import psutil
 
 from eblocks.batch import percentile
 from eblocks.bench.machine import describe
+from eblocks.bench.servers import SECURE_SPECS
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
+from eblocks.security import Auth, LocalIssuer
 from eblocks.spec import parse_spec
+from eblocks.telemetry import Telemetry
 from eblocks.testing import StaticResolver
 
 __all__ = [
@@ -41,6 +46,7 @@ __all__ = [
     "OverheadReport",
     "OverheadSettings",
     "Sample",
+    "SecurityCell",
     "Side",
     "Target",
     "run_overhead",
@@ -73,6 +79,7 @@ class OverheadSettings:
     concurrency: tuple[int, ...] = (1, 32)
     rounds: int = 3
     host: str = "127.0.0.1"
+    security: bool = False  # a third side: mTLS + tokens + authorization
 
     def __post_init__(self) -> None:
         if self.duration <= 0:
@@ -138,6 +145,20 @@ class CellResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityCell:
+    """A cell's secured side (``mtls`` or ``secure``) against the plain eblock side."""
+
+    side: str
+    size: int
+    concurrency: int
+    plain: Side
+    secure: Side
+    rps_ratio: float  # median of per-round secure/plain req/s
+    p50_added_ms: float  # median of per-round secure - plain p50
+    p99_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One goal from the issue and whether this run met it."""
 
@@ -159,6 +180,7 @@ class OverheadReport:
     samples: list[Sample] = field(default_factory=list)
     cells: list[CellResult] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
+    security_cells: list[SecurityCell] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -194,8 +216,10 @@ async def _run(
             "concurrency": list(settings.concurrency),
             "rounds": settings.rounds,
             "host": settings.host,
+            "security": settings.security,
         },
     )
+    kinds: tuple[str, ...] = (*KINDS, *SECURE_SPECS) if settings.security else KINDS
     async with AsyncExitStack() as stack:
         bare_port, bare_pid = await stack.enter_async_context(
             _server("bare", settings.host, report)
@@ -209,10 +233,15 @@ async def _run(
             "bare": (bare, psutil.Process(bare_pid)),
             "eblock": (eblock, psutil.Process(eblock_pid)),
         }
+        if settings.security:
+            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eblocks-bench-")))
+            for kind in SECURE_SPECS:
+                sides[kind] = await _secure_side(stack, kind, state, settings.host, report)
         cells = [(size, conc) for size in settings.sizes for conc in settings.concurrency]
         for rnd in range(settings.rounds):
             for index, (size, conc) in enumerate(cells):
-                order = KINDS if (rnd + index) % 2 == 0 else KINDS[::-1]
+                shift = (rnd + index) % len(kinds)  # each side runs first in turn
+                order = kinds[shift:] + kinds[:shift]
                 for position, kind in enumerate(order):
                     progress(f"round {rnd + 1}/{settings.rounds}: {kind} {size} B x{conc}")
                     call, server = sides[kind]
@@ -221,7 +250,27 @@ async def _run(
     report.machine["loadavg_end"] = list(os.getloadavg())
     report.cells = summarize(report.samples)
     report.targets = check_targets(report.cells)
+    if settings.security:
+        report.security_cells = summarize_security(report.samples)
+        report.targets += check_security_targets(report.security_cells)
     return report
+
+
+async def _secure_side(
+    stack: AsyncExitStack, kind: str, state: Path, host: str, report: OverheadReport
+) -> tuple[Caller, psutil.Process]:
+    """Identities from a throw-away mesh CA, the secured server, and a client with an SVID."""
+    text = SECURE_SPECS[kind]
+    spec = parse_spec(text, f"<bench {kind}>")
+    issuer = LocalIssuer(spec, state)
+    issuer.issue_block("echo-0", "echo")
+    issuer.issue_client("bench")
+    port, pid = await stack.enter_async_context(
+        _server(kind, host, report, "--state-dir", str(state))
+    )
+    auth = Auth.for_holder(spec, state, "bench")
+    caller = await stack.enter_async_context(_eblock_caller(host, port, text, auth))
+    return caller, psutil.Process(pid)
 
 
 async def _measure(
@@ -321,12 +370,16 @@ async def _bare_caller(host: str, port: int) -> AsyncIterator[Caller]:
 
 
 @asynccontextmanager
-async def _eblock_caller(host: str, port: int) -> AsyncIterator[Caller]:
+async def _eblock_caller(
+    host: str, port: int, spec_text: str = SPEC, auth: Auth | None = None
+) -> AsyncIterator[Caller]:
     """`MeshClient` with a parsed spec and a resolver that points at the server."""
-    spec = parse_spec(SPEC, "<bench overhead>")
+    spec = parse_spec(spec_text, "<bench overhead>")
     resolver = StaticResolver({"echo": [f"{host}:{port}"]})
     counter = iter(range(1 << 62))
-    async with MeshClient(spec, resolver, source="bench") as client:
+    # a block's client counts its calls: the telemetry layers are part of the measured path
+    telemetry = Telemetry("bench", "bench-0")
+    async with MeshClient(spec, resolver, source="bench", telemetry=telemetry, auth=auth) as client:
 
         async def call(body: bytes) -> bytes:
             # an idempotency key, as `eblocks submit` sends, so the retry layer is armed
@@ -338,7 +391,9 @@ async def _eblock_caller(host: str, port: int) -> AsyncIterator[Caller]:
 
 
 @asynccontextmanager
-async def _server(kind: str, host: str, report: OverheadReport) -> AsyncIterator[tuple[int, int]]:
+async def _server(
+    kind: str, host: str, report: OverheadReport, *extra: str
+) -> AsyncIterator[tuple[int, int]]:
     """Start an echo server process; always stop it (bounded waits) on the way out."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -347,6 +402,7 @@ async def _server(kind: str, host: str, report: OverheadReport) -> AsyncIterator
         kind,
         "--host",
         host,
+        *extra,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -388,7 +444,8 @@ def summarize(samples: Sequence[Sample]) -> list[CellResult]:
     """Medians over rounds per cell, and the medians of the per-round paired ratios."""
     by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
     for s in samples:
-        by_cell.setdefault((s.size, s.concurrency), {k: [] for k in KINDS})[s.kind].append(s)
+        if s.kind in KINDS:
+            by_cell.setdefault((s.size, s.concurrency), {k: [] for k in KINDS})[s.kind].append(s)
     cells: list[CellResult] = []
     for (size, conc), sides in by_cell.items():
         pairs = list(zip(sides["bare"], sides["eblock"], strict=True))
@@ -422,6 +479,54 @@ def check_targets(
         if c.size == 4096 and c.concurrency == 1:
             ok = c.p50_added_ms <= max_added_p50_ms
             targets.append(Target("added p50 ms", 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
+    return targets
+
+
+def summarize_security(samples: Sequence[Sample]) -> list[SecurityCell]:
+    """Per cell and secured side: against the plain eblock side of the same rounds."""
+    by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
+    for s in samples:
+        if s.kind == "eblock" or s.kind in SECURE_SPECS:
+            cell = by_cell.setdefault((s.size, s.concurrency), {})
+            cell.setdefault(s.kind, []).append(s)
+    cells: list[SecurityCell] = []
+    for (size, conc), sides in by_cell.items():
+        for kind in SECURE_SPECS:
+            if kind in sides:
+                cells.append(_security_cell(kind, size, conc, sides["eblock"], sides[kind]))
+    return cells
+
+
+def _security_cell(
+    kind: str, size: int, conc: int, plain: Sequence[Sample], secured: Sequence[Sample]
+) -> SecurityCell:
+    pairs = list(zip(plain, secured, strict=True))
+    return SecurityCell(
+        side=kind,
+        size=size,
+        concurrency=conc,
+        plain=_side(plain),
+        secure=_side(secured),
+        rps_ratio=_median([_ratio(x.rps, p.rps) for p, x in pairs]),
+        p50_added_ms=_median([x.p50_ms - p.p50_ms for p, x in pairs]),
+        p99_ratio=_median([_ratio(x.p99_ms, p.p99_ms) for p, x in pairs]),
+    )
+
+
+def check_security_targets(
+    cells: Sequence[SecurityCell], *, min_ratio: float = 0.85, max_added_p50_ms: float = 0.1
+) -> list[Target]:
+    """Issue 6's goals: <= 0.1 ms added p50 (keep-alive, c=1), <= 15 % req/s cost at c=32."""
+    targets: list[Target] = []
+    for c in cells:
+        if c.concurrency == 32:
+            ok = c.rps_ratio >= min_ratio
+            name = f"{c.side} req/s ratio"
+            targets.append(Target(name, c.size, 32, c.rps_ratio, min_ratio, ok))
+        if c.size == 4096 and c.concurrency == 1:
+            ok = c.p50_added_ms <= max_added_p50_ms
+            name = f"{c.side} added p50 ms"
+            targets.append(Target(name, 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
     return targets
 
 

@@ -9,9 +9,16 @@ from typing import Any
 import orjson
 from rich.table import Table
 
-from eblocks.bench.overhead import CellResult, OverheadReport
+from eblocks.bench.overhead import CellResult, OverheadReport, SecurityCell
 
-__all__ = ["console_table", "to_json", "to_markdown", "write_chart", "write_results"]
+__all__ = [
+    "console_table",
+    "security_table",
+    "to_json",
+    "to_markdown",
+    "write_chart",
+    "write_results",
+]
 
 _COLUMNS = (
     "size",
@@ -47,6 +54,7 @@ def to_json(report: OverheadReport) -> dict[str, Any]:
         "errors": report.errors,
         "cells": [dataclasses.asdict(c) for c in report.cells],
         "targets": [dataclasses.asdict(t) for t in report.targets],
+        "security_cells": [dataclasses.asdict(c) for c in report.security_cells],
         "rounds": [dataclasses.asdict(s) for s in report.samples],
     }
 
@@ -100,6 +108,8 @@ def to_markdown(report: OverheadReport, chart: str | None = None) -> str:
         f"| {c.eblock.server_cpu_us:.0f} |"
         for c in report.cells
     ]
+    if report.security_cells:
+        lines += ["", *_security_markdown(report.security_cells)]
     lines += ["", "Targets:", ""]
     for t in report.targets:
         verdict = "met" if t.ok else "**missed**"
@@ -114,6 +124,62 @@ def to_markdown(report: OverheadReport, chart: str | None = None) -> str:
     if chart:
         lines += ["", f"![overhead]({chart})"]
     return "\n".join(lines) + "\n"
+
+
+_SECURITY_COLUMNS = (
+    "side",
+    "size",
+    "concurrency",
+    "plain req/s",
+    "secured req/s",
+    "ratio",
+    "plain p50/p99 ms",
+    "secured p50/p99 ms",
+    "added p50 ms",
+    "server µs/req plain/secured",
+    "errors",
+)
+
+
+def _security_row(c: SecurityCell) -> list[str]:
+    return [
+        c.side,
+        _size(c.size),
+        str(c.concurrency),
+        f"{c.plain.rps:,.0f}",
+        f"{c.secure.rps:,.0f}",
+        f"{c.rps_ratio:.2f}",
+        f"{c.plain.p50_ms:.3f} / {c.plain.p99_ms:.3f}",
+        f"{c.secure.p50_ms:.3f} / {c.secure.p99_ms:.3f}",
+        f"{c.p50_added_ms:+.3f}",
+        f"{c.plain.server_cpu_us:.0f} / {c.secure.server_cpu_us:.0f}",
+        str(c.plain.errors + c.secure.errors),
+    ]
+
+
+def _security_markdown(cells: list[SecurityCell]) -> list[str]:
+    lines = [
+        "## Security: mTLS + request tokens + authorization vs the same calls without",
+        "",
+        "`plain` is the eblock side above. Side `mtls`: the same Block and MeshClient with "
+        "mTLS (strict, keep-alive, TLS 1.3, P-256) and default-deny authorization with two "
+        "rules. Side `secure`: `mtls` plus a fresh ES256 token per request (minted by the "
+        "client, verified with the replay check by the server).",
+        "",
+        "| " + " | ".join(_SECURITY_COLUMNS) + " |",
+        "|" + "|".join("---:" for _ in _SECURITY_COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(_security_row(c)) + " |" for c in cells]
+    return lines
+
+
+def security_table(report: OverheadReport) -> Table:
+    table = Table(title="security: mtls (+ authz), secure (+ tokens) vs plain eblock (medians)")
+    for column in _SECURITY_COLUMNS:
+        table.add_column(column, justify="right")
+    for c in report.security_cells:
+        table.add_row(*_security_row(c))
+    return table
 
 
 def console_table(report: OverheadReport) -> Table:

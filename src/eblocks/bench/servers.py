@@ -6,6 +6,10 @@ when its parent process is gone. Both run on uvloop when it is installed.
 
 - ``bare``: a plain aiohttp `web.Application` that returns the request body.
 - ``eblock``: a real `eblocks.Block` whose handler is :func:`echo`.
+- ``mtls``: the same Block with mTLS (strict) and default-deny authorization
+  with rules (`SECURE_SPECS`), its SVID read from ``--state-dir`` (written there
+  by the benchmark driver's `LocalIssuer`).
+- ``secure``: as ``mtls``, plus a required request token on every call.
 """
 
 from __future__ import annotations
@@ -15,15 +19,40 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
 from eblocks.block import Block
 from eblocks.message import Message
+from eblocks.security import Auth
+from eblocks.spec import parse_spec
 
-__all__ = ["KINDS", "bare_app", "echo", "main"]
+__all__ = ["KINDS", "SECURE_SPEC", "SECURE_SPECS", "bare_app", "echo", "main"]
 
-KINDS = ("bare", "eblock")
+KINDS = ("bare", "eblock", "mtls", "secure")
+SECURE_SPEC = """\
+apiVersion: eblocks/v1
+mesh: bench
+blocks:
+  echo:
+    handler: eblocks.bench.servers:echo
+security:
+  mtls: strict
+  tokens: {mode: required}
+  authorization:
+    default: deny
+    rules:
+      - {name: no-legacy, action: deny, from: ["legacy-*"]}
+      - {name: bench-to-echo, action: allow, from: [client/bench], to: [echo], methods: [POST]}
+"""
+"""The secure side's spec: every check on (mTLS, a token per request, deny + allow rules)."""
+
+SECURE_SPECS = {
+    "mtls": SECURE_SPEC.replace("  tokens: {mode: required}\n", ""),
+    "secure": SECURE_SPEC,
+}
+"""The spec of each secured side: ``mtls`` (mTLS + authorization), ``secure`` (+ tokens)."""
 
 
 async def echo(msg: Message) -> bytes:
@@ -42,7 +71,7 @@ def bare_app() -> web.Application:
     return app
 
 
-async def _serve(kind: str, host: str) -> None:
+async def _serve(kind: str, host: str, state: Path | None = None) -> None:
     if kind == "bare":
         runner = web.AppRunner(bare_app(), handle_signals=False, access_log=None)
         await runner.setup()
@@ -51,7 +80,8 @@ async def _serve(kind: str, host: str) -> None:
         port: int = runner.addresses[0][1]
         stop_server = runner.cleanup
     else:
-        block = Block("echo", echo)
+        auth = _secure_auth(kind, state) if kind in SECURE_SPECS else None
+        block = Block("echo", echo, auth=auth)
         await block.start(host, 0)
         port = block.port
         stop_server = block.stop
@@ -69,6 +99,15 @@ async def _serve(kind: str, host: str) -> None:
         await stop_server()
 
 
+def _secure_auth(kind: str, state: Path | None) -> Auth:
+    if state is None:
+        raise SystemExit(f"the {kind} server needs --state-dir")
+    spec = parse_spec(SECURE_SPECS[kind], f"<bench {kind}>")
+    auth = Auth.for_holder(spec, state, "echo-0", block="echo")
+    assert auth is not None  # the secured specs turn mTLS on
+    return auth
+
+
 async def _orphan_watch(stop: asyncio.Event) -> None:
     """Stop when the benchmark driver is gone, so no server outlives it."""
     parent = os.getppid()
@@ -81,13 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eblocks-bench-server")
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--state-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_serve(args.kind, args.host))
+        asyncio.run(_serve(args.kind, args.host, args.state_dir))
     else:
-        uvloop.run(_serve(args.kind, args.host))
+        uvloop.run(_serve(args.kind, args.host, args.state_dir))
     return 0
 
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -38,13 +38,20 @@ from eblocks.message import (
 from eblocks.patterns import Plan
 from eblocks.respond import error_response
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
+from eblocks.telemetry import Telemetry
+from eblocks.telemetry.admin import add_admin_routes
+from eblocks.telemetry.inbound import middleware, observe
 from eblocks.workload import dispatch
 from eblocks.workload.pools import Pools
+
+if TYPE_CHECKING:
+    from eblocks.security import Auth
 
 __all__ = ["Block", "mesh_client"]
 
 log = logging.getLogger("eblocks.block")
 
+_CALLER_FAULTS = frozenset({400, 404, 405, 413, 422})  # statuses that count against a caller
 _MESH_CLIENT = web.AppKey("eblocks.mesh_client", MeshClient)
 
 
@@ -66,7 +73,8 @@ class Block:
     """Serve a handler (or an aiohttp app) as one Eblock instance.
 
     ``client`` is the mesh client handlers reach through ``ctx.call``; a block
-    outside a mesh (tests, benchmarks) may leave it out.
+    outside a mesh (tests, benchmarks) may leave it out. ``telemetry`` (default:
+    the client's, else a new one) counts its requests and serves ``/metrics``.
     """
 
     def __init__(
@@ -80,8 +88,11 @@ class Block:
         client: MeshClient | None = None,
         instance: str | None = None,
         clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
+        auth: Auth | None = None,
     ) -> None:
         self.name = name
+        self.auth = auth  # mTLS, tokens and authorization (eblocks.security); None: plaintext
         self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
         self.settings = settings or resolve_settings(name, None, Defaults())
         self.client = client
@@ -91,6 +102,13 @@ class Block:
         self._ready = False
         self.inflight = 0
         self.pools = Pools(name, self._plan, client)  # managers and autoscalers: /v1/pools
+        self.telemetry: Telemetry = (
+            telemetry
+            or (client.telemetry if client is not None else None)
+            or Telemetry(name, self.instance, clock=self._clock)
+        )
+        self.telemetry.settings = self.settings
+        self.telemetry.spec = client.spec if client is not None else None
         if handler is not None and app is None:
             roles = dispatch(
                 name,
@@ -100,17 +118,28 @@ class Block:
                 clock=self._clock,
                 backoff=self.settings.retries,
                 pools=self.pools,
+                hooks=self.telemetry.hooks,
             )
             self._handle = server_stack(roles, self._clock)
             app = web.Application(client_max_size=self.settings.max_body)
-            app.router.add_route("*", "/{tail:.*}", self._serve)
+            app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
         elif app is not None and handler is None:
             app.middlewares.insert(0, self._track)
             if client is not None:
                 app[_MESH_CLIENT] = client
+            app.middlewares.insert(0, middleware(self.telemetry))
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
-        self._pm = Listener(app, block=name, drain=self.settings.drain)
+        ssl = auth.server_ssl() if auth is not None else None
+        self._pm = Listener(
+            app,
+            block=name,
+            drain=self.settings.drain,
+            ssl=ssl,
+            permissive=auth is not None and auth.mode == "permissive",
+            on_plaintext=auth.plaintext_connection if auth is not None else None,
+            on_refused=auth.connection_refused if auth is not None else None,
+        )
         self._admin_routes = self._admin_app()
         self._admin = Listener(self._admin_routes, block=name, drain=1.0)
 
@@ -123,6 +152,7 @@ class Block:
         app: web.Application | None,
         client: MeshClient,
         instance: str | None = None,
+        auth: Auth | None = None,
     ) -> Block:
         """A block of ``client``'s mesh, with its settings and patterns."""
         spec = client.spec
@@ -134,6 +164,7 @@ class Block:
             plan=client.plan,
             client=client,
             instance=instance,
+            auth=auth,
         )
 
     @property
@@ -158,11 +189,13 @@ class Block:
         self, host: str | None = None, port: int | None = None, admin_port: int = 0
     ) -> None:
         host = host or self.settings.host
+        await self.telemetry.start()
         await self._admin.start(host, admin_port)
         try:
             await self._pm.start(host, port if port is not None else (self.settings.port or 0))
         except BaseException:
             await self._admin.close()  # a block that failed to start must not answer probes
+            await self.telemetry.aclose()
             raise
         self._ready = True
         log.info("block %s instance %s serving on %s:%d", self.name, self.instance, host, self.port)
@@ -173,6 +206,7 @@ class Block:
         await self.pools.aclose()
         await self._pm.close()
         await self._admin.close()
+        await self.telemetry.aclose()
         if self.client is not None:
             await self.client.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -191,7 +225,9 @@ class Block:
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.inflight += 1
+        peer = None
         try:
+            peer = self.auth.admit(request) if self.auth is not None else None
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge as exc:
@@ -200,13 +236,20 @@ class Block:
                     detail={"max_body": self.settings.max_body},
                 ) from exc
             msg = Message.from_wire(body, request.headers)
-            out = await self._handle(msg, self._context(msg))
+            ctx = self._context(msg)
+            if peer is not None:
+                ctx.peer = str(peer.identity) if peer.identity is not None else None
+                ctx.user = peer.user
+                ctx.trust = peer.trust
+            out = await self._handle(msg, ctx)
             if not out.headers:  # a bare reply: aiohttp's default type is application/octet-stream
                 return web.Response(body=out.body)
             headers = {k: v for k, v in out.headers.items() if k not in _ROUTING_HEADERS}
             headers.setdefault("content-type", "application/octet-stream")
             return web.Response(body=out.body, headers=headers)
         except MeshError as exc:
+            if peer is not None and exc.status in _CALLER_FAULTS and self.auth is not None:
+                self.auth.record_error(peer)  # the caller's bad requests count against it
             return error_response(exc.with_origin(self.name))
         except Exception as exc:  # a defect in the mesh itself; never leak it
             log.exception("internal error in block %s", self.name)
@@ -243,6 +286,11 @@ class Block:
     ) -> web.StreamResponse:
         self.inflight += 1
         try:
+            if self.auth is not None:
+                try:
+                    request["eblocks.peer"] = self.auth.admit(request)
+                except MeshError as exc:
+                    return error_response(exc.with_origin(self.name))
             response: web.StreamResponse = await handler(request)
             return response
         finally:
@@ -253,6 +301,8 @@ class Block:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/v1/pools", self._pools)
+        app.router.add_get("/v1/security", self._security)
+        add_admin_routes(app, self.telemetry)
         return app
 
     async def _healthz(self, _: web.Request) -> web.Response:
@@ -262,6 +312,12 @@ class Block:
 
     async def _pools(self, _: web.Request) -> web.Response:
         return web.json_response({"instance": self.instance, **self.pools.snapshot()})
+
+    async def _security(self, _: web.Request) -> web.Response:
+        """Identity, modes and the refusal counters (``{}`` counters when mTLS is off)."""
+        if self.auth is None:
+            return web.json_response({"mtls": "disable", "counters": {}})
+        return web.json_response(self.auth.stats())
 
     async def _readyz(self, _: web.Request) -> web.Response:
         body = {

@@ -6,6 +6,7 @@ import os
 import random
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from eblocks._types import Call, Clock, Endpoint, Resolver, Send, SystemClock
 from eblocks.block.stack import client_stack, endpoint_stack
@@ -13,7 +14,11 @@ from eblocks.errors import NoEndpointsError
 from eblocks.message import REQUEST_ID_HEADER, SOURCE_HEADER, Message
 from eblocks.patterns import Plan
 from eblocks.spec.models import MeshSpec
+from eblocks.telemetry.core import Telemetry
 from eblocks.transport import HttpTransport
+
+if TYPE_CHECKING:
+    from eblocks.security import Auth
 
 __all__ = ["MeshClient", "new_request_id"]
 
@@ -24,7 +29,10 @@ def new_request_id() -> str:
 
 
 class MeshClient:
-    """Outbound side of a block (or of a CLI): one pooled transport, one stack per target."""
+    """Outbound side of a block (or of a CLI): one pooled transport, one stack per target.
+
+    With ``telemetry`` (an instance's), every call is counted and traced.
+    """
 
     def __init__(
         self,
@@ -35,16 +43,26 @@ class MeshClient:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         transport: HttpTransport | None = None,
+        telemetry: Telemetry | None = None,
+        auth: Auth | None = None,
     ) -> None:
+        """``auth`` (the caller's identity) turns on mTLS and, if the spec says so, tokens."""
         self.spec = spec
+        self.auth = auth
+        self._token = auth.token_layer() if auth is not None else None
         self.plan = Plan.from_spec(spec)
         self._resolver = resolver
         self._source = source
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
+        if transport is None and auth is not None:
+            transport = HttpTransport(
+                clock=self._clock, ssl=auth.client_ssl(), plain_targets=auth.plain_targets
+            )
         self._transport = transport or HttpTransport(clock=self._clock)
         self._stacks: dict[str, Send] = {}
         self._direct: dict[str, Send] = {}
+        self.telemetry = telemetry
 
     async def __aenter__(self) -> MeshClient:
         return self
@@ -113,7 +131,13 @@ class MeshClient:
         block = endpoint.block
         direct = self._direct.get(block)
         if direct is None:
-            direct = endpoint_stack(self.spec.settings(block), self._transport.send, self._clock)
+            direct = endpoint_stack(
+                self.spec.settings(block),
+                self._transport.send,
+                self._clock,
+                self.telemetry,
+                self._token,
+            )
             self._direct[block] = direct
         if self._source:
             msg = msg.replace(headers={SOURCE_HEADER: self._source})
@@ -130,7 +154,13 @@ class MeshClient:
                 )
             settings = self.spec.settings(block)
             stack = client_stack(
-                settings, self._resolver, self._transport.send, self._clock, self._rng
+                settings,
+                self._resolver,
+                self._transport.send,
+                self._clock,
+                self._rng,
+                self.telemetry,
+                self._token,
             )
             self._stacks[block] = stack
         return stack

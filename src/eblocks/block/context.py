@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from eblocks.message import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, Message
+from eblocks.message import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, USER_HEADER, Message
 
 if TYPE_CHECKING:
     from eblocks.block.client import MeshClient
@@ -33,6 +33,8 @@ class Context:
         "peer",
         "request_id",
         "stage",
+        "trust",
+        "user",
     )
 
     def __init__(
@@ -54,7 +56,9 @@ class Context:
         self.headers: Mapping[str, str] = headers or {}
         self.pattern: str | None = None
         self.stage: int | None = None
-        self.peer: str | None = None
+        self.peer: str | None = None  # the caller's verified SPIFFE ID (mTLS), else None
+        self.user: str | None = None  # the end user's subject, carried in request tokens
+        self.trust = 1.0  # the caller's trust score (eblocks.security.anomaly)
         self._client = client
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
 
@@ -73,6 +77,8 @@ class Context:
             extra[REQUEST_ID_HEADER] = self.request_id
         if self.idempotency_key and IDEMPOTENCY_HEADER not in msg.headers:
             extra[IDEMPOTENCY_HEADER] = self.idempotency_key
+        if self.user is not None:  # the token layer moves it into the next hop's token
+            extra[USER_HEADER] = self.user
         return msg.replace(headers=extra) if extra else msg
 
     async def call(self, service: str, msg: Message | bytes | str | Any) -> Message:

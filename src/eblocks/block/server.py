@@ -4,16 +4,23 @@ The app is kept apart from its sockets, as aiohttp does: `Listener` binds a
 socket itself (so port 0 yields the real port and "address in use" is named),
 serves an `web.Application` on it, and on `close()` stops accepting, closes
 idle keep-alive connections and waits for in-flight requests up to ``drain``.
+
+With an ``ssl`` context connections are accepted by `eblocks.security.sniff`:
+TLS only (mTLS ``strict``) or, with ``permissive``, TLS and plaintext on the
+same port; refused connections are reported through ``on_refused``.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import ssl as _ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
 from eblocks.errors import PortInUseError
+from eblocks.security.sniff import SniffingSite
 
 __all__ = ["Listener"]
 
@@ -21,9 +28,24 @@ __all__ = ["Listener"]
 class Listener:
     """One aiohttp application served on one bound socket."""
 
-    def __init__(self, app: web.Application, *, block: str, drain: float) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        block: str,
+        drain: float,
+        ssl: _ssl.SSLContext | None = None,
+        permissive: bool = False,
+        on_plaintext: Callable[[], None] | None = None,
+        on_refused: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         self._app = app
         self._block = block
+        self._ssl = ssl
+        self._permissive = permissive
+        self._on_plaintext = on_plaintext
+        self._on_refused = on_refused
+        self._sniffer: SniffingSite | None = None
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=drain
         )
@@ -35,11 +57,24 @@ class Listener:
         sock = _bind(self._block, host, port)
         self.host, self.port = host, sock.getsockname()[1]
         await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        if self._ssl is not None:
+            self._sniffer = SniffingSite(
+                self._runner,
+                sock,
+                self._ssl,
+                self._on_plaintext,
+                permissive=self._permissive,
+                on_refused=self._on_refused,
+            )
+            self._sniffer.start()
+        else:
+            await web.SockSite(self._runner, sock).start()
         return self.port
 
     async def close(self) -> None:
         """Stop accepting, then drain in-flight requests (bounded by ``drain``)."""
+        if self._sniffer is not None:
+            await self._sniffer.stop()
         await self._runner.cleanup()
 
 

@@ -38,10 +38,13 @@ def overhead(
     concurrency: str = typer.Option("1,32", help="requests in flight, comma-separated"),
     rounds: int = typer.Option(3, min=1, help="rounds; bare/eblock order alternates each round"),
     out: Path = typer.Option(Path("bench/results"), help="directory for the results"),
+    security: bool = typer.Option(
+        False, "--security", help="add a side with mTLS + request tokens + authorization"
+    ),
 ) -> None:
     """Echo through bare aiohttp and through the Eblock stack, side by side."""
     from eblocks.bench.overhead import BenchError, OverheadSettings, run_overhead
-    from eblocks.bench.report import console_table, write_results
+    from eblocks.bench.report import console_table, security_table, write_results
 
     try:
         settings = OverheadSettings(
@@ -50,6 +53,7 @@ def overhead(
             sizes=_int_list("--sizes", sizes, sizes=True),
             concurrency=_int_list("--concurrency", concurrency),
             rounds=rounds,
+            security=security,
         )
     except ValueError as exc:
         fail(str(exc))
@@ -59,13 +63,16 @@ def overhead(
         except BenchError as exc:
             fail(str(exc))
     console.print(console_table(report))
+    if report.security_cells:
+        console.print(security_table(report))
     for target in report.targets:
         mark = "[green]met[/]" if target.ok else "[bold red]missed[/]"
         console.print(
             f"target {target.name} @ {target.size} B x{target.concurrency}: "
             f"{target.value:.3f} (limit {target.limit}) {mark}"
         )
-    for path in write_results(report, out):
+    name = "overhead-security" if security else "overhead"
+    for path in write_results(report, out, name):
         console.print(f"wrote {path}")
     if report.errors:
         err.print(f"[bold red]{report.errors} request(s) failed[/]; see error_kinds in the JSON")
@@ -116,3 +123,31 @@ def patterns(
     if report.errors:
         err.print(f"[bold red]{report.errors} task(s) failed[/]; see error_kinds in the JSON")
         raise typer.Exit(1)
+
+
+@bench.command("telemetry")
+def telemetry(
+    calls: int = typer.Option(20_000, min=100, help="calls per variant and round"),
+    rounds: int = typer.Option(5, min=1, help="rounds; the variants are interleaved in each"),
+    out: Path = typer.Option(Path("bench/results"), help="directory for telemetry.json"),
+) -> None:
+    """CPU time per request of the telemetry paths (off, metrics, tracing 10%, access log)."""
+    import orjson
+    from rich.table import Table
+
+    from eblocks.bench.telemetry import run_telemetry_bench
+
+    with console.status("measuring") as status:
+        result = run_telemetry_bench(calls, rounds, progress=lambda text: status.update(text))
+    table = Table(title=f"telemetry cost, CPU µs per call (median of {rounds} rounds)")
+    for column in ("side", "variant", "µs per call", "added µs"):
+        table.add_column(column, justify="left" if column in ("side", "variant") else "right")
+    for row in result["rows"]:
+        table.add_row(
+            row["side"], row["variant"], f"{row['us_per_call']:.2f}", f"{row['added_us']:+.2f}"
+        )
+    console.print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "telemetry.json"
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    console.print(f"wrote {path}")

@@ -19,10 +19,11 @@ from eblocks.cli.common import console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.discovery import SupervisorResolver
 from eblocks.discovery.client_view import mesh_view
-from eblocks.errors import DiscoveryError, MeshError, SpecError, UpstreamError
+from eblocks.errors import DiscoveryError, MeshError, SecurityError, SpecError, UpstreamError
 from eblocks.message import Message
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
+from eblocks.security import Auth
 from eblocks.spec import MeshSpec, load_spec
 
 __all__ = ["register"]
@@ -49,6 +50,15 @@ async def _resolver(spec: MeshSpec, state: StateDir) -> AsyncIterator[Resolver]:
         return
     async with mesh_view(spec.discovery, state.path) as view:
         yield view
+
+
+def _client(spec: MeshSpec, state: StateDir, resolver: Resolver) -> MeshClient:
+    """A client of the running mesh, with the CLI's SVID when mTLS is on."""
+    try:
+        auth = Auth.for_cli(spec, state.path)
+    except SecurityError as exc:
+        fail(f"cannot load the CLI's identity: {exc}")
+    return MeshClient(spec, resolver, source="cli", auth=auth)
 
 
 def _read_data(data: str) -> bytes:
@@ -83,7 +93,7 @@ def call(
     async def run() -> Message:
         async with (
             _resolver(spec, state) as resolver,
-            MeshClient(spec, resolver, source="cli") as client,
+            _client(spec, state, resolver) as client,
         ):
             return await client.call(target, msg)
 
@@ -139,7 +149,7 @@ def submit(
         async def run() -> BatchReport:
             async with (
                 _resolver(spec, state) as resolver,
-                MeshClient(spec, resolver, source="cli") as client,
+                _client(spec, state, resolver) as client,
             ):
                 return await submit_files(
                     client, target, files, concurrency=concurrency, on_result=on_result

@@ -29,6 +29,7 @@ from aiohttp import web
 from eblocks._types import Endpoint, Resolver
 from eblocks.block import Block
 from eblocks.discovery import GossipNode, GossipResolver, Keyring, MemberRecord, SupervisorResolver
+from eblocks.discovery.member import MemberStatus
 from eblocks.discovery.seeds import (
     KEY_FILE,
     read_keys,
@@ -41,6 +42,7 @@ from eblocks.discovery.view import counters_row, endpoint_rows, member_rows
 from eblocks.errors import DiscoveryError
 from eblocks.runtime.state import StateDir
 from eblocks.spec import MeshSpec
+from eblocks.telemetry import Hooks
 
 __all__ = ["INCARNATION_EPOCH", "DeferredResolver", "Membership", "roles_of"]
 
@@ -156,6 +158,20 @@ class Membership:
             self._gossip_resolver.close()
         if self.gossip is not None:
             await self.gossip.aclose()
+
+    def publish_gauges(self, hooks: Hooks) -> None:
+        """``eblocks_gossip_members{status}``: this instance's gossip view by status."""
+
+        def read() -> list[tuple[tuple[str], float]]:
+            if self.gossip is None:
+                return []
+            counts = dict.fromkeys((s.name.lower() for s in MemberStatus), 0)
+            for member in self.gossip.node.members():
+                counts[member.status.name.lower()] += 1
+            return [((status,), float(n)) for status, n in counts.items()]
+
+        doc = "Members in this instance's gossip view, by status"
+        hooks.gauge("eblocks_gossip_members", doc, ("status",), read)
 
     async def members(self, request: web.Request) -> web.Response:
         """``GET /v1/members[?block=B]``: this instance's view of the mesh."""

@@ -18,6 +18,10 @@ In ``discovery.mode: gossip`` the supervisor is only a seed: it writes the mesh
 key to ``gossip.key`` (0600) and the gossip addresses of READY instances to
 ``gossip.json``; the instances find each other through gossip, and `start()`
 returns once every instance's ``/v1/members`` lists every instance alive.
+
+Unless ``security.mtls`` is ``disable`` everywhere, the supervisor holds the
+mesh CA (`eblocks.security.LocalIssuer`): it writes each instance's SVID before
+spawning it, one for the CLI, and renews them at half their lifetime.
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ import aiohttp
 from eblocks._types import Endpoint
 from eblocks.discovery import write_endpoints
 from eblocks.discovery.seeds import prepare_key, write_supervisor_seeds
-from eblocks.errors import DiscoveryError, SupervisorError
+from eblocks.errors import DiscoveryError, SecurityError, SupervisorError
 from eblocks.runtime.scaling import PoolController, initial_count
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, read_json, write_json
+from eblocks.security import LocalIssuer
 from eblocks.spec import MeshSpec
 
 __all__ = ["InstanceState", "Supervisor", "restart_delay"]
@@ -112,6 +117,7 @@ class Supervisor:
         self._failure = ""  # why start() failed; kept in supervisor.json after stop()
         self._pools = PoolController(self)
         self._pools_task: asyncio.Task[None] | None = None
+        self._issuer = LocalIssuer(spec, state.path)
 
     async def start(self) -> None:
         """Start every instance and wait (bounded) until all are ready."""
@@ -183,6 +189,12 @@ class Supervisor:
                 raise SupervisorError(str(exc)) from exc
         if self.state.spec != self.spec_path:
             self.state.spec.write_bytes(self.spec_path.read_bytes())
+        if self._issuer.enabled:
+            try:
+                self._issuer.issue_client()
+            except SecurityError as exc:
+                raise SupervisorError(f"mesh identity: {exc}") from exc
+            self._monitors.append(asyncio.create_task(self._renew_svids()))
         for stale in [*self.state.path.glob("run/*"), *self.state.path.glob("scale/*")]:
             stale.unlink()
         self._publish()
@@ -197,6 +209,9 @@ class Supervisor:
         env.update(self.spec.blocks[inst.block].env)
         spec_dir = str(self.spec_path.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (spec_dir, env.get("PYTHONPATH", "")) if p)
+        env["EBLOCKS_SPEC_DIR"] = spec_dir
+        if self._issuer.enabled:
+            self._issuer.issue_block(inst.id, inst.block)  # a fresh SVID for each life
         env["EBLOCKS_MESH"], env["EBLOCKS_BLOCK"], env["EBLOCKS_INSTANCE"] = (
             self.spec.mesh,
             inst.block,
@@ -328,6 +343,19 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await asyncio.wait_for(proc.wait(), 5.0)
+
+    async def _renew_svids(self) -> None:
+        """Re-issue SVIDs at half life, and all of them after `eblocks ca rotate`."""
+        period = max(1.0, min(30.0, self.spec.security.svid_ttl / 20))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                renewed = self._issuer.renew_due()
+            except SecurityError as exc:
+                log.error("SVID renewal failed: %s", exc)
+                continue
+            if renewed:
+                log.info("renewed SVIDs: %s", ", ".join(renewed))
 
     async def _wait_ready(self, inst: Instance, proc: asyncio.subprocess.Process) -> None:
         run_file = self.state.run_file(inst.id)

@@ -4,14 +4,17 @@ Shape::
 
     apiVersion: eblocks/v1
     mesh: NAME
-    defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host}
-    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, env, labels, resources}}
+    defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host, access_log}
+    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, access_log, env, labels,
+               resources}}
     patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}
                     | {manager-worker: {manager, worker, workers, balancer, queue, concurrency,
                                        attempts}}
                     | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
     policies: {}
     discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
+    telemetry: {tracing: {sampling, exporter, endpoint}}
+    security: {trust_domain, mtls, svid_ttl, key_type, tokens, end_user, authorization, anomaly}
 
 Cross-references (unknown blocks, cycles) are checked in `check.py`, where the
 error can point at the exact list item.
@@ -39,12 +42,17 @@ if TYPE_CHECKING:
     from eblocks.discovery.swim import SwimConfig
 
 __all__ = [
+    "AnomalySpec",
+    "AuthorizationSpec",
+    "AuthzRule",
+    "BlockSecurity",
     "BlockSettings",
     "BlockSpec",
     "Defaults",
     "DiscoverySpec",
     "DivideConquer",
     "DivideConquerSpec",
+    "EndUserSpec",
     "GossipTunables",
     "ManagerWorker",
     "ManagerWorkerSpec",
@@ -56,6 +64,10 @@ __all__ = [
     "ResourceAmounts",
     "Resources",
     "RetryPolicy",
+    "SecuritySpec",
+    "TelemetrySpec",
+    "TokenSpec",
+    "TracingSpec",
     "WorkersSpec",
     "resolve_settings",
 ]
@@ -104,6 +116,9 @@ class Defaults(_Frozen):
     host: str = Field("127.0.0.1", description="address instances listen on")
     threads: int = Field(8, ge=1, le=256, description="executor threads for plain functions")
     balancer: BalancerName = Field("round_robin", description="how callers pick an instance")
+    access_log: bool = Field(
+        False, description="one JSON line per request in logs/<instance>.access.jsonl"
+    )
 
 
 def _quantity_text(value: Any) -> Any:
@@ -136,6 +151,19 @@ class Resources(_Frozen):
     limits: ResourceAmounts = Field(ResourceAmounts(), description="hard caps")
 
 
+MtlsMode = Literal["strict", "permissive", "ingress", "disable"]
+Verdict = Literal["allow", "deny"]
+
+
+class BlockSecurity(_Frozen):
+    """A block's own security settings over the mesh's (docs/security.md)."""
+
+    mtls: MtlsMode | None = Field(None, description="mTLS mode of this block's port")
+    default: Verdict | None = Field(
+        None, description="authorization when no rule matches a request to this block"
+    )
+
+
 class BlockSpec(_Frozen):
     """A service kind: the user's handler and how many instances run it."""
 
@@ -152,11 +180,13 @@ class BlockSpec(_Frozen):
     drain: Duration | None = Field(None, description="how long a stopping instance drains")
     threads: int | None = Field(None, ge=1, le=256, description="executor threads")
     balancer: BalancerName | None = Field(None, description="how callers pick an instance")
+    access_log: bool | None = Field(None, description="write an access log (JSON lines)")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
     labels: dict[str, str] = Field(default_factory=dict, description="labels of its endpoints")
     resources: Resources | None = Field(
         None, description="CPU/memory requests and limits per instance (`eblocks render`)"
     )
+    security: BlockSecurity | None = Field(None, description="mTLS mode, authorization default")
 
     @model_validator(mode="after")
     def _one_entry_point(self) -> BlockSpec:
@@ -374,6 +404,145 @@ class DiscoverySpec(_Frozen):
         return SwimConfig(**self.tunables.model_dump(exclude_none=True))
 
 
+class TracingSpec(_Frozen):
+    """OpenTelemetry tracing of every instance: sampling and where spans go."""
+
+    sampling: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of new traces recorded (a caller's choice wins)"
+    )
+    exporter: Literal["none", "otlp", "console", "file"] = Field(
+        "none", description="`otlp` (HTTP), `console` (stderr) or `file` (logs/<inst>.spans.jsonl)"
+    )
+    endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces URL (default: the OTEL_EXPORTER_OTLP_* environment)"
+    )
+
+
+class TelemetrySpec(_Frozen):
+    """Monitoring settings shared by every block (metrics are always on)."""
+
+    tracing: TracingSpec = Field(TracingSpec(), description="OpenTelemetry traces")
+
+
+class TokenSpec(_Frozen):
+    """Per-hop request tokens: a JWT the caller signs with its SVID key for each call."""
+
+    mode: Literal["off", "optional", "required"] = Field(
+        "off", description="`required`: every call between blocks carries a valid token"
+    )
+    ttl: Duration = Field(60.0, description="lifetime of one token")
+    skew: Duration = Field(5.0, description="clock skew tolerated on iat/exp")
+    replay_cache: int = Field(
+        100_000, ge=1000, le=10_000_000, description="token ids remembered per instance"
+    )
+
+
+class EndUserSpec(_Frozen):
+    """End-user JWTs of an external identity provider, verified where a call enters the mesh."""
+
+    jwks_file: str = Field(description="JWKS file of the provider (relative to the spec's folder)")
+    issuer: str | None = Field(None, description="required `iss`")
+    audience: str | None = Field(None, description="required `aud`")
+    required: bool = Field(False, description="refuse calls into the mesh without a user token")
+    algorithms: tuple[str, ...] = Field(
+        ("RS256", "ES256", "EdDSA"), description="accepted signature algorithms"
+    )
+
+
+class AuthzRule(_Frozen):
+    """One authorization rule; every field it sets must match (unset fields match anything)."""
+
+    name: str = Field(min_length=1, description="named in audit lines and `policy check`")
+    action: Verdict = Field(description="what a match decides")
+    source: tuple[str, ...] = Field(
+        (),
+        alias="from",
+        description="caller globs: a block name, `client/<name>` or a full SPIFFE ID",
+    )
+    to: tuple[str, ...] = Field((), description="target block globs")
+    patterns: tuple[str, ...] = Field((), description="pattern globs (x-eblocks-pattern)")
+    methods: tuple[str, ...] = Field((), description="HTTP methods")
+    paths: tuple[str, ...] = Field((), description="path globs, e.g. `/admin/*`")
+    claims: dict[str, str] = Field(
+        default_factory=dict, description="end-user claim globs, e.g. {role: admin}"
+    )
+
+
+class AuthorizationSpec(_Frozen):
+    """Rules checked inbound before the handler: any deny wins, then any allow, else default."""
+
+    default: Verdict = Field("allow", description="when no rule matches (per block: security)")
+    rules: tuple[AuthzRule, ...] = Field((), description="rules, each with a unique name")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthorizationSpec:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return self
+
+
+class AnomalySpec(_Frozen):
+    """Quarantine of misbehaving sources (per SPIFFE ID); defaults in docs/security.md."""
+
+    enabled: bool = Field(True, description="watch sources and quarantine on a threshold")
+    window: Duration = Field(10.0, description="sliding window of the counts")
+    max_auth_failures: int = Field(20, ge=1, description="authentication failures per window")
+    max_denials: int = Field(50, ge=1, description="authorization denials per window")
+    max_error_ratio: float | None = Field(
+        0.9, gt=0, le=1, description="share of 4xx mesh errors (null: off)"
+    )
+    min_requests: int = Field(50, ge=1, description="requests before the error ratio counts")
+    rate_factor: float | None = Field(
+        None, gt=1, description="quarantine at this many times the EWMA rate (null: off)"
+    )
+    min_rate: int = Field(100, ge=1, description="req/s below which the rate check never fires")
+    ewma_alpha: float = Field(0.1, gt=0, le=1, description="weight of the last second in the EWMA")
+    baseline_seconds: int = Field(30, ge=1, description="seconds of history before rate checks")
+    cooldown: Duration = Field(30.0, description="how long a quarantined source is refused")
+    readmit: Duration = Field(30.0, description="ramp from 0 to 100 % admitted after cool-down")
+    max_sources: int = Field(10_000, ge=16, description="sources remembered at most")
+
+    @model_validator(mode="after")
+    def _window(self) -> AnomalySpec:
+        if self.window < 1:
+            raise ValueError("'window' must be at least 1s")
+        return self
+
+
+class SecuritySpec(_Frozen):
+    """Mesh identity, mTLS, request tokens and authorization (docs/security.md)."""
+
+    trust_domain: str = Field(
+        "eblocks.local",
+        pattern=r"^[a-z0-9._-]{1,255}$",
+        description="the SPIFFE trust domain of every identity in the mesh",
+    )
+    mtls: MtlsMode = Field(
+        "strict",
+        description="strict, permissive (plaintext too), ingress (TLS, client cert optional), "
+        "disable",
+    )
+    svid_ttl: Duration = Field(86400.0, description="lifetime of an SVID; renewed at half")
+    key_type: Literal["ecdsa-p256", "ed25519"] = Field(
+        "ecdsa-p256", description="key type of a CA that `up` creates"
+    )
+    tokens: TokenSpec = Field(TokenSpec(), description="per-hop request tokens")
+    end_user: EndUserSpec | None = Field(None, description="external end-user JWTs")
+    authorization: AuthorizationSpec = Field(AuthorizationSpec(), description="access rules")
+    anomaly: AnomalySpec = Field(AnomalySpec(), description="quarantine of misbehaving sources")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SecuritySpec:
+        if self.svid_ttl < 60:
+            raise ValueError("'svid_ttl' must be at least 60s")
+        if self.tokens.mode != "off" and self.mtls == "disable":
+            raise ValueError("request tokens are signed with the SVID: they need mtls")
+        return self
+
+
 @dataclass(frozen=True, slots=True)
 class BlockSettings:
     """A block's effective settings: its own over the mesh defaults."""
@@ -388,6 +557,7 @@ class BlockSettings:
     host: str
     port: int | None
     balancer: str = "round_robin"
+    access_log: bool = False
 
 
 class MeshSpec(_Frozen):
@@ -404,6 +574,12 @@ class MeshSpec(_Frozen):
     policies: Policies = Field(Policies(), description="traffic, security and scaling rules")
     discovery: DiscoverySpec = Field(
         DiscoverySpec(), description="how instances find each other (supervisor or gossip)"
+    )
+    telemetry: TelemetrySpec = Field(
+        TelemetrySpec(), description="tracing (metrics are always served on the admin port)"
+    )
+    security: SecuritySpec = Field(
+        SecuritySpec(), description="identity, mTLS, request tokens, authorization"
     )
 
     @model_validator(mode="before")
@@ -446,4 +622,5 @@ def resolve_settings(name: str, block: BlockSpec | None, defaults: Defaults) -> 
         host=defaults.host,
         port=own.get("port"),
         balancer=own.get("balancer", defaults.balancer),
+        access_log=own.get("access_log", defaults.access_log),
     )

@@ -129,6 +129,11 @@ class Manager:
         """Tasks waiting for a slot."""
         return sum(1 for fut in self._queue if not fut.done())
 
+    def gauges(self) -> tuple[int, int, int, int]:
+        """(ready workers, task slots, active tasks, queued tasks), for telemetry."""
+        workers = len(self._link.endpoints(self.spec.worker))
+        return workers, workers * self.spec.concurrency, self._active, self.queued
+
     async def handle(self, msg: Message, ctx: Context) -> Message:
         """Run one task on a worker; the worker's reply is the answer."""
         await self._admit()

@@ -1,0 +1,128 @@
+"""The local path to an identity: the supervisor holds the CA and writes each SVID.
+
+``eblocks up`` (mTLS not ``disable``) makes sure ``<state>/ca/`` exists (creating
+a root of ``security.key_type`` if not), then before starting an instance
+writes its SVID to ``<state>/identity/<instance>/`` and one for the CLI to
+``<state>/identity/cli/``. `LocalIssuer.renew_due` re-issues every SVID past
+half its lifetime; the instances notice the new files and reload them
+(`TlsFiles.reload`). The root key never leaves the supervisor's machine; other
+hosts obtain SVIDs from a CA role against a join token (`eblocks.security.join`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from eblocks.errors import SecurityError
+from eblocks.security.ca import MeshCA
+from eblocks.security.svid import Identity, Svid
+from eblocks.spec.models import MeshSpec
+
+__all__ = ["CLI_HOLDER", "LocalIssuer", "ca_folder", "identity_folder", "passphrase_from_env"]
+
+log = logging.getLogger("eblocks.security")
+
+CLI_HOLDER = "cli"
+
+
+def ca_folder(state: Path) -> Path:
+    return state / "ca"
+
+
+def identity_folder(state: Path, holder: str) -> Path:
+    return state / "identity" / holder
+
+
+def passphrase_from_env() -> bytes | None:
+    value = os.environ.get("EBLOCKS_CA_PASSPHRASE")
+    return value.encode() if value else None
+
+
+class LocalIssuer:
+    """Issues and renews the SVIDs of every holder on this machine."""
+
+    def __init__(self, spec: MeshSpec, state: Path) -> None:
+        self.spec = spec
+        self.state = state
+        self._ca: MeshCA | None = None
+        self._issued: dict[str, tuple[Identity, Svid]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        sec = self.spec.security
+        modes = {sec.mtls} | {
+            b.security.mtls for b in self.spec.blocks.values() if b.security and b.security.mtls
+        }
+        return modes != {"disable"}
+
+    def ca(self) -> MeshCA:
+        if self._ca is None:
+            folder = ca_folder(self.state)
+            sec = self.spec.security
+            if MeshCA.exists(folder):
+                self._ca = MeshCA.load(folder, passphrase_from_env())
+            else:
+                self._ca = MeshCA.init(
+                    folder,
+                    sec.trust_domain,
+                    key_type=sec.key_type,
+                    passphrase=passphrase_from_env(),
+                )
+                log.info("created the mesh CA in %s", folder)
+            if self._ca.trust_domain != sec.trust_domain:
+                raise SecurityError(
+                    f"the mesh CA in {folder} is for trust domain {self._ca.trust_domain!r}, "
+                    f"the spec says {sec.trust_domain!r} (`eblocks ca init` a new one)"
+                )
+        return self._ca
+
+    def reload_ca(self) -> None:
+        """Pick up a rotated CA (`eblocks ca rotate`) and re-issue everything from it."""
+        self._ca = None
+        for holder, (identity, _) in list(self._issued.items()):
+            self.issue(holder, identity)
+
+    def issue(self, holder: str, identity: Identity) -> Svid:
+        ca = self.ca()
+        ttl = dt.timedelta(seconds=self.spec.security.svid_ttl)
+        svid = ca.issue(identity, ttl)
+        svid.write(identity_folder(self.state, holder), ca.bundle)
+        self._issued[holder] = (identity, svid)
+        return svid
+
+    def issue_block(self, holder: str, block: str) -> Svid:
+        sec = self.spec.security
+        return self.issue(holder, Identity(sec.trust_domain, self.spec.mesh, block))
+
+    def issue_client(self, name: str = CLI_HOLDER) -> Svid:
+        sec = self.spec.security
+        return self.issue(name, Identity(sec.trust_domain, self.spec.mesh, name, "client"))
+
+    def renew_due(self, now: dt.datetime | None = None) -> list[str]:
+        """Re-issue every SVID past half its life (or whose CA rotated); the holders renewed."""
+        now = now or dt.datetime.now(dt.UTC)
+        if self._ca is not None and self._ca_changed():
+            self.reload_ca()
+            return sorted(self._issued)
+        renewed = []
+        for holder, (identity, svid) in list(self._issued.items()):
+            if now >= svid.renew_at():
+                self.issue(holder, identity)
+                renewed.append(holder)
+        return renewed
+
+    def next_renewal(self) -> dt.datetime | None:
+        return min((svid.renew_at() for _, svid in self._issued.values()), default=None)
+
+    def _ca_changed(self) -> bool:
+        assert self._ca is not None
+        try:
+            current = (ca_folder(self.state) / "ca.pem").read_bytes()
+        except FileNotFoundError:
+            return False
+        return current != self._ca.cert.public_bytes(serialization.Encoding.PEM)

@@ -1,0 +1,165 @@
+"""SPIFFE identities and the X.509 SVIDs that carry them.
+
+An identity is ``spiffe://<trust-domain>/mesh/<mesh>/block/<block>`` (a block's
+instances) or ``spiffe://<trust-domain>/mesh/<mesh>/client/<name>`` (the CLI,
+benchmarks). An SVID is a short-lived leaf certificate whose only URI SAN is
+that identity, its private key and the chain up to (not including) the root.
+
+On disk (one folder per holder, ``<state>/identity/<name>/``)::
+
+    svid.pem     leaf certificate, then the intermediates
+    svid.key     PKCS#8 private key, mode 0600
+    bundle.pem   the trust anchors (every root the mesh accepts now)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from eblocks.errors import IdentityError
+
+__all__ = [
+    "BACKDATE",
+    "Identity",
+    "PrivateKey",
+    "Svid",
+    "identity_of",
+    "load_certs",
+    "write_private",
+]
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+BACKDATE = timedelta(minutes=1)
+"""How far `MeshCA` back-dates ``notBefore`` to tolerate clock skew between hosts."""
+
+_ID = re.compile(
+    r"^spiffe://(?P<td>[a-z0-9._-]+)/mesh/(?P<mesh>[a-z0-9-]+)/(?P<kind>block|client)/(?P<name>[a-z0-9-]+)$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A parsed mesh identity; ``str()`` is its SPIFFE ID."""
+
+    trust_domain: str
+    mesh: str
+    name: str
+    kind: str = "block"  # or "client": a caller that serves nothing (the CLI)
+
+    def __str__(self) -> str:
+        return f"spiffe://{self.trust_domain}/mesh/{self.mesh}/{self.kind}/{self.name}"
+
+    @property
+    def block(self) -> str | None:
+        """The block name, or None for a client identity."""
+        return self.name if self.kind == "block" else None
+
+    @classmethod
+    def parse(cls, uri: str) -> Identity:
+        match = _ID.match(uri)
+        if match is None:
+            raise IdentityError(
+                f"{uri!r} is not a mesh identity "
+                "(expected spiffe://<trust-domain>/mesh/<mesh>/block|client/<name>)"
+            )
+        return cls(match["td"], match["mesh"], match["name"], match["kind"])
+
+
+def identity_of(cert: x509.Certificate) -> Identity:
+    """The mesh identity in a certificate's single URI SAN."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise IdentityError("certificate has no subjectAltName") from None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    if len(uris) != 1:
+        raise IdentityError(f"an SVID has exactly one URI SAN, this one has {len(uris)}")
+    return Identity.parse(uris[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Svid:
+    """A leaf certificate, its key and the intermediates above it."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def identity(self) -> Identity:
+        return identity_of(self.cert)
+
+    @property
+    def not_before(self) -> datetime:
+        return self.cert.not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime:
+        return self.cert.not_valid_after_utc
+
+    def renew_at(self) -> datetime:
+        """Half-way from issue to expiry: when the holder should get a new one.
+
+        ``notBefore`` is back-dated by `BACKDATE` for clock skew; the half-life
+        is counted from the moment of issue, not from the back-dated start.
+        """
+        issued = self.not_before + BACKDATE
+        if issued >= self.not_after:  # not issued by us: plain half of the validity
+            issued = self.not_before
+        return issued + (self.not_after - issued) / 2
+
+    def write(self, folder: Path, bundle: bytes) -> None:
+        """Write svid.pem, svid.key (0600) and bundle.pem, each replaced atomically."""
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (self.cert, *self.chain))
+        key = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        # key first: a reader that sees the new certificate must find its key
+        write_private(folder / "svid.key", key)
+        _replace(folder / "svid.pem", pem, 0o644)
+        _replace(folder / "bundle.pem", bundle, 0o644)
+
+    @classmethod
+    def read(cls, folder: Path) -> Svid:
+        """Load an SVID written by `write`; errors name the folder."""
+        try:
+            certs = load_certs((folder / "svid.pem").read_bytes())
+            key = serialization.load_pem_private_key((folder / "svid.key").read_bytes(), None)
+        except (OSError, ValueError) as exc:
+            raise IdentityError(f"{folder}: cannot load the SVID: {exc}") from exc
+        if not certs:
+            raise IdentityError(f"{folder}/svid.pem holds no certificate")
+        if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+            raise IdentityError(f"{folder}/svid.key: unsupported key type {type(key).__name__}")
+        return cls(certs[0], key, tuple(certs[1:]))
+
+
+def load_certs(pem: bytes) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(pem) if pem.strip() else []
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret with mode 0600 from the first byte, replacing atomically."""
+    _replace(path, data, 0o600)
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
