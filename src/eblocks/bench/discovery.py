@@ -59,18 +59,27 @@ async def run_loopback(
     results: list[dict[str, Any]] = []
     load_before = os.getloadavg()
     began = time.monotonic()
-    async with Fleet(secrets.token_bytes(32)) as fleet:
+    error = ""
+    async with Fleet(secrets.token_bytes(32), ready_within=bound * 3) as fleet:
         progress(f"starting {members} member processes")
         procs = await fleet.spawn_many(f"m{i}-r0" for i in range(members))
-        for r in range(rounds):
-            if r:
-                progress(f"round {r + 1}: fresh nodes")
-                await asyncio.gather(*(fleet.reset(p, f"m{i}-r{r}") for i, p in enumerate(procs)))
-            progress(f"round {r + 1}/{rounds}: converging")
-            results.append(await _round(fleet, procs, steady, settle, bound, rng, progress))
-            victim = procs.index(next(p for p in procs if p.name == results[-1]["victim"]))
-            procs[victim] = await fleet.spawn(f"m{victim}-r{r + 1}")
+        try:
+            for r in range(rounds):
+                if r:
+                    progress(f"round {r + 1}: fresh nodes")
+                    await asyncio.gather(
+                        *(fleet.reset(p, f"m{i}-r{r}") for i, p in enumerate(procs))
+                    )
+                progress(f"round {r + 1}/{rounds}: converging")
+                results.append(await _round(fleet, procs, steady, settle, bound, rng, progress))
+                victim = procs.index(next(p for p in procs if p.name == results[-1]["victim"]))
+                procs[victim] = await fleet.spawn(f"m{victim}-r{r + 1}")
+        except (TimeoutError, RuntimeError) as exc:
+            if not results:
+                raise
+            error = f"stopped after {len(results)} round(s): {exc}"
     return {
+        "error": error,
         "benchmark": "discovery-loopback",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
@@ -163,6 +172,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"{report['machine']['loadavg_before'][0]} before, "
         f"{report['machine']['loadavg_after'][0]} after; default tunables).",
         "",
+        *([f"**Incomplete run**: {report['error']}", ""] if report.get("error") else []),
         "| round | converge s | detect s (kill -9) | bytes/member/s (median) | max member |",
         "|---:|---:|---:|---:|---:|",
     ]
