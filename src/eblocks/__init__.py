@@ -5,7 +5,7 @@ block in ``mesh.yaml``, and run ``eblocks up mesh.yaml``.
 """
 
 from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Send, SystemClock
-from eblocks.block import Block, Context, MeshClient
+from eblocks.block import Block, Context, MeshClient, mesh_client
 from eblocks.discovery import SupervisorResolver
 from eblocks.errors import (
     BadRequestError,
@@ -22,6 +22,7 @@ from eblocks.errors import (
     PayloadTooLargeError,
     PortInUseError,
     QueueFullError,
+    RenderError,
     SpecError,
     SpecIssue,
     SupervisorError,
@@ -56,6 +57,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PortInUseError",
     "QueueFullError",
+    "RenderError",
     "Resolver",
     "Send",
     "SpecError",
@@ -65,5 +67,6 @@ __all__ = [
     "SystemClock",
     "UpstreamError",
     "load_spec",
+    "mesh_client",
     "parse_spec",
 ]

@@ -11,6 +11,7 @@ caller would naturally catch::
     │   └── PortInUseError (OSError)       a configured port is already bound
     ├── DiscoveryError (RuntimeError)      gossip membership cannot start or join
     │   └── PacketError (ValueError)       a gossip packet was dropped: `reason` says why
+    ├── RenderError (ValueError)           a valid spec cannot be rendered for a deploy target
     └── MeshError                          a request failed in the mesh: `reason`, `origin`
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
@@ -47,6 +48,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PortInUseError",
     "QueueFullError",
+    "RenderError",
     "SpecError",
     "SpecIssue",
     "SupervisorError",
@@ -121,6 +123,10 @@ class PacketError(DiscoveryError, ValueError):
     def __init__(self, reason: str, message: str = "") -> None:
         self.reason = reason
         super().__init__(f"gossip packet dropped: {reason}" + (f": {message}" if message else ""))
+
+
+class RenderError(EblocksError, ValueError):
+    """A valid spec cannot be rendered for a deployment target (`eblocks render`)."""
 
 
 class MeshError(EblocksError):

@@ -58,7 +58,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -214,8 +213,10 @@ def build_idf(texts: Iterable[str], *, min_df: int = 2) -> IdfTable:
 @cache
 def default_idf() -> IdfTable:
     """The packaged table, fitted on the default corpus (seed 7, 2,745 documents)."""
-    raw = resources.files("docproc").joinpath("data/idf.json").read_text(encoding="utf-8")
-    return IdfTable.from_json(raw, where="docproc/data/idf.json")
+    # Next to this module, not importlib.resources.files("docproc"): under pytest the
+    # name "docproc" can be the tests/docproc package, which shadows this one.
+    path = Path(__file__).with_name("data") / "idf.json"
+    return IdfTable.from_json(path.read_text(encoding="utf-8"), where=str(path))
 
 
 # --- analysis ----------------------------------------------------------------------------

@@ -40,9 +40,23 @@ from eblocks.respond import error_response
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
 from eblocks.workload import dispatch
 
-__all__ = ["Block"]
+__all__ = ["Block", "mesh_client"]
 
 log = logging.getLogger("eblocks.block")
+
+_MESH_CLIENT = web.AppKey("eblocks.mesh_client", MeshClient)
+
+
+def mesh_client(app: web.Application) -> MeshClient:
+    """The mesh client of the block serving ``app`` (an app block calls the mesh with it).
+
+    In a request handler: ``await mesh_client(request.app).call("store", msg)``.
+    """
+    try:
+        return app[_MESH_CLIENT]
+    except KeyError:
+        raise RuntimeError("this application is not served by a block in a mesh") from None
+
 
 _ROUTING_HEADERS = frozenset({PATTERN_HEADER, STAGE_HEADER, DEADLINE_HEADER, "content-length"})
 
@@ -89,6 +103,8 @@ class Block:
             app.router.add_route("*", "/{tail:.*}", self._serve)
         elif app is not None and handler is None:
             app.middlewares.insert(0, self._track)
+            if client is not None:
+                app[_MESH_CLIENT] = client
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
         self._pm = Listener(app, block=name, drain=self.settings.drain)

@@ -6,7 +6,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from eblocks.cli import bench_cmds, client_cmds, discovery_cmds, run_cmds, spec_cmds
+from eblocks.cli import bench_cmds, client_cmds, deploy_cmds, discovery_cmds, run_cmds, spec_cmds
 
 __all__ = ["app", "main"]
 
@@ -22,6 +22,7 @@ run_cmds.register(app)
 client_cmds.register(app)
 app.add_typer(bench_cmds.bench, name="bench")
 discovery_cmds.register(app, bench_cmds.bench)
+deploy_cmds.register(app)
 
 PLUGIN_GROUP = "eblocks.cli"
 

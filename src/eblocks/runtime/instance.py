@@ -74,6 +74,7 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
 
 async def _run(args: argparse.Namespace) -> int:
     state = StateDir(Path(args.state_dir))
+    state.create()  # in a pod the state dir is a fresh emptyDir: no supervisor made run/
     block: Block | None = None
     try:
         spec = load_spec(args.spec)

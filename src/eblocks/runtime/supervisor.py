@@ -184,6 +184,7 @@ class Supervisor:
             inst.block,
             inst.id,
         )
+        env["EBLOCKS_STATE_DIR"] = str(self.state.path)  # where a block may keep its own data
         try:
             inst.proc = await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -5,7 +5,7 @@ Shape::
     apiVersion: eblocks/v1
     mesh: NAME
     defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host}
-    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, env, labels}}
+    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, env, labels, resources}}
     patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}
                     | {manager-worker: {manager, worker, balancer, queue, concurrency, attempts}}
                     | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
@@ -21,7 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from eblocks.balance.factory import BalancerName
 from eblocks.spec.units import Duration, Size
@@ -44,6 +52,8 @@ __all__ = [
     "PipelineSpec",
     "Policies",
     "QueueSpec",
+    "ResourceAmounts",
+    "Resources",
     "RetryPolicy",
     "resolve_settings",
 ]
@@ -94,6 +104,36 @@ class Defaults(_Frozen):
     balancer: BalancerName = Field("round_robin", description="how callers pick an instance")
 
 
+def _quantity_text(value: Any) -> Any:
+    """YAML reads ``cpu: 2`` or ``cpu: 0.5`` as numbers; Kubernetes wants the text."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_text),
+    Field(
+        pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$",
+        description="a Kubernetes quantity: `500m` or `2` CPUs, `256Mi` or `1Gi` of memory",
+        examples=["250m", "512Mi"],
+    ),
+]
+
+
+class ResourceAmounts(_Frozen):
+    """CPU and memory of one instance; unset fields keep the renderer's defaults."""
+
+    cpu: Quantity | None = Field(None, description="CPU (`250m` is a quarter of a core)")
+    memory: Quantity | None = Field(None, description="memory (`256Mi`)")
+
+
+class Resources(_Frozen):
+    """What one instance asks for and may use (rendered into Kubernetes containers)."""
+
+    requests: ResourceAmounts = Field(ResourceAmounts(), description="reserved for scheduling")
+    limits: ResourceAmounts = Field(ResourceAmounts(), description="hard caps")
+
+
 class BlockSpec(_Frozen):
     """A service kind: the user's handler and how many instances run it."""
 
@@ -112,6 +152,9 @@ class BlockSpec(_Frozen):
     balancer: BalancerName | None = Field(None, description="how callers pick an instance")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
     labels: dict[str, str] = Field(default_factory=dict, description="labels of its endpoints")
+    resources: Resources | None = Field(
+        None, description="CPU/memory requests and limits per instance (`eblocks render`)"
+    )
 
     @model_validator(mode="after")
     def _one_entry_point(self) -> BlockSpec:
@@ -249,7 +292,10 @@ class DiscoverySpec(_Frozen):
         None, min_length=16, description="gossip HMAC key, at least 16 bytes; prefer key_file"
     )
     key_file: str | None = Field(
-        None, description="file holding the key (relative to the spec's folder)"
+        None, description="file of keys, one a line, the first signs (relative to the spec)"
+    )
+    key_window: Duration = Field(
+        300.0, description="how long a key removed from the key file is still accepted"
     )
     seeds: tuple[SeedAddr, ...] = Field((), description="static seeds, `host:port`")
     dns: str | None = Field(
