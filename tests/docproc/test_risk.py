@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+
 from docproc.checksums import (
     dni_letter,
     iban_check_digits,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from docproc.semantic import IdfTable, analyse, build_idf, default_idf
 
 FINANCE = """Quarterly Liquidity Review
