@@ -19,7 +19,6 @@ from eblocks.errors import MeshError, SecurityError, SpecError, UpstreamError
 from eblocks.message import Message
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
-from eblocks.security import Auth
 from eblocks.spec import MeshSpec, load_spec
 
 __all__ = ["register"]
@@ -40,6 +39,8 @@ def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateD
 
 def _client(spec: MeshSpec, state: StateDir) -> MeshClient:
     """A client of the running mesh, with the CLI's SVID when mTLS is on."""
+    from eblocks.security import Auth
+
     try:
         auth = Auth.for_cli(spec, state.path)
     except SecurityError as exc:

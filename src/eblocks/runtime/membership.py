@@ -27,8 +27,9 @@ from aiohttp import web
 
 from eblocks._types import Endpoint, Resolver
 from eblocks.block import Block
-from eblocks.discovery import GossipNode, GossipResolver, Keyring, MemberRecord, SupervisorResolver
+from eblocks.discovery import GossipNode, GossipResolver, MemberRecord, SupervisorResolver
 from eblocks.discovery.seeds import (
+    KEY_FILE,
     read_key,
     read_supervisor_seeds,
     resolve_dns,
@@ -37,6 +38,7 @@ from eblocks.discovery.seeds import (
 from eblocks.discovery.swim import Addr
 from eblocks.discovery.view import endpoint_rows, member_rows
 from eblocks.runtime.state import StateDir
+from eblocks.security.gossipkey import follow, keyring_for
 from eblocks.spec import MeshSpec
 
 __all__ = ["INCARNATION_EPOCH", "DeferredResolver", "Membership", "roles_of"]
@@ -98,6 +100,7 @@ class Membership:
         self.gossip: GossipNode | None = None
         self._gossip_resolver: GossipResolver | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._key_task: asyncio.Task[None] | None = None
 
     @property
     def gossip_port(self) -> int:
@@ -121,9 +124,10 @@ class Membership:
             labels=dict(block_spec.labels),
             zone=block_spec.labels.get("zone", ""),
         )
+        keyring = keyring_for(read_key(self.state.path))
         self.gossip = GossipNode(
             record,
-            keyring=Keyring(read_key(self.state.path)),
+            keyring=keyring,
             seeds=static_seeds(discovery),
             config=discovery.swim_config(),
             incarnation=max(0, int(time.time()) - INCARNATION_EPOCH),
@@ -133,6 +137,8 @@ class Membership:
         self._gossip_resolver = GossipResolver(self.gossip.node)
         self._deferred.set(self._gossip_resolver)
         self._loop_task = asyncio.create_task(self._seed_and_load(block), name="membership")
+        # the key rotates with the mesh CA (eblocks.security.gossipkey)
+        self._key_task = asyncio.create_task(follow(self.state.path / KEY_FILE, keyring))
         log.info("gossip on %s:%d", host, self.gossip_port)
 
     async def leave(self) -> None:
@@ -141,6 +147,8 @@ class Membership:
             await self.gossip.leave()
 
     async def aclose(self) -> None:
+        if self._key_task is not None:
+            self._key_task.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
