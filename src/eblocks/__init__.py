@@ -4,8 +4,8 @@ Write a handler ``async def handle(msg: Message, ctx: Context)``, declare it as 
 block in ``mesh.yaml``, and run ``eblocks up mesh.yaml``.
 """
 
-from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Send, SystemClock
-from eblocks.block import Block, Context, MeshClient
+from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Scaler, Send, SystemClock
+from eblocks.block import Block, Context, MeshClient, mesh_client
 from eblocks.discovery import SupervisorResolver
 from eblocks.errors import (
     BadRequestError,
@@ -24,6 +24,8 @@ from eblocks.errors import (
     PayloadTooLargeError,
     PortInUseError,
     QueueFullError,
+    RenderError,
+    ScalerError,
     SecurityError,
     SpecError,
     SpecIssue,
@@ -62,7 +64,10 @@ __all__ = [
     "PayloadTooLargeError",
     "PortInUseError",
     "QueueFullError",
+    "RenderError",
     "Resolver",
+    "Scaler",
+    "ScalerError",
     "SecurityError",
     "Send",
     "SpecError",
@@ -73,5 +78,6 @@ __all__ = [
     "UnauthenticatedError",
     "UpstreamError",
     "load_spec",
+    "mesh_client",
     "parse_spec",
 ]

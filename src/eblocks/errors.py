@@ -11,6 +11,8 @@ caller would naturally catch::
     │   └── PortInUseError (OSError)       a configured port is already bound
     ├── DiscoveryError (RuntimeError)      gossip membership cannot start or join
     │   └── PacketError (ValueError)       a gossip packet was dropped: `reason` says why
+    ├── RenderError (ValueError)           a valid spec cannot be rendered for a deploy target
+    ├── ScalerError (RuntimeError)         a pool could not be resized (supervisor, Kubernetes API)
     ├── SecurityError (RuntimeError)       the mesh CA or an identity cannot be set up or loaded
     │   └── IdentityError (ValueError)     a certificate or SPIFFE ID is not a valid mesh identity
     └── MeshError                          a request failed in the mesh: `reason`, `origin`
@@ -53,6 +55,8 @@ __all__ = [
     "PayloadTooLargeError",
     "PortInUseError",
     "QueueFullError",
+    "RenderError",
+    "ScalerError",
     "SecurityError",
     "SpecError",
     "SpecIssue",
@@ -129,6 +133,14 @@ class PacketError(DiscoveryError, ValueError):
     def __init__(self, reason: str, message: str = "") -> None:
         self.reason = reason
         super().__init__(f"gossip packet dropped: {reason}" + (f": {message}" if message else ""))
+
+
+class RenderError(EblocksError, ValueError):
+    """A valid spec cannot be rendered for a deployment target (`eblocks render`)."""
+
+
+class ScalerError(EblocksError, RuntimeError):
+    """A `Scaler` could not read or change the size of a pool."""
 
 
 class SecurityError(EblocksError, RuntimeError):

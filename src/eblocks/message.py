@@ -17,6 +17,7 @@ __all__ = [
     "ERROR_HEADER",
     "HASH_KEY_HEADER",
     "IDEMPOTENCY_HEADER",
+    "NAME_HEADER",
     "ORIGIN_HEADER",
     "PART_HEADER",
     "PATTERN_HEADER",
@@ -38,6 +39,7 @@ ERROR_HEADER = "x-eblocks-error"
 ORIGIN_HEADER = "x-eblocks-origin"
 PART_HEADER = "x-eblocks-part"  # "<index>/<count>" on each part of a divide-conquer
 HASH_KEY_HEADER = "x-eblocks-hash-key"  # the key consistent-hash balancers route on
+NAME_HEADER = "x-eblocks-name"  # the file a batch item came from (`eblocks submit`)
 TOKEN_HEADER = "x-eblocks-token"  # the per-hop request JWT (eblocks.security.tokens)
 USER_HEADER = "x-eblocks-user"  # inside a block only: ctx -> token layer; never trusted inbound
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from eblocks.errors import MeshError, UpstreamError
 from eblocks.message import ERROR_HEADER, ORIGIN_HEADER
 
-__all__ = ["error_body", "error_from_response", "error_response"]
+__all__ = ["error_body", "error_from_response", "error_response", "status_of"]
 
 _JSON = "application/json"
 
@@ -29,13 +29,19 @@ def error_body(exc: MeshError) -> dict[str, Any]:
     return body
 
 
+def status_of(exc: MeshError) -> tuple[int, str]:
+    """The status and reason a mesh error is answered with (telemetry counts them too)."""
+    if isinstance(exc, UpstreamError):
+        return exc.upstream_status, exc.upstream_reason
+    return exc.status, exc.reason
+
+
 def error_response(exc: MeshError) -> web.Response:
     """Turn a mesh error into the response the caller receives."""
+    status, reason = status_of(exc)
     if isinstance(exc, UpstreamError):
-        status, reason = exc.upstream_status, exc.upstream_reason
         retry_after = exc.retry_after
     else:
-        status, reason = exc.status, exc.reason
         retry_after = exc.detail.get("retry_after")
     headers = {ERROR_HEADER: reason, ORIGIN_HEADER: exc.origin}
     if retry_after is not None:

@@ -157,7 +157,7 @@ def test_ca_rotation_rotates_the_gossip_key_and_the_mesh_keeps_working(sandbox: 
 
     def followed() -> bool:
         logs = [(state / "logs" / f"{i}.log").read_text() for i in instances]
-        return all("gossip key rotated" in log for log in logs)
+        return all("gossip keys reloaded: 2 key(s)" in log for log in logs)
 
     wait_for(followed, timeout=15, what="every instance follows the new gossip key")
     members = sandbox.cmd("members", "--mesh", "rotating")

@@ -19,7 +19,6 @@ import collections
 import contextlib
 import datetime
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,10 +33,12 @@ import aiohttp
 import psutil
 
 from eblocks.batch import percentile
+from eblocks.bench.machine import describe
 from eblocks.bench.servers import SECURE_SPECS
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec import parse_spec
+from eblocks.telemetry import Telemetry
 from eblocks.testing import StaticResolver
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ async def _run(
 ) -> OverheadReport:
     report = OverheadReport(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        machine=_machine(loop_kind),
+        machine=describe(client_loop=loop_kind),
         settings={
             "duration_s": settings.duration,
             "warmup_s": settings.warmup,
@@ -382,7 +382,9 @@ async def _eblock_caller(
     spec = parse_spec(spec_text, "<bench overhead>")
     resolver = StaticResolver({"echo": [f"{host}:{port}"]})
     counter = iter(range(1 << 62))
-    async with MeshClient(spec, resolver, source="bench", auth=auth) as client:
+    # a block's client counts its calls: the telemetry layers are part of the measured path
+    telemetry = Telemetry("bench", "bench-0")
+    async with MeshClient(spec, resolver, source="bench", telemetry=telemetry, auth=auth) as client:
 
         async def call(body: bytes) -> bytes:
             # an idempotency key, as `eblocks submit` sends, so the retry layer is armed
@@ -551,35 +553,3 @@ def _median(values: Sequence[float]) -> float:
 
 def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else 0.0
-
-
-def _machine(loop_kind: str) -> dict[str, object]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "cpu": _cpu_model(),
-        "cpus": os.cpu_count(),
-        "loadavg_start": list(os.getloadavg()),
-        "client_loop": loop_kind,
-        "aiohttp": version("aiohttp"),
-        "uvloop": version("uvloop"),
-        "eblocks": version("eblocks"),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

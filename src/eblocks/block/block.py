@@ -38,16 +38,34 @@ from eblocks.message import (
 from eblocks.patterns import Plan
 from eblocks.respond import error_response
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
+from eblocks.telemetry import Telemetry
+from eblocks.telemetry.admin import add_admin_routes
+from eblocks.telemetry.inbound import middleware, observe
 from eblocks.workload import dispatch
+from eblocks.workload.pools import Pools
 
 if TYPE_CHECKING:
     from eblocks.security import Auth
 
-__all__ = ["Block"]
+__all__ = ["Block", "mesh_client"]
 
 log = logging.getLogger("eblocks.block")
 
 _CALLER_FAULTS = frozenset({400, 404, 405, 413, 422})  # statuses that count against a caller
+_MESH_CLIENT = web.AppKey("eblocks.mesh_client", MeshClient)
+
+
+def mesh_client(app: web.Application) -> MeshClient:
+    """The mesh client of the block serving ``app`` (an app block calls the mesh with it).
+
+    In a request handler: ``await mesh_client(request.app).call("store", msg)``.
+    """
+    try:
+        return app[_MESH_CLIENT]
+    except KeyError:
+        raise RuntimeError("this application is not served by a block in a mesh") from None
+
+
 _ROUTING_HEADERS = frozenset({PATTERN_HEADER, STAGE_HEADER, DEADLINE_HEADER, "content-length"})
 
 
@@ -55,7 +73,8 @@ class Block:
     """Serve a handler (or an aiohttp app) as one Eblock instance.
 
     ``client`` is the mesh client handlers reach through ``ctx.call``; a block
-    outside a mesh (tests, benchmarks) may leave it out.
+    outside a mesh (tests, benchmarks) may leave it out. ``telemetry`` (default:
+    the client's, else a new one) counts its requests and serves ``/metrics``.
     """
 
     def __init__(
@@ -69,6 +88,7 @@ class Block:
         client: MeshClient | None = None,
         instance: str | None = None,
         clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
         auth: Auth | None = None,
     ) -> None:
         self.name = name
@@ -81,6 +101,14 @@ class Block:
         self._plan = plan or Plan({})
         self._ready = False
         self.inflight = 0
+        self.pools = Pools(name, self._plan, client)  # managers and autoscalers: /v1/pools
+        self.telemetry: Telemetry = (
+            telemetry
+            or (client.telemetry if client is not None else None)
+            or Telemetry(name, self.instance, clock=self._clock)
+        )
+        self.telemetry.settings = self.settings
+        self.telemetry.spec = client.spec if client is not None else None
         if handler is not None and app is None:
             roles = dispatch(
                 name,
@@ -89,12 +117,17 @@ class Block:
                 link=client,
                 clock=self._clock,
                 backoff=self.settings.retries,
+                pools=self.pools,
+                hooks=self.telemetry.hooks,
             )
             self._handle = server_stack(roles, self._clock)
             app = web.Application(client_max_size=self.settings.max_body)
-            app.router.add_route("*", "/{tail:.*}", self._serve)
+            app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
         elif app is not None and handler is None:
             app.middlewares.insert(0, self._track)
+            if client is not None:
+                app[_MESH_CLIENT] = client
+            app.middlewares.insert(0, middleware(self.telemetry))
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
         ssl = auth.server_ssl() if auth is not None else None
@@ -156,11 +189,13 @@ class Block:
         self, host: str | None = None, port: int | None = None, admin_port: int = 0
     ) -> None:
         host = host or self.settings.host
+        await self.telemetry.start()
         await self._admin.start(host, admin_port)
         try:
             await self._pm.start(host, port if port is not None else (self.settings.port or 0))
         except BaseException:
             await self._admin.close()  # a block that failed to start must not answer probes
+            await self.telemetry.aclose()
             raise
         self._ready = True
         log.info("block %s instance %s serving on %s:%d", self.name, self.instance, host, self.port)
@@ -168,8 +203,10 @@ class Block:
     async def stop(self) -> None:
         """Drain and stop: not ready, stop accepting, finish in-flight work, close."""
         self._ready = False
+        await self.pools.aclose()
         await self._pm.close()
         await self._admin.close()
+        await self.telemetry.aclose()
         if self.client is not None:
             await self.client.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -263,13 +300,18 @@ class Block:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/v1/pools", self._pools)
         app.router.add_get("/v1/security", self._security)
+        add_admin_routes(app, self.telemetry)
         return app
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response(
             {"status": "ok", "block": self.name, "instance": self.instance, "pid": os.getpid()}
         )
+
+    async def _pools(self, _: web.Request) -> web.Response:
+        return web.json_response({"instance": self.instance, **self.pools.snapshot()})
 
     async def _security(self, _: web.Request) -> web.Response:
         """Identity, modes and the refusal counters (``{}`` counters when mTLS is off)."""

@@ -14,6 +14,7 @@ from eblocks.errors import NoEndpointsError
 from eblocks.message import REQUEST_ID_HEADER, SOURCE_HEADER, Message
 from eblocks.patterns import Plan
 from eblocks.spec.models import MeshSpec
+from eblocks.telemetry.core import Telemetry
 from eblocks.transport import HttpTransport
 
 if TYPE_CHECKING:
@@ -28,7 +29,10 @@ def new_request_id() -> str:
 
 
 class MeshClient:
-    """Outbound side of a block (or of a CLI): one pooled transport, one stack per target."""
+    """Outbound side of a block (or of a CLI): one pooled transport, one stack per target.
+
+    With ``telemetry`` (an instance's), every call is counted and traced.
+    """
 
     def __init__(
         self,
@@ -39,6 +43,7 @@ class MeshClient:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         transport: HttpTransport | None = None,
+        telemetry: Telemetry | None = None,
         auth: Auth | None = None,
     ) -> None:
         """``auth`` (the caller's identity) turns on mTLS and, if the spec says so, tokens."""
@@ -57,6 +62,7 @@ class MeshClient:
         self._transport = transport or HttpTransport(clock=self._clock)
         self._stacks: dict[str, Send] = {}
         self._direct: dict[str, Send] = {}
+        self.telemetry = telemetry
 
     async def __aenter__(self) -> MeshClient:
         return self
@@ -126,7 +132,11 @@ class MeshClient:
         direct = self._direct.get(block)
         if direct is None:
             direct = endpoint_stack(
-                self.spec.settings(block), self._transport.send, self._clock, self._token
+                self.spec.settings(block),
+                self._transport.send,
+                self._clock,
+                self.telemetry,
+                self._token,
             )
             self._direct[block] = direct
         if self._source:
@@ -144,7 +154,13 @@ class MeshClient:
                 )
             settings = self.spec.settings(block)
             stack = client_stack(
-                settings, self._resolver, self._transport.send, self._clock, self._rng, self._token
+                settings,
+                self._resolver,
+                self._transport.send,
+                self._clock,
+                self._rng,
+                self.telemetry,
+                self._token,
             )
             self._stacks[block] = stack
         return stack

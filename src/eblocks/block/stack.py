@@ -2,14 +2,17 @@
 
 Outbound, outermost first (DESIGN.md; later layers slot into this list)::
 
-    deadline -> retry -> balancer (the target's `balancer`) -> token -> transport
+    telemetry -> deadline -> retry -> balancer (the target's `balancer`) -> tries -> token
+      -> transport
 
 To one endpoint chosen by a pattern's manager (its own balancer and retries)::
 
-    deadline (the worker's timeout: one try) -> token -> transport
+    telemetry -> deadline (the worker's timeout: one try) -> tries -> token -> transport
 
-The token layer (per-hop request JWT, `eblocks.security`) is there when the
-mesh's ``security.tokens.mode`` is not ``off``; it signs once per try.
+The telemetry layers (`eblocks.layers.telemetry`) are there when the client
+has a `Telemetry` (a block's client; the CLI's has none). The token layer
+(per-hop request JWT, `eblocks.security`) is there when the mesh's
+``security.tokens.mode`` is not ``off``; it signs once per try.
 
 Inbound, outermost first::
 
@@ -26,7 +29,10 @@ from eblocks._types import Clock, Layer, Resolver, Send
 from eblocks.balance import make_balancer
 from eblocks.block.inbound import Handle, InboundLayer, inbound_deadline
 from eblocks.layers import balance, deadline, retry
+from eblocks.layers.telemetry import telemetry as observe
+from eblocks.layers.telemetry import tries
 from eblocks.spec.models import BlockSettings
+from eblocks.telemetry.core import Telemetry
 
 __all__ = ["client_stack", "endpoint_stack", "server_stack"]
 
@@ -37,6 +43,7 @@ def client_stack(
     transport: Send,
     clock: Clock,
     rng: random.Random,
+    telemetry: Telemetry | None = None,
     token: Layer | None = None,
 ) -> Send:
     """The outbound `Send` for calls to the block ``target``."""
@@ -45,16 +52,25 @@ def client_stack(
         retry(target.retries, clock, rng),
         balance(resolver, make_balancer(target.balancer, rng=rng, clock=clock)),
     ]
+    if telemetry is not None:
+        layers.insert(0, observe(telemetry, target.name))
+        layers.append(tries(telemetry, target.name))
     if token is not None:
         layers.append(token)
     return _assemble(layers, transport)
 
 
 def endpoint_stack(
-    target: BlockSettings, transport: Send, clock: Clock, token: Layer | None = None
+    target: BlockSettings,
+    transport: Send,
+    clock: Clock,
+    telemetry: Telemetry | None = None,
+    token: Layer | None = None,
 ) -> Send:
     """The outbound `Send` for calls whose `Call.endpoint` the caller already chose."""
     layers: list[Layer] = [deadline(target.timeout, clock)]
+    if telemetry is not None:
+        layers = [observe(telemetry, target.name), *layers, tries(telemetry, target.name)]
     if token is not None:
         layers.append(token)
     return _assemble(layers, transport)

@@ -77,3 +77,77 @@ def overhead(
     if report.errors:
         err.print(f"[bold red]{report.errors} request(s) failed[/]; see error_kinds in the JSON")
         raise typer.Exit(1)
+
+
+@bench.command("patterns")
+def patterns(
+    duration: float = typer.Option(3.0, min=0.01, help="seconds measured per configuration"),
+    warmup: float = typer.Option(0.5, min=0.0, help="seconds of warm-up before each window"),
+    rounds: int = typer.Option(3, min=1, help="rounds; the configuration order rotates"),
+    work_ms: float = typer.Option(20.0, help="CPU milliseconds of one task"),
+    concurrency: int = typer.Option(8, min=1, help="tasks in flight"),
+    workers: str = typer.Option("1,2", help="manager-worker pool sizes, comma-separated"),
+    parts: int = typer.Option(4, help="parts a divide-conquer task is split into"),
+    reaction: bool = typer.Option(True, help="measure the autoscaler's scale-up reaction"),
+    out: Path = typer.Option(Path("bench/results"), help="directory for the results"),
+) -> None:
+    """The same CPU-bound work through pipeline, manager-worker and divide-conquer."""
+    from eblocks.bench.overhead import BenchError
+    from eblocks.bench.patterns import PatternSettings, run_patterns
+    from eblocks.bench.patterns_report import console_table, write_results
+    from eblocks.errors import SupervisorError
+
+    try:
+        settings = PatternSettings(
+            duration=duration,
+            warmup=warmup,
+            rounds=rounds,
+            work_ms=work_ms,
+            concurrency=concurrency,
+            workers=_int_list("--workers", workers),
+            parts=parts,
+            reaction=reaction,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    with console.status("starting") as status:
+        try:
+            report = run_patterns(settings, progress=lambda text: status.update(text))
+        except (BenchError, SupervisorError) as exc:
+            fail(str(exc))
+    console.print(console_table(report))
+    if report.reaction_s is not None:
+        console.print(f"scale-up reaction (median): {report.reaction_s:.2f} s")
+    for path in write_results(report, out, "patterns"):
+        console.print(f"wrote {path}")
+    if report.errors:
+        err.print(f"[bold red]{report.errors} task(s) failed[/]; see error_kinds in the JSON")
+        raise typer.Exit(1)
+
+
+@bench.command("telemetry")
+def telemetry(
+    calls: int = typer.Option(20_000, min=100, help="calls per variant and round"),
+    rounds: int = typer.Option(5, min=1, help="rounds; the variants are interleaved in each"),
+    out: Path = typer.Option(Path("bench/results"), help="directory for telemetry.json"),
+) -> None:
+    """CPU time per request of the telemetry paths (off, metrics, tracing 10%, access log)."""
+    import orjson
+    from rich.table import Table
+
+    from eblocks.bench.telemetry import run_telemetry_bench
+
+    with console.status("measuring") as status:
+        result = run_telemetry_bench(calls, rounds, progress=lambda text: status.update(text))
+    table = Table(title=f"telemetry cost, CPU µs per call (median of {rounds} rounds)")
+    for column in ("side", "variant", "µs per call", "added µs"):
+        table.add_column(column, justify="left" if column in ("side", "variant") else "right")
+    for row in result["rows"]:
+        table.add_row(
+            row["side"], row["variant"], f"{row['us_per_call']:.2f}", f"{row['added_us']:+.2f}"
+        )
+    console.print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "telemetry.json"
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    console.print(f"wrote {path}")

@@ -23,12 +23,16 @@ from eblocks.errors import (
     DiscoveryError,
     HandlerImportError,
     PortInUseError,
+    ScalerError,
     SecurityError,
     SpecError,
 )
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
 from eblocks.spec import MeshSpec, load_spec
+from eblocks.telemetry import AccessLog, Telemetry
+from eblocks.telemetry.tracing import tracing_from_spec
+from eblocks.workload.scalers import make_scaler
 
 __all__ = ["EXIT_CONFIG", "main"]
 
@@ -69,6 +73,14 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
     from eblocks.security import Auth  # cryptography loads only here, when the mesh uses it
 
     block_spec = spec.blocks[args.block]
+    state = StateDir(Path(args.state_dir))
+    access_log = None
+    if spec.settings(args.block).access_log:
+        access_log = AccessLog(state.path / "logs" / f"{args.instance}.access.jsonl")
+    tracing = tracing_from_spec(
+        spec.telemetry.tracing, args.block, args.instance, state.path / "logs"
+    )
+    telemetry = Telemetry(args.block, args.instance, access_log=access_log, tracing=tracing)
     auth = Auth.for_holder(
         spec,
         Path(args.state_dir),
@@ -76,7 +88,9 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
         block=args.block,
         spec_dir=Path(os.environ.get("EBLOCKS_SPEC_DIR") or Path(args.spec).parent),
     )
-    client = MeshClient(spec, membership.resolver, source=args.block, auth=auth)
+    client = MeshClient(
+        spec, membership.resolver, source=args.block, telemetry=telemetry, auth=auth
+    )
     if block_spec.handler is not None:
         handler = load_ref(args.block, block_spec.handler)
         block = Block.in_mesh(
@@ -88,11 +102,13 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
             args.block, None, app=app, client=client, instance=args.instance, auth=auth
         )
     block.add_admin_get("/v1/members", membership.members)
+    membership.publish_gauges(telemetry.hooks)
     return block
 
 
 async def _run(args: argparse.Namespace) -> int:
     state = StateDir(Path(args.state_dir))
+    state.create()  # in a pod the state dir is a fresh emptyDir: no supervisor made run/
     block: Block | None = None
     try:
         spec = load_spec(args.spec)
@@ -100,7 +116,16 @@ async def _run(args: argparse.Namespace) -> int:
         block = await _build(spec, args, membership)
         await block.start(args.host, args.port, args.admin_port)
         await membership.start(block, args.host)
-    except (DiscoveryError, HandlerImportError, PortInUseError, SecurityError, SpecError) as exc:
+        if any(mw.workers is not None for _, mw in block.pools.managed()):
+            block.pools.autoscale(make_scaler(state, args.instance))
+    except (
+        DiscoveryError,
+        HandlerImportError,
+        PortInUseError,
+        ScalerError,
+        SecurityError,
+        SpecError,
+    ) as exc:
         if block is not None and block.ready:
             await block.stop()
         write_json(state.error_file(args.instance), {"error": str(exc), "kind": type(exc).__name__})

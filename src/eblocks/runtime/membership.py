@@ -21,25 +21,28 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from eblocks._types import Endpoint, Resolver
 from eblocks.block import Block
-from eblocks.discovery import GossipNode, GossipResolver, MemberRecord, SupervisorResolver
+from eblocks.discovery import GossipNode, GossipResolver, Keyring, MemberRecord, SupervisorResolver
+from eblocks.discovery.member import MemberStatus
 from eblocks.discovery.seeds import (
     KEY_FILE,
-    read_key,
+    read_keys,
     read_supervisor_seeds,
     resolve_dns,
     static_seeds,
 )
 from eblocks.discovery.swim import Addr
-from eblocks.discovery.view import endpoint_rows, member_rows
+from eblocks.discovery.view import counters_row, endpoint_rows, member_rows
+from eblocks.errors import DiscoveryError
 from eblocks.runtime.state import StateDir
-from eblocks.security.gossipkey import follow, keyring_for
 from eblocks.spec import MeshSpec
+from eblocks.telemetry import Hooks
 
 __all__ = ["INCARNATION_EPOCH", "DeferredResolver", "Membership", "roles_of"]
 
@@ -100,7 +103,8 @@ class Membership:
         self.gossip: GossipNode | None = None
         self._gossip_resolver: GossipResolver | None = None
         self._loop_task: asyncio.Task[None] | None = None
-        self._key_task: asyncio.Task[None] | None = None
+        self._keyring: Keyring | None = None
+        self._key_stamp: tuple[int, int] | None = None
 
     @property
     def gossip_port(self) -> int:
@@ -112,6 +116,8 @@ class Membership:
             return
         discovery = self.spec.discovery
         block_spec = self.spec.blocks[self.block]
+        self._key_stamp = self._key_file_stamp()
+        self._keyring = Keyring.from_keys(read_keys(self.state.path))
         record = MemberRecord(
             mesh=self.spec.mesh,
             block=self.block,
@@ -124,10 +130,9 @@ class Membership:
             labels=dict(block_spec.labels),
             zone=block_spec.labels.get("zone", ""),
         )
-        keyring = keyring_for(read_key(self.state.path))
         self.gossip = GossipNode(
             record,
-            keyring=keyring,
+            keyring=self._keyring,
             seeds=static_seeds(discovery),
             config=discovery.swim_config(),
             incarnation=max(0, int(time.time()) - INCARNATION_EPOCH),
@@ -137,8 +142,6 @@ class Membership:
         self._gossip_resolver = GossipResolver(self.gossip.node)
         self._deferred.set(self._gossip_resolver)
         self._loop_task = asyncio.create_task(self._seed_and_load(block), name="membership")
-        # the key rotates with the mesh CA (eblocks.security.gossipkey)
-        self._key_task = asyncio.create_task(follow(self.state.path / KEY_FILE, keyring))
         log.info("gossip on %s:%d", host, self.gossip_port)
 
     async def leave(self) -> None:
@@ -147,8 +150,6 @@ class Membership:
             await self.gossip.leave()
 
     async def aclose(self) -> None:
-        if self._key_task is not None:
-            self._key_task.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -157,6 +158,20 @@ class Membership:
             self._gossip_resolver.close()
         if self.gossip is not None:
             await self.gossip.aclose()
+
+    def publish_gauges(self, hooks: Hooks) -> None:
+        """``eblocks_gossip_members{status}``: this instance's gossip view by status."""
+
+        def read() -> list[tuple[tuple[str], float]]:
+            if self.gossip is None:
+                return []
+            counts = dict.fromkeys((s.name.lower() for s in MemberStatus), 0)
+            for member in self.gossip.node.members():
+                counts[member.status.name.lower()] += 1
+            return [((status,), float(n)) for status, n in counts.items()]
+
+        doc = "Members in this instance's gossip view, by status"
+        hooks.gauge("eblocks_gossip_members", doc, ("status",), read)
 
     async def members(self, request: web.Request) -> web.Response:
         """``GET /v1/members[?block=B]``: this instance's view of the mesh."""
@@ -168,13 +183,38 @@ class Membership:
             roles = {name: roles_of(self.spec, name) for name in self.spec.blocks}
             rows = endpoint_rows(self._files.view(), block=block, roles=roles)
             mode = "supervisor"
-        body = {
+        body: dict[str, Any] = {
             "mesh": self.spec.mesh,
             "mode": mode,
             "instance": self.instance,
             "members": rows,
         }
+        if self.gossip is not None:
+            body["counters"] = counters_row(self.gossip.node)
         return web.json_response(body, dumps=lambda obj: orjson.dumps(obj).decode())
+
+    def _key_file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.state.path / KEY_FILE).stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _reload_keys(self) -> None:
+        """Adopt a changed ``gossip.key`` (key rotation); a bad file keeps the old keys."""
+        stamp = self._key_file_stamp()
+        if stamp is None or stamp == self._key_stamp or self._keyring is None:
+            return
+        self._key_stamp = stamp
+        try:
+            keys = read_keys(self.state.path)
+            now = self.gossip.node.clock.monotonic() if self.gossip is not None else 0.0
+            self._keyring.update(keys, window=self.spec.discovery.key_window, now=now)
+        except (DiscoveryError, ValueError) as exc:
+            log.error("gossip key rotation refused, keeping the current keys: %s", exc)
+            return
+        log.info("gossip keys reloaded: %d key(s), signing with key id %d",
+                 len(keys), self._keyring.primary_id)  # fmt: skip
 
     async def _seed_and_load(self, block: Block) -> None:
         """Keep joining seeds we do not see yet, and publish our load, every second."""
@@ -201,6 +241,7 @@ class Membership:
                 if seeds:
                     node.join(seeds)
                 node.set_load(block.inflight, 0.0, 0)
+                self._reload_keys()
             except Exception:  # a bad seeds file must not end discovery
                 log.exception("membership: seed refresh failed")
             await asyncio.sleep(0.5 if node.alive_count == 0 else 1.0)

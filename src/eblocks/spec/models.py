@@ -4,13 +4,16 @@ Shape::
 
     apiVersion: eblocks/v1
     mesh: NAME
-    defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host}
-    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, env, labels}}
+    defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host, access_log}
+    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, access_log, env, labels,
+               resources}}
     patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}
-                    | {manager-worker: {manager, worker, balancer, queue, concurrency, attempts}}
+                    | {manager-worker: {manager, worker, workers, balancer, queue, concurrency,
+                                       attempts}}
                     | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
     policies: {}
     discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
+    telemetry: {tracing: {sampling, exporter, endpoint}}
     security: {trust_domain, mtls, svid_ttl, key_type, tokens, end_user, authorization, anomaly}
 
 Cross-references (unknown blocks, cycles) are checked in `check.py`, where the
@@ -22,7 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from eblocks.balance.factory import BalancerName
 from eblocks.spec.units import Duration, Size
@@ -50,9 +61,14 @@ __all__ = [
     "PipelineSpec",
     "Policies",
     "QueueSpec",
+    "ResourceAmounts",
+    "Resources",
     "RetryPolicy",
     "SecuritySpec",
+    "TelemetrySpec",
     "TokenSpec",
+    "TracingSpec",
+    "WorkersSpec",
     "resolve_settings",
 ]
 
@@ -100,9 +116,42 @@ class Defaults(_Frozen):
     host: str = Field("127.0.0.1", description="address instances listen on")
     threads: int = Field(8, ge=1, le=256, description="executor threads for plain functions")
     balancer: BalancerName = Field("round_robin", description="how callers pick an instance")
+    access_log: bool = Field(
+        False, description="one JSON line per request in logs/<instance>.access.jsonl"
+    )
 
 
-MtlsMode = Literal["strict", "permissive", "disable"]
+def _quantity_text(value: Any) -> Any:
+    """YAML reads ``cpu: 2`` or ``cpu: 0.5`` as numbers; Kubernetes wants the text."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_text),
+    Field(
+        pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$",
+        description="a Kubernetes quantity: `500m` or `2` CPUs, `256Mi` or `1Gi` of memory",
+        examples=["250m", "512Mi"],
+    ),
+]
+
+
+class ResourceAmounts(_Frozen):
+    """CPU and memory of one instance; unset fields keep the renderer's defaults."""
+
+    cpu: Quantity | None = Field(None, description="CPU (`250m` is a quarter of a core)")
+    memory: Quantity | None = Field(None, description="memory (`256Mi`)")
+
+
+class Resources(_Frozen):
+    """What one instance asks for and may use (rendered into Kubernetes containers)."""
+
+    requests: ResourceAmounts = Field(ResourceAmounts(), description="reserved for scheduling")
+    limits: ResourceAmounts = Field(ResourceAmounts(), description="hard caps")
+
+
+MtlsMode = Literal["strict", "permissive", "ingress", "disable"]
 Verdict = Literal["allow", "deny"]
 
 
@@ -131,8 +180,12 @@ class BlockSpec(_Frozen):
     drain: Duration | None = Field(None, description="how long a stopping instance drains")
     threads: int | None = Field(None, ge=1, le=256, description="executor threads")
     balancer: BalancerName | None = Field(None, description="how callers pick an instance")
+    access_log: bool | None = Field(None, description="write an access log (JSON lines)")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
     labels: dict[str, str] = Field(default_factory=dict, description="labels of its endpoints")
+    resources: Resources | None = Field(
+        None, description="CPU/memory requests and limits per instance (`eblocks render`)"
+    )
     security: BlockSecurity | None = Field(None, description="mTLS mode, authorization default")
 
     @model_validator(mode="after")
@@ -159,15 +212,57 @@ class QueueSpec(_Frozen):
     max: int = Field(64, ge=0, le=100_000, description="waiting tasks; past it, 429 + retry-after")
 
 
+class WorkersSpec(_Frozen):
+    """Autoscaling of a manager-worker pool: how many worker instances, by the load.
+
+    The manager aims at ``target_inflight`` tasks (running and queued) per
+    worker: it grows the pool at once and shrinks it only after the load has
+    stayed low for ``scale_down_delay`` (as Kubernetes' HPA stabilisation window).
+    """
+
+    min: int = Field(1, ge=1, le=256, description="fewest worker instances")
+    max: int = Field(4, ge=1, le=256, description="most worker instances")
+    target_inflight: float | None = Field(
+        None, gt=0, description="tasks in flight or queued per worker; default: `concurrency`"
+    )
+    scale_up_delay: Duration = Field(
+        0.0, le=3600, description="a higher count must hold this long before the pool grows"
+    )
+    scale_down_delay: Duration = Field(
+        30.0, le=3600, description="a lower count must hold this long before the pool shrinks"
+    )
+    forecast: Literal["none", "holt"] = Field(
+        "none", description="`holt`: grow ahead of a rising load (Holt's linear trend)"
+    )
+    horizon: Duration = Field(
+        2.0, le=600, description="how far ahead `holt` looks (about a worker's start-up time)"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WorkersSpec:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
 class ManagerWorker(_Frozen):
     """The body of a manager-worker pattern."""
 
     manager: Name = Field(description="block whose instances queue and dispatch the tasks")
     worker: Name = Field(description="block whose instances run the tasks")
+    workers: WorkersSpec | None = Field(
+        None, description="autoscale the worker block between min and max (default: `replicas`)"
+    )
     balancer: BalancerName = Field("p2c", description="how the manager picks a worker instance")
     queue: QueueSpec = Field(QueueSpec(), description="bounded queue in front of the workers")
     concurrency: int = Field(2, ge=1, le=1024, description="tasks in flight per worker instance")
     attempts: int = Field(3, ge=1, le=10, description="tries of one task, on different workers")
+
+    @property
+    def target_inflight(self) -> float:
+        """Tasks per worker the autoscaler aims at: ``workers.target_inflight`` or concurrency."""
+        own = self.workers.target_inflight if self.workers is not None else None
+        return own if own is not None else float(self.concurrency)
 
 
 class ManagerWorkerSpec(_Frozen):
@@ -271,7 +366,10 @@ class DiscoverySpec(_Frozen):
         None, min_length=16, description="gossip HMAC key, at least 16 bytes; prefer key_file"
     )
     key_file: str | None = Field(
-        None, description="file holding the key (relative to the spec's folder)"
+        None, description="file of keys, one a line, the first signs (relative to the spec)"
+    )
+    key_window: Duration = Field(
+        300.0, description="how long a key removed from the key file is still accepted"
     )
     seeds: tuple[SeedAddr, ...] = Field((), description="static seeds, `host:port`")
     dns: str | None = Field(
@@ -304,6 +402,26 @@ class DiscoverySpec(_Frozen):
         from eblocks.discovery.swim import SwimConfig
 
         return SwimConfig(**self.tunables.model_dump(exclude_none=True))
+
+
+class TracingSpec(_Frozen):
+    """OpenTelemetry tracing of every instance: sampling and where spans go."""
+
+    sampling: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of new traces recorded (a caller's choice wins)"
+    )
+    exporter: Literal["none", "otlp", "console", "file"] = Field(
+        "none", description="`otlp` (HTTP), `console` (stderr) or `file` (logs/<inst>.spans.jsonl)"
+    )
+    endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces URL (default: the OTEL_EXPORTER_OTLP_* environment)"
+    )
+
+
+class TelemetrySpec(_Frozen):
+    """Monitoring settings shared by every block (metrics are always on)."""
+
+    tracing: TracingSpec = Field(TracingSpec(), description="OpenTelemetry traces")
 
 
 class TokenSpec(_Frozen):
@@ -402,7 +520,11 @@ class SecuritySpec(_Frozen):
         pattern=r"^[a-z0-9._-]{1,255}$",
         description="the SPIFFE trust domain of every identity in the mesh",
     )
-    mtls: MtlsMode = Field("strict", description="strict, permissive (plaintext too) or disable")
+    mtls: MtlsMode = Field(
+        "strict",
+        description="strict, permissive (plaintext too), ingress (TLS, client cert optional), "
+        "disable",
+    )
     svid_ttl: Duration = Field(86400.0, description="lifetime of an SVID; renewed at half")
     key_type: Literal["ecdsa-p256", "ed25519"] = Field(
         "ecdsa-p256", description="key type of a CA that `up` creates"
@@ -435,6 +557,7 @@ class BlockSettings:
     host: str
     port: int | None
     balancer: str = "round_robin"
+    access_log: bool = False
 
 
 class MeshSpec(_Frozen):
@@ -451,6 +574,9 @@ class MeshSpec(_Frozen):
     policies: Policies = Field(Policies(), description="traffic, security and scaling rules")
     discovery: DiscoverySpec = Field(
         DiscoverySpec(), description="how instances find each other (supervisor or gossip)"
+    )
+    telemetry: TelemetrySpec = Field(
+        TelemetrySpec(), description="tracing (metrics are always served on the admin port)"
     )
     security: SecuritySpec = Field(
         SecuritySpec(), description="identity, mTLS, request tokens, authorization"
@@ -496,4 +622,5 @@ def resolve_settings(name: str, block: BlockSpec | None, defaults: Defaults) -> 
         host=defaults.host,
         port=own.get("port"),
         balancer=own.get("balancer", defaults.balancer),
+        access_log=own.get("access_log", defaults.access_log),
     )

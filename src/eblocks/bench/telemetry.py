@@ -1,0 +1,152 @@
+"""`eblocks bench telemetry`: the CPU cost of telemetry per request, in process, side by side.
+
+The real code paths, without sockets, so the figure is the telemetry's own
+cost and not the machine's noise:
+
+- outbound: the client stack of `block/stack.py` over a transport that answers
+  at once (`eblocks.testing.transport_from`), without and with a `Telemetry`;
+- inbound: the PM socket's handler, bare and wrapped by `telemetry.inbound`,
+  called with one aiohttp request object.
+
+Each variant runs ``calls`` times per round, the variants interleaved in every
+round; CPU time per call (``time.process_time``) is reported as the median
+over rounds, and the added cost as the median of the per-round differences.
+Variants: ``off`` (no telemetry), ``metrics`` (counters and windows),
+``tracing 10%`` (metrics plus OpenTelemetry, new traces sampled at 10 %,
+spans dropped by a null exporter), ``access log`` (metrics plus a JSON line
+per request to a temporary file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from eblocks._types import Call, Send, SystemClock
+from eblocks.block.stack import client_stack
+from eblocks.message import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, SOURCE_HEADER, Message
+from eblocks.spec import parse_spec
+from eblocks.telemetry import AccessLog, Telemetry
+from eblocks.telemetry.inbound import observe
+from eblocks.telemetry.tracing import Tracing
+from eblocks.testing import StaticResolver, transport_from
+
+__all__ = ["VARIANTS", "run_telemetry_bench"]
+
+VARIANTS = ("off", "metrics", "tracing 10%", "access log")
+_SPEC = "apiVersion: eblocks/v1\nmesh: bench\nblocks:\n  echo: {handler: a:b}\n"
+
+
+class _NullExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _telemetry(variant: str, folder: Path) -> Telemetry | None:
+    if variant == "off":
+        return None
+    tracing = None
+    if variant == "tracing 10%":
+        tracing = Tracing.create("bench", "bench-0", sampling=0.1, exporter=_NullExporter())
+    log = (
+        AccessLog(folder / f"access-{uuid.uuid4().hex}.jsonl") if variant == "access log" else None
+    )
+    return Telemetry("bench", "bench-0", tracing=tracing, access_log=log)
+
+
+def _outbound(stack: Send, message: Message) -> Awaitable[Message]:
+    return stack(Call("echo", message))
+
+
+async def _echo(request: web.Request) -> web.Response:
+    return web.Response(body=b"x" * 64)
+
+
+def run_telemetry_bench(
+    calls: int = 20_000, rounds: int = 5, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Measure every variant; returns medians (µs per call) and added costs per side."""
+    if calls < 100 or rounds < 1:
+        raise ValueError(f"need calls >= 100 and rounds >= 1, got {calls} and {rounds}")
+    return asyncio.run(_run(calls, rounds, progress or (lambda _: None)))
+
+
+async def _run(calls: int, rounds: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    spec = parse_spec(_SPEC, "<bench telemetry>")
+    settings = spec.settings("echo")
+    resolver = StaticResolver({"echo": ["127.0.0.1:1"]})
+    answer = transport_from(lambda call: Message(call.message.body))
+    message = Message(b"x" * 64, {IDEMPOTENCY_HEADER: "k", REQUEST_ID_HEADER: "r"})
+    request = make_mocked_request(
+        "POST", "/", headers={SOURCE_HEADER: "front", "content-length": "64"}
+    )
+    samples: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="eblocks-bench-") as tmp:
+        sides: dict[str, Callable[[], Awaitable[object]]] = {}
+        opened: list[Telemetry] = []
+        for variant in VARIANTS:
+            out_tel, in_tel = _telemetry(variant, Path(tmp)), _telemetry(variant, Path(tmp))
+            opened += [t for t in (out_tel, in_tel) if t is not None]
+            stack = client_stack(
+                settings, resolver, answer, SystemClock(), random.Random(1), out_tel
+            )
+            handler = _echo if in_tel is None else observe(in_tel, _echo)
+            sides[f"outbound {variant}"] = functools.partial(_outbound, stack, message)
+            sides[f"inbound {variant}"] = functools.partial(handler, request)
+        for tel in opened:
+            await tel.start()
+        try:
+            for side in sides.values():  # warm-up
+                for _ in range(min(calls, 2000)):
+                    await side()
+            for rnd in range(rounds):
+                names = list(sides) if rnd % 2 == 0 else list(sides)[::-1]
+                for name in names:
+                    progress(f"round {rnd + 1}/{rounds}: {name}")
+                    samples.setdefault(name, []).append(await _time(sides[name], calls))
+        finally:
+            for tel in opened:
+                await tel.aclose()
+    return _summary(samples, calls, rounds)
+
+
+async def _time(side: Callable[[], Awaitable[object]], calls: int) -> float:
+    """CPU µs per call, the process's threads included (the access log's writer too)."""
+    began = time.process_time()
+    for index in range(calls):
+        await side()
+        if index % 100 == 0:
+            await asyncio.sleep(0)  # let background work (the access log writer) run
+    return (time.process_time() - began) / calls * 1e6
+
+
+def _summary(samples: dict[str, list[float]], calls: int, rounds: int) -> dict[str, Any]:
+    rows = []
+    for direction in ("outbound", "inbound"):
+        base = samples[f"{direction} off"]
+        for variant in VARIANTS:
+            values = samples[f"{direction} {variant}"]
+            rows.append(
+                {
+                    "side": direction,
+                    "variant": variant,
+                    "us_per_call": round(statistics.median(values), 3),
+                    "added_us": round(
+                        statistics.median(v - b for v, b in zip(values, base, strict=True)), 3
+                    ),
+                }
+            )
+    return {"benchmark": "telemetry", "calls": calls, "rounds": rounds, "rows": rows}

@@ -1,0 +1,352 @@
+"""`eblocks stat | top | tap`: the mesh's golden metrics and live requests from the shell.
+
+Decentralised, as the mesh is: every running instance is asked for its own
+``/v1/stats`` (or ``/v1/tap``) on its admin port, concurrently, and the
+answers are merged here (`eblocks.telemetry.aggregate`). No collector runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import typer
+from aiohttp import web
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+
+from eblocks.cli.common import console, err, fail, state_or_exit
+from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
+from eblocks.runtime import StateDir
+from eblocks.runtime.state import pid_alive, read_json
+from eblocks.telemetry.aggregate import Red, block_rows, edge_rows
+
+__all__ = ["admin_rows", "fetch_stats", "register"]
+
+_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
+WINDOW_OPTION = typer.Option("10s", "--window", "-w", help="sliding window: 10s or 60s")
+
+
+def admin_rows(state: StateDir, block: str | None = None) -> list[dict[str, Any]]:
+    """The running instances (of ``block``) with an admin port, from the supervisor's state."""
+    rows = (read_json(state.state) or {}).get("instances", [])
+    return [
+        r
+        for r in rows
+        if r.get("admin_port")
+        and r.get("pid")
+        and pid_alive(int(r["pid"]))
+        and (block is None or r.get("block") == block)
+    ]
+
+
+async def fetch_stats(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every instance's ``/v1/stats``, asked concurrently, and which instances did not answer."""
+    async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+
+        async def one(row: dict[str, Any]) -> dict[str, Any] | str:
+            url = f"http://{row['host']}:{row['admin_port']}/v1/stats"
+            try:
+                async with session.get(url) as resp:
+                    resp.raise_for_status()
+                    data: dict[str, Any] = orjson.loads(await resp.read())
+                    return data
+            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+                return f"{row.get('instance')}: {type(exc).__name__}"
+
+        answers = await asyncio.gather(*(one(r) for r in rows))
+    stats = [a for a in answers if isinstance(a, dict)]
+    missing = [a for a in answers if isinstance(a, str)]
+    return stats, missing
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}ms"
+
+
+def _rate(red: Red) -> str:
+    rate = red.success_rate
+    if rate is None:
+        return "-"
+    style = "green" if rate >= 0.99 else "yellow" if rate >= 0.95 else "red"
+    return f"[{style}]{rate * 100:.2f}%[/]"
+
+
+def stat_tables(stats: Sequence[dict[str, Any]], window: str, block: str | None) -> Group:
+    blocks = Table(title=f"blocks — inbound, last {window}")
+    for column in ("block", "instances", "success", "rps", "p50", "p95", "p99", "in flight"):
+        blocks.add_column(column, justify="left" if column == "block" else "right")
+    for row in block_rows(stats, window):
+        if block is None or row.block == block:
+            red = row.red
+            blocks.add_row(
+                row.block,
+                str(row.instances),
+                _rate(red),
+                f"{red.rps:.1f}",
+                _ms(red.p(50)),
+                _ms(red.p(95)),
+                _ms(red.p(99)),
+                str(row.inflight),
+            )
+    edges = Table(title=f"edges — as callers see them, last {window}")
+    for column in ("from", "to", "success", "rps", "p50", "p99", "retries"):
+        edges.add_column(column, justify="left" if column in ("from", "to") else "right")
+    for edge in edge_rows(stats, window):
+        if block is None or block in (edge.src, edge.dst):
+            red = edge.red
+            edges.add_row(
+                edge.src,
+                edge.dst,
+                _rate(red),
+                f"{red.rps:.1f}",
+                _ms(red.p(50)),
+                _ms(red.p(99)),
+                str(edge.retries),
+            )
+    return Group(blocks, edges)
+
+
+def _gather(state: StateDir, block: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    rows = admin_rows(state)
+    if not rows:
+        fail(f"no running instance in mesh {state.mesh!r} (start it with `eblocks up`)")
+    if block is not None and not any(r.get("block") == block for r in rows):
+        known = ", ".join(sorted({str(r.get("block")) for r in rows}))
+        fail(f"no running instance of block {block!r} (running: {known})")
+    return asyncio.run(fetch_stats(rows))
+
+
+def _check_window(window: str) -> str:
+    if window not in ("10s", "60s"):
+        fail(f"--window must be 10s or 60s, got {window!r}")
+    return window
+
+
+def stat(
+    block: str | None = typer.Argument(None, help="only this block (and its edges)"),
+    window: str = WINDOW_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="print the instances' stats as JSON"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Golden metrics per block and per edge, merged from every instance's /v1/stats."""
+    window = _check_window(window)
+    state = state_or_exit(mesh, state_dir)
+    stats, missing = _gather(state, block)
+    if as_json:
+        typer.echo(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode())
+    else:
+        console.print(stat_tables(stats, window, block))
+    for line in missing:
+        err.print(f"[yellow]no answer from {line}[/]")
+
+
+def top(
+    window: str = WINDOW_OPTION,
+    interval: float = typer.Option(2.0, min=0.2, help="seconds between refreshes"),
+    iterations: int = typer.Option(0, min=0, help="stop after this many refreshes (0: Ctrl-C)"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Live, refreshing golden metrics of every block and edge of the mesh."""
+    window = _check_window(window)
+    state = state_or_exit(mesh, state_dir)
+
+    def frame() -> Group:
+        stats, missing = _gather(state, None)
+        head = Table.grid()
+        head.add_row(
+            f"mesh {state.mesh}: {len(stats)} instances answered"
+            + (f", [yellow]{len(missing)} did not[/]" if missing else "")
+            + f" — {time.strftime('%H:%M:%S')}"
+        )
+        return Group(head, stat_tables(stats, window, None))
+
+    done = 0
+    try:
+        with Live(frame(), console=console, auto_refresh=False) as live:
+            done = 1
+            while iterations == 0 or done < iterations:
+                time.sleep(interval)
+                live.update(frame(), refresh=True)
+                done += 1
+    except KeyboardInterrupt:
+        pass
+
+
+def tap(
+    block: str = typer.Argument(..., help="block whose instances to tap"),
+    route: str | None = typer.Option(None, "--route", "-r", help="only this route (pattern)"),
+    direction: str = typer.Option("inbound", help="inbound, outbound or both"),
+    limit: int = typer.Option(100, min=1, help="stop after this many requests"),
+    seconds: float = typer.Option(60.0, min=0.1, help="stop after this long"),
+    as_json: bool = typer.Option(False, "--json", help="print each request as a JSON line"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Stream a block's requests live (each instance's /v1/tap), as they happen."""
+    if direction not in ("inbound", "outbound", "both"):
+        fail(f"--direction must be inbound, outbound or both, got {direction!r}")
+    state = state_or_exit(mesh, state_dir)
+    rows = admin_rows(state, block)
+    if not rows:
+        fail(f"no running instance of block {block!r} in mesh {state.mesh!r}")
+    query: dict[str, str] = {"limit": str(limit), "seconds": str(seconds)}
+    if route:
+        query["route"] = route
+    if direction != "both":
+        query["direction"] = direction
+    printed = asyncio.run(_tap(rows, query, limit, seconds, as_json))
+    if not as_json:
+        err.print(f"{printed} request(s)")
+
+
+async def _tap(
+    rows: Sequence[dict[str, Any]], query: dict[str, str], limit: int, seconds: float, raw: bool
+) -> int:
+    printed = 0
+    done = asyncio.Event()
+    timeout = aiohttp.ClientTimeout(total=seconds + 5, sock_connect=3)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def follow(row: dict[str, Any]) -> None:
+            nonlocal printed
+            url = f"http://{row['host']}:{row['admin_port']}/v1/tap"
+            try:
+                async with session.get(url, params=query) as resp:
+                    if resp.status != 200:
+                        err.print(f"[yellow]{row['instance']}: {await resp.text()}[/]")
+                        return
+                    async for line in resp.content:
+                        if not line.strip() or printed >= limit:
+                            continue
+                        record = orjson.loads(line)
+                        _print(record, raw)
+                        printed += "dropped" not in record
+                        if printed >= limit:
+                            done.set()
+                            return
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                err.print(f"[yellow]{row['instance']}: {type(exc).__name__}[/]")
+
+        tasks = [asyncio.create_task(follow(r)) for r in rows]
+        waiter = asyncio.create_task(done.wait())
+        await asyncio.wait(
+            [*tasks, waiter], timeout=seconds + 5, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done.is_set():
+            await asyncio.wait(tasks, timeout=seconds + 5)
+        for task in [*tasks, waiter]:
+            task.cancel()
+        await asyncio.gather(*tasks, waiter, return_exceptions=True)
+    return printed
+
+
+def _print(record: dict[str, Any], raw: bool) -> None:
+    if raw:
+        typer.echo(orjson.dumps(record).decode())
+        return
+    if "dropped" in record:
+        err.print(f"[yellow]… {record['dropped']} request(s) dropped (reader too slow)[/]")
+        return
+    status = record["status"]
+    style = "red" if status >= 500 else "yellow" if status >= 400 else "green"
+    error = f" {record['error']}" if record.get("error") else ""
+    console.print(
+        f"{record['time']} {record['instance']} {record['direction']:<8} "
+        f"{record['source']} → {record['destination']} {record['route']} "
+        f"[{style}]{status}{error}[/] {record['duration_ms']:.2f}ms "
+        f"{record['bytes_in']}B/{record['bytes_out']}B id={record['request_id']}",
+        soft_wrap=True,
+    )
+
+
+def trace(
+    trace_id: str | None = typer.Argument(None, help="trace id (32 hex digits); none: list"),
+    last: int = typer.Option(10, min=1, help="how many recent traces to list"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """The spans of one trace as a tree (from `telemetry.tracing.exporter: file`)."""
+    from eblocks.telemetry.traces import read_spans, render_tree, traces
+
+    state = state_or_exit(mesh, state_dir)
+    found = traces(read_spans(state.path / "logs"))
+    if not found:
+        fail(
+            f"no spans under {state.path / 'logs'}: set `telemetry: {{tracing: "
+            "{sampling: 0.1, exporter: file}}` in the spec"
+        )
+    if trace_id is None:
+        table = Table(title="recent traces")
+        for column in ("trace id", "root", "spans", "start"):
+            table.add_column(column)
+        recent = sorted(found.values(), key=lambda spans: min(s.start for s in spans))[-last:]
+        for spans in recent:
+            first = min(spans, key=lambda s: s.start)
+            table.add_row(first.trace_id, first.name, str(len(spans)), first.start.isoformat())
+        console.print(table)
+        return
+    wanted = found.get(trace_id.lower().removeprefix("0x"))
+    if wanted is None:
+        fail(f"no trace {trace_id!r} among {len(found)} recorded traces")
+    for line in render_tree(wanted):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def dashboard(
+    host: str = typer.Option("127.0.0.1", help="address to serve the page on"),
+    port: int = typer.Option(0, min=0, max=65535, help="port (0: any free port)"),
+    interval: float = typer.Option(2.0, min=0.2, help="seconds between updates"),
+    mesh: str | None = MESH_OPTION,
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Serve a live web page of the mesh: topology, golden metrics per block and edge."""
+    from eblocks.dashboard import Dashboard
+
+    state = state_or_exit(mesh, state_dir)
+
+    async def fetch() -> tuple[list[dict[str, Any]], list[str]]:
+        return await fetch_stats(admin_rows(state))
+
+    from eblocks.telemetry.traces import recent_traces
+
+    logs = state.path / "logs"
+    board = Dashboard(state.mesh, fetch, interval=interval, traces=lambda: recent_traces(logs))
+    asyncio.run(_serve_dashboard(board.app(), host, port))
+
+
+async def _serve_dashboard(app: web.Application, host: str, port: int) -> None:
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            fail(f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}")
+        bound = runner.addresses[0][1]
+        print(f"dashboard on http://{host}:{bound}/ (Ctrl-C to stop)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(stat)
+    app.command()(top)
+    app.command()(tap)
+    app.command()(trace)
+    app.command()(dashboard)

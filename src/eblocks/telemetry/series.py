@@ -1,0 +1,249 @@
+"""Request series: what one instance counts per (direction, peer, route), cheaply.
+
+A `Series` keeps, for one edge, the totals since start (per status code, a
+latency histogram, bytes, retries, error reasons) and the last minute second
+by second (requests, failures, a latency histogram per second) for the
+sliding windows of ``/v1/stats``. Recording a request is plain integer
+arithmetic on pre-allocated lists: no lock (everything runs on the event
+loop's thread), no dict built per request (docs/decisions.md).
+
+One set of latency buckets serves both readers: fine, log-spaced bounds
+(~22 per decade, at most ~10 % apart) give percentiles for the windows, and
+they include every bound of the coarser Prometheus histogram, which is summed
+from them at scrape time.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+
+__all__ = [
+    "FINE_BOUNDS",
+    "PROM_BOUNDS",
+    "WINDOW_SECONDS",
+    "Series",
+    "SeriesTable",
+    "Window",
+    "is_failure",
+    "percentile",
+]
+
+_MANTISSAS: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4, 1.6, 1.8, 2.0, 2.2, 2.5, 2.8, 3.0)
+_MANTISSAS += (3.3, 3.6, 4.0, 4.5, 5.0, 5.6, 6.3, 7.1, 8.0, 9.0)
+FINE_BOUNDS: tuple[float, ...] = tuple(float(f"{m}e{e}") for e in range(-5, 3) for m in _MANTISSAS)
+"""Upper bounds (seconds, ``le``) of the fine buckets: 10 µs .. 900 s; one more is +Inf."""
+
+PROM_BOUNDS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+"""The buckets exported to Prometheus (a subset of `FINE_BOUNDS`)."""
+
+WINDOW_SECONDS = 60
+"""How many one-second slots a series keeps (the longest sliding window)."""
+
+_NBUCKETS = len(FINE_BOUNDS) + 1
+_FINE_TO_PROM = tuple(bisect_left(PROM_BOUNDS, b) for b in (*FINE_BOUNDS, float("inf")))
+
+
+def is_failure(status: int) -> bool:
+    """Linkerd's default classification: a 5xx answer (or none at all) is a failure."""
+    return status >= 500
+
+
+class Series:
+    """Totals and the last minute of one (peer, route) edge in one direction."""
+
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "errors",
+        "hist",
+        "inflight",
+        "peer",
+        "retries",
+        "route",
+        "slot_count",
+        "slot_fail",
+        "slot_hist",
+        "slot_sec",
+        "statuses",
+        "sum",
+    )
+
+    def __init__(self, peer: str, route: str) -> None:
+        self.peer = peer
+        self.route = route
+        self.statuses: dict[int, int] = {}
+        self.hist = [0] * _NBUCKETS
+        self.sum = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.retries = 0
+        self.inflight = 0
+        self.errors: dict[str, int] = {}
+        self.slot_sec = [-1] * WINDOW_SECONDS
+        self.slot_count = [0] * WINDOW_SECONDS
+        self.slot_fail = [0] * WINDOW_SECONDS
+        self.slot_hist: list[list[int]] = [[] for _ in range(WINDOW_SECONDS)]
+
+    def add(self, status: int, duration: float, nin: int, nout: int, now: float) -> None:
+        """Count one finished request (the hot path: integers and list slots only)."""
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        index = bisect_left(FINE_BOUNDS, duration)
+        self.hist[index] += 1
+        self.sum += duration
+        self.bytes_in += nin
+        self.bytes_out += nout
+        sec = int(now)
+        slot = sec % WINDOW_SECONDS
+        if self.slot_sec[slot] != sec:
+            self.slot_sec[slot] = sec
+            self.slot_count[slot] = 0
+            self.slot_fail[slot] = 0
+            self.slot_hist[slot] = [0] * _NBUCKETS
+        self.slot_count[slot] += 1
+        if status >= 500:
+            self.slot_fail[slot] += 1
+        self.slot_hist[slot][index] += 1
+
+    def error(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    def prom_buckets(self) -> list[int]:
+        """Cumulative counts per `PROM_BOUNDS` bound, then +Inf (Prometheus ``le``)."""
+        counts = [0] * (len(PROM_BOUNDS) + 1)
+        for index, n in enumerate(self.hist):
+            if n:
+                counts[_FINE_TO_PROM[index]] += n
+        total = 0
+        for index, n in enumerate(counts):
+            total += n
+            counts[index] = total
+        return counts
+
+    def window(self, seconds: int, now: float) -> Window:
+        """The last ``seconds`` (the current, partial second included)."""
+        sec = int(now)
+        out = Window(seconds, span=min(float(seconds), seconds - 1 + (now - sec)))
+        for slot in range(WINDOW_SECONDS):
+            if sec - seconds < self.slot_sec[slot] <= sec:
+                out.merge(self.slot_count[slot], self.slot_fail[slot], self.slot_hist[slot])
+        return out
+
+
+class Window:
+    """Requests, failures and latencies over a sliding window; merges across series."""
+
+    __slots__ = ("failures", "hist", "requests", "seconds", "span")
+
+    def __init__(self, seconds: int, span: float) -> None:
+        self.seconds = seconds
+        self.span = max(span, 1e-9)
+        self.requests = 0
+        self.failures = 0
+        self.hist = [0] * _NBUCKETS
+
+    def merge(self, requests: int, failures: int, hist: Sequence[int]) -> None:
+        self.requests += requests
+        self.failures += failures
+        for index, n in enumerate(hist):
+            if n:
+                self.hist[index] += n
+
+    def add(self, other: Window) -> None:
+        self.merge(other.requests, other.failures, other.hist)
+
+    def summary(self) -> dict[str, object]:
+        """RED figures: rps, success rate, p50/p95/p99 in ms, and the sparse histogram."""
+        ok = self.requests - self.failures
+        return {
+            "requests": self.requests,
+            "failures": self.failures,
+            "rps": round(self.requests / self.span, 3),
+            "success_rate": round(ok / self.requests, 4) if self.requests else None,
+            "p50_ms": _ms(percentile(self.hist, 50)),
+            "p95_ms": _ms(percentile(self.hist, 95)),
+            "p99_ms": _ms(percentile(self.hist, 99)),
+            "hist": [[i, n] for i, n in enumerate(self.hist) if n],
+        }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def percentile(hist: Sequence[int], q: float) -> float | None:
+    """The ``q``-th percentile (seconds) of a fine histogram, interpolated in its bucket."""
+    total = sum(hist)
+    if total == 0:
+        return None
+    rank = q / 100 * total
+    seen = 0
+    for index, n in enumerate(hist):
+        if n and seen + n >= rank:
+            low = FINE_BOUNDS[index - 1] if index > 0 else 0.0
+            high = FINE_BOUNDS[index] if index < len(FINE_BOUNDS) else FINE_BOUNDS[-1]
+            return low + (high - low) * max(0.0, rank - seen) / n
+        seen += n
+    return FINE_BOUNDS[-1]  # pragma: no cover - unreachable: rank <= total
+
+
+class SeriesTable:
+    """The series of one direction by (peer, route), bounded in number.
+
+    Peers and routes come from request headers; past ``limit`` series, new
+    ones are folded into ``("other", "other")`` so a misbehaving caller cannot
+    grow memory or the scrape without bound.
+    """
+
+    __slots__ = ("_series", "direction", "limit")
+
+    def __init__(self, direction: str, limit: int = 1000) -> None:
+        self.direction = direction
+        self.limit = limit
+        self._series: dict[tuple[str, str], Series] = {}
+
+    def get(self, peer: str, route: str) -> Series:
+        key = (peer, route)
+        found = self._series.get(key)
+        if found is None:
+            if len(self._series) >= self.limit:
+                key = ("other", "other")
+                found = self._series.get(key)
+            if found is None:
+                found = self._series[key] = Series(*key)
+        return found
+
+    def __iter__(self) -> Iterator[Series]:
+        return iter(list(self._series.values()))
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+
+def merged(series: Iterable[Series], seconds: int, now: float) -> Window:
+    """One window over many series (an instance's peers, a block's routes)."""
+    out = Window(seconds, span=min(float(seconds), seconds - 1 + (now - int(now))))
+    for one in series:
+        out.add(one.window(seconds, now))
+    return out
