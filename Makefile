@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   runs the docproc/textpipe demo on the embedded default
+#   make demo   runs the docproc case study on the embedded default (make tour: textpipe)
 #   make test   runs ruff, mypy --strict and pytest (warnings as errors)
 # Each creates .venv and installs what it needs (Debian packages included) by itself.
 
@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint typecheck unit integration bench docs clean system-deps
+.PHONY: demo tour test lint typecheck unit integration bench docs clean system-deps
 
 $(STAMP): pyproject.toml examples/docproc/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 demo: $(STAMP)
+	$(BIN)/eblocks docproc demo
+
+tour: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
@@ -46,4 +49,4 @@ docs: $(STAMP)
 	$(BIN)/python scripts/gen_spec_reference.py
 
 clean:
-	rm -rf $(VENV) .eblocks .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .eblocks .docproc .docproc-demo .docproc-bench .mypy_cache .ruff_cache .pytest_cache

@@ -4,6 +4,10 @@ set -euo pipefail
 need=()
 # procps: `ps`/`pgrep` used by tests to prove no process is left behind.
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
+# postgresql: the docproc store tests start a throwaway PostgreSQL server (initdb, pg_ctl).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+# iproute2: `ip netns`/veth/bridge for tests/netns/ and the rendered-pods test.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # prometheus: its `promtool check metrics` validates the real /metrics output.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # chromium: headless, driven over DevTools by the dashboard test.

@@ -4,8 +4,8 @@ Write a handler ``async def handle(msg: Message, ctx: Context)``, declare it as 
 block in ``mesh.yaml``, and run ``eblocks up mesh.yaml``.
 """
 
-from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Send, SystemClock
-from eblocks.block import Block, Context, MeshClient
+from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Scaler, Send, SystemClock
+from eblocks.block import Block, Context, MeshClient, mesh_client
 from eblocks.discovery import SupervisorResolver
 from eblocks.errors import (
     BadRequestError,
@@ -22,6 +22,8 @@ from eblocks.errors import (
     PayloadTooLargeError,
     PortInUseError,
     QueueFullError,
+    RenderError,
+    ScalerError,
     SpecError,
     SpecIssue,
     SupervisorError,
@@ -56,7 +58,10 @@ __all__ = [
     "PayloadTooLargeError",
     "PortInUseError",
     "QueueFullError",
+    "RenderError",
     "Resolver",
+    "Scaler",
+    "ScalerError",
     "Send",
     "SpecError",
     "SpecIssue",
@@ -65,5 +70,6 @@ __all__ = [
     "SystemClock",
     "UpstreamError",
     "load_spec",
+    "mesh_client",
     "parse_spec",
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "Endpoint",
     "Layer",
     "Resolver",
+    "Scaler",
     "Send",
     "SystemClock",
 ]
@@ -83,6 +84,23 @@ class Resolver(Protocol):
 
     def watch(self) -> AsyncIterator[Mapping[str, Sequence[Endpoint]]]:
         """Yield the whole view each time it changes."""
+        ...
+
+
+@runtime_checkable
+class Scaler(Protocol):
+    """Changes how many instances a pool (a worker block) has.
+
+    Implementations: `LocalProcessScaler` (the local supervisor) and
+    `KubernetesScaler` (a Deployment's ``scale`` subresource).
+    """
+
+    async def scale(self, pool: str, n: int) -> None:
+        """Ask for ``n`` instances of ``pool``; returns once the request is placed."""
+        ...
+
+    async def current(self, pool: str) -> int | None:
+        """The instance count ``pool`` is set to now (None: not known yet)."""
         ...
 
 

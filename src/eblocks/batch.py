@@ -13,18 +13,29 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from eblocks._types import Clock, SystemClock
 from eblocks.errors import MeshError, MeshTimeoutError, UpstreamError
 from eblocks.layers.retry import is_retryable
-from eblocks.message import IDEMPOTENCY_HEADER, Message
+from eblocks.message import IDEMPOTENCY_HEADER, NAME_HEADER, Message
 from eblocks.spec.models import RetryPolicy
 
-__all__ = ["BatchReport", "Caller", "Failure", "idempotency_key", "percentile", "submit_files"]
+__all__ = [
+    "BatchReport",
+    "Caller",
+    "Failure",
+    "idempotency_key",
+    "percentile",
+    "submit",
+    "submit_files",
+]
+
+T = TypeVar("T")
 
 # Submit rides out an instance restart (a few seconds): more tries, longer backoff.
 SUBMIT_RETRY = RetryPolicy(attempts=8, backoff=0.2, max_backoff=3.0)
@@ -84,31 +95,72 @@ async def submit_files(
     rng: random.Random | None = None,
     clock: Clock | None = None,
 ) -> BatchReport:
-    """Send every file to ``target``; ``on_result`` sees each reply (None on failure)."""
+    """Send every file to ``target``; ``on_result`` sees each reply (None on failure).
+
+    Each file is read only when its turn comes, so a folder of any size fits.
+    """
+
+    async def load(path: Path) -> Message:
+        body = await asyncio.to_thread(path.read_bytes)
+        key = idempotency_key(path.name, body)
+        return Message(body, {IDEMPOTENCY_HEADER: key, NAME_HEADER: _header_safe(path.name)})
+
+    return await submit(
+        client,
+        target,
+        files,
+        load=load,
+        name=lambda path: path.name,
+        concurrency=concurrency,
+        retry=retry,
+        on_result=on_result,
+        rng=rng,
+        clock=clock,
+    )
+
+
+async def submit(
+    client: Caller,
+    target: str,
+    items: Sequence[T],
+    *,
+    load: Callable[[T], Awaitable[Message]],
+    name: Callable[[T], str],
+    concurrency: int = 8,
+    retry: RetryPolicy = SUBMIT_RETRY,
+    on_result: Callable[[T, Message | None], None] | None = None,
+    rng: random.Random | None = None,
+    clock: Clock | None = None,
+) -> BatchReport:
+    """Send the message ``load(item)`` of every item to ``target``, ``concurrency`` at a time.
+
+    Transient failures are retried under ``retry`` (a 429 after its ``retry-after``);
+    a message should carry an idempotency key, so a retry never duplicates an
+    effect. ``name(item)`` names an item in the report's failures.
+    """
     report = BatchReport()
     gate = asyncio.Semaphore(concurrency)
     rng = rng or random.Random()
     clock = clock or SystemClock()
     start = time.perf_counter()
 
-    async def one(path: Path) -> None:
+    async def one(item: T) -> None:
         async with gate:
-            body = await asyncio.to_thread(path.read_bytes)
-            msg = Message(body, {IDEMPOTENCY_HEADER: idempotency_key(path.name, body)})
+            msg = await load(item)
             began = time.perf_counter()
             try:
                 reply = await _with_retries(client, target, msg, retry, rng, clock)
             except MeshError as exc:
-                report.failures.append(_failure(path.name, exc))
+                report.failures.append(_failure(name(item), exc))
                 if on_result:
-                    on_result(path, None)
+                    on_result(item, None)
                 return
             report.latencies.append(time.perf_counter() - began)
             report.ok += 1
             if on_result:
-                on_result(path, reply)
+                on_result(item, reply)
 
-    await asyncio.gather(*(one(p) for p in files))
+    await asyncio.gather(*(one(item) for item in items))
     report.elapsed = time.perf_counter() - start
     report.failures.sort(key=lambda f: f.name)
     return report
@@ -138,6 +190,11 @@ async def _with_retries(
                 delay = max(delay, upstream.retry_after or 0.0)
             await clock.sleep(delay)
             attempt += 1
+
+
+def _header_safe(name: str) -> str:
+    """A file name as a header value: non-ASCII and control characters percent-encoded."""
+    return urllib.parse.quote(name, safe=" !#$&'()*+,-./:;=?@[]^_`{|}~")
 
 
 def _failure(name: str, exc: MeshError) -> Failure:

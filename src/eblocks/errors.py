@@ -11,6 +11,8 @@ caller would naturally catch::
     │   └── PortInUseError (OSError)       a configured port is already bound
     ├── DiscoveryError (RuntimeError)      gossip membership cannot start or join
     │   └── PacketError (ValueError)       a gossip packet was dropped: `reason` says why
+    ├── RenderError (ValueError)           a valid spec cannot be rendered for a deploy target
+    ├── ScalerError (RuntimeError)         a pool could not be resized (supervisor, Kubernetes API)
     └── MeshError                          a request failed in the mesh: `reason`, `origin`
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
@@ -47,6 +49,8 @@ __all__ = [
     "PayloadTooLargeError",
     "PortInUseError",
     "QueueFullError",
+    "RenderError",
+    "ScalerError",
     "SpecError",
     "SpecIssue",
     "SupervisorError",
@@ -121,6 +125,14 @@ class PacketError(DiscoveryError, ValueError):
     def __init__(self, reason: str, message: str = "") -> None:
         self.reason = reason
         super().__init__(f"gossip packet dropped: {reason}" + (f": {message}" if message else ""))
+
+
+class RenderError(EblocksError, ValueError):
+    """A valid spec cannot be rendered for a deployment target (`eblocks render`)."""
+
+
+class ScalerError(EblocksError, RuntimeError):
+    """A `Scaler` could not read or change the size of a pool."""
 
 
 class MeshError(EblocksError):

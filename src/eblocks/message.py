@@ -17,6 +17,7 @@ __all__ = [
     "ERROR_HEADER",
     "HASH_KEY_HEADER",
     "IDEMPOTENCY_HEADER",
+    "NAME_HEADER",
     "ORIGIN_HEADER",
     "PART_HEADER",
     "PATTERN_HEADER",
@@ -36,6 +37,7 @@ ERROR_HEADER = "x-eblocks-error"
 ORIGIN_HEADER = "x-eblocks-origin"
 PART_HEADER = "x-eblocks-part"  # "<index>/<count>" on each part of a divide-conquer
 HASH_KEY_HEADER = "x-eblocks-hash-key"  # the key consistent-hash balancers route on
+NAME_HEADER = "x-eblocks-name"  # the file a batch item came from (`eblocks submit`)
 
 # Hop-by-hop and transport headers that never belong to a Message.
 _TRANSPORT_HEADERS = frozenset(

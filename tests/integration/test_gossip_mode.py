@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
+from eblocks.discovery.wire import key_id_of
+
 from .helpers import Sandbox, parse_table, wait_for
 
 pytestmark = pytest.mark.integration
@@ -219,3 +221,33 @@ def test_gossip_key_file_is_private(mesh: Sandbox) -> None:
     key = Path(mesh.mesh_dir(MESH)) / "gossip.key"
     assert key.stat().st_mode & 0o777 == 0o600
     assert len(key.read_bytes()) >= 16
+
+
+def _counters(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+    found = {}
+    for row in sandbox.instances(MESH):
+        url = f"http://{row['host']}:{row['admin_port']}/v1/members"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2.0) as resp:
+            found[row["instance"]] = orjson.loads(resp.read())["counters"]
+    return found
+
+
+def test_the_key_rotates_in_a_running_mesh_without_a_dropped_packet(mesh: Sandbox) -> None:
+    wait_for(lambda: _all_alive(mesh), timeout=DETECT_BOUND, what="converged views")
+    path = Path(mesh.mesh_dir(MESH)) / "gossip.key"
+    old, new = path.read_bytes().strip(), b"the-rotated-gossip-key-0123456789"
+    # accept the new key everywhere, then sign with it, then drop the old one (kept for the window)
+    for keys in ([old, new], [new, old], [new]):
+        path.write_bytes(b"\n".join(keys) + b"\n")
+        ids = [key_id_of(k) for k in (keys if len(keys) == 2 else [new, old])]
+
+        def adopted(ids: list[int] = ids) -> bool:
+            counters = _counters(mesh)
+            return len(counters) == len(INSTANCES) and all(
+                c["key_ids"] == ids for c in counters.values()
+            )
+
+        wait_for(adopted, timeout=DETECT_BOUND, what=f"key ids {ids} everywhere")
+    wait_for(lambda: _all_alive(mesh), timeout=DETECT_BOUND, what="views after rotation")
+    assert {i: c["dropped_auth"] for i, c in _counters(mesh).items()} == dict.fromkeys(INSTANCES, 0)
+    _call_ok(mesh)

@@ -52,7 +52,11 @@ def test_status_shows_every_instance(sandbox: Sandbox) -> None:
 
     assert run.returncode == 0, str(run)
     rows = parse_table(run.stdout)
-    header, body = rows[0], rows[1:]
+    end = next(i for i, row in enumerate(rows) if row[0] == "pattern")  # the patterns table
+    header, body, patterns = rows[0], rows[1:end], rows[end + 1 :]
+    assert patterns == [
+        ["ingest", "pipeline", "filter: clean -> tokenize -> count", "-", "-", "-", "-", "-"]
+    ], str(run)
     wanted = ["block", "instance", "pid", "address", "ready", "restarts"]
     assert [c for c in header if c in wanted] == wanted, str(run)
     table = [dict(zip(header, cells, strict=True)) for cells in body]
@@ -171,7 +175,9 @@ def test_foreground_up_stops_cleanly_on_sigint(sandbox: Sandbox) -> None:
     assert info["pid"] == proc.pid  # the foreground command is the supervisor
     status = sandbox.cmd("status")
     assert status.returncode == 0, str(status)
-    readiness = [row[4] for row in parse_table(status.stdout)[1:]]
+    rows = parse_table(status.stdout)
+    end = next(i for i, row in enumerate(rows) if row[0] == "pattern")  # the patterns table
+    readiness = [row[4] for row in rows[1:end]]
     assert readiness == ["yes"] * 4, str(status)
     procs = _mesh_processes(sandbox, "textpipe")
 

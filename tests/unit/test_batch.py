@@ -10,7 +10,7 @@ import pytest
 
 from eblocks.batch import BatchReport, idempotency_key, percentile, submit_files
 from eblocks.errors import ConnectError, MeshError, UpstreamError
-from eblocks.message import IDEMPOTENCY_HEADER, Message
+from eblocks.message import IDEMPOTENCY_HEADER, NAME_HEADER, Message
 from eblocks.spec.models import RetryPolicy
 from eblocks.testing import FakeClock
 
@@ -62,6 +62,19 @@ async def test_every_document_is_sent_once_with_a_stable_key(tmp_path: Path) -> 
     keys = sorted(m.headers[IDEMPOTENCY_HEADER] for _, m in client.calls)
     assert keys == sorted(idempotency_key(p.name, p.read_bytes()) for p in files)
     assert clock.sleeps == []
+
+
+async def test_each_document_carries_its_file_name_as_a_header_safe_value(
+    tmp_path: Path,
+) -> None:
+    files = [tmp_path / "plain.txt", tmp_path / "résumé 2026.txt"]
+    for path in files:
+        path.write_bytes(b"x" + path.name.encode())
+    client = ScriptedClient({})
+    await submit_files(client, "ingest", files, clock=FakeClock())
+    names = sorted(m.headers[NAME_HEADER] for _, m in client.calls)
+    assert names == ["plain.txt", "r%C3%A9sum%C3%A9 2026.txt"]
+    assert all(n.isascii() for n in names)
 
 
 def test_idempotency_key_depends_on_name_and_content() -> None:

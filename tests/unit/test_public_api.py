@@ -16,6 +16,7 @@ MODULES = [
     "eblocks._types",
     "eblocks.balance",
     "eblocks.block",
+    "eblocks.deploy",
     "eblocks.discovery",
     "eblocks.errors",
     "eblocks.layers",

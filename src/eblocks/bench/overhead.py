@@ -19,19 +19,18 @@ import collections
 import contextlib
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 
 import aiohttp
 import psutil
 
 from eblocks.batch import percentile
+from eblocks.bench.machine import describe
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec import parse_spec
@@ -188,7 +187,7 @@ async def _run(
 ) -> OverheadReport:
     report = OverheadReport(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        machine=_machine(loop_kind),
+        machine=describe(client_loop=loop_kind),
         settings={
             "duration_s": settings.duration,
             "warmup_s": settings.warmup,
@@ -447,35 +446,3 @@ def _median(values: Sequence[float]) -> float:
 
 def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else 0.0
-
-
-def _machine(loop_kind: str) -> dict[str, object]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "cpu": _cpu_model(),
-        "cpus": os.cpu_count(),
-        "loadavg_start": list(os.getloadavg()),
-        "client_loop": loop_kind,
-        "aiohttp": version("aiohttp"),
-        "uvloop": version("uvloop"),
-        "eblocks": version("eblocks"),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

@@ -42,10 +42,25 @@ from eblocks.telemetry import Telemetry
 from eblocks.telemetry.admin import add_admin_routes
 from eblocks.telemetry.inbound import middleware, observe
 from eblocks.workload import dispatch
+from eblocks.workload.pools import Pools
 
-__all__ = ["Block"]
+__all__ = ["Block", "mesh_client"]
 
 log = logging.getLogger("eblocks.block")
+
+_MESH_CLIENT = web.AppKey("eblocks.mesh_client", MeshClient)
+
+
+def mesh_client(app: web.Application) -> MeshClient:
+    """The mesh client of the block serving ``app`` (an app block calls the mesh with it).
+
+    In a request handler: ``await mesh_client(request.app).call("store", msg)``.
+    """
+    try:
+        return app[_MESH_CLIENT]
+    except KeyError:
+        raise RuntimeError("this application is not served by a block in a mesh") from None
+
 
 _ROUTING_HEADERS = frozenset({PATTERN_HEADER, STAGE_HEADER, DEADLINE_HEADER, "content-length"})
 
@@ -80,6 +95,7 @@ class Block:
         self._plan = plan or Plan({})
         self._ready = False
         self.inflight = 0
+        self.pools = Pools(name, self._plan, client)  # managers and autoscalers: /v1/pools
         self.telemetry: Telemetry = (
             telemetry
             or (client.telemetry if client is not None else None)
@@ -95,6 +111,7 @@ class Block:
                 link=client,
                 clock=self._clock,
                 backoff=self.settings.retries,
+                pools=self.pools,
                 hooks=self.telemetry.hooks,
             )
             self._handle = server_stack(roles, self._clock)
@@ -102,6 +119,8 @@ class Block:
             app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
         elif app is not None and handler is None:
             app.middlewares.insert(0, self._track)
+            if client is not None:
+                app[_MESH_CLIENT] = client
             app.middlewares.insert(0, middleware(self.telemetry))
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
@@ -167,6 +186,7 @@ class Block:
     async def stop(self) -> None:
         """Drain and stop: not ready, stop accepting, finish in-flight work, close."""
         self._ready = False
+        await self.pools.aclose()
         await self._pm.close()
         await self._admin.close()
         await self.telemetry.aclose()
@@ -249,6 +269,7 @@ class Block:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/v1/pools", self._pools)
         add_admin_routes(app, self.telemetry)
         return app
 
@@ -256,6 +277,9 @@ class Block:
         return web.json_response(
             {"status": "ok", "block": self.name, "instance": self.instance, "pid": os.getpid()}
         )
+
+    async def _pools(self, _: web.Request) -> web.Response:
+        return web.json_response({"instance": self.instance, **self.pools.snapshot()})
 
     async def _readyz(self, _: web.Request) -> web.Response:
         body = {

@@ -9,6 +9,7 @@ import typer
 from eblocks.cli import (
     bench_cmds,
     client_cmds,
+    deploy_cmds,
     discovery_cmds,
     run_cmds,
     spec_cmds,
@@ -29,6 +30,7 @@ run_cmds.register(app)
 client_cmds.register(app)
 app.add_typer(bench_cmds.bench, name="bench")
 discovery_cmds.register(app, bench_cmds.bench)
+deploy_cmds.register(app)
 telemetry_cmds.register(app)
 
 PLUGIN_GROUP = "eblocks.cli"

@@ -72,6 +72,50 @@ def overhead(
         raise typer.Exit(1)
 
 
+@bench.command("patterns")
+def patterns(
+    duration: float = typer.Option(3.0, min=0.01, help="seconds measured per configuration"),
+    warmup: float = typer.Option(0.5, min=0.0, help="seconds of warm-up before each window"),
+    rounds: int = typer.Option(3, min=1, help="rounds; the configuration order rotates"),
+    work_ms: float = typer.Option(20.0, help="CPU milliseconds of one task"),
+    concurrency: int = typer.Option(8, min=1, help="tasks in flight"),
+    workers: str = typer.Option("1,2", help="manager-worker pool sizes, comma-separated"),
+    parts: int = typer.Option(4, help="parts a divide-conquer task is split into"),
+    reaction: bool = typer.Option(True, help="measure the autoscaler's scale-up reaction"),
+    out: Path = typer.Option(Path("bench/results"), help="directory for the results"),
+) -> None:
+    """The same CPU-bound work through pipeline, manager-worker and divide-conquer."""
+    from eblocks.bench.overhead import BenchError
+    from eblocks.bench.patterns import PatternSettings, run_patterns
+    from eblocks.bench.patterns_report import console_table, write_results
+    from eblocks.errors import SupervisorError
+
+    try:
+        settings = PatternSettings(
+            duration=duration,
+            warmup=warmup,
+            rounds=rounds,
+            work_ms=work_ms,
+            concurrency=concurrency,
+            workers=_int_list("--workers", workers),
+            parts=parts,
+            reaction=reaction,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    with console.status("starting") as status:
+        try:
+            report = run_patterns(settings, progress=lambda text: status.update(text))
+        except (BenchError, SupervisorError) as exc:
+            fail(str(exc))
+    console.print(console_table(report))
+    if report.reaction_s is not None:
+        console.print(f"scale-up reaction (median): {report.reaction_s:.2f} s")
+    for path in write_results(report, out, "patterns"):
+        console.print(f"wrote {path}")
+    if report.errors:
+        err.print(f"[bold red]{report.errors} task(s) failed[/]; see error_kinds in the JSON")
+        raise typer.Exit(1)
 @bench.command("telemetry")
 def telemetry(
     calls: int = typer.Option(20_000, min=100, help="calls per variant and round"),

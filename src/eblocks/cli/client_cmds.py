@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from eblocks._types import Resolver
 from eblocks.batch import BatchReport, percentile, submit_files
 from eblocks.block import MeshClient
 from eblocks.cli.common import console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.discovery import SupervisorResolver
-from eblocks.errors import MeshError, SpecError, UpstreamError
+from eblocks.discovery.client_view import mesh_view
+from eblocks.errors import DiscoveryError, MeshError, SpecError, UpstreamError
 from eblocks.message import Message
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
@@ -35,6 +39,16 @@ def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateD
         # fail now rather than retrying every document against a mesh that is gone
         fail(f"mesh {state.mesh!r} is not running; start it with `eblocks up`")
     return spec, state
+
+
+@contextlib.asynccontextmanager
+async def _resolver(spec: MeshSpec, state: StateDir) -> AsyncIterator[Resolver]:
+    """The supervisor's endpoint file, or in gossip mode a member's view (asked over TCP)."""
+    if spec.discovery.mode != "gossip":
+        yield SupervisorResolver(state.path)
+        return
+    async with mesh_view(spec.discovery, state.path) as view:
+        yield view
 
 
 def _read_data(data: str) -> bytes:
@@ -67,11 +81,16 @@ def call(
     msg = Message(_read_data(data), headers)
 
     async def run() -> Message:
-        async with MeshClient(spec, SupervisorResolver(state.path), source="cli") as client:
+        async with (
+            _resolver(spec, state) as resolver,
+            MeshClient(spec, resolver, source="cli") as client,
+        ):
             return await client.call(target, msg)
 
     try:
         reply = asyncio.run(run())
+    except DiscoveryError as exc:
+        fail(f"cannot find the mesh's members: {exc}")
     except MeshError as exc:
         reason = exc.upstream_reason if isinstance(exc, UpstreamError) else exc.reason
         fail(f"{reason} from {exc.origin or target}: {exc.message}")
@@ -118,12 +137,18 @@ def submit(
             progress.update(task, advance=1, failed=failed)
 
         async def run() -> BatchReport:
-            async with MeshClient(spec, SupervisorResolver(state.path), source="cli") as client:
+            async with (
+                _resolver(spec, state) as resolver,
+                MeshClient(spec, resolver, source="cli") as client,
+            ):
                 return await submit_files(
                     client, target, files, concurrency=concurrency, on_result=on_result
                 )
 
-        report = asyncio.run(run())
+        try:
+            report = asyncio.run(run())
+        except DiscoveryError as exc:
+            fail(f"cannot find the mesh's members: {exc}")
     _print_report(report)
     if report.failures:
         raise typer.Exit(1)

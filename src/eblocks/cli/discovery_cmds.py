@@ -103,16 +103,22 @@ def members(
 
 
 def bench_discovery(
-    simulate: str = typer.Option(
-        "100,1000", "--simulate", help="member counts to simulate, comma-separated"
+    simulate: str | None = typer.Option(
+        None, "--simulate", help="simulate these member counts (comma-separated) in-process"
     ),
-    seed: int = typer.Option(1, help="RNG seed (a run replays exactly)"),
+    members: int = typer.Option(50, min=5, max=500, help="member processes on loopback"),
+    rounds: int = typer.Option(5, min=1, max=100, help="rounds (figures are medians)"),
+    steady: float = typer.Option(10.0, min=1.0, help="seconds of steady traffic measured"),
+    seed: int = typer.Option(1, help="RNG seed of the simulation (a run replays exactly)"),
     memory_fraction: float = typer.Option(
         0.5, min=0.05, max=0.95, help="refuse a size whose estimate exceeds this share of free RAM"
     ),
     out: Path = typer.Option(Path("bench/results"), help="directory for the results"),
 ) -> None:
-    """Gossip membership in the in-process simulated network: convergence, detection, traffic."""
+    """Gossip membership: real member processes on loopback, or (--simulate) the simulator."""
+    if simulate is None:
+        _bench_loopback(members, rounds, steady, out)
+        return
     from eblocks.discovery.simbench import cells, headers, run_simulations, write
 
     sizes = []
@@ -137,6 +143,23 @@ def bench_discovery(
     for row in report["results"]:
         if "refused" in row:
             err.print(f"[yellow]{row['members']} members refused:[/] {row['refused']}")
+    for path in write(report, out):
+        console.print(f"wrote {path}")
+
+
+def _bench_loopback(members: int, rounds: int, steady: float, out: Path) -> None:
+    import asyncio
+
+    from eblocks.bench.discovery import run_loopback, to_markdown, write
+
+    with console.status("discovery bench") as status:
+        try:
+            report = asyncio.run(
+                run_loopback(members, rounds, steady=steady, progress=status.update)
+            )
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            fail(f"discovery bench failed: {exc}")
+    console.print(to_markdown(report))
     for path in write(report, out):
         console.print(f"wrote {path}")
 

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from eblocks.cli.common import console, fail, load_or_exit, state_or_exit
+from eblocks.cli.pool_status import pattern_table
 from eblocks.errors import SupervisorError
 from eblocks.runtime import StateDir, Supervisor
 from eblocks.runtime.state import pid_alive, read_json
@@ -160,6 +161,9 @@ def _print_status(state: StateDir) -> None:
             state_text,
         )
     console.print(table)
+    patterns = pattern_table(state, running)
+    if patterns is not None:
+        console.print(patterns)
 
 
 def logs(

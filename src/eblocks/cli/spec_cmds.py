@@ -13,12 +13,16 @@ from eblocks.spec import json_schema
 __all__ = ["register"]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def validate(spec: Path = typer.Argument(Path("mesh.yaml"), help="the mesh spec")) -> None:
     """Check a spec; exit 0 when valid, 2 with every problem listed when not."""
     mesh = load_or_exit(spec)
     console.print(
-        f"{spec}: valid — mesh {mesh.mesh!r}, {len(mesh.blocks)} blocks, "
-        f"{len(mesh.patterns)} patterns"
+        f"{spec}: valid — mesh {mesh.mesh!r}, {_count(len(mesh.blocks), 'block')}, "
+        f"{_count(len(mesh.patterns), 'pattern')}"
     )
 
 

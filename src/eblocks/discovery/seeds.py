@@ -13,7 +13,10 @@ seeds changes nothing. Three sources, all optional and merged:
 The key comes from ``discovery.key`` or ``discovery.key_file`` (relative to the
 spec's folder); with neither, the supervisor generates one for this machine's
 mesh. Either way the supervisor writes it to ``<state>/gossip.key`` (mode 0600),
-where the instances it starts read it.
+where the instances it starts read it. A key file may hold several keys, one
+per line: the first signs, all are accepted (key rotation). Running instances
+re-read ``<state>/gossip.key`` when it changes, and keep accepting a key that
+left the file for ``discovery.key_window``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import orjson
 
 from eblocks.discovery.swim import Addr
+from eblocks.discovery.wire import key_id_of
 from eblocks.errors import DiscoveryError
 from eblocks.spec.models import DiscoverySpec
 
@@ -36,8 +40,10 @@ __all__ = [
     "KEY_FILE",
     "SEEDS_FILE",
     "parse_addr",
+    "parse_keys",
     "prepare_key",
     "read_key",
+    "read_keys",
     "read_supervisor_seeds",
     "resolve_dns",
     "static_seeds",
@@ -79,40 +85,55 @@ def prepare_key(spec: DiscoverySpec, spec_dir: Path, state_dir: Path) -> Path:
     """
     path = state_dir / KEY_FILE
     if spec.key is not None:
-        key = spec.key.encode()
+        keys = [spec.key.encode()]
     elif spec.key_file is not None:
         source = Path(spec.key_file).expanduser()
         source = source if source.is_absolute() else spec_dir / source
         try:
-            key = source.read_bytes().strip()
+            keys = parse_keys(source.read_bytes(), f"discovery.key_file {source}")
         except OSError as exc:
             raise DiscoveryError(f"discovery.key_file {source}: {exc.strerror}") from exc
-        if len(key) < 16:
-            raise DiscoveryError(f"discovery.key_file {source}: the key must be at least 16 bytes")
     elif path.exists():
         return path
     else:
-        key = secrets.token_hex(32).encode()
+        keys = [secrets.token_hex(32).encode()]
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, key)
+        os.write(fd, b"\n".join(keys) + b"\n")
     finally:
         os.close(fd)
     os.replace(tmp, path)
     return path
 
 
-def read_key(state_dir: Path) -> bytes:
+def parse_keys(data: bytes, where: str) -> list[bytes]:
+    """The keys of a key file, one per line (the first signs); blank lines are skipped."""
+    keys = [line.strip() for line in data.splitlines() if line.strip()]
+    if not keys:
+        raise DiscoveryError(f"{where}: no key in the file")
+    for number, key in enumerate(keys, 1):
+        if len(key) < 16:
+            raise DiscoveryError(f"{where}: key {number} must be at least 16 bytes")
+    if len({key_id_of(key) for key in keys}) != len(set(keys)):
+        raise DiscoveryError(f"{where}: two keys share a key id; replace one of them")
+    return keys
+
+
+def read_keys(state_dir: Path) -> list[bytes]:
+    """Every key of ``<state>/gossip.key``, the signing one first."""
     path = state_dir / KEY_FILE
     try:
-        key = path.read_bytes().strip()
+        data = path.read_bytes()
     except OSError as exc:
         raise DiscoveryError(f"no gossip key at {path}: {exc.strerror}") from exc
-    if len(key) < 16:
-        raise DiscoveryError(f"{path}: the gossip key must be at least 16 bytes")
-    return key
+    return parse_keys(data, str(path))
+
+
+def read_key(state_dir: Path) -> bytes:
+    """The signing key of ``<state>/gossip.key``."""
+    return read_keys(state_dir)[0]
 
 
 def write_supervisor_seeds(state_dir: Path, rows: Iterable[Mapping[str, Any]]) -> None:

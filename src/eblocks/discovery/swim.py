@@ -19,9 +19,10 @@ Every packet piggybacks queued updates (see :mod:`.broadcast`); every
 ``gossip_interval`` a node with queued updates also sends them to
 ``gossip_fanout`` random members, so news spreads in O(log N) rounds.
 Joiners and, every ``sync_interval``, every node exchange their full state with
-one member (push-pull). For now the push-pull runs over the same datagram
-transport, split into packets of at most ``max_packet`` bytes; the issue asks
-for TCP there, which only matters once views outgrow a few dozen packets.
+one member (push-pull). A transport that also implements
+:class:`StreamTransport` (the UDP driver: TCP on the same port number) carries
+a push-pull as one signed message each way over a stream; otherwise (the
+simulator) the state goes in datagrams of at most ``max_packet`` bytes.
 
 Members declared DEAD are pinged every ``reconnect_interval`` by some node
 with the DEAD rumour attached, so that after a partition heals each side
@@ -36,7 +37,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from eblocks._types import Clock
 from eblocks.discovery.broadcast import BroadcastQueue
@@ -61,7 +62,7 @@ from eblocks.discovery.wire import (
 )
 from eblocks.errors import PacketError
 
-__all__ = ["Addr", "Counters", "GossipTransport", "SwimConfig", "SwimNode"]
+__all__ = ["Addr", "Counters", "GossipTransport", "StreamTransport", "SwimConfig", "SwimNode"]
 
 Addr = tuple[str, int]
 ALIVE, SUSPECT, DEAD, LEFT = MemberStatus
@@ -73,6 +74,20 @@ class GossipTransport(Protocol):
     """Where a node's datagrams go; the driver delivers replies to ``SwimNode.receive``."""
 
     def send(self, addr: Addr, data: bytes) -> None: ...
+
+
+@runtime_checkable
+class StreamTransport(Protocol):
+    """A transport that can also push-pull a full state over a stream (TCP).
+
+    ``push_pull`` sends ``data`` (a signed SYNC) to ``addr``, then hands the
+    peer's answer to :meth:`SwimNode.receive_stream`, or calls
+    :meth:`SwimNode.stream_failed` when the stream could not be used.
+    """
+
+    def send(self, addr: Addr, data: bytes) -> None: ...
+
+    def push_pull(self, addr: Addr, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +113,7 @@ class SwimConfig:
     reconnect_interval: float = 2.0
     reap_after: float = 60.0
     max_packet: int = 1400
+    max_stream: int = 8 << 20
 
     def __post_init__(self) -> None:
         for name in ("probe_interval", "probe_timeout", "gossip_interval", "suspicion_min"):
@@ -105,6 +121,8 @@ class SwimConfig:
                 raise ValueError(f"SwimConfig.{name} must be > 0")
         if self.probe_timeout >= self.probe_interval:
             raise ValueError("SwimConfig.probe_timeout must be shorter than probe_interval")
+        if self.max_stream < self.max_packet:
+            raise ValueError("SwimConfig.max_stream must be at least max_packet")
         if self.max_packet < 512:
             raise ValueError("SwimConfig.max_packet must be at least 512 bytes")
         if self.gossip_fanout < 1 or self.retransmit_mult < 1:
@@ -129,6 +147,9 @@ class Counters:
     packets_received: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
+    streams_sent: int = 0
+    streams_received: int = 0
+    stream_failures: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -224,6 +245,7 @@ class SwimNode:
         self._incarnation = incarnation
         self._keyring = keyring
         self._transport = transport
+        self._stream = transport if isinstance(transport, StreamTransport) else None
         self._clock = clock
         self._rng = rng
         self._members: dict[str, _State] = {}
@@ -262,6 +284,11 @@ class SwimNode:
     @property
     def leaving(self) -> bool:
         return self._leaving
+
+    @property
+    def keyring(self) -> Keyring:
+        """The gossip keys; update it in place to rotate (see :meth:`Keyring.update`)."""
+        return self._keyring
 
     @property
     def clock(self) -> Clock:
@@ -375,14 +402,46 @@ class SwimNode:
         """Handle one datagram from ``addr``; bad packets are counted and dropped."""
         self.counters.packets_received += 1
         self.counters.bytes_received += len(data)
-        now = self._clock.monotonic()
+        packet = self._decode(data, self.config.max_packet)
+        if packet is not None:
+            self._handle(packet, addr)
+
+    def receive_stream(self, addr: Addr, data: bytes) -> bytes | None:
+        """Handle one push-pull message from a stream; a SYNC gets our state to send back.
+
+        Returns the answer (``b""``: none), or ``None`` when the message failed
+        authentication or parsing: it is counted and dropped like a bad datagram.
+        """
+        self.counters.streams_received += 1
+        self.counters.bytes_received += len(data)
+        packet = self._decode(data, self.config.max_stream)
+        if packet is None:
+            return None
+        if packet.source == self._me.instance or packet.kind not in (Kind.SYNC, Kind.SYNC_REPLY):
+            return b""
+        self._apply_state_message(packet)
+        if packet.kind is Kind.SYNC and not self._leaving:
+            reply = self.state_message(Kind.SYNC_REPLY)
+            self.counters.bytes_sent += len(reply)
+            return reply
+        return b""
+
+    def stream_failed(self, addr: Addr) -> None:
+        """The stream to ``addr`` failed: fall back to a push-pull in datagrams."""
+        self.counters.stream_failures += 1
+        self._send_state_datagrams(addr, Kind.SYNC)
+
+    def _decode(self, data: bytes, max_size: int) -> Packet | None:
         try:
-            packet = decode(data, self._keyring, now=now, max_size=self.config.max_packet)
+            return decode(data, self._keyring, now=self._clock.monotonic(), max_size=max_size)
         except PacketError as exc:
             self.counters.dropped[exc.reason] = self.counters.dropped.get(exc.reason, 0) + 1
-            return
+            return None
+
+    def _handle(self, packet: Packet, addr: Addr) -> None:
         if packet.source == self._me.instance:
             return
+        now = self._clock.monotonic()
         sender = self._members.get(packet.source)
         if sender is not None:
             sender.last_seen = now
@@ -390,11 +449,21 @@ class SwimNode:
             # a member that knows us but we do not know it: our views diverged, push-pull now
             self._asked[packet.source] = now + self.config.sync_interval
             self._send_state(addr, Kind.SYNC)
-        # a full state is not re-gossiped, except the sender's own entry: that is how a join spreads
-        gossip = packet.kind not in (Kind.SYNC, Kind.SYNC_REPLY)
-        for update in packet.updates:
-            self._apply(update, rebroadcast=gossip or update.instance == packet.source)
+        if packet.kind in (Kind.SYNC, Kind.SYNC_REPLY):
+            self._apply_state_message(packet)
+        else:
+            for update in packet.updates:
+                self._apply(update, rebroadcast=True)
         self._dispatch(packet, addr)
+
+    def _apply_state_message(self, packet: Packet) -> None:
+        """Merge a full state; it is not re-gossiped, except the sender's own entry
+        (that is how a join spreads)."""
+        sender = self._members.get(packet.source)
+        if sender is not None:
+            sender.last_seen = self._clock.monotonic()
+        for update in packet.updates:
+            self._apply(update, rebroadcast=update.instance == packet.source)
 
     # -- packet handling -----------------------------------------------------
 
@@ -625,7 +694,21 @@ class SwimNode:
             )
         return entries
 
+    def state_message(self, kind: Kind) -> bytes:
+        """Our full state as one signed message, as a stream push-pull carries it."""
+        return encode(self._keyring, kind, 0, self._me.instance, self.state_entries())
+
     def _send_state(self, addr: Addr, kind: Kind) -> None:
+        """Push-pull with ``addr``: over a stream when the transport has one."""
+        if kind is Kind.SYNC and self._stream is not None:
+            data = self.state_message(kind)
+            self.counters.streams_sent += 1
+            self.counters.bytes_sent += len(data)
+            self._stream.push_pull(addr, data)
+        else:
+            self._send_state_datagrams(addr, kind)
+
+    def _send_state_datagrams(self, addr: Addr, kind: Kind) -> None:
         """Our full state, in as many packets as it takes; chunk 0 asks for a reply."""
         entries = self.state_entries()
         budget = self.config.max_packet - OVERHEAD - 64 - len(self._me.instance)

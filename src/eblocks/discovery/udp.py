@@ -22,6 +22,7 @@ from typing import Any
 
 from eblocks._types import Clock, SystemClock
 from eblocks.discovery.member import MemberRecord
+from eblocks.discovery.stream import StreamPushPull
 from eblocks.discovery.swim import Addr, SwimConfig, SwimNode
 from eblocks.discovery.wire import Keyring
 from eblocks.errors import DiscoveryError
@@ -43,13 +44,17 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 class UdpTransport:
-    """A :class:`~eblocks.discovery.swim.GossipTransport` over an asyncio datagram transport."""
+    """Datagrams over an asyncio datagram transport; push-pulls over TCP (a ``StreamTransport``)."""
 
-    __slots__ = ("_transport", "send_errors")
+    __slots__ = ("_streams", "_transport", "send_errors")
 
-    def __init__(self, transport: asyncio.DatagramTransport) -> None:
+    def __init__(self, transport: asyncio.DatagramTransport, streams: StreamPushPull) -> None:
         self._transport = transport
+        self._streams = streams
         self.send_errors = 0
+
+    def push_pull(self, addr: Addr, data: bytes) -> None:
+        self._streams.push_pull(addr, data)
 
     def send(self, addr: Addr, data: bytes) -> None:
         try:
@@ -65,6 +70,7 @@ class GossipNode:
     """A SWIM node on a UDP socket, as an async context manager.
 
     A ``gossip_port`` of 0 in ``record`` binds an ephemeral port and publishes it.
+    Push-pulls go over TCP on the same port number (see :mod:`.stream`).
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class GossipNode:
         self._transport: UdpTransport | None = None
         self._node: SwimNode | None = None
         self._task: asyncio.Task[None] | None = None
+        self._streams: StreamPushPull | None = None
         self._wake = asyncio.Event()
 
     @property
@@ -117,16 +124,10 @@ class GossipNode:
         await self.aclose()
 
     async def start(self) -> None:
-        """Bind, join through the seeds, and start the protocol loop."""
-        loop = asyncio.get_running_loop()
-        local = (self._bind_host, self._record.gossip_port)
-        try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Protocol(self._on_datagram), local_addr=local
-            )
-        except OSError as exc:
-            raise DiscoveryError(f"cannot bind gossip socket {local[0]}:{local[1]}: {exc}") from exc
-        self._transport = UdpTransport(transport)
+        """Bind UDP and TCP on one port number, join through the seeds, start the loop."""
+        transport, streams = await self._bind()
+        self._streams = streams
+        self._transport = UdpTransport(transport, streams)
         record = self._record
         if record.gossip_port == 0:
             record = dataclasses.replace(
@@ -151,19 +152,49 @@ class GossipNode:
             self._wake.set()
             await self._clock.sleep(self._leave_drain)
 
-    async def aclose(self) -> None:
-        """Leave gracefully, then stop the loop and close the socket."""
+    async def aclose(self, *, graceful: bool = True) -> None:
+        """Leave gracefully (unless told not to: a crash, as peers see it), then stop the
+        loop and close the sockets."""
         try:
-            await self.leave()
+            if graceful:
+                await self.leave()
         finally:
             if self._task is not None:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
                 self._task = None
+            if self._streams is not None:
+                await self._streams.aclose()
+                self._streams = None
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
+
+    async def _bind(self) -> tuple[asyncio.DatagramTransport, StreamPushPull]:
+        """UDP and TCP on the same port; with port 0, retry until a free number fits both."""
+        loop = asyncio.get_running_loop()
+        port = self._record.gossip_port
+        error: OSError | None = None
+        for _ in range(1 if port else 20):
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Protocol(self._on_datagram), local_addr=(self._bind_host, port)
+                )
+            except OSError as exc:
+                error = exc
+                break
+            bound = int(transport.get_extra_info("sockname")[1])
+            streams = StreamPushPull(lambda: self._node, wake=self._wake.set)
+            try:
+                await streams.listen(self._bind_host, bound)
+            except OSError as exc:
+                transport.close()
+                error = exc
+                continue
+            return transport, streams
+        where = f"{self._bind_host}:{port}"
+        raise DiscoveryError(f"cannot bind gossip socket {where}: {error}") from error
 
     def _on_datagram(self, addr: Addr, data: bytes) -> None:
         if self._node is not None:

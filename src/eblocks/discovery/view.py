@@ -9,7 +9,7 @@ from eblocks._types import Endpoint
 from eblocks.discovery.member import Member, MemberStatus
 from eblocks.discovery.swim import SwimNode
 
-__all__ = ["endpoint_rows", "member_row", "member_rows"]
+__all__ = ["counters_row", "endpoint_rows", "member_row", "member_rows"]
 
 
 def member_row(member: Member, now: float) -> dict[str, Any]:
@@ -49,6 +49,23 @@ def member_rows(node: SwimNode, *, block: str | None = None) -> list[dict[str, A
                 row["load"]["inflight"] = node.current_load.inflight
             rows.append(row)
     return rows
+
+
+def counters_row(node: SwimNode) -> dict[str, Any]:
+    """A node's traffic counters, dropped packets by reason, and the key ids it accepts."""
+    c = node.counters
+    return {
+        "packets_sent": c.packets_sent,
+        "packets_received": c.packets_received,
+        "bytes_sent": c.bytes_sent,
+        "bytes_received": c.bytes_received,
+        "streams_sent": c.streams_sent,
+        "streams_received": c.streams_received,
+        "stream_failures": c.stream_failures,
+        "dropped": dict(c.dropped),
+        "dropped_auth": c.dropped_auth,
+        "key_ids": node.keyring.accepted(node.clock.monotonic()),
+    }
 
 
 def endpoint_rows(

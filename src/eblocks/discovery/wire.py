@@ -25,6 +25,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_update",
+    "key_id_of",
 ]
 
 MAGIC = b"EG"
@@ -103,7 +106,9 @@ class Keyring:
     """The mesh gossip keys: one primary to sign with, older ones accepted for a while.
 
     ``rotate`` makes a new key primary and keeps accepting the old primary until
-    ``now + window`` (on the caller's monotonic clock).
+    ``now + window`` (on the caller's monotonic clock). ``from_keys``/``update``
+    take a whole key list (a key file, one key per line) with ids derived from
+    the keys, so every member agrees on them without coordination.
     """
 
     __slots__ = ("_keys", "_primary", "_until")
@@ -139,6 +144,44 @@ class Keyring:
             return None
         return key
 
+    @classmethod
+    def from_keys(cls, keys: Sequence[bytes]) -> Keyring:
+        """Sign with ``keys[0]``, accept all of them; ids come from the keys (:func:`key_id_of`)."""
+        if not keys:
+            raise ValueError("at least one gossip key is needed")
+        ring = cls(keys[0], key_id_of(keys[0]))
+        ring.update(keys, window=0.0, now=0.0)
+        return ring
+
+    def update(self, keys: Sequence[bytes], *, window: float, now: float) -> None:
+        """Adopt a new key list (first signs, all accepted); keys no longer listed are
+        still accepted until ``now + window`` at most, so members can switch one by one."""
+        if not keys:
+            raise ValueError("at least one gossip key is needed")
+        for key_id, until in list(self._until.items()):
+            if now > until:
+                del self._keys[key_id], self._until[key_id]
+        wanted: dict[int, bytes] = {}
+        for key in keys:
+            key_id = key_id_of(key)
+            self._check(key, key_id)
+            clash = wanted.get(key_id, self._keys.get(key_id, key))
+            if clash != key:
+                raise ValueError(f"two gossip keys share the key id {key_id}: pick another key")
+            wanted[key_id] = key
+        for key_id in self._keys:
+            if key_id not in wanted:
+                self._until[key_id] = min(self._until.get(key_id, math.inf), now + window)
+        for key_id, key in wanted.items():
+            self._keys[key_id] = key
+            self._until.pop(key_id, None)
+        self._primary = key_id_of(keys[0])
+
+    def accepted(self, now: float) -> list[int]:
+        """The ids of every key accepted at ``now``, the signing one first."""
+        ids = [k for k in self._keys if k == self._primary or self._until.get(k, now) >= now]
+        return sorted(ids, key=lambda k: k != self._primary)
+
     def sign_key(self) -> tuple[int, bytes]:
         return self._primary, self._keys[self._primary]
 
@@ -148,6 +191,11 @@ class Keyring:
             raise ValueError(f"gossip key must be at least {MIN_KEY_BYTES} bytes, got {len(key)}")
         if not 0 <= key_id <= 255:
             raise ValueError(f"gossip key id must be 0..255, got {key_id}")
+
+
+def key_id_of(key: bytes) -> int:
+    """The key id a key is sent under: the first byte of its SHA-256, the same on every host."""
+    return hashlib.sha256(key).digest()[0]
 
 
 def encode_update(update: Update) -> bytes:

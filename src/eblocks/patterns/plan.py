@@ -70,6 +70,10 @@ class Plan:
     def pattern(self, name: str) -> Pattern:
         return self._patterns[name]
 
+    def names(self) -> tuple[str, ...]:
+        """Every pattern's name, in spec order."""
+        return tuple(self._patterns)
+
     def stages(self, pattern: str) -> tuple[str, ...]:
         """The stages of a pipeline (a pool or fan-out has one: its entry block)."""
         found = self._patterns[pattern]

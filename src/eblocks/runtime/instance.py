@@ -19,12 +19,19 @@ from aiohttp import web
 
 from eblocks.block import Block, MeshClient
 from eblocks.block.handler import load_ref
-from eblocks.errors import DiscoveryError, HandlerImportError, PortInUseError, SpecError
+from eblocks.errors import (
+    DiscoveryError,
+    HandlerImportError,
+    PortInUseError,
+    ScalerError,
+    SpecError,
+)
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
 from eblocks.spec import MeshSpec, load_spec
 from eblocks.telemetry import AccessLog, Telemetry
 from eblocks.telemetry.tracing import tracing_from_spec
+from eblocks.workload.scalers import make_scaler
 
 __all__ = ["EXIT_CONFIG", "main"]
 
@@ -85,6 +92,7 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
 
 async def _run(args: argparse.Namespace) -> int:
     state = StateDir(Path(args.state_dir))
+    state.create()  # in a pod the state dir is a fresh emptyDir: no supervisor made run/
     block: Block | None = None
     try:
         spec = load_spec(args.spec)
@@ -92,7 +100,9 @@ async def _run(args: argparse.Namespace) -> int:
         block = await _build(spec, args, membership)
         await block.start(args.host, args.port, args.admin_port)
         await membership.start(block, args.host)
-    except (DiscoveryError, HandlerImportError, PortInUseError, SpecError) as exc:
+        if any(mw.workers is not None for _, mw in block.pools.managed()):
+            block.pools.autoscale(make_scaler(state, args.instance))
+    except (DiscoveryError, HandlerImportError, PortInUseError, ScalerError, SpecError) as exc:
         if block is not None and block.ready:
             await block.stop()
         write_json(state.error_file(args.instance), {"error": str(exc), "kind": type(exc).__name__})

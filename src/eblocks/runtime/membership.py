@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -30,13 +31,15 @@ from eblocks.block import Block
 from eblocks.discovery import GossipNode, GossipResolver, Keyring, MemberRecord, SupervisorResolver
 from eblocks.discovery.member import MemberStatus
 from eblocks.discovery.seeds import (
-    read_key,
+    KEY_FILE,
+    read_keys,
     read_supervisor_seeds,
     resolve_dns,
     static_seeds,
 )
 from eblocks.discovery.swim import Addr
-from eblocks.discovery.view import endpoint_rows, member_rows
+from eblocks.discovery.view import counters_row, endpoint_rows, member_rows
+from eblocks.errors import DiscoveryError
 from eblocks.runtime.state import StateDir
 from eblocks.spec import MeshSpec
 from eblocks.telemetry import Hooks
@@ -100,6 +103,8 @@ class Membership:
         self.gossip: GossipNode | None = None
         self._gossip_resolver: GossipResolver | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._keyring: Keyring | None = None
+        self._key_stamp: tuple[int, int] | None = None
 
     @property
     def gossip_port(self) -> int:
@@ -111,6 +116,8 @@ class Membership:
             return
         discovery = self.spec.discovery
         block_spec = self.spec.blocks[self.block]
+        self._key_stamp = self._key_file_stamp()
+        self._keyring = Keyring.from_keys(read_keys(self.state.path))
         record = MemberRecord(
             mesh=self.spec.mesh,
             block=self.block,
@@ -125,7 +132,7 @@ class Membership:
         )
         self.gossip = GossipNode(
             record,
-            keyring=Keyring(read_key(self.state.path)),
+            keyring=self._keyring,
             seeds=static_seeds(discovery),
             config=discovery.swim_config(),
             incarnation=max(0, int(time.time()) - INCARNATION_EPOCH),
@@ -176,13 +183,38 @@ class Membership:
             roles = {name: roles_of(self.spec, name) for name in self.spec.blocks}
             rows = endpoint_rows(self._files.view(), block=block, roles=roles)
             mode = "supervisor"
-        body = {
+        body: dict[str, Any] = {
             "mesh": self.spec.mesh,
             "mode": mode,
             "instance": self.instance,
             "members": rows,
         }
+        if self.gossip is not None:
+            body["counters"] = counters_row(self.gossip.node)
         return web.json_response(body, dumps=lambda obj: orjson.dumps(obj).decode())
+
+    def _key_file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.state.path / KEY_FILE).stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _reload_keys(self) -> None:
+        """Adopt a changed ``gossip.key`` (key rotation); a bad file keeps the old keys."""
+        stamp = self._key_file_stamp()
+        if stamp is None or stamp == self._key_stamp or self._keyring is None:
+            return
+        self._key_stamp = stamp
+        try:
+            keys = read_keys(self.state.path)
+            now = self.gossip.node.clock.monotonic() if self.gossip is not None else 0.0
+            self._keyring.update(keys, window=self.spec.discovery.key_window, now=now)
+        except (DiscoveryError, ValueError) as exc:
+            log.error("gossip key rotation refused, keeping the current keys: %s", exc)
+            return
+        log.info("gossip keys reloaded: %d key(s), signing with key id %d",
+                 len(keys), self._keyring.primary_id)  # fmt: skip
 
     async def _seed_and_load(self, block: Block) -> None:
         """Keep joining seeds we do not see yet, and publish our load, every second."""
@@ -209,6 +241,7 @@ class Membership:
                 if seeds:
                     node.join(seeds)
                 node.set_load(block.inflight, 0.0, 0)
+                self._reload_keys()
             except Exception:  # a bad seeds file must not end discovery
                 log.exception("membership: seed refresh failed")
             await asyncio.sleep(0.5 if node.alive_count == 0 else 1.0)

@@ -7,6 +7,8 @@ spec.yaml         the spec the mesh was started with
 logs/<inst>.log   each instance's stdout and stderr
 run/<inst>.json   written by an instance once its sockets are bound
 run/<inst>.error  written by an instance that cannot start (import error, port in use)
+scale/<inst>.json the pool sizes a manager instance asks for (`LocalProcessScaler`)
+pools.json        autoscaled pools: bounds, target, running, ready (written by the supervisor)
 """
 
 from __future__ import annotations
@@ -72,8 +74,15 @@ class StateDir:
     def error_file(self, instance: str) -> Path:
         return self.path / "run" / f"{instance}.error"
 
+    def scale_request(self, instance: str) -> Path:
+        return self.path / "scale" / f"{instance}.json"
+
+    @property
+    def pools(self) -> Path:
+        return self.path / "pools.json"
+
     def create(self) -> None:
-        for sub in ("logs", "run"):
+        for sub in ("logs", "run", "scale"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
 
 

@@ -9,6 +9,11 @@ Each instance moves through::
 Only READY instances are published to ``endpoints.json``; an instance that
 exits is unpublished at once, so clients retry elsewhere or wait for it.
 
+A worker block that a manager-worker pattern autoscales (``workers``) starts
+within the pattern's bounds; a `PoolController` then starts instances and
+retires them (unpublish, drain, SIGTERM) as the managers ask
+(`eblocks.runtime.scaling`). A retired instance is removed, not restarted.
+
 In ``discovery.mode: gossip`` the supervisor is only a seed: it writes the mesh
 key to ``gossip.key`` (0600) and the gossip addresses of READY instances to
 ``gossip.json``; the instances find each other through gossip, and `start()`
@@ -34,6 +39,7 @@ from eblocks._types import Endpoint
 from eblocks.discovery import write_endpoints
 from eblocks.discovery.seeds import prepare_key, write_supervisor_seeds
 from eblocks.errors import DiscoveryError, SupervisorError
+from eblocks.runtime.scaling import PoolController, initial_count
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, read_json, write_json
 from eblocks.spec import MeshSpec
 
@@ -77,6 +83,10 @@ class Instance:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
 
+    @property
+    def ready(self) -> bool:
+        return self.state is InstanceState.READY
+
 
 class Supervisor:
     """Runs every instance of ``spec`` on this machine; state lives in ``state``."""
@@ -94,12 +104,14 @@ class Supervisor:
                 labels=dict(block.labels),
             )
             for name, block in spec.blocks.items()
-            for i in range(spec.settings(name).replicas)
+            for i in range(initial_count(spec, name))
         ]
         self._stopping = False
         self._monitors: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self._failure = ""  # why start() failed; kept in supervisor.json after stop()
+        self._pools = PoolController(self)
+        self._pools_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start every instance and wait (bounded) until all are ready."""
@@ -133,11 +145,17 @@ class Supervisor:
                 raise SupervisorError(
                     f"{self._failure} (see `eblocks logs <block>`; UDP blocked?)"
                 ) from None
+        if self._pools:
+            self._pools_task = asyncio.create_task(self._pools.run(), name="pools")
         self._write_supervisor("ready")
 
     async def stop(self) -> None:
         """Stop every instance: SIGTERM, wait for the drain, SIGKILL the late ones."""
         self._stopping = True
+        if self._pools_task is not None:
+            self._pools_task.cancel()
+            await asyncio.gather(self._pools_task, return_exceptions=True)
+        await self._pools.aclose()
         for inst in self.instances:
             inst.state = InstanceState.STOPPING
             if inst.pid is not None:
@@ -165,7 +183,7 @@ class Supervisor:
                 raise SupervisorError(str(exc)) from exc
         if self.state.spec != self.spec_path:
             self.state.spec.write_bytes(self.spec_path.read_bytes())
-        for stale in self.state.path.glob("run/*"):
+        for stale in [*self.state.path.glob("run/*"), *self.state.path.glob("scale/*")]:
             stale.unlink()
         self._publish()
 
@@ -184,6 +202,7 @@ class Supervisor:
             inst.block,
             inst.id,
         )
+        env["EBLOCKS_STATE_DIR"] = str(self.state.path)  # where a block may keep its own data
         try:
             inst.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -218,7 +237,7 @@ class Supervisor:
         ready = asyncio.create_task(self._wait_ready(inst, proc))
         code = await proc.wait()
         ready.cancel()
-        if self._stopping:
+        if self._stopping or inst.state is InstanceState.STOPPING:  # stopped or retired
             return
         ran = time.monotonic() - inst.started_at
         inst.failures = 1 if ran > 30.0 else inst.failures + 1
@@ -234,15 +253,89 @@ class Supervisor:
         log.warning("%s %s; restarting in %.2fs", inst.id, inst.error, delay)
         self._write_state()
         await asyncio.sleep(delay)
-        if not self._stopping:
+        if not self._stopping and inst.state is InstanceState.BACKOFF:  # not retired meanwhile
             inst.restarts += 1
             await self._spawn(inst)
+
+    # -- pools (called by the PoolController) -----------------------------------------
+
+    def pool_members(self, block: str) -> list[Instance]:
+        """The instances of ``block`` that are not on their way out."""
+        gone = (InstanceState.STOPPING, InstanceState.STOPPED)
+        return [i for i in self.instances if i.block == block and i.state not in gone]
+
+    async def spawn_instance(self, block: str) -> Instance:
+        """Start one more instance of ``block`` (the lowest free index names it)."""
+        taken = {i.id for i in self.instances}
+        index = next(n for n in range(len(taken) + 1) if f"{block}-{n}" not in taken)
+        settings = self.spec.settings(block)
+        inst = Instance(
+            block,
+            f"{block}-{index}",
+            settings.host,
+            settings.port,
+            labels=dict(self.spec.blocks[block].labels),
+        )
+        self.instances.append(inst)
+        await self._spawn(inst)
+        return inst
+
+    async def retire_instance(self, inst: Instance, *, settle: float = 0.3) -> None:
+        """Unpublish ``inst``, let its in-flight work finish, stop it and forget it.
+
+        ``settle`` gives the resolvers (which re-read the endpoints every 0.1 s)
+        time to stop routing to it; in gossip mode the instance itself leaves
+        the membership when it gets SIGTERM, before it drains.
+        """
+        was_ready = inst.ready
+        inst.state = InstanceState.STOPPING
+        self._publish()
+        drain = self.spec.settings(inst.block).drain
+        if was_ready and self.spec.discovery.mode == "supervisor":
+            await asyncio.sleep(settle)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle(inst), drain)
+        if inst.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                inst.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            await self._reap_one(inst, drain + 2.0)
+        if inst in self.instances:
+            self.instances.remove(inst)
+        self._write_state()
+        log.info("%s retired", inst.id)
+
+    async def _idle(self, inst: Instance) -> None:
+        """Return once ``inst`` reports no request in flight (or stops answering)."""
+        assert self._http is not None
+        url = f"http://{inst.host}:{inst.admin_port}/readyz"
+        while inst.pid is not None:
+            try:
+                async with self._http.get(url) as resp:
+                    body = await resp.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                return
+            if not body.get("inflight"):
+                return
+            await asyncio.sleep(0.05)
+
+    async def _reap_one(self, inst: Instance, grace: float) -> None:
+        proc = inst.proc
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await asyncio.wait_for(proc.wait(), 5.0)
 
     async def _wait_ready(self, inst: Instance, proc: asyncio.subprocess.Process) -> None:
         run_file = self.state.run_file(inst.id)
         while proc.returncode is None:
             info = read_json(run_file)
             if info is not None and await self._probe(inst.host, int(info["admin_port"])):
+                if inst.state is not InstanceState.STARTING:
+                    return  # retired while it started: never publish it
                 inst.port, inst.admin_port = int(info["port"]), int(info["admin_port"])
                 inst.gossip_port = int(info.get("gossip_port") or 0)
                 inst.state, inst.error = InstanceState.READY, ""

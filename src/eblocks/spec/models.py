@@ -5,9 +5,11 @@ Shape::
     apiVersion: eblocks/v1
     mesh: NAME
     defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host, access_log}
-    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, access_log, env, labels}}
+    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, access_log, env, labels,
+               resources}}
     patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}
-                    | {manager-worker: {manager, worker, balancer, queue, concurrency, attempts}}
+                    | {manager-worker: {manager, worker, workers, balancer, queue, concurrency,
+                                       attempts}}
                     | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
     policies: {}
     discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
@@ -22,7 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from eblocks.balance.factory import BalancerName
 from eblocks.spec.units import Duration, Size
@@ -45,9 +55,12 @@ __all__ = [
     "PipelineSpec",
     "Policies",
     "QueueSpec",
+    "ResourceAmounts",
+    "Resources",
     "RetryPolicy",
     "TelemetrySpec",
     "TracingSpec",
+    "WorkersSpec",
     "resolve_settings",
 ]
 
@@ -100,6 +113,36 @@ class Defaults(_Frozen):
     )
 
 
+def _quantity_text(value: Any) -> Any:
+    """YAML reads ``cpu: 2`` or ``cpu: 0.5`` as numbers; Kubernetes wants the text."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_text),
+    Field(
+        pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$",
+        description="a Kubernetes quantity: `500m` or `2` CPUs, `256Mi` or `1Gi` of memory",
+        examples=["250m", "512Mi"],
+    ),
+]
+
+
+class ResourceAmounts(_Frozen):
+    """CPU and memory of one instance; unset fields keep the renderer's defaults."""
+
+    cpu: Quantity | None = Field(None, description="CPU (`250m` is a quarter of a core)")
+    memory: Quantity | None = Field(None, description="memory (`256Mi`)")
+
+
+class Resources(_Frozen):
+    """What one instance asks for and may use (rendered into Kubernetes containers)."""
+
+    requests: ResourceAmounts = Field(ResourceAmounts(), description="reserved for scheduling")
+    limits: ResourceAmounts = Field(ResourceAmounts(), description="hard caps")
+
+
 class BlockSpec(_Frozen):
     """A service kind: the user's handler and how many instances run it."""
 
@@ -119,6 +162,9 @@ class BlockSpec(_Frozen):
     access_log: bool | None = Field(None, description="write an access log (JSON lines)")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
     labels: dict[str, str] = Field(default_factory=dict, description="labels of its endpoints")
+    resources: Resources | None = Field(
+        None, description="CPU/memory requests and limits per instance (`eblocks render`)"
+    )
 
     @model_validator(mode="after")
     def _one_entry_point(self) -> BlockSpec:
@@ -144,15 +190,57 @@ class QueueSpec(_Frozen):
     max: int = Field(64, ge=0, le=100_000, description="waiting tasks; past it, 429 + retry-after")
 
 
+class WorkersSpec(_Frozen):
+    """Autoscaling of a manager-worker pool: how many worker instances, by the load.
+
+    The manager aims at ``target_inflight`` tasks (running and queued) per
+    worker: it grows the pool at once and shrinks it only after the load has
+    stayed low for ``scale_down_delay`` (as Kubernetes' HPA stabilisation window).
+    """
+
+    min: int = Field(1, ge=1, le=256, description="fewest worker instances")
+    max: int = Field(4, ge=1, le=256, description="most worker instances")
+    target_inflight: float | None = Field(
+        None, gt=0, description="tasks in flight or queued per worker; default: `concurrency`"
+    )
+    scale_up_delay: Duration = Field(
+        0.0, le=3600, description="a higher count must hold this long before the pool grows"
+    )
+    scale_down_delay: Duration = Field(
+        30.0, le=3600, description="a lower count must hold this long before the pool shrinks"
+    )
+    forecast: Literal["none", "holt"] = Field(
+        "none", description="`holt`: grow ahead of a rising load (Holt's linear trend)"
+    )
+    horizon: Duration = Field(
+        2.0, le=600, description="how far ahead `holt` looks (about a worker's start-up time)"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WorkersSpec:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
 class ManagerWorker(_Frozen):
     """The body of a manager-worker pattern."""
 
     manager: Name = Field(description="block whose instances queue and dispatch the tasks")
     worker: Name = Field(description="block whose instances run the tasks")
+    workers: WorkersSpec | None = Field(
+        None, description="autoscale the worker block between min and max (default: `replicas`)"
+    )
     balancer: BalancerName = Field("p2c", description="how the manager picks a worker instance")
     queue: QueueSpec = Field(QueueSpec(), description="bounded queue in front of the workers")
     concurrency: int = Field(2, ge=1, le=1024, description="tasks in flight per worker instance")
     attempts: int = Field(3, ge=1, le=10, description="tries of one task, on different workers")
+
+    @property
+    def target_inflight(self) -> float:
+        """Tasks per worker the autoscaler aims at: ``workers.target_inflight`` or concurrency."""
+        own = self.workers.target_inflight if self.workers is not None else None
+        return own if own is not None else float(self.concurrency)
 
 
 class ManagerWorkerSpec(_Frozen):
@@ -256,7 +344,10 @@ class DiscoverySpec(_Frozen):
         None, min_length=16, description="gossip HMAC key, at least 16 bytes; prefer key_file"
     )
     key_file: str | None = Field(
-        None, description="file holding the key (relative to the spec's folder)"
+        None, description="file of keys, one a line, the first signs (relative to the spec)"
+    )
+    key_window: Duration = Field(
+        300.0, description="how long a key removed from the key file is still accepted"
     )
     seeds: tuple[SeedAddr, ...] = Field((), description="static seeds, `host:port`")
     dns: str | None = Field(

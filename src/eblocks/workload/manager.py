@@ -17,9 +17,10 @@ within the worker block's ``timeout``; the task goes to another worker with the
 same idempotency key, so a worker that did the work before it died causes no
 second effect. Handler errors (500) are answered, not retried.
 
-How many workers there are is the resolver's business: a `Scaler` (not yet
-built) changes the pool by starting and retiring worker instances, and the
-manager follows the resolver's view.
+How many workers there are is the resolver's business: a `Scaler` changes
+the pool by starting and retiring worker instances (`pools.Autoscaler`), and
+the manager follows the resolver's view; `wake` lets queued tasks onto
+workers that just joined.
 """
 
 from __future__ import annotations
@@ -176,11 +177,22 @@ class Manager:
 
     def _release(self) -> None:
         self._active -= 1
+        self.wake()
+
+    def wake(self) -> int:
+        """Hand free slots to queued tasks, oldest first; returns how many started.
+
+        A finishing task calls it; so does the autoscaler each tick, so workers that
+        joined the pool take queued tasks at once, not after the next task finishes.
+        """
+        started = 0
         while self._queue and self._has_room():
             slot = self._queue.popleft()
             if not slot.done():
                 self._active += 1  # handed over: the slot never becomes free in between
                 slot.set_result(None)
+                started += 1
+        return started
 
     # -- dispatch ----------------------------------------------------------------
 

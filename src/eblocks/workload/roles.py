@@ -30,6 +30,7 @@ from eblocks.spec.models import DivideConquer, ManagerWorker, RetryPolicy
 from eblocks.telemetry.core import Hooks
 from eblocks.workload.divider import Divider
 from eblocks.workload.manager import Manager, WorkerLink
+from eblocks.workload.pools import Pools
 
 __all__ = ["dispatch"]
 
@@ -43,12 +44,14 @@ def dispatch(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     backoff: RetryPolicy | None = None,
+    pools: Pools | None = None,
     hooks: Hooks | None = None,
 ) -> Handle:
     """The inbound `Handle` of ``block``: its roles in ``plan`` in front of its PM.
 
     ``link`` reaches the workers of the patterns this block manages; ``backoff``
-    spaces a manager's or divider's retries (the block's own `retries`);
+    spaces a manager's or divider's retries (the block's own `retries`); the
+    managers built are added to ``pools`` (shown on ``/v1/pools``, autoscaled);
     ``hooks`` publishes each manager's pool and queue as gauges.
     """
     clock = clock or SystemClock()
@@ -68,6 +71,8 @@ def dispatch(
             manager = Manager(
                 pattern, spec, link, balancer=balancer, backoff=backoff, clock=clock, rng=rng
             )
+            if pools is not None:
+                pools.add(manager)
             found = manager.handle
             if hooks is not None:
                 hooks.pool(pattern, manager.gauges)

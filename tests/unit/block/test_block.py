@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from eblocks import Block, Context, Message, PortInUseError
+from eblocks import Block, Context, MeshClient, Message, PortInUseError, mesh_client
 from eblocks.message import (
     DEADLINE_HEADER,
     ERROR_HEADER,
@@ -24,6 +24,7 @@ from eblocks.message import (
     STAGE_HEADER,
 )
 from eblocks.patterns import Plan
+from eblocks.spec import parse_spec
 from eblocks.spec.models import Defaults, resolve_settings
 
 
@@ -298,3 +299,35 @@ async def test_serves_an_aiohttp_app(session: aiohttp.ClientSession) -> None:
             assert await resp.text() == "hello eblocks"
         async with session.get(admin(block, "/readyz")) as resp:
             assert (await resp.json())["inflight"] == 0
+
+
+async def test_an_app_block_calls_the_mesh_through_mesh_client(
+    session: aiohttp.ClientSession, local_mesh: Callable[..., Any]
+) -> None:
+    spec = parse_spec(
+        "apiVersion: eblocks/v1\nmesh: m\nblocks:\n  web: {app: 'x:y'}\n  upper: {handler: 'x:y'}\n"
+    )
+
+    async def upper(msg: Message) -> bytes:
+        return msg.body.upper()
+
+    mesh = await local_mesh(spec, {"upper": upper})
+
+    async def shout(request: web.Request) -> web.Response:
+        reply = await mesh_client(request.app).call("upper", Message(await request.read()))
+        return web.Response(body=reply.body)
+
+    app = web.Application()
+    app.router.add_post("/shout", shout)
+    client = MeshClient(spec, mesh.resolver, source="web")
+    async with (
+        Block.in_mesh("web", None, app=app, client=client) as block,
+        session.post(url(block, "/shout"), data=b"hi") as resp,
+    ):
+        assert resp.status == 200
+        assert await resp.read() == b"HI"
+
+
+def test_mesh_client_names_an_app_outside_a_mesh() -> None:
+    with pytest.raises(RuntimeError, match="not served by a block in a mesh"):
+        mesh_client(web.Application())

@@ -12,6 +12,7 @@ from eblocks.discovery.seeds import (
     parse_addr,
     prepare_key,
     read_key,
+    read_keys,
     read_supervisor_seeds,
     resolve_dns,
     write_supervisor_seeds,
@@ -104,3 +105,17 @@ def test_sim_bench_refuses_what_cannot_fit() -> None:
     (row,) = report["results"]
     assert "GB" in row["refused"]
     assert "refused" in to_markdown(report)
+
+
+def test_a_key_file_with_several_keys_is_copied_whole(tmp_path: Path) -> None:
+    (tmp_path / "keys").write_bytes(b"new-key-0123456789abcdef\n\n  old-key-0123456789abcdef \n")
+    (tmp_path / "state").mkdir()
+    prepare_key(DiscoverySpec(mode="gossip", key_file="keys"), tmp_path, tmp_path / "state")
+    assert read_keys(tmp_path / "state") == [
+        b"new-key-0123456789abcdef",
+        b"old-key-0123456789abcdef",
+    ]
+    assert read_key(tmp_path / "state") == b"new-key-0123456789abcdef"
+    (tmp_path / "keys").write_bytes(b"new-key-0123456789abcdef\nshort\n")
+    with pytest.raises(DiscoveryError, match="key 2 must be at least 16 bytes"):
+        prepare_key(DiscoverySpec(mode="gossip", key_file="keys"), tmp_path, tmp_path / "state")

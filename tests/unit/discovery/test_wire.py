@@ -18,6 +18,7 @@ from eblocks.discovery.wire import (
     decode,
     encode,
     encode_update,
+    key_id_of,
 )
 from eblocks.errors import DiscoveryError, PacketError
 
@@ -183,3 +184,37 @@ def test_rotating_to_the_primary_id_is_an_error() -> None:
     ring = Keyring(KEY, key_id=3)
     with pytest.raises(ValueError, match="already the primary"):
         ring.rotate(OTHER, 3, window=1.0, now=0.0)
+
+
+def test_a_key_list_signs_with_the_first_and_accepts_all() -> None:
+    ring = Keyring.from_keys([OTHER, KEY])
+    assert ring.primary_id == key_id_of(OTHER)
+    signed_old = encode(Keyring.from_keys([KEY]), Kind.GOSSIP, 0, "old")
+    signed_new = encode(ring, Kind.GOSSIP, 0, "new")
+    assert decode(signed_old, ring, now=0.0, max_size=MAX).source == "old"
+    assert decode(signed_new, Keyring.from_keys([OTHER]), now=0.0, max_size=MAX).source == "new"
+    assert reason(signed_new, Keyring.from_keys([KEY])) == "unknown_key"
+
+
+def test_a_key_removed_from_the_list_is_accepted_until_the_window_closes() -> None:
+    ring = Keyring.from_keys([KEY])
+    signed_old = encode(Keyring.from_keys([KEY]), Kind.GOSSIP, 0, "old")
+    ring.update([OTHER], window=60.0, now=10.0)
+    assert ring.accepted(10.0) == [key_id_of(OTHER), key_id_of(KEY)]
+    assert decode(signed_old, ring, now=70.0, max_size=MAX).source == "old"
+    assert reason(signed_old, ring, now=70.5) == "unknown_key"
+    assert ring.accepted(71.0) == [key_id_of(OTHER)]
+    ring.update([OTHER, KEY], window=60.0, now=80.0)  # a key listed again is accepted again
+    assert decode(signed_old, ring, now=1e6, max_size=MAX).source == "old"
+
+
+def test_two_keys_with_one_id_are_refused() -> None:
+    keys = [b"%032d" % n for n in range(600)]
+    first = keys[0]
+    clash = next(k for k in keys[1:] if key_id_of(k) == key_id_of(first))
+    with pytest.raises(ValueError, match="share the key id"):
+        Keyring.from_keys([first, clash])
+    ring = Keyring.from_keys([first])
+    with pytest.raises(ValueError, match="share the key id"):
+        ring.update([clash], window=60.0, now=0.0)
+    assert ring.primary_id == key_id_of(first)  # refused: nothing changed

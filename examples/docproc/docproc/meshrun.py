@@ -1,0 +1,147 @@
+"""Run a scenario's mesh the way a user does: ``eblocks up --detach`` ... ``eblocks down``.
+
+`RunningMesh` starts a spec (optionally with some blocks' replicas rewritten,
+for the 1/2/4-worker variants) under its own state root, hands out a mesh
+client, reads each instance's CPU time and peak RSS, and always stops the
+mesh again, also when the caller fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psutil
+import yaml
+
+from eblocks import MeshClient, SupervisorResolver, load_spec
+from eblocks.runtime import StateDir
+from eblocks.runtime.state import read_json
+
+__all__ = ["ProcessStats", "RunningMesh", "with_replicas"]
+
+UP_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStats:
+    """CPU seconds (user + system) and peak RSS of one block's instances, summed."""
+
+    block: str
+    instances: int
+    cpu_seconds: float
+    peak_rss: int
+
+
+def with_replicas(spec: Path, replicas: Mapping[str, int], out: Path) -> Path:
+    """A copy of ``spec`` in ``out`` whose blocks run ``replicas[block]`` instances."""
+    data: dict[str, Any] = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    for block, count in replicas.items():
+        if block not in data.get("blocks", {}):
+            raise KeyError(f"{spec}: no block {block!r} to scale")
+        entry = data["blocks"][block] or {}
+        entry["replicas"] = count
+        data["blocks"][block] = entry
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / spec.name
+    target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return target
+
+
+class RunningMesh:
+    """One mesh, up under ``root`` for the duration of a ``with`` block."""
+
+    def __init__(self, spec: Path, root: Path, env: Mapping[str, str] | None = None) -> None:
+        self.spec_path = spec
+        self.spec = load_spec(spec)
+        self.root = root
+        self.state = StateDir.for_mesh(self.spec.mesh, root)
+        self.env = {**os.environ, **(env or {})}
+        self.startup_seconds = 0.0
+
+    def _cli(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "eblocks", *args, "--state-dir", str(self.root)]
+        return subprocess.run(
+            cmd, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def up(self) -> float:
+        """Start every instance and wait until all are ready; the seconds it took."""
+        began = time.perf_counter()
+        done = self._cli("up", str(self.spec_path), "--detach", timeout=UP_TIMEOUT)
+        if done.returncode != 0:
+            self.down()
+            raise RuntimeError(f"eblocks up {self.spec_path} failed:\n{done.stdout}{done.stderr}")
+        self.startup_seconds = time.perf_counter() - began
+        return self.startup_seconds
+
+    def down(self) -> None:
+        if self.state.supervisor.exists():
+            self._cli("down", "--mesh", self.spec.mesh, timeout=UP_TIMEOUT)
+
+    def __enter__(self) -> RunningMesh:
+        self.up()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.down()
+
+    def client(self, source: str = "docproc") -> MeshClient:
+        return MeshClient(self.spec, SupervisorResolver(self.state.path), source=source)
+
+    def instances(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = (read_json(self.state.state) or {}).get("instances", [])
+        return rows
+
+    def address(self, block: str) -> str | None:
+        """``http://host:port`` of the first ready instance of ``block``."""
+        for row in self.instances():
+            if row.get("block") == block and row.get("ready"):
+                return f"http://{row['host']}:{row['port']}"
+        return None
+
+    def process_stats(self) -> dict[str, ProcessStats]:
+        """Per block: CPU seconds so far and peak RSS of its live instances."""
+        totals: dict[str, list[float]] = {}
+        for row in self.instances():
+            pid = row.get("pid")
+            if not pid:
+                continue
+            try:
+                proc = psutil.Process(int(pid))
+                times = proc.cpu_times()
+                peak = _peak_rss(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            entry = totals.setdefault(row["block"], [0, 0.0, 0])
+            entry[0] += 1
+            entry[1] += times.user + times.system
+            entry[2] += peak
+        return {
+            block: ProcessStats(block, int(n), cpu, int(rss))
+            for block, (n, cpu, rss) in sorted(totals.items())
+        }
+
+
+def _peak_rss(proc: psutil.Process) -> int:
+    """The high-water mark of resident memory (VmHWM), else the current RSS."""
+    try:
+        with open(f"/proc/{proc.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(proc.memory_info().rss)

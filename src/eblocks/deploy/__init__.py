@@ -1,0 +1,30 @@
+"""Deployment renderers: a mesh spec as Kubernetes manifests or Dockerfiles.
+
+`eblocks render mesh.yaml --target kubernetes|docker` (docs/kubernetes.md).
+"""
+
+from eblocks.deploy.edges import OUTSIDE, Edge, callers, pattern_edges
+from eblocks.deploy.kubernetes import (
+    KUBERNETES_VERSION,
+    KubeOptions,
+    cluster_spec,
+    kubernetes_files,
+    render_kubernetes,
+)
+from eblocks.deploy.names import Names, deployment_name
+from eblocks.deploy.output import write_files
+
+__all__ = [
+    "KUBERNETES_VERSION",
+    "OUTSIDE",
+    "Edge",
+    "KubeOptions",
+    "Names",
+    "callers",
+    "cluster_spec",
+    "deployment_name",
+    "kubernetes_files",
+    "pattern_edges",
+    "render_kubernetes",
+    "write_files",
+]

@@ -1,0 +1,150 @@
+"""Render a mesh spec into one Dockerfile per block and a compose file (`--target docker`).
+
+Nothing is built here. Each image is the spec's folder (its handler modules)
+on ``python:3.12-slim`` with Eblocks installed from a wheel in that folder's
+``wheels/``; its command is the same instance entry point the pods and the
+local supervisor run. In compose every container carries the network alias
+``<mesh>-gossip``, which Docker's DNS resolves to all of them: the gossip
+seeds, as the headless Service is on Kubernetes::
+
+    <out>/mesh.yaml              the spec as the containers run it (gossip via the alias)
+    <out>/<block>.Dockerfile     one image per block: <prefix><mesh>-<block>:<tag>
+    <out>/compose.yaml           services, replicas, health checks, the spec, the key
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eblocks import __version__
+from eblocks.deploy.kubernetes import cluster_spec, grace_seconds, instance_args
+from eblocks.deploy.names import ADMIN_PORT, HTTP_PORT, RUN_AS, SPEC_FILE, STATE_DIR, Names
+from eblocks.deploy.names import gossip_port as _gossip_port
+from eblocks.deploy.output import dump_documents, dump_spec, header
+from eblocks.errors import RenderError
+from eblocks.spec.models import MeshSpec
+
+__all__ = ["PYTHON_IMAGE", "DockerOptions", "docker_files"]
+
+PYTHON_IMAGE = "python:3.12-slim"
+
+# The container's own address: what it binds and publishes to the gossip.
+_ADDRESS = "$(hostname -i | cut -d' ' -f1)"
+_PROBE = (
+    "import socket, urllib.request; "
+    "urllib.request.urlopen('http://%s:{port}{path}' % "
+    "socket.gethostbyname(socket.gethostname()), timeout=2)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DockerOptions:
+    """What `eblocks render --target docker` takes besides the spec."""
+
+    spec_dir: Path
+    """The build context: the folder holding the spec and its handler modules."""
+    out: Path
+    """Where the files go (paths in compose.yaml are relative to it)."""
+    image_prefix: str = ""
+    tag: str = "latest"
+    source: str = "mesh.yaml"
+
+
+def docker_files(spec: MeshSpec, options: DockerOptions) -> dict[str, str]:
+    """Every file of the docker target, by name relative to ``options.out``."""
+    names = Names.checked(spec, None)
+    context = _relative(options.spec_dir, options.out)
+    files = {
+        "mesh.yaml": header(options.source, f"the spec of mesh {spec.mesh!r} in compose")
+        + dump_spec(cluster_spec(spec, names.gossip_service)),
+    }
+    for block in sorted(spec.blocks):
+        files[f"{block}.Dockerfile"] = dockerfile(spec, block, options.source)
+    compose = _compose(spec, names, options, context)
+    files["compose.yaml"] = header(options.source, f"compose file of mesh {spec.mesh!r}") + (
+        dump_documents([compose]).removeprefix("---\n")
+    )
+    return dict(sorted(files.items()))
+
+
+def image(prefix: str, names: Names, block: str, tag: str) -> str:
+    return f"{prefix}{names.block(block)}:{tag}"
+
+
+def dockerfile(spec: MeshSpec, block: str, source: str) -> str:
+    """The Dockerfile of one block's image (build context: the spec's folder)."""
+    args = instance_args(block)
+    args[args.index("$(POD_NAME)")] = '"$(hostname)"'
+    args[args.index("$(POD_IP)")] = f'"{_ADDRESS}"'
+    run = "exec python -m eblocks.runtime.instance " + " ".join(args)
+    probe = _PROBE.format(port=ADMIN_PORT, path="/readyz")
+    lines = [
+        header(source, f"image of block {block!r} of mesh {spec.mesh!r}").rstrip("\n"),
+        "# Build from the spec's folder, with the eblocks wheel in its wheels/ folder:",
+        f"#   docker build -f <out>/{block}.Dockerfile -t {spec.mesh}-{block} <spec folder>",
+        f"FROM {PYTHON_IMAGE}",
+        "ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/app",
+        "WORKDIR /app",
+        "COPY . /app",
+        "RUN pip install --no-cache-dir --find-links /app/wheels "
+        f'"eblocks[fast]=={__version__}" \\',
+        " && if [ -f requirements.txt ]; then \\",
+        "      pip install --no-cache-dir -r requirements.txt; fi \\",
+        f" && groupadd --gid {RUN_AS} eblocks \\",
+        f" && useradd --uid {RUN_AS} --gid {RUN_AS} --no-create-home "
+        "--shell /usr/sbin/nologin eblocks \\",
+        f" && mkdir -p {STATE_DIR} /etc/eblocks && chown {RUN_AS}:{RUN_AS} {STATE_DIR} \\",
+        f" && ln -s /run/secrets/gossip_key {STATE_DIR}/gossip.key",
+        f"USER {RUN_AS}:{RUN_AS}",
+        f"ENV EBLOCKS_MESH={spec.mesh} EBLOCKS_BLOCK={block}",
+        f"EXPOSE {HTTP_PORT}/tcp {ADMIN_PORT}/tcp {_gossip_port(spec)}/udp",
+        "STOPSIGNAL SIGTERM",
+        "HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \\",
+        f"  CMD {json.dumps(['python', '-c', probe])}",
+        f"CMD {json.dumps(['sh', '-c', run])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _compose(spec: MeshSpec, names: Names, options: DockerOptions, context: str) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    for block in sorted(spec.blocks):
+        settings = spec.settings(block)
+        service: dict[str, Any] = {
+            "image": image(options.image_prefix, names, block, options.tag),
+            "build": {
+                "context": context,
+                "dockerfile": _relative(options.out / f"{block}.Dockerfile", options.spec_dir),
+            },
+            "configs": [{"source": "spec", "target": SPEC_FILE}],
+            "secrets": [{"source": "gossip_key", "target": "gossip_key"}],
+            "deploy": {"replicas": settings.replicas},
+            "stop_grace_period": f"{grace_seconds(spec, block)}s",
+            "tmpfs": ["/tmp"],
+            "networks": {"mesh": {"aliases": [names.gossip_service]}},
+            "restart": "unless-stopped",
+        }
+        if spec.blocks[block].env:
+            service["environment"] = dict(sorted(spec.blocks[block].env.items()))
+        services[block] = service
+    return {
+        "name": spec.mesh,
+        "services": services,
+        "configs": {"spec": {"file": "./mesh.yaml"}},
+        # The operator makes it: `openssl rand -hex 32 > gossip.key` (docs/kubernetes.md).
+        "secrets": {"gossip_key": {"file": "./gossip.key"}},
+        "networks": {"mesh": {}},
+    }
+
+
+def _relative(target: Path, start: Path) -> str:
+    """``target`` relative to ``start`` (both made absolute), with '/' separators."""
+    try:
+        rel = os.path.relpath(target.absolute(), start.absolute())
+    except ValueError as exc:  # different drives on Windows
+        raise RenderError(f"cannot reach {target} from {start}: {exc}") from exc
+    return Path(rel).as_posix()

@@ -1,0 +1,165 @@
+"""The docproc case study on a real mesh: integrity, kill -9 of the decrypt pool, the router."""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from .helpers import REPO, Sandbox, alive, parse_table, wait_for
+
+pytestmark = pytest.mark.integration
+
+DOCPROC = REPO / "examples" / "docproc"
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One key store for the module: RSA-4096 generation is slow, the keys are not the test."""
+    from docproc.keystore import KeyStore
+
+    folder = tmp_path_factory.mktemp("docproc-keys")
+    KeyStore(folder).ensure()
+    return folder
+
+
+def _corpus(sandbox: Sandbox, count: int, seed: int = 11) -> Path:
+    run = sandbox.eblocks(
+        "docproc", "corpus", "--count", str(count), "--out", "corpus", "--seed", str(seed)
+    )
+    assert run.returncode == 0, str(run)
+    labels = sandbox.work / "corpus" / "labels.jsonl"
+    labels.rename(sandbox.root / "labels.jsonl")  # submit sends every file of the folder
+    return sandbox.work / "corpus"
+
+
+def _env(sandbox: Sandbox, keys: Path, **extra: str) -> dict[str, str]:
+    return {"DOCPROC_HOME": str(sandbox.root / "data"), "DOCPROC_KEYS": str(keys), **extra}
+
+
+def _counts(sandbox: Sandbox, mesh: str, env: dict[str, str]) -> dict[str, Any]:
+    run = sandbox.cmd("call", "store", "--data", '{"op": "counts"}', "--mesh", mesh, env=env)
+    assert run.returncode == 0, str(run)
+    counts: dict[str, Any] = json.loads(run.stdout)["counts"]
+    return counts
+
+
+def _summary(text: str) -> dict[str, str]:
+    return {row[0]: row[1] for row in parse_table(text) if len(row) == 2}
+
+
+def test_scenario_a_stores_and_reads_back_every_document_byte_for_byte(
+    sandbox: Sandbox, keys: Path
+) -> None:
+    corpus = _corpus(sandbox, 60)
+    env = _env(sandbox, keys)
+    up = sandbox.up(DOCPROC / "scenario-a.yaml", env=env)
+    assert up.returncode == 0, str(up)
+
+    run = sandbox.cmd(
+        "submit", "process", str(corpus), "--concurrency", "8", "--out", "replies", env=env
+    )
+
+    assert run.returncode == 0, str(run)
+    assert _summary(run.stdout).get("documents ok") == "60", str(run)
+    originals = sorted(p for p in corpus.glob("*.txt"))
+    for path in originals:
+        assert (sandbox.work / "replies" / path.name).read_bytes() == path.read_bytes(), path.name
+    counts = _counts(sandbox, "docproc-a", env)
+    assert counts["total"] == 60, counts
+
+
+def test_kill_9_of_decrypt_workers_loses_and_duplicates_nothing(
+    sandbox: Sandbox, keys: Path
+) -> None:
+    corpus = _corpus(sandbox, 300, seed=5)
+    env = _env(sandbox, keys)
+    up = sandbox.up(DOCPROC / "scenario-c.yaml", env=env)
+    assert up.returncode == 0, str(up)
+    submit = sandbox.start(
+        "submit", "process", str(corpus), "--concurrency", "16", "--out", "replies", env=env
+    )
+    replies = sandbox.work / "replies"
+    killed = 0
+    for round_ in range(3):  # kill one decrypt worker, then the other, then the first again
+        wanted = 40 * (round_ + 1)
+
+        def progressed(wanted: int = wanted) -> bool:
+            return len(list(replies.glob("*.txt"))) >= wanted or submit.poll() is not None
+
+        wait_for(progressed, timeout=120, what=f"{wanted} documents read back")
+        if submit.poll() is not None:
+            break
+        workers = [
+            r for r in sandbox.instances("docproc-c") if r["block"] == "decrypt" and r["ready"]
+        ]
+        assert workers, sandbox.instances("docproc-c")
+        victim = psutil.Process(workers[round_ % len(workers)]["pid"])
+        assert "eblocks.runtime.instance" in victim.cmdline()
+        victim.send_signal(signal.SIGKILL)
+        psutil.wait_procs([victim], timeout=10)
+        assert not alive(victim)
+        killed += 1
+    code = submit.wait(timeout=300)
+    out, err = sandbox.output_of(submit)
+    assert killed >= 2, "the run ended before the workers were killed (make it longer)"
+    assert code == 0, f"exit {code}\n{out}\n{err}"
+    assert _summary(out).get("documents ok") == "300", out
+    for path in corpus.glob("*.txt"):
+        assert (replies / path.name).read_bytes() == path.read_bytes(), path.name
+    counts = _counts(sandbox, "docproc-c", env)
+    assert counts["total"] == 300, counts  # one row per document: retries wrote nothing twice
+
+
+def _http(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_router_uploads_searches_and_opens_by_permission(sandbox: Sandbox, keys: Path) -> None:
+    env = _env(sandbox, keys, DOCPROC_READER_TOKEN="letmein")
+    up = sandbox.up(DOCPROC / "mesh.yaml", env=env)
+    assert up.returncode == 0, str(up)
+    (row,) = [r for r in sandbox.instances("docproc") if r["block"] == "router"]
+    base = f"http://{row['host']}:{row['port']}"
+    text = b"Quarterly budget review. Contact finance at ana.lopez@example.com.\n"
+
+    status, low = _http(f"{base}/v1/documents?name=memo.txt", data=text)
+    assert status == 200, low
+    assert low["ok"], low
+    assert low["verified"], low
+    status, high = _http(f"{base}/v1/documents?name=secret.txt&risk=high", data=b"Top secret.\n")
+    assert status == 200, high
+    assert high["level"] == "high", high
+
+    status, found = _http(f"{base}/v1/documents?level=high")
+    assert status == 200
+    assert [d["name"] for d in found["documents"]] == ["secret.txt"]
+    status, opened = _http(f"{base}/v1/documents/{urllib.parse.quote(high['id'])}")
+    assert status == 200
+    assert opened["allowed"] is False
+    assert opened["text"] is None
+    status, opened = _http(
+        f"{base}/v1/documents/{urllib.parse.quote(high['id'])}",
+        headers={"authorization": "Bearer letmein"},
+    )
+    assert opened["allowed"] is True
+    assert opened["text"] == "Top secret.\n"
+    with urllib.request.urlopen(f"{base}/", timeout=10) as resp:
+        assert b"docproc" in resp.read()
+    status, counters = _http(f"{base}/v1/counters")
+    assert counters["processed"] == 2, counters
+    assert counters["store"]["total"] == 2, counters
