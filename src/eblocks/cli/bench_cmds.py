@@ -116,6 +116,8 @@ def patterns(
     if report.errors:
         err.print(f"[bold red]{report.errors} task(s) failed[/]; see error_kinds in the JSON")
         raise typer.Exit(1)
+
+
 @bench.command("telemetry")
 def telemetry(
     calls: int = typer.Option(20_000, min=100, help="calls per variant and round"),
