@@ -256,3 +256,17 @@ async def _drive_ui(address: str, files: list[str]) -> None:
         opened = await _page_until(browser, text, lambda v: "4111" in v, "the decrypted text")
         assert opened == "Refund to card 4111 1111 1111 1111 please.\n"
         assert browser.errors == []
+
+
+def test_the_demo_runs_end_to_end_and_stops_its_mesh(sandbox: Sandbox) -> None:
+    workdir = sandbox.root / "demo"
+    run = sandbox.eblocks(
+        "docproc", "demo", "--count", "40", "--workdir", str(workdir), timeout=300
+    )
+    assert run.returncode == 0, str(run)
+    summary = _summary(run.stdout)
+    assert summary.get("documents ingested") == "40 of 40", run.stdout
+    assert summary.get("read back, bytes identical") == "40 of 40", run.stdout
+    assert "UI: https://127.0.0.1:" in run.stdout
+    assert (workdir / "state" / "docproc" / "supervisor.json").exists()
+    assert sandbox.processes() == []  # the demo stopped everything it started
