@@ -3,8 +3,9 @@
 The service (plain aiohttp + the OpenTelemetry SDK, no Eblocks) runs in the
 test process with an in-memory exporter; the mesh runs as processes started by
 `eblocks up` with ``exporter: file``, each writing its spans under the state
-dir. The spans of both sides share one trace id and link parent to child, and
-`eblocks trace ID` draws them as one tree.
+dir (mTLS between the blocks; the entry block also takes the service's
+plaintext). The spans of both sides share one trace id and link parent to
+child, and `eblocks trace ID` draws them as one tree.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ mesh: traced
 defaults: {timeout: 10s, drain: 2s}
 telemetry: {tracing: {sampling: 0.0, exporter: file}}
 blocks:
-  clean: {handler: handlers:clean}
+  clean: {handler: handlers:clean, security: {mtls: permissive}}  # the external caller: plaintext
   tokenize: {handler: handlers:tokenize}
   count: {handler: handlers:count}
 patterns:
