@@ -369,7 +369,9 @@ def _surface(chunks: list[_Chunk], key: tuple[str, ...]) -> str:
     n, head, wanted = len(key), key[0], list(key)
     for chunk in chunks:
         lowered = chunk.lowered
-        for i in range(len(lowered) - n + 1):
+        if head not in lowered:
+            continue
+        for i in range(lowered.index(head), len(lowered) - n + 1):
             if lowered[i] == head and lowered[i : i + n] == wanted:
                 surface = " ".join(chunk.words[i : i + n])
                 if i or not chunk.initial:
