@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -154,3 +155,10 @@ def test_the_installed_command(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["count"] == 12
     assert evaluate(tmp_path).documents == 12
+
+
+def test_the_cli_default_share_is_the_corpus_default() -> None:
+    from docproc import analysis_cli, corpus
+
+    option = inspect.signature(analysis_cli.corpus_cmd).parameters["sensitive_share"].default
+    assert option.default == corpus.SENSITIVE_SHARE

@@ -1,17 +1,23 @@
-"""`eblocks docproc corpus|evaluate|analyse|idf`: the analysis commands of the case study."""
+"""`eblocks docproc corpus|evaluate|analyse|idf`: the analysis commands of the case study.
+
+The analysis modules are imported inside the commands: every `eblocks` command
+loads this plugin, and their tables and regexes are not free to build.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from docproc import corpus, evaluate, risk, semantic
+if TYPE_CHECKING:
+    from docproc.corpus import CorpusStats
+    from docproc.evaluate import Evaluation
 
 __all__ = ["register"]
 
@@ -32,7 +38,7 @@ def corpus_cmd(
         0.0, "--large-share", min=0.0, max=1.0, help="Share of 40-200 KB documents."
     ),
     sensitive_share: float = typer.Option(
-        corpus.SENSITIVE_SHARE,
+        0.4,  # corpus.SENSITIVE_SHARE, which a test keeps equal
         "--sensitive-share",
         min=0.0,
         max=1.0,
@@ -44,6 +50,8 @@ def corpus_cmd(
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a directory")
     started = time.perf_counter()
+    from docproc import corpus
+
     stats = corpus.generate(
         out, count, seed, large_share=large_share, sensitive_share=sensitive_share
     )
@@ -54,7 +62,7 @@ def corpus_cmd(
     _out.print(f"written in {time.perf_counter() - started:.1f} s to {out}")
 
 
-def _stats_table(stats: corpus.CorpusStats, out: Path) -> Table:
+def _stats_table(stats: CorpusStats, out: Path) -> Table:
     table = Table(title=f"corpus {out} (seed {stats.seed})", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
@@ -75,7 +83,7 @@ def _stats_table(stats: corpus.CorpusStats, out: Path) -> Table:
     return table
 
 
-def _sizes(stats: corpus.CorpusStats) -> str:
+def _sizes(stats: CorpusStats) -> str:
     values = (stats.min_bytes, stats.p50_bytes, stats.p95_bytes, stats.max_bytes)
     return " / ".join(f"{v:,.0f}" for v in values) + " B"
 
@@ -91,6 +99,8 @@ def evaluate_cmd(
 ) -> None:
     """Precision and recall of the risk stage per type, and risk-level accuracy."""
     try:
+        from docproc import evaluate
+
         result = evaluate.evaluate(directory, limit=limit)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -118,7 +128,7 @@ def evaluate_cmd(
         _out.print(f"  {miss['error']}: {miss['type']} in {miss['file']}")
 
 
-def _summary(result: evaluate.Evaluation) -> str:
+def _summary(result: Evaluation) -> str:
     confusion = "; ".join(
         f"{expected}: " + " ".join(f"{got}={n}" for got, n in row.items())
         for expected, row in result.risk_confusion.items()
@@ -142,6 +152,8 @@ def analyse_cmd(
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"{path}: cannot read as UTF-8 text ({exc})")
+    from docproc import risk, semantic
+
     analysis = semantic.analyse(text, top_k=top_k)
     result: dict[str, Any] = {"semantic": analysis, "risk": risk.assess(text, analysis)}
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
@@ -156,6 +168,8 @@ def idf_cmd(
     files = sorted(directory.glob("*.txt")) if directory.is_dir() else []
     if not files:
         _fail(f"{directory}: no .txt files")
+    from docproc import semantic
+
     table = semantic.build_idf((f.read_text(encoding="utf-8") for f in files), min_df=min_df)
     out.write_text(table.to_json() + "\n", encoding="utf-8")
     _out.print(f"{len(table.df):,} words from {table.documents:,} documents -> {out}")

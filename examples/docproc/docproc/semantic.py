@@ -284,32 +284,34 @@ def _topic(tf: Counter[str]) -> tuple[str, dict[str, float]]:
 
 
 def _term_scores(
-    chunks: list[_Chunk], tf: Counter[str], n_sentences: int, stop: frozenset[str]
+    chunks: list[_Chunk],
+    tf: Counter[str],
+    pairs: Counter[tuple[str, str]],
+    n_sentences: int,
+    stop: frozenset[str],
 ) -> dict[str, float]:
-    """YAKE's single-term score ``S(t)`` for every content term (lower is better)."""
+    """YAKE's single-term score ``S(t)`` for every content term (lower is better).
+
+    ``pairs`` counts adjacent words in a chunk. An occurrence has a left neighbour
+    unless it starts its chunk, so the left co-occurrences of ``t`` number
+    ``TF(t)`` minus its chunk starts (and the right ones, minus its chunk ends).
+    """
     content = [w for w in tf if len(w) >= MIN_TERM_CHARS and w not in stop]
     if not content:
         return {}
     upper: Counter[str] = Counter()
     acronym: Counter[str] = Counter()
-    pairs: Counter[tuple[str, str]] = Counter()
     for chunk in chunks:
         if chunk.words != chunk.lowered:  # the chunk has a capital letter
             _count_capitals(chunk, upper, acronym)
-        pairs.update(zip(chunk.lowered, chunk.lowered[1:], strict=False))
+    starts = Counter(chunk.lowered[0] for chunk in chunks)
+    ends = Counter(chunk.lowered[-1] for chunk in chunks)
+    left_kinds = Counter(b for _, b in pairs)
+    right_kinds = Counter(a for a, _ in pairs)
     sentences_of: dict[str, list[int]] = {}
     # distinct (word, sentence) pairs in text order, so each list is ascending
     for word, sentence in dict.fromkeys((w, c.sentence) for c in chunks for w in c.lowered):
         sentences_of.setdefault(word, []).append(sentence)
-    left_kinds: Counter[str] = Counter()
-    left_total: Counter[str] = Counter()
-    right_kinds: Counter[str] = Counter()
-    right_total: Counter[str] = Counter()
-    for (a, b), count in pairs.items():
-        left_kinds[b] += 1
-        left_total[b] += count
-        right_kinds[a] += 1
-        right_total[a] += count
     tfs = [tf[w] for w in content]
     mean_tf, std_tf, max_tf = statistics.fmean(tfs), statistics.pstdev(tfs), max(tfs)
     norm_tf, per_sentence = mean_tf + std_tf, 1.0 / max(1, n_sentences)
@@ -320,8 +322,9 @@ def _term_scores(
         seen = sentences_of[word]
         mid = len(seen) // 2
         median = float(seen[mid]) if len(seen) % 2 else (seen[mid - 1] + seen[mid]) / 2
-        dl = left_kinds[word] / left_total[word] if left_total[word] else 0.0
-        dr = right_kinds[word] / right_total[word] if right_total[word] else 0.0
+        left, right = n - starts[word], n - ends[word]
+        dl = left_kinds[word] / left if left else 0.0
+        dr = right_kinds[word] / right if right else 0.0
         rel = 1.0 + (dl + dr) * n / max_tf
         scores[word] = (
             rel
@@ -341,18 +344,22 @@ def _count_capitals(chunk: _Chunk, upper: Counter[str], acronym: Counter[str]) -
                 upper[chunk.lowered[k]] += 1
 
 
-def _candidates(chunks: list[_Chunk], content: Mapping[str, float]) -> Counter[tuple[str, ...]]:
+def _candidates(
+    chunks: list[_Chunk],
+    tf: Counter[str],
+    pairs: Counter[tuple[str, str]],
+    content: Mapping[str, float],
+) -> Counter[tuple[str, ...]]:
     """Counts of the 1..3-grams whose first and last words are content terms."""
-    counts: Counter[tuple[str, ...]] = Counter()
-    for chunk in chunks:
-        lowered = chunk.lowered
-        size = len(lowered)
-        for i in range(size):
-            if lowered[i] not in content:
-                continue
-            for j in range(i + 1, min(i + MAX_NGRAM, size) + 1):
-                if lowered[j - 1] in content:
-                    counts[tuple(lowered[i:j])] += 1
+    counts: Counter[tuple[str, ...]] = Counter({(w,): tf[w] for w in content})
+    counts.update({p: n for p, n in pairs.items() if p[0] in content and p[1] in content})
+    counts.update(
+        gram
+        for chunk in chunks
+        if len(chunk.lowered) > 2
+        for gram in zip(chunk.lowered, chunk.lowered[1:], chunk.lowered[2:], strict=False)
+        if gram[0] in content and gram[2] in content
+    )
     return counts
 
 
@@ -362,7 +369,9 @@ def _surface(chunks: list[_Chunk], key: tuple[str, ...]) -> str:
     n, head, wanted = len(key), key[0], list(key)
     for chunk in chunks:
         lowered = chunk.lowered
-        for i in range(len(lowered) - n + 1):
+        if head not in lowered:
+            continue
+        for i in range(lowered.index(head), len(lowered) - n + 1):
             if lowered[i] == head and lowered[i : i + n] == wanted:
                 surface = " ".join(chunk.words[i : i + n])
                 if i or not chunk.initial:
@@ -382,11 +391,14 @@ def _keywords(
     if top_k == 0:
         return []
     table = idf if idf is not None else default_idf()
-    term_score = _term_scores(chunks, tf, n_sentences, stop)
+    pairs: Counter[tuple[str, str]] = Counter()
+    for chunk in chunks:
+        pairs.update(zip(chunk.lowered, chunk.lowered[1:], strict=False))
+    term_score = _term_scores(chunks, tf, pairs, n_sentences, stop)
     weights = table.weights()
     both = {w: (s, weights.get(w, 1.0)) for w, s in term_score.items()}
     ranked: list[tuple[float, tuple[str, ...]]] = []
-    for key, count in _candidates(chunks, term_score).items():
+    for key, count in _candidates(chunks, tf, pairs, term_score).items():
         if len(key) == 1:
             score, weight = both[key[0]]
             ranked.append((score / (count * (1.0 + score)) / weight, key))
