@@ -235,7 +235,11 @@ async def _run(settings: PatternSettings, progress: Callable[[str], None]) -> Pa
         progress("starting the mesh")
         try:
             await supervisor.start()
-            async with MeshClient(spec, SupervisorResolver(state.path), source="bench") as client:
+            from eblocks.security import Auth  # the CLI's SVID: the mesh runs mTLS strict
+
+            auth = Auth.for_cli(spec, state.path)
+            resolver = SupervisorResolver(state.path)
+            async with MeshClient(spec, resolver, source="bench", auth=auth) as client:
                 await _measure_all(report, settings, client, iters, progress)
                 if settings.reaction:
                     await _reactions(report, settings, spec, state, client, iters, progress)
