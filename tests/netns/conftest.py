@@ -14,6 +14,7 @@ from .network import NetnsUnavailable, Network
 def network() -> Iterator[Network]:
     if shutil.which("ip") is None:
         pytest.skip("iproute2 is not installed (scripts/system-deps.sh installs it as root)")
+    Network.remove_stale()
     net = Network(hosts=3)
     try:
         net.create()

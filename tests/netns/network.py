@@ -75,6 +75,24 @@ class Network:
         return failed
 
     @staticmethod
+    def remove_stale() -> None:
+        """Delete namespaces an earlier, crashed test run (a pid no longer running) made."""
+        for name in Network.existing():
+            tag = name.split("-")[0]
+            if tag.startswith("ebt") and tag[3:].isdigit() and not _running(int(tag[3:])):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+    @staticmethod
     def existing() -> set[str]:
         run = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
         return {line.split()[0] for line in run.stdout.splitlines() if line.strip()}
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

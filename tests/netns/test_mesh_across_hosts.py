@@ -137,7 +137,13 @@ def _call(box: Host) -> subprocess.CompletedProcess[str]:
 
 
 def _statuses(box: Host) -> dict[str, str]:
-    return {f"{m['address'].split(':')[0]}/{i}": m["status"] for i, m in _members(box).items()}
+    """Status by gossip id: ``<instance>@<host>``, unique across the hosts."""
+    return {i: m["status"] for i, m in _members(box).items()}
+
+
+def _gone(view: dict[str, str], name: str) -> bool:
+    """DEAD, or already forgotten (reaped)."""
+    return view.get(name, "dead") == "dead"
 
 
 def test_calls_cross_hosts_and_a_partition_heals(
@@ -157,18 +163,26 @@ def test_calls_cross_hosts_and_a_partition_heals(
         return len(view) == 9 and set(view.values()) == {"alive"}
 
     for box in hosts:
-        wait_for(partial(all_alive, box), timeout=BOUND, what="nine members alive")
-    hosts_seen = {addr.split("/")[0] for addr in _statuses(hosts[2])}
+        try:
+            wait_for(partial(all_alive, box), timeout=BOUND, what="nine members alive")
+        except AssertionError as exc:
+            views = {b.root.name: _statuses(b) for b in hosts}
+            raise AssertionError(f"{exc}: {views}") from None
+    hosts_seen = {name.split("@")[1] for name in _statuses(hosts[2])}
     assert hosts_seen == set(network.addresses)
 
     # host 2's own tokenize is frozen: once its view drops it, calls go to another host
     (row,) = [r for r in hosts[2].instances() if r["block"] == "tokenize"]
+    frozen = f"{row['instance']}@{network.addresses[2]}"
     os.kill(row["pid"], signal.SIGSTOP)
     try:
-        wait_for(
-            lambda: _members(hosts[2]).get(row["instance"], {}).get("status") == "dead",
-            timeout=BOUND, what="host 2's tokenize dead in host 2's view",
-        )  # fmt: skip
+        try:
+            wait_for(
+                lambda: len(view := _statuses(hosts[2])) >= 8 and _gone(view, frozen),
+                timeout=BOUND, what="host 2's tokenize dead in host 2's view",
+            )  # fmt: skip
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {frozen} {_statuses(hosts[2])}") from None
         for _ in range(3):
             run = _call(hosts[2])
             assert run.returncode == 0, run
@@ -179,11 +193,11 @@ def test_calls_cross_hosts_and_a_partition_heals(
     wait_for(lambda: all_alive(hosts[2]), timeout=BOUND, what="tokenize back after SIGCONT")
 
     network.cut(2)
-    island = {f"{network.addresses[2]}/{r['instance']}" for r in hosts[2].instances()}
+    island = {f"{r['instance']}@{network.addresses[2]}" for r in hosts[2].instances()}
 
     def island_dead() -> bool:
         view = _statuses(hosts[0])
-        return all(view.get(name) == "dead" for name in island)
+        return len(view) >= 6 and all(_gone(view, name) for name in island)
 
     wait_for(island_dead, timeout=BOUND, what="host 2's members dead on host 0")
     run = _call(hosts[0])

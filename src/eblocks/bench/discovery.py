@@ -73,7 +73,7 @@ async def run_loopback(
                 progress(f"round {r + 1}/{rounds}: converging")
                 results.append(await _round(fleet, procs, steady, settle, bound, rng, progress))
                 victim = procs.index(next(p for p in procs if p.name == results[-1]["victim"]))
-                procs[victim] = await fleet.spawn(f"m{victim}-r{r + 1}")
+                procs[victim] = await fleet.spawn(f"m{victim}-x{r}")  # renamed by the reset
         except (TimeoutError, RuntimeError) as exc:
             if not results:
                 raise

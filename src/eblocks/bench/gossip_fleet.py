@@ -176,8 +176,10 @@ class Fleet:
             async with asyncio.timeout(self._ready_within):
                 await member.ready.wait()
         except TimeoutError:
+            stopped = member.reader is not None and member.reader.done()
             raise TimeoutError(
-                f"member {member.name} not ready in {self._ready_within:g} s"
+                f"member {member.name} not ready in {self._ready_within:g} s "
+                f"(exit code {member.proc.returncode}, reader stopped: {stopped})"
             ) from None
         if member.port == 0:
             code = await member.proc.wait()

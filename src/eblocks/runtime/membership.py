@@ -44,12 +44,19 @@ from eblocks.runtime.state import StateDir
 from eblocks.spec import MeshSpec
 from eblocks.telemetry import Hooks
 
-__all__ = ["INCARNATION_EPOCH", "DeferredResolver", "Membership", "roles_of"]
+__all__ = ["INCARNATION_EPOCH", "DeferredResolver", "Membership", "member_id", "roles_of"]
 
 log = logging.getLogger("eblocks.membership")
 
 INCARNATION_EPOCH = 1_700_000_000
 """Incarnations start at wall-clock seconds since this epoch (Nov 2023)."""
+
+
+def member_id(instance: str, host: str) -> str:
+    """The gossip id of a local instance: unique across hosts, whose supervisors all
+    number their instances ``<block>-<i>`` (``clean-0@10.0.0.5``); plain on loopback."""
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    return instance if loopback else f"{instance}@{host}"
 
 
 def roles_of(spec: MeshSpec, block: str) -> tuple[str, ...]:
@@ -121,7 +128,7 @@ class Membership:
         record = MemberRecord(
             mesh=self.spec.mesh,
             block=self.block,
-            instance=self.instance,
+            instance=member_id(self.instance, host),
             host=host,
             port=block.port,
             gossip_port=discovery.port,
@@ -227,7 +234,7 @@ class Membership:
                 for instance, addr in read_supervisor_seeds(
                     self.state.path, exclude=self.instance
                 ).items():
-                    member = node.member(instance)
+                    member = node.member(member_id(instance, addr[0]))
                     if (
                         member is None
                         or not member.status.reachable

@@ -43,6 +43,7 @@ from eblocks._types import Endpoint
 from eblocks.discovery import write_endpoints
 from eblocks.discovery.seeds import prepare_key, write_supervisor_seeds
 from eblocks.errors import DiscoveryError, SecurityError, SupervisorError
+from eblocks.runtime.membership import member_id
 from eblocks.runtime.scaling import PoolController, initial_count
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, read_json, write_json
 from eblocks.security import LocalIssuer
@@ -382,7 +383,7 @@ class Supervisor:
     async def _converged(self) -> None:
         """Wait until every instance's gossip view lists every instance alive."""
         assert self._http is not None
-        everyone = {i.id for i in self.instances}
+        everyone = {member_id(i.id, i.host) for i in self.instances}
         while True:
             views = await asyncio.gather(*(self._alive_view(i) for i in self.instances))
             if all(view >= everyone for view in views):
