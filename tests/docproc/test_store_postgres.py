@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from docproc.errors import StoreError
 from docproc.store import open_store, redact_url
 
-from .conftest import PgCluster
+if TYPE_CHECKING:  # a conftest is not importable at run time (no package here)
+    from tests.docproc.conftest import PgCluster
 
 
 async def test_a_wrong_password_fails_clearly_without_echoing_it(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -13,6 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
+from .cdp import Browser
 from .helpers import REPO, Sandbox, alive, parse_table, wait_for
 
 pytestmark = pytest.mark.integration
@@ -119,11 +122,14 @@ def test_kill_9_of_decrypt_workers_loses_and_duplicates_nothing(
 
 
 def _http(
-    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    url: str,
+    tls: ssl.SSLContext,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
+        with urllib.request.urlopen(request, timeout=30, context=tls) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -134,32 +140,133 @@ def test_router_uploads_searches_and_opens_by_permission(sandbox: Sandbox, keys:
     up = sandbox.up(DOCPROC / "mesh.yaml", env=env)
     assert up.returncode == 0, str(up)
     (row,) = [r for r in sandbox.instances("docproc") if r["block"] == "router"]
-    base = f"http://{row['host']}:{row['port']}"
+    base = f"https://{row['host']}:{row['port']}"
+    # An external client: server authentication against the mesh's bundle, no client cert.
+    # (An SVID names a SPIFFE ID, not a host name: the chain is what is checked.)
+    tls = ssl.create_default_context(
+        cafile=str(sandbox.mesh_dir("docproc") / "identity" / "cli" / "bundle.pem")
+    )
+    tls.check_hostname = False
+    with pytest.raises((ConnectionResetError, urllib.error.URLError)):  # no plain HTTP
+        urllib.request.urlopen(f"http://{row['host']}:{row['port']}/", timeout=10)
     text = b"Quarterly budget review. Contact finance at ana.lopez@example.com.\n"
 
-    status, low = _http(f"{base}/v1/documents?name=memo.txt", data=text)
+    status, low = _http(f"{base}/v1/documents?name=memo.txt", tls, data=text)
     assert status == 200, low
     assert low["ok"], low
     assert low["verified"], low
-    status, high = _http(f"{base}/v1/documents?name=secret.txt&risk=high", data=b"Top secret.\n")
+    status, high = _http(
+        f"{base}/v1/documents?name=secret.txt&risk=high", tls, data=b"Top secret.\n"
+    )
     assert status == 200, high
     assert high["level"] == "high", high
 
-    status, found = _http(f"{base}/v1/documents?level=high")
+    status, found = _http(f"{base}/v1/documents?level=high", tls)
     assert status == 200
     assert [d["name"] for d in found["documents"]] == ["secret.txt"]
-    status, opened = _http(f"{base}/v1/documents/{urllib.parse.quote(high['id'])}")
+    status, opened = _http(f"{base}/v1/documents/{urllib.parse.quote(high['id'])}", tls)
     assert status == 200
     assert opened["allowed"] is False
     assert opened["text"] is None
     status, opened = _http(
         f"{base}/v1/documents/{urllib.parse.quote(high['id'])}",
+        tls,
         headers={"authorization": "Bearer letmein"},
     )
     assert opened["allowed"] is True
     assert opened["text"] == "Top secret.\n"
-    with urllib.request.urlopen(f"{base}/", timeout=10) as resp:
+    with urllib.request.urlopen(f"{base}/", timeout=10, context=tls) as resp:
         assert b"docproc" in resp.read()
-    status, counters = _http(f"{base}/v1/counters")
+    status, counters = _http(f"{base}/v1/counters", tls)
     assert counters["processed"] == 2, counters
     assert counters["store"]["total"] == 2, counters
+
+
+ROWS = (
+    "JSON.stringify([...document.querySelectorAll('#rows tr')].map(r => r.children[0].textContent))"
+)
+
+
+async def _page_until(browser: Browser, expression: str, check: Any, what: str) -> Any:
+    value = None
+    for _ in range(150):  # bounded: 30 s
+        value = await browser.evaluate(expression)
+        if value is not None and check(value):
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the page never showed {what}; last: {value!r}")
+
+
+def test_the_ui_uploads_lists_and_opens_in_headless_chromium(sandbox: Sandbox, keys: Path) -> None:
+    env = _env(sandbox, keys, DOCPROC_READER_TOKEN="letmein")
+    up = sandbox.up(DOCPROC / "mesh.yaml", env=env)
+    assert up.returncode == 0, str(up)
+    (row,) = [r for r in sandbox.instances("docproc") if r["block"] == "router"]
+    upload = sandbox.work / "upload"
+    upload.mkdir()
+    (upload / "plain.txt").write_text("A travel itinerary for the team offsite.\n")
+    (upload / "card.txt").write_text("Refund to card 4111 1111 1111 1111 please.\n")
+    files = sorted(str(p) for p in upload.iterdir())
+    asyncio.run(_drive_ui(f"https://{row['host']}:{row['port']}/", files))
+
+
+async def _drive_ui(address: str, files: list[str]) -> None:
+    async with Browser() as browser:
+        # The router's certificate is the mesh's SVID: trusted by the bundle, not by Chromium.
+        await browser.send("Security.setIgnoreCertificateErrors", ignore=True)
+        await browser.goto(address)
+        await _page_until(
+            browser,
+            "document.getElementById('c-processed').textContent",
+            lambda v: v == "0",
+            "the counters",
+        )
+        document = await browser.send("DOM.getDocument")
+        node = await browser.send(
+            "DOM.querySelector", nodeId=document["root"]["nodeId"], selector="#files"
+        )
+        await browser.send("DOM.setFileInputFiles", files=files, nodeId=node["nodeId"])
+        await browser.evaluate("document.querySelector('#upload button').click()")
+
+        names = await _page_until(
+            browser, ROWS, lambda v: len(json.loads(v)) == 2, "both uploads in the list"
+        )
+        assert sorted(json.loads(names)) == ["card.txt", "plain.txt"]
+        await _page_until(
+            browser,
+            "document.getElementById('c-processed').textContent",
+            lambda v: v == "2",
+            "2 processed",
+        )
+        levels = await browser.evaluate(
+            "JSON.stringify(Object.fromEntries([...document.querySelectorAll('#rows tr')]"
+            ".map(r => [r.children[0].textContent, r.children[1].textContent])))"
+        )
+        assert json.loads(levels)["card.txt"] == "high", levels
+        open_card = (
+            "[...document.querySelectorAll('#rows tr')]"
+            ".find(r => r.children[0].textContent === 'card.txt').querySelector('button').click()"
+        )
+        await browser.evaluate(open_card)  # without the token: refused
+        text = "document.getElementById('viewer-text').textContent"
+        refused = await _page_until(browser, text, lambda v: v.startswith("Not allowed"), "refusal")
+        assert "reader token" in refused
+        await browser.evaluate("document.getElementById('token').value = 'letmein'")
+        await browser.evaluate(open_card)
+        opened = await _page_until(browser, text, lambda v: "4111" in v, "the decrypted text")
+        assert opened == "Refund to card 4111 1111 1111 1111 please.\n"
+        assert browser.errors == []
+
+
+def test_the_demo_runs_end_to_end_and_stops_its_mesh(sandbox: Sandbox) -> None:
+    workdir = sandbox.root / "demo"
+    run = sandbox.eblocks(
+        "docproc", "demo", "--count", "40", "--workdir", str(workdir), timeout=300
+    )
+    assert run.returncode == 0, str(run)
+    summary = _summary(run.stdout)
+    assert summary.get("documents ingested") == "40 of 40", run.stdout
+    assert summary.get("read back, bytes identical") == "40 of 40", run.stdout
+    assert "UI: https://127.0.0.1:" in run.stdout
+    assert (workdir / "state" / "docproc" / "supervisor.json").exists()
+    assert sandbox.processes() == []  # the demo stopped everything it started

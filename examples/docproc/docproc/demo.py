@@ -149,7 +149,8 @@ def run_demo(
         result = DemoResult(ingested, read, t_in, t_read, counts, mesh.address("router"))
         console.print(summary(result))
         if result.ui:
-            console.print(f"UI: [bold]{result.ui}/[/]")
+            console.print(f"UI: [bold]{result.ui}/[/] (HTTPS with the router's SVID)")
+            console.print(f"the mesh's CA bundle (to trust it): {mesh.ca_bundle}")
             console.print(f"reader token (opens high-risk documents in the UI): {token}")
     finally:
         if keep:

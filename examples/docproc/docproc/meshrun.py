@@ -24,6 +24,9 @@ import yaml
 from eblocks import MeshClient, SupervisorResolver, load_spec
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import read_json
+from eblocks.security import Auth
+from eblocks.security.auth import mtls_mode
+from eblocks.security.local import CLI_HOLDER, identity_folder
 
 __all__ = ["ProcessStats", "RunningMesh", "with_replicas"]
 
@@ -99,18 +102,27 @@ class RunningMesh:
         self.down()
 
     def client(self, source: str = "docproc") -> MeshClient:
-        return MeshClient(self.spec, SupervisorResolver(self.state.path), source=source)
+        """A client of this mesh holding the CLI's identity (the mesh speaks mTLS)."""
+        auth = Auth.for_cli(self.spec, self.state.path)
+        resolver = SupervisorResolver(self.state.path)
+        return MeshClient(self.spec, resolver, source=source, auth=auth)
 
     def instances(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = (read_json(self.state.state) or {}).get("instances", [])
         return rows
 
     def address(self, block: str) -> str | None:
-        """``http://host:port`` of the first ready instance of ``block``."""
+        """``https://host:port`` (``http://`` without TLS) of ``block``'s first ready instance."""
+        scheme = "http" if mtls_mode(self.spec, block) == "disable" else "https"
         for row in self.instances():
             if row.get("block") == block and row.get("ready"):
-                return f"http://{row['host']}:{row['port']}"
+                return f"{scheme}://{row['host']}:{row['port']}"
         return None
+
+    @property
+    def ca_bundle(self) -> Path:
+        """The mesh's trust bundle: clients of an ingress block verify its certificate with it."""
+        return identity_folder(self.state.path, CLI_HOLDER) / "bundle.pem"
 
     def process_stats(self) -> dict[str, ProcessStats]:
         """Per block: CPU seconds so far and peak RSS of its live instances."""

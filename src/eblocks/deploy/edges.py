@@ -93,5 +93,6 @@ def describe(edges: Iterable[Edge]) -> Mapping[str, tuple[str, ...]]:
     """``target -> ("source via pattern", ...)``, for comments and error messages."""
     rows: dict[str, list[str]] = {}
     for edge in sorted(edges):
-        rows.setdefault(edge.target, []).append(f"{edge.source} via {edge.via}")
+        source = "outside" if edge.source == OUTSIDE else edge.source
+        rows.setdefault(edge.target, []).append(f"{source} via {edge.via}")
     return {target: tuple(lines) for target, lines in sorted(rows.items())}

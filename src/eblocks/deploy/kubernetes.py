@@ -4,7 +4,7 @@ One file per block plus the mesh-wide files, each a list of plain dicts that
 `output` dumps with sorted keys; nothing depends on the clock, the machine or
 dict order, so rendering twice gives the same bytes::
 
-    00-namespace.yaml        Namespace (Pod Security "restricted")
+    00-namespace.yaml        Namespace (Pod Security "restricted"), when it is the mesh's own
     01-mesh.yaml             ConfigMap <mesh>-spec (the spec as the pods run it),
                              headless Service <mesh>-gossip (the gossip seeds)
     02-identity.yaml         the CA role (`identity`), unless disabled
@@ -39,6 +39,7 @@ from eblocks.deploy.names import (
 )
 from eblocks.deploy.output import dump_documents, dump_spec, header
 from eblocks.deploy.pods import container_security, field_env, pod_security
+from eblocks.runtime.scaling import initial_count
 from eblocks.spec.models import ManagerWorkerSpec, MeshSpec, Resources
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "kubernetes_files",
     "render_kubernetes",
     "resources",
+    "scaler_env",
 ]
 
 Manifest = dict[str, Any]
@@ -102,10 +104,9 @@ def render_kubernetes(
     allowed = callers(spec, found)
     config = _spec_config(spec, names)
     digest = hashlib.sha256(config["data"]["mesh.yaml"].encode()).hexdigest()
-    files: dict[str, list[Manifest]] = {
-        "00-namespace.yaml": [_namespace(names)],
-        "01-mesh.yaml": [config, _gossip_service(spec, names)],
-    }
+    files: dict[str, list[Manifest]] = {"01-mesh.yaml": [config, _gossip_service(spec, names)]}
+    if names.namespace == spec.mesh:  # the mesh's own; never relabel a namespace given to us
+        files["00-namespace.yaml"] = [_namespace(names)]
     if options.identity:
         files["02-identity.yaml"] = identity.ca_objects(
             spec, names, options.image_prefix, options.tag, options.network_policy
@@ -297,7 +298,6 @@ def resources(block_resources: Resources | None) -> dict[str, dict[str, str]]:
 def _deployment(
     spec: MeshSpec, names: Names, block: str, options: KubeOptions, digest: str, *, manager: bool
 ) -> Manifest:
-    settings = spec.settings(block)
     pod = {
         "metadata": {
             "labels": names.labels("block", block),
@@ -323,7 +323,7 @@ def _deployment(
                     "labelSelector": {"matchLabels": names.selector("block", block)},
                 }
             ],
-            "containers": [_container(spec, names, block, options)],
+            "containers": [_container(spec, names, block, options, manager=manager)],
             "volumes": _volumes(names, block, options.identity),
         },
     }
@@ -332,7 +332,7 @@ def _deployment(
         "kind": "Deployment",
         "metadata": _meta(names, names.block(block), "block", block),
         "spec": {
-            "replicas": settings.replicas,
+            "replicas": initial_count(spec, block),
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": names.selector("block", block)},
             # Never fewer ready pods than asked for while rolling.
@@ -381,9 +381,21 @@ def downward_env(spec: MeshSpec, block: str) -> list[dict[str, Any]]:
     return env
 
 
-def _container(spec: MeshSpec, names: Names, block: str, options: KubeOptions) -> Manifest:
+def scaler_env(names: Names) -> list[dict[str, Any]]:
+    """A manager resizes its pools' Deployments (`eblocks.workload.scalers.make_scaler`)."""
+    return [
+        {"name": "EBLOCKS_SCALER", "value": "kubernetes"},
+        {"name": "EBLOCKS_SCALE_DEPLOYMENT", "value": names.block("{pool}")},
+    ]
+
+
+def _container(
+    spec: MeshSpec, names: Names, block: str, options: KubeOptions, *, manager: bool
+) -> Manifest:
     port = gossip_port(spec)
     env = downward_env(spec, block)
+    if manager:
+        env += scaler_env(names)
     mounts = [
         {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
         {"name": "state", "mountPath": STATE_DIR},

@@ -156,7 +156,9 @@ class Auth:
 
     def server_ssl(self) -> Any:
         """The listening context, or None when this block's port is plaintext (``disable``)."""
-        return None if self.mode == "disable" else self.files.server_ssl()
+        if self.mode == "disable":
+            return None
+        return self.files.ingress_ssl() if self.mode == "ingress" else self.files.server_ssl()
 
     def client_ssl(self) -> Any:
         return self.files.client_ssl()
@@ -266,6 +268,8 @@ class Auth:
             if self.mode == "strict":  # only if a plaintext socket fed a strict block
                 raise UnauthenticatedError("this block accepts mTLS only")
             return None
+        if self.mode == "ingress" and not ssl_object.getpeercert():
+            return None  # an external client: TLS without a client certificate
         try:
             identity = peer_identity(ssl_object)
         except IdentityError as exc:

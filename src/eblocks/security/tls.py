@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from eblocks.errors import IdentityError
-from eblocks.security.svid import Identity
+from eblocks.security.identity import Identity
 
 __all__ = ["TlsFiles", "peer_identity"]
 
@@ -35,6 +35,7 @@ class TlsFiles:
         self.folder = folder
         self._stamp: tuple[int, ...] = ()
         self._server: ssl.SSLContext | None = None
+        self._ingress: ssl.SSLContext | None = None
         self._client: ssl.SSLContext | None = None
         self.reloads = 0
         self._check_present()
@@ -58,6 +59,18 @@ class TlsFiles:
             self._server = self._load(ctx)
         return self._server
 
+    def ingress_ssl(self) -> ssl.SSLContext:
+        """A server context whose client certificate is optional (an ingress block).
+
+        Mesh callers still present their SVID and are verified when they do;
+        external clients (browsers, curl) connect with server authentication only.
+        """
+        if self._ingress is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            self._ingress = self._load(ctx)
+        return self._ingress
+
     def client_ssl(self) -> ssl.SSLContext:
         if self._client is None:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -70,7 +83,7 @@ class TlsFiles:
         """Load the files again if they changed; True when they did."""
         if self._current_stamp() == self._stamp:
             return False
-        for ctx in (self._server, self._client):
+        for ctx in (self._server, self._ingress, self._client):
             if ctx is not None:
                 self._load(ctx)
         self.reloads += 1

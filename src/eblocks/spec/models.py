@@ -151,7 +151,7 @@ class Resources(_Frozen):
     limits: ResourceAmounts = Field(ResourceAmounts(), description="hard caps")
 
 
-MtlsMode = Literal["strict", "permissive", "disable"]
+MtlsMode = Literal["strict", "permissive", "ingress", "disable"]
 Verdict = Literal["allow", "deny"]
 
 
@@ -520,7 +520,11 @@ class SecuritySpec(_Frozen):
         pattern=r"^[a-z0-9._-]{1,255}$",
         description="the SPIFFE trust domain of every identity in the mesh",
     )
-    mtls: MtlsMode = Field("strict", description="strict, permissive (plaintext too) or disable")
+    mtls: MtlsMode = Field(
+        "strict",
+        description="strict, permissive (plaintext too), ingress (TLS, client cert optional), "
+        "disable",
+    )
     svid_ttl: Duration = Field(86400.0, description="lifetime of an SVID; renewed at half")
     key_type: Literal["ecdsa-p256", "ed25519"] = Field(
         "ecdsa-p256", description="key type of a CA that `up` creates"

@@ -36,10 +36,12 @@ from eblocks.deploy import (
 )
 from eblocks.errors import RenderError
 from eblocks.spec import MeshSpec, load_spec, parse_spec
+from eblocks.workload.scalers import KubeConfig, KubernetesScaler, scale_request
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden"
 EXAMPLES = ["textpipe", "hybrid"]
+SCENARIOS = sorted(p.name for p in (ROOT / "examples" / "docproc").glob("*.yaml"))
 OPTIONS = [
     KubeOptions(),
     KubeOptions(namespace="prod", image_prefix="registry.example.com/team/", tag="v1.2.3"),
@@ -69,6 +71,13 @@ def test_every_manifest_passes_the_official_schema(example: str, options: KubeOp
     for document in _all(rendered):
         version = kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
         assert version == KUBERNETES_VERSION
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_case_study_specs_render_valid(scenario: str) -> None:
+    spec = load_spec(ROOT / "examples" / "docproc" / scenario)
+    for document in _all(render_kubernetes(spec)):
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
 def test_the_validator_rejects_what_kubernetes_would() -> None:
@@ -124,6 +133,19 @@ def test_rendering_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     second = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}
     assert first == second
     assert len(first) == 10  # namespace, mesh, identity, one file per block (7)
+
+
+def test_a_namespace_given_is_used_but_never_rendered() -> None:
+    default = render_kubernetes(_spec("textpipe"))
+    assert (
+        _one(default, "Namespace", "textpipe")["metadata"]["labels"][
+            "pod-security.kubernetes.io/enforce"
+        ]
+        == "restricted"
+    )
+    given = render_kubernetes(_spec("textpipe"), KubeOptions(namespace="shared"))
+    assert "00-namespace.yaml" not in given
+    assert {d["metadata"]["namespace"] for d in _all(given)} == {"shared"}
 
 
 def test_the_order_of_the_spec_does_not_matter() -> None:
@@ -285,6 +307,41 @@ def test_only_managers_may_scale_and_only_their_workers() -> None:
         if d["kind"] == "ServiceAccount"
     }
     assert {name for name, mounted in tokens.items() if mounted} == {"hybrid-dispatcher"}
+
+
+AUTOSCALED = parse_spec(
+    """
+apiVersion: eblocks/v1
+mesh: pool
+blocks:
+  boss: {}
+  work: {handler: "h:work", replicas: 1}
+patterns:
+  jobs: {manager-worker: {manager: boss, worker: work, workers: {min: 2, max: 6}}}
+""",
+    "pool.yaml",
+)
+
+
+def test_the_manager_scales_the_deployment_its_role_names(tmp_path: Path) -> None:
+    rendered = render_kubernetes(AUTOSCALED)
+    assert _one(rendered, "Deployment", "pool-work")["spec"]["replicas"] == 2  # within min..max
+    boss = _one(rendered, "Deployment", "pool-boss")["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in boss["containers"][0]["env"] if "value" in e}
+    assert boss["automountServiceAccountToken"] is True
+    account = tmp_path / "serviceaccount"  # what the kubelet mounts for the manager
+    account.mkdir()
+    for name, text in {"token": "t", "ca.crt": "c", "namespace": "pool"}.items():
+        (account / name).write_text(text)
+    cluster = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    config = KubeConfig.in_cluster(cluster, account)
+    scaler = KubernetesScaler(config, deployment=env["EBLOCKS_SCALE_DEPLOYMENT"])
+    assert env["EBLOCKS_SCALER"] == "kubernetes"
+    role = _one(rendered, "Role", "pool-boss-scaler")
+    assert scaler.deployment("work") in role["rules"][0]["resourceNames"]
+    request = scale_request(config, scaler.deployment("work"), "t", 3)
+    assert request.url.endswith("/namespaces/pool/deployments/pool-work/scale")
+    assert _one(rendered, "Deployment", scaler.deployment("work"))
 
 
 def _admitted(policy: dict[str, Any], port: int) -> set[str] | None:

@@ -243,6 +243,23 @@ async def test_permissive_accepts_plaintext_and_counts_it(
     assert block.auth.counters["plaintext_connections"] == 1
 
 
+async def test_ingress_serves_tls_to_clients_without_a_certificate(
+    secure_mesh: Callable[..., SecureMesh],
+) -> None:
+    mesh = secure_mesh(make_spec(blocks="  gate: {handler: 'tests:x', security: {mtls: ingress}}"))
+    block = await mesh.start("gate", whoami)
+    browser = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # server authentication only
+    browser.check_hostname = False
+    browser.load_verify_locations(mesh.state / "ca" / "bundle.pem")
+    status, body = await _raw_post(f"https://127.0.0.1:{block.port}/", browser)
+    assert status == 200
+    assert '"peer":null' in body  # no certificate, no identity
+    reply = await mesh.client().call("gate", Message(b"tls"))  # a mesh caller still has one
+    assert reply.json()["peer"] == "spiffe://eblocks.local/mesh/sec/client/cli"
+    with pytest.raises(aiohttp.ClientError):  # plaintext is not served
+        await _raw_post(f"http://127.0.0.1:{block.port}/", None)
+
+
 async def test_disable_per_block_serves_plaintext_and_clients_follow(
     secure_mesh: Callable[..., SecureMesh],
 ) -> None:
