@@ -236,10 +236,9 @@ async def _run(settings: PatternSettings, progress: Callable[[str], None]) -> Pa
         progress("starting the mesh")
         try:
             await supervisor.start()
-            auth = Auth.for_cli(spec, state.path)  # the CLI's SVID: the mesh speaks mTLS
-            async with MeshClient(
-                spec, SupervisorResolver(state.path), source="bench", auth=auth
-            ) as client:
+            auth = Auth.for_cli(spec, state.path)  # the CLI's identity when mTLS is on
+            resolver = SupervisorResolver(state.path)
+            async with MeshClient(spec, resolver, source="bench", auth=auth) as client:
                 await _measure_all(report, settings, client, iters, progress)
                 if settings.reaction:
                     await _reactions(report, settings, spec, state, client, iters, progress)
@@ -343,36 +342,41 @@ async def _reactions(
             await _until(lambda: _pool_size(state) == (1, 1), "the autoscaled pool at 1 worker")
             progress(f"reaction {rnd + 1}/{settings.rounds}: load step")
             stop = asyncio.Event()
+            failures: list[Exception] = []
             began = time.perf_counter()
-            load = asyncio.create_task(_load_until(call, counter, settings.concurrency, stop))
+            load = asyncio.create_task(
+                _load_until(call, counter, settings.concurrency, stop, failures)
+            )
             try:
-                await _until(
-                    lambda: len(client.endpoints("w-auto")) >= 2, "a second worker to serve"
-                )
+                await _until(_served_or_failed(client, failures), "a second worker to serve")
                 observed = time.perf_counter() - began
             finally:
                 stop.set()
-                errors = await load
+                await load
+            if failures:
+                raise BenchError(
+                    f"{len(failures)} task(s) failed during the load step, first: {failures[0]}"
+                )
             reported = await _reported(http, state, client)
             report.reactions.append(Reaction(rnd, observed, reported))
-            if errors:
-                raise BenchError(f"{errors} task(s) failed during the load step")
 
 
-async def _load_until(call: Caller, counter: Any, concurrency: int, stop: asyncio.Event) -> int:
-    failed = 0
+def _served_or_failed(client: MeshClient, failures: list[Exception]) -> Callable[[], bool]:
+    return lambda: len(client.endpoints("w-auto")) >= 2 or bool(failures)
 
+
+async def _load_until(
+    call: Caller, counter: Any, concurrency: int, stop: asyncio.Event, failures: list[Exception]
+) -> None:
     async def one() -> None:
-        nonlocal failed
         while not stop.is_set():
             try:
                 await call(next(counter))
-            except Exception:  # counted; the caller turns them into a BenchError
-                failed += 1
+            except Exception as exc:  # kept; the caller turns them into a BenchError
+                failures.append(exc)
                 await asyncio.sleep(0.01)
 
     await asyncio.gather(*(one() for _ in range(concurrency)))
-    return failed
 
 
 def _pool_size(state: StateDir) -> tuple[int, int] | None:

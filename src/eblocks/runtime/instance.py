@@ -117,7 +117,7 @@ async def _run(args: argparse.Namespace) -> int:
         await block.start(args.host, args.port, args.admin_port)
         await membership.start(block, args.host)
         if any(mw.workers is not None for _, mw in block.pools.managed()):
-            block.pools.autoscale(make_scaler(state, args.instance))
+            block.pools.autoscale(make_scaler(state, args.instance, spec.mesh))
     except (
         DiscoveryError,
         HandlerImportError,

@@ -219,6 +219,7 @@ class Supervisor:
             inst.id,
         )
         env["EBLOCKS_STATE_DIR"] = str(self.state.path)  # where a block may keep its own data
+        env["EBLOCKS_SCALER"] = "local"  # pools are ours, even inside a Kubernetes pod
         try:
             inst.proc = await asyncio.create_subprocess_exec(
                 sys.executable,

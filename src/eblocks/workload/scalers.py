@@ -9,8 +9,10 @@
 - `KubernetesScaler`: the pool is a Deployment; the manager patches its
   ``scale`` subresource through the API server with the pod's service account.
 
-`make_scaler` picks one for an instance: Kubernetes when
-``EBLOCKS_SCALER=kubernetes``, otherwise the local supervisor.
+`make_scaler` picks one for an instance: ``EBLOCKS_SCALER`` (``local`` or
+``kubernetes``) when set — the local supervisor sets ``local`` for its
+instances — otherwise Kubernetes inside a pod with a service account token,
+else the local supervisor.
 """
 
 from __future__ import annotations
@@ -212,13 +214,25 @@ class KubernetesScaler:
         return self._session
 
 
-def make_scaler(state: StateDir, instance: str, env: Mapping[str, str] | None = None) -> Scaler:
-    """The scaler of an instance: Kubernetes when ``EBLOCKS_SCALER=kubernetes``, else local."""
+def make_scaler(
+    state: StateDir,
+    instance: str,
+    mesh: str,
+    env: Mapping[str, str] | None = None,
+    account: Path = SERVICE_ACCOUNT,
+) -> Scaler:
+    """The scaler of an instance (see the module docstring for the choice).
+
+    On Kubernetes the worker Deployment is ``<mesh>-<block>``, the name
+    `eblocks render` gives it (`eblocks.deploy.deployment_name`);
+    ``EBLOCKS_SCALE_DEPLOYMENT`` (e.g. ``myapp-{pool}``) overrides it.
+    """
     env = os.environ if env is None else env
-    kind = env.get("EBLOCKS_SCALER", "local")
+    in_pod = bool(env.get("KUBERNETES_SERVICE_HOST")) and (account / "token").is_file()
+    kind = env.get("EBLOCKS_SCALER") or ("kubernetes" if in_pod else "local")
     if kind == "kubernetes":
-        template = env.get("EBLOCKS_SCALE_DEPLOYMENT", "{pool}")
-        return KubernetesScaler(KubeConfig.in_cluster(env), deployment=template)
+        template = env.get("EBLOCKS_SCALE_DEPLOYMENT", f"{mesh}-{{pool}}")
+        return KubernetesScaler(KubeConfig.in_cluster(env, account), deployment=template)
     if kind != "local":
         raise ScalerError(f"EBLOCKS_SCALER must be 'local' or 'kubernetes', got {kind!r}")
     return LocalProcessScaler(state, instance)

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from eblocks._types import Scaler
+from eblocks.deploy import deployment_name
 from eblocks.errors import ScalerError
 from eblocks.runtime.scaling import (
     MAX_REQUEST_BYTES,
@@ -125,11 +126,21 @@ def test_scale_patch_is_a_merge_patch_of_spec_replicas(tmp_path: Path) -> None:
 
 async def test_make_scaler_picks_by_environment(tmp_path: Path) -> None:
     state = StateDir(tmp_path / "mesh")
-    assert isinstance(make_scaler(state, "boss-0", {}), LocalProcessScaler)
+    none = tmp_path / "no-account"
+    assert isinstance(make_scaler(state, "boss-0", "m", {}, none), LocalProcessScaler)
     with pytest.raises(ScalerError, match="EBLOCKS_SCALER must be"):
-        make_scaler(state, "boss-0", {"EBLOCKS_SCALER": "nomad"})
+        make_scaler(state, "boss-0", "m", {"EBLOCKS_SCALER": "nomad"}, none)
     with pytest.raises(ScalerError, match="not inside a Kubernetes pod"):
-        make_scaler(state, "boss-0", {"EBLOCKS_SCALER": "kubernetes"})
+        make_scaler(state, "boss-0", "m", {"EBLOCKS_SCALER": "kubernetes"}, none)
+
+    account = _account(tmp_path)
+    pod = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    found = make_scaler(state, "boss-0", "shop", pod, account)  # a rendered pod: Kubernetes
+    assert isinstance(found, KubernetesScaler)
+    assert found.deployment("tokenize") == deployment_name("shop", "tokenize")
+    local = make_scaler(state, "boss-0", "shop", {**pod, "EBLOCKS_SCALER": "local"}, account)
+    assert isinstance(local, LocalProcessScaler)  # what the supervisor sets for its instances
+    await found.aclose()
     config = KubeConfig("https://10.96.0.1:443", "ns", tmp_path / "t", tmp_path / "c")
     async with KubernetesScaler(config, deployment="textpipe-{pool}") as kube:
         assert isinstance(kube, Scaler)
