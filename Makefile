@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo tour test lint typecheck unit integration bench docs clean system-deps
+.PHONY: demo tour test lint typecheck unit integration netns bench docs clean system-deps
 
 $(STAMP): pyproject.toml examples/docproc/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
+
+netns: $(STAMP) system-deps   # multi-host tests: network namespaces, needs root
+	$(BIN)/pytest tests/netns
 
 test: $(STAMP) system-deps lint typecheck
 	$(BIN)/pytest

@@ -1,4 +1,4 @@
-"""Fixtures of the docproc tests: a corpus, a key store and a throwaway PostgreSQL server.
+"""Fixtures of the docproc tests: a shared key store, a throwaway PostgreSQL server and a corpus.
 
 RSA-4096 generation takes seconds, so one key store serves the whole session.
 The PostgreSQL cluster is real (Debian's ``postgresql``, installed by
@@ -30,19 +30,10 @@ from docproc.corpus import CorpusStats, generate
 from docproc.keystore import KeyStore
 from docproc.store import Store, open_store
 
-CORPUS_COUNT = 200
-CORPUS_SEED = 7
 PG_USER = "docproc"
 START_ATTEMPTS = 3
 # Speed over durability: the cluster is thrown away after the session.
 PG_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
-
-
-@pytest.fixture(scope="session")
-def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CorpusStats]:
-    """The first 200 documents of the default corpus (``--seed 7``)."""
-    out = tmp_path_factory.mktemp("corpus")
-    return out, generate(out, CORPUS_COUNT, CORPUS_SEED)
 
 
 @pytest.fixture(scope="session")
@@ -181,7 +172,7 @@ def database_url(pg_cluster: PgCluster) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str | None:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     """``None`` (the default SQLite file) or a fresh PostgreSQL database's URL."""
     if request.param == "sqlite":
         return None
@@ -195,3 +186,14 @@ async def store(store_url: str | None, tmp_path: Path) -> AsyncIterator[Store]:
     opened = await open_store(store_url, default_path=tmp_path / "docs.db")
     async with opened:
         yield opened
+
+
+CORPUS_COUNT = 200
+CORPUS_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CorpusStats]:
+    """The first 200 documents of the default corpus (``--seed 7``), generated once."""
+    out = tmp_path_factory.mktemp("corpus")
+    return out, generate(out, CORPUS_COUNT, CORPUS_SEED)

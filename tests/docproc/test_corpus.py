@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -158,3 +162,20 @@ def test_a_new_corpus_replaces_the_old_one(tmp_path: Path) -> None:
 def test_bad_arguments_are_named(tmp_path: Path, kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         generate(tmp_path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_bytes_do_not_depend_on_hash_randomisation() -> None:
+    """Another interpreter with another PYTHONHASHSEED writes the same documents."""
+    script = (
+        "import hashlib, sys\n"
+        "from docproc.corpus import generate_document\n"
+        "texts = [generate_document(9, i, large_share=0.2)[0] for i in range(25)]\n"
+        "sys.stdout.write(hashlib.sha256('\\x00'.join(texts).encode()).hexdigest())\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert child.returncode == 0, child.stderr
+    texts = [generate_document(9, i, large_share=0.2)[0] for i in range(25)]
+    assert child.stdout == hashlib.sha256("\x00".join(texts).encode()).hexdigest()

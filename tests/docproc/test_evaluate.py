@@ -56,6 +56,9 @@ def test_misses_and_extras_are_counted(tmp_path: Path) -> None:
     assert (result.types["card"].fp, result.types["card"].precision) == (1, 0.0)
     assert result.risk_accuracy == 0.0  # a card makes it high, the label says low
     assert {e["error"] for e in result.errors} == {"false_negative", "false_positive"}
+    shown = runner.invoke(app, ["docproc", "evaluate", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "false_positive: card in doc-00000.txt" in shown.output
 
 
 def test_normalise() -> None:

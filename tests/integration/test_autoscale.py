@@ -87,14 +87,14 @@ def test_load_grows_the_pool_to_max_and_idleness_shrinks_it_to_min(sandbox: Sand
     spec = sandbox.write("scaled/mesh.yaml", MESH)
     sandbox.write("scaled/handlers.py", HANDLERS)
     runs = sandbox.root / "runs.log"
-    env = {"WORK_MS": "40", "RUNS": str(runs)}
+    env = {"WORK_MS": "50", "RUNS": str(runs)}
     up = sandbox.up(spec, env=env)
     assert up.returncode == 0, str(up)
     assert len(_workers(sandbox)) == 1  # replicas 1 is within [1, 3]: the pool starts at 1
 
     docs = sandbox.work / "docs"
     docs.mkdir()
-    bodies = {f"d{i:03d}.txt": f"document {i} ".encode() * (i % 7 + 1) for i in range(300)}
+    bodies = {f"d{i:03d}.txt": f"document {i} ".encode() * (i % 7 + 1) for i in range(400)}
     for name, body in bodies.items():
         (docs / name).write_bytes(body)
     submit = sandbox.start("submit", "pool", "docs", "--concurrency", "8", "--out", "replies")
@@ -160,3 +160,43 @@ def test_load_grows_the_pool_to_max_and_idleness_shrinks_it_to_min(sandbox: Sand
     log = (sandbox.mesh_dir("scaled") / "logs" / "dispatcher-0.log").read_text()
     assert re.search(r"scale-up of crunch 1 -> [23] workers ready in \d+\.\d\ds", log), log
     assert re.search(r"crunch shrinks [23] -> 1\b", log), log
+
+
+def test_the_supervisor_honours_only_managers_and_only_within_bounds(sandbox: Sandbox) -> None:
+    # A long window: the idle manager keeps whatever size the pool has, so the
+    # requests written here are not undone by its own (which then repeat them).
+    spec = sandbox.write(
+        "scaled/mesh.yaml", MESH.replace("scale_down_delay: 2s", "scale_down_delay: 10m")
+    )
+    sandbox.write("scaled/handlers.py", HANDLERS)
+    env = {"WORK_MS": "1", "RUNS": str(sandbox.root / "runs.log")}
+    up = sandbox.up(spec, env=env)
+    assert up.returncode == 0, str(up)
+    scale = sandbox.mesh_dir("scaled") / "scale"
+    wait_for(lambda: (scale / "dispatcher-0.json").exists(), timeout=30, what="the first request")
+
+    def ask(instance: str, n: int) -> None:
+        body = json.dumps({"instance": instance, "pools": {"crunch": n}}).encode()
+        (scale / f"{instance}.json.tmp").write_bytes(body)
+        (scale / f"{instance}.json.tmp").rename(scale / f"{instance}.json")
+
+    ask("crunch-0", 3)  # a worker is no manager of its own pool: ignored
+    ask("dispatcher-0", 9)  # a manager: honoured, clamped to max 3
+    wait_for(lambda: _pools_json(sandbox).get("ready") == 3, timeout=60, what="3 ready workers")
+    pool = _pools_json(sandbox)
+    assert (pool["target"], pool["running"]) == (3, 3)
+    assert list(pool["requests"]) == ["dispatcher-0"]  # a worker's file is never read
+
+    started = {r["instance"]: psutil.Process(r["pid"]) for r in _workers(sandbox)}
+    assert sorted(started) == ["crunch-0", "crunch-1", "crunch-2"]
+    ask("dispatcher-0", 0)  # below min: clamped to 1, the newest retire
+    wait_for(
+        lambda: [r["instance"] for r in _workers(sandbox)] == ["crunch-0"],
+        timeout=60,
+        what="the pool back at 1 worker",
+    )
+    psutil.wait_procs([started["crunch-1"], started["crunch-2"]], timeout=20)
+    assert not alive(started["crunch-1"])
+    assert not alive(started["crunch-2"])
+    assert alive(started["crunch-0"])
+    assert _pools_json(sandbox)["target"] == 1

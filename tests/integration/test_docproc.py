@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import ssl
@@ -14,6 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
+from .cdp import Browser
 from .helpers import REPO, Sandbox, alive, parse_table, wait_for
 
 pytestmark = pytest.mark.integration
@@ -178,3 +180,93 @@ def test_router_uploads_searches_and_opens_by_permission(sandbox: Sandbox, keys:
     status, counters = _http(f"{base}/v1/counters", tls)
     assert counters["processed"] == 2, counters
     assert counters["store"]["total"] == 2, counters
+
+
+ROWS = (
+    "JSON.stringify([...document.querySelectorAll('#rows tr')].map(r => r.children[0].textContent))"
+)
+
+
+async def _page_until(browser: Browser, expression: str, check: Any, what: str) -> Any:
+    value = None
+    for _ in range(150):  # bounded: 30 s
+        value = await browser.evaluate(expression)
+        if value is not None and check(value):
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the page never showed {what}; last: {value!r}")
+
+
+def test_the_ui_uploads_lists_and_opens_in_headless_chromium(sandbox: Sandbox, keys: Path) -> None:
+    env = _env(sandbox, keys, DOCPROC_READER_TOKEN="letmein")
+    up = sandbox.up(DOCPROC / "mesh.yaml", env=env)
+    assert up.returncode == 0, str(up)
+    (row,) = [r for r in sandbox.instances("docproc") if r["block"] == "router"]
+    upload = sandbox.work / "upload"
+    upload.mkdir()
+    (upload / "plain.txt").write_text("A travel itinerary for the team offsite.\n")
+    (upload / "card.txt").write_text("Refund to card 4111 1111 1111 1111 please.\n")
+    files = sorted(str(p) for p in upload.iterdir())
+    asyncio.run(_drive_ui(f"https://{row['host']}:{row['port']}/", files))
+
+
+async def _drive_ui(address: str, files: list[str]) -> None:
+    async with Browser() as browser:
+        # The router's certificate is the mesh's SVID: trusted by the bundle, not by Chromium.
+        await browser.send("Security.setIgnoreCertificateErrors", ignore=True)
+        await browser.goto(address)
+        await _page_until(
+            browser,
+            "document.getElementById('c-processed').textContent",
+            lambda v: v == "0",
+            "the counters",
+        )
+        document = await browser.send("DOM.getDocument")
+        node = await browser.send(
+            "DOM.querySelector", nodeId=document["root"]["nodeId"], selector="#files"
+        )
+        await browser.send("DOM.setFileInputFiles", files=files, nodeId=node["nodeId"])
+        await browser.evaluate("document.querySelector('#upload button').click()")
+
+        names = await _page_until(
+            browser, ROWS, lambda v: len(json.loads(v)) == 2, "both uploads in the list"
+        )
+        assert sorted(json.loads(names)) == ["card.txt", "plain.txt"]
+        await _page_until(
+            browser,
+            "document.getElementById('c-processed').textContent",
+            lambda v: v == "2",
+            "2 processed",
+        )
+        levels = await browser.evaluate(
+            "JSON.stringify(Object.fromEntries([...document.querySelectorAll('#rows tr')]"
+            ".map(r => [r.children[0].textContent, r.children[1].textContent])))"
+        )
+        assert json.loads(levels)["card.txt"] == "high", levels
+        open_card = (
+            "[...document.querySelectorAll('#rows tr')]"
+            ".find(r => r.children[0].textContent === 'card.txt').querySelector('button').click()"
+        )
+        await browser.evaluate(open_card)  # without the token: refused
+        text = "document.getElementById('viewer-text').textContent"
+        refused = await _page_until(browser, text, lambda v: v.startswith("Not allowed"), "refusal")
+        assert "reader token" in refused
+        await browser.evaluate("document.getElementById('token').value = 'letmein'")
+        await browser.evaluate(open_card)
+        opened = await _page_until(browser, text, lambda v: "4111" in v, "the decrypted text")
+        assert opened == "Refund to card 4111 1111 1111 1111 please.\n"
+        assert browser.errors == []
+
+
+def test_the_demo_runs_end_to_end_and_stops_its_mesh(sandbox: Sandbox) -> None:
+    workdir = sandbox.root / "demo"
+    run = sandbox.eblocks(
+        "docproc", "demo", "--count", "40", "--workdir", str(workdir), timeout=300
+    )
+    assert run.returncode == 0, str(run)
+    summary = _summary(run.stdout)
+    assert summary.get("documents ingested") == "40 of 40", run.stdout
+    assert summary.get("read back, bytes identical") == "40 of 40", run.stdout
+    assert "UI: https://127.0.0.1:" in run.stdout
+    assert (workdir / "state" / "docproc" / "supervisor.json").exists()
+    assert sandbox.processes() == []  # the demo stopped everything it started

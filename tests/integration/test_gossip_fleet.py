@@ -23,7 +23,7 @@ async def test_twenty_processes_converge_on_the_view_without_the_killed_ones() -
         procs = await fleet.spawn_many(f"m{i}" for i in range(MEMBERS))
         pids = [p.proc.pid for p in procs]
         fleet.join(procs, procs[:2])
-        await fleet.wait(lambda: all(p.alive_now == MEMBERS - 1 for p in procs), BOUND, "join")
+        await fleet.wait(lambda: all(p.known_now == MEMBERS - 1 for p in procs), BOUND, "join")
 
         victims, survivors = procs[5:8], procs[:5] + procs[8:]
         for victim in victims:
@@ -33,7 +33,7 @@ async def test_twenty_processes_converge_on_the_view_without_the_killed_ones() -
         def removed() -> bool:
             return all(
                 names <= {who for who, (status, _) in p.down.items() if status == "dead"}
-                and p.alive_now == len(survivors) - 1
+                and p.known_now == len(survivors) - 1
                 for p in survivors
             )
 
@@ -44,7 +44,7 @@ async def test_twenty_processes_converge_on_the_view_without_the_killed_ones() -
         fleet.join(back, survivors[-2:])
         everyone = survivors + back
         await fleet.wait(
-            lambda: all(p.alive_now == MEMBERS - 1 for p in everyone), BOUND, "restarted members"
+            lambda: all(p.known_now == MEMBERS - 1 for p in everyone), BOUND, "restarted members"
         )
         await fleet.stats(everyone)
         assert sum(p.stats["dropped"] for p in everyone) == 0

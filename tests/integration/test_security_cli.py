@@ -120,3 +120,49 @@ def test_mesh_with_mtls_tokens_and_rules(sandbox: Sandbox) -> None:
     again = sandbox.cmd("call", "front", "-d", "after rotation")
     assert again.returncode == 0, str(again)
     assert again.stdout == "back saw spiffe://eblocks.local/mesh/guarded/block/front"
+
+
+GOSSIP_SPEC = """\
+apiVersion: eblocks/v1
+mesh: rotating
+defaults: {timeout: 10s}
+discovery: {mode: gossip}
+blocks:
+  clean: {handler: handlers:clean}
+  tokenize: {handler: handlers:tokenize, replicas: 2}
+  count: {handler: handlers:count}
+patterns:
+  ingest:
+    pipeline: [clean, tokenize, count]
+"""
+
+
+def test_ca_rotation_rotates_the_gossip_key_and_the_mesh_keeps_working(sandbox: Sandbox) -> None:
+    folder = sandbox.copy_textpipe().parent
+    spec = folder / "rotating.yaml"
+    spec.write_text(GOSSIP_SPEC, encoding="utf-8")
+    up = sandbox.up(spec)
+    assert up.returncode == 0, str(up)
+    state = sandbox.mesh_dir("rotating")
+    key_before = (state / "gossip.key").read_bytes()
+
+    rotate = sandbox.cmd("ca", "rotate", str(spec))
+    assert rotate.returncode == 0, str(rotate)
+    wait_for(
+        lambda: (state / "gossip.key").read_bytes() != key_before,
+        timeout=45,
+        what="the supervisor rotates the gossip key with the CA",
+    )
+    instances = [row["instance"] for row in sandbox.instances("rotating")]
+
+    def followed() -> bool:
+        logs = [(state / "logs" / f"{i}.log").read_text() for i in instances]
+        return all("gossip keys reloaded: 2 key(s)" in log for log in logs)
+
+    wait_for(followed, timeout=15, what="every instance follows the new gossip key")
+    members = sandbox.cmd("members", "--mesh", "rotating")
+    assert members.returncode == 0, str(members)
+    assert members.stdout.count("alive") >= len(instances), str(members)
+    call = sandbox.cmd("call", "ingest", "-d", "the new key works")
+    assert call.returncode == 0, str(call)
+    assert '"words":3' in call.stdout  # "the" is a stop word

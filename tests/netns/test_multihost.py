@@ -40,7 +40,7 @@ async def _start(network: Network, fleet: Fleet) -> list[list[MemberProcess]]:
     everyone = [m for host in hosts for m in host]
     fleet.join(everyone, hosts[0])
     await fleet.wait(
-        lambda: all(m.alive_now == len(everyone) - 1 for m in everyone), BOUND, "joined"
+        lambda: all(m.known_now == len(everyone) - 1 for m in everyone), BOUND, "joined"
     )
     return hosts
 
@@ -61,12 +61,12 @@ async def test_join_across_hosts_then_a_partition_heals(network: Network, fleet:
     network.cut(2)
     await fleet.wait(lambda: _sees_dead(majority, island), BOUND, "the island DEAD on a and b")
     await fleet.wait(lambda: _sees_dead(island, majority), BOUND, "a and b DEAD on the island")
-    assert all(m.alive_now == len(majority) - 1 for m in majority)
+    assert all(m.known_now == len(majority) - 1 for m in majority)
 
     network.heal(2)
     everyone = majority + island
     await fleet.wait(
-        lambda: all(m.alive_now == len(everyone) - 1 for m in everyone), BOUND, "healed views"
+        lambda: all(m.known_now == len(everyone) - 1 for m in everyone), BOUND, "healed views"
     )
     await fleet.stats(everyone)
     assert sum(m.stats["dropped"] for m in everyone) == 0
@@ -80,14 +80,14 @@ async def test_losing_every_seed_after_joining_changes_nothing(
     for seed in seeds:
         fleet.kill(seed)
     await fleet.wait(lambda: _sees_dead(rest, seeds), BOUND, "the seeds DEAD everywhere")
-    assert all(m.alive_now == len(rest) - 1 for m in rest)
+    assert all(m.known_now == len(rest) - 1 for m in rest)
 
     # membership goes on without them: a newcomer joins through any member ...
     newcomer = await fleet.spawn("h0-new", host=network.addresses[0], prefix=network.prefix(0))
     fleet.join([newcomer], rest[-1:])
     everyone = [*rest, newcomer]
     await fleet.wait(
-        lambda: all(m.alive_now == len(everyone) - 1 for m in everyone), BOUND, "newcomer"
+        lambda: all(m.known_now == len(everyone) - 1 for m in everyone), BOUND, "newcomer"
     )
     # ... and a failure is still detected by everyone
     victim, survivors = rest[0], [*rest[1:], newcomer]

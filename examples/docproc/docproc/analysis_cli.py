@@ -114,6 +114,8 @@ def evaluate_cmd(
         )
     _out.print(table)
     _out.print(_summary(result))
+    for miss in result.errors[:10]:
+        _out.print(f"  {miss['error']}: {miss['type']} in {miss['file']}")
 
 
 def _summary(result: evaluate.Evaluation) -> str:

@@ -9,6 +9,7 @@ variable               meaning
 ``DATABASE_URL``       ``postgresql://...`` to store in PostgreSQL; unset: SQLite
                        at ``$DOCPROC_HOME/docproc.sqlite3``
 ``DOCPROC_READER_TOKEN``  bearer token that may open high-risk documents in the UI
+``DOCPROC_DECRYPT_THREADS``  envelopes one decrypt instance opens at once (default 1)
 =====================  ===================================================
 """
 

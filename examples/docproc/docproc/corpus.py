@@ -37,8 +37,8 @@ Shape of a document:
   national_id  US SSN ``123-45-6789`` (SSA rules), Spanish DNI ``12345678Z`` and
                NIE ``X1234567L`` with their control letter
   secret       AWS access key id, GitHub token (``ghp_``, ``github_pat_``),
-               ``api_key = <32-40 random chars>``-style assignments, PEM private
-               key blocks (RSA / EC / OPENSSH)
+               ``api_key = <32-40 random chars>``-style assignments (also JSON
+               members), PEM private key blocks (RSA / EC / OPENSSH)
   ===========  ================================================================
 
 - **Decoys** (30 % of documents, independently): look-alikes that a good filter

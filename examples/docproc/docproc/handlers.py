@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
+import os
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -65,6 +68,23 @@ class IntegrityError(Exception):
 
 
 _keys: KeyStore | None = None
+_pool: ThreadPoolExecutor | None = None
+
+
+def _decrypt_pool() -> ThreadPoolExecutor:
+    """Where envelopes are opened: ``$DOCPROC_DECRYPT_THREADS`` threads (default 1).
+
+    The RSA private operation releases the GIL, so threads would let one
+    instance use every core; with one, a decrypt worker is one CPU's worth of
+    work and the pool's size is its parallelism, as the paper's workers were.
+    """
+    global _pool
+    if _pool is None:
+        threads = int(os.environ.get("DOCPROC_DECRYPT_THREADS", "1"))
+        _pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="decrypt")
+    return _pool
+
+
 _store: Store | None = None
 _store_lock = asyncio.Lock()
 
@@ -270,8 +290,9 @@ async def decrypt(msg: Message) -> Message:
             envelope=record.envelope,
         )
     sealed = envelope.Envelope.from_dict(item["envelope"])
-    plain = await asyncio.to_thread(
-        envelope.open_envelope, sealed, keystore(), aad=item["key"].encode()
+    opener = functools.partial(envelope.open_envelope, aad=item["key"].encode())
+    plain = await asyncio.get_running_loop().run_in_executor(
+        _decrypt_pool(), opener, sealed, keystore()
     )
     if hashlib.sha256(plain).hexdigest() != item["sha256"]:
         raise IntegrityError(f"decrypt: document {doc_id} does not match its recorded SHA-256")

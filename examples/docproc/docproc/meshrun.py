@@ -24,6 +24,7 @@ import yaml
 from eblocks import MeshClient, SupervisorResolver, load_spec
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import read_json
+from eblocks.security import Auth
 from eblocks.security.auth import mtls_mode
 from eblocks.security.local import CLI_HOLDER, identity_folder
 
@@ -101,7 +102,10 @@ class RunningMesh:
         self.down()
 
     def client(self, source: str = "docproc") -> MeshClient:
-        return MeshClient(self.spec, SupervisorResolver(self.state.path), source=source)
+        """A client of this mesh holding the CLI's identity (the mesh speaks mTLS)."""
+        auth = Auth.for_cli(self.spec, self.state.path)
+        resolver = SupervisorResolver(self.state.path)
+        return MeshClient(self.spec, resolver, source=source, auth=auth)
 
     def instances(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = (read_json(self.state.state) or {}).get("instances", [])

@@ -56,9 +56,8 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -175,6 +174,7 @@ class IdfTable:
 
     documents: int
     df: Mapping[str, int]
+    _weights: Mapping[str, float] = field(init=False, repr=False, compare=False)
 
     def idf(self, word: str) -> float:
         return math.log((self.documents + 1) / (self.df.get(word, 0) + 1)) + 1.0
@@ -182,6 +182,15 @@ class IdfTable:
     @property
     def max_idf(self) -> float:
         return math.log(self.documents + 1) + 1.0
+
+    def weights(self) -> Mapping[str, float]:
+        """``idf(w) / max_idf`` of every word in the table (unseen words weigh 1.0)."""
+        return self._weights
+
+    def __post_init__(self) -> None:
+        top = self.max_idf
+        weights = {w: self.idf(w) / top for w in self.df}
+        object.__setattr__(self, "_weights", weights)  # frozen: computed once, here
 
     def to_json(self) -> str:
         return json.dumps({"documents": self.documents, "df": dict(sorted(self.df.items()))})
@@ -214,8 +223,10 @@ def build_idf(texts: Iterable[str], *, min_df: int = 2) -> IdfTable:
 @cache
 def default_idf() -> IdfTable:
     """The packaged table, fitted on the default corpus (seed 7, 2,745 documents)."""
-    raw = resources.files("docproc").joinpath("data/idf.json").read_text(encoding="utf-8")
-    return IdfTable.from_json(raw, where="docproc/data/idf.json")
+    # Next to this module, not importlib.resources.files("docproc"): under pytest the
+    # name "docproc" can be the tests/docproc package, which shadows this one.
+    path = Path(__file__).with_name("data") / "idf.json"
+    return IdfTable.from_json(path.read_text(encoding="utf-8"), where=str(path))
 
 
 # --- analysis ----------------------------------------------------------------------------
@@ -283,12 +294,8 @@ def _term_scores(
     acronym: Counter[str] = Counter()
     pairs: Counter[tuple[str, str]] = Counter()
     for chunk in chunks:
-        for k, word in enumerate(chunk.words):
-            if word[0].isupper():
-                if len(word) > 1 and word.isupper():
-                    acronym[chunk.lowered[k]] += 1
-                elif k or not chunk.initial:
-                    upper[chunk.lowered[k]] += 1
+        if chunk.words != chunk.lowered:  # the chunk has a capital letter
+            _count_capitals(chunk, upper, acronym)
         pairs.update(zip(chunk.lowered, chunk.lowered[1:], strict=False))
     sentences_of: dict[str, list[int]] = {}
     # distinct (word, sentence) pairs in text order, so each list is ascending
@@ -322,6 +329,16 @@ def _term_scores(
             / (casing + n / norm_tf / rel + len(seen) * per_sentence / rel)
         )
     return scores
+
+
+def _count_capitals(chunk: _Chunk, upper: Counter[str], acronym: Counter[str]) -> None:
+    """Count acronyms, and capitalised words that do not start their sentence."""
+    for k, word in enumerate(chunk.words):
+        if word[0].isupper():
+            if len(word) > 1 and word.isupper():
+                acronym[chunk.lowered[k]] += 1
+            elif k or not chunk.initial:
+                upper[chunk.lowered[k]] += 1
 
 
 def _candidates(chunks: list[_Chunk], content: Mapping[str, float]) -> Counter[tuple[str, ...]]:
@@ -366,8 +383,8 @@ def _keywords(
         return []
     table = idf if idf is not None else default_idf()
     term_score = _term_scores(chunks, tf, n_sentences, stop)
-    max_idf = table.max_idf
-    both = {w: (s, table.idf(w) / max_idf) for w, s in term_score.items()}
+    weights = table.weights()
+    both = {w: (s, weights.get(w, 1.0)) for w, s in term_score.items()}
     ranked: list[tuple[float, tuple[str, ...]]] = []
     for key, count in _candidates(chunks, term_score).items():
         if len(key) == 1:

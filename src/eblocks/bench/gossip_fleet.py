@@ -40,7 +40,8 @@ class MemberProcess:
     name: str
     host: str
     port: int = 0
-    alive: list[tuple[int, float]] = field(default_factory=list)  # (count, t) since the last reset
+    # (ALIVE count, ALIVE + SUSPECT count, t) since the last reset
+    alive: list[tuple[int, int, float]] = field(default_factory=list)
     down: dict[str, tuple[str, float]] = field(default_factory=dict)  # who -> (status, first t)
     stats: dict[str, Any] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -54,8 +55,17 @@ class MemberProcess:
     def alive_now(self) -> int:
         return self.alive[-1][0] if self.alive else 0
 
+    @property
+    def known_now(self) -> int:
+        return self.alive[-1][1] if self.alive else 0
+
     def first_time_alive(self, count: int) -> float | None:
-        return next((t for n, t in self.alive if n >= count), None)
+        """When this member first saw ``count`` others ALIVE at once."""
+        return next((t for n, _, t in self.alive if n >= count), None)
+
+    def first_time_known(self, count: int) -> float | None:
+        """When this member first held ``count`` others ALIVE or SUSPECT (none DEAD)."""
+        return next((t for _, k, t in self.alive if k >= count), None)
 
 
 class Fleet:
@@ -187,7 +197,7 @@ class Fleet:
                 member.port = int(event["port"])
                 member.ready.set()
             elif kind == "alive":
-                member.alive.append((int(event["n"]), float(event["t"])))
+                member.alive.append((int(event["n"]), int(event["known"]), float(event["t"])))
             elif kind == "down":
                 member.down.setdefault(event["who"], (event["status"], float(event["t"])))
             elif kind == "stats":

@@ -5,7 +5,8 @@ with the mesh key in ``EBLOCKS_GOSSIP_KEY`` (hex). It binds a
 :class:`~eblocks.discovery.GossipNode` and prints one JSON object per line:
 
     {"event": "ready", "name": ..., "port": ...}       after binding (and after each reset)
-    {"event": "alive", "name": ..., "n": ..., "t": ...}  its count of other ALIVE members changed
+    {"event": "alive", "name": ..., "n": ..., "known": ..., "t": ...}
+        its count of other ALIVE (``n``) or ALIVE + SUSPECT (``known``) members changed
     {"event": "down", "name": ..., "who": ..., "status": "dead"|"left", "t": ...}
     {"event": "stats", "name": ..., "t": ..., "bytes_sent": ..., ...}   answer to ``stats``
 
@@ -49,12 +50,12 @@ class _Member:
         self.block = block
         self.gossip: GossipNode | None = None
         self.name = ""
-        self._alive = -1
+        self._alive = (-1, -1)
 
     async def start(self, name: str) -> None:
         if self.gossip is not None:
             await self.gossip.aclose(graceful=False)
-        self.name, self._alive = name, -1
+        self.name, self._alive = name, (-1, -1)
         record = MemberRecord(mesh="bench", block=self.block, instance=name, host=self.host,
                               port=8000, gossip_port=0)  # fmt: skip
         self.gossip = GossipNode(record, keyring=self.keyring, leave_drain=0.3)
@@ -69,16 +70,18 @@ class _Member:
         if member.instance != self.name and member.status in (MemberStatus.DEAD, MemberStatus.LEFT):
             _emit(event="down", name=self.name, who=member.instance,
                   status=member.status.name.lower(), t=now)  # fmt: skip
-        if node.alive_count != self._alive:
-            self._alive = node.alive_count
-            _emit(event="alive", name=self.name, n=self._alive, t=now)
+        counts = (node.alive_count, node.reachable_count)
+        if counts != self._alive:
+            self._alive = counts
+            _emit(event="alive", name=self.name, n=counts[0], known=counts[1], t=now)
 
     def stats(self) -> None:
         assert self.gossip is not None
         c = self.gossip.node.counters
         _emit(event="stats", name=self.name, t=time.time(), bytes_sent=c.bytes_sent,
               bytes_received=c.bytes_received, packets_sent=c.packets_sent,
-              streams_sent=c.streams_sent, dropped=c.dropped_total)  # fmt: skip
+              streams_sent=c.streams_sent, dropped=c.dropped_total,
+              excused=c.probes_excused)  # fmt: skip
 
 
 async def _run(args: argparse.Namespace) -> None:

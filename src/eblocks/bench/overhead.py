@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import psutil
@@ -36,10 +37,12 @@ from eblocks.bench.machine import describe
 from eblocks.bench.servers import SECURE_SPECS
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
-from eblocks.security import Auth, LocalIssuer
 from eblocks.spec import parse_spec
 from eblocks.telemetry import Telemetry
 from eblocks.testing import StaticResolver
+
+if TYPE_CHECKING:
+    from eblocks.security import Auth
 
 __all__ = [
     "CellResult",
@@ -260,6 +263,8 @@ async def _secure_side(
     stack: AsyncExitStack, kind: str, state: Path, host: str, report: OverheadReport
 ) -> tuple[Caller, psutil.Process]:
     """Identities from a throw-away mesh CA, the secured server, and a client with an SVID."""
+    from eblocks.security import Auth, LocalIssuer
+
     text = SECURE_SPECS[kind]
     spec = parse_spec(text, f"<bench {kind}>")
     issuer = LocalIssuer(spec, state)

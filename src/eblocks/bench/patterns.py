@@ -44,6 +44,7 @@ from eblocks.block import MeshClient
 from eblocks.discovery import SupervisorResolver
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.runtime import StateDir, Supervisor
+from eblocks.security import Auth
 from eblocks.spec import MeshSpec, parse_spec
 
 __all__ = [
@@ -235,7 +236,10 @@ async def _run(settings: PatternSettings, progress: Callable[[str], None]) -> Pa
         progress("starting the mesh")
         try:
             await supervisor.start()
-            async with MeshClient(spec, SupervisorResolver(state.path), source="bench") as client:
+            auth = Auth.for_cli(spec, state.path)  # the CLI's SVID: the mesh speaks mTLS
+            async with MeshClient(
+                spec, SupervisorResolver(state.path), source="bench", auth=auth
+            ) as client:
                 await _measure_all(report, settings, client, iters, progress)
                 if settings.reaction:
                     await _reactions(report, settings, spec, state, client, iters, progress)

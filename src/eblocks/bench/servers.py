@@ -20,13 +20,16 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from eblocks.block import Block
 from eblocks.message import Message
-from eblocks.security import Auth
 from eblocks.spec import parse_spec
+
+if TYPE_CHECKING:
+    from eblocks.security import Auth
 
 __all__ = ["KINDS", "SECURE_SPEC", "SECURE_SPECS", "bare_app", "echo", "main"]
 
@@ -100,6 +103,8 @@ async def _serve(kind: str, host: str, state: Path | None = None) -> None:
 
 
 def _secure_auth(kind: str, state: Path | None) -> Auth:
+    from eblocks.security import Auth
+
     if state is None:
         raise SystemExit(f"the {kind} server needs --state-dir")
     spec = parse_spec(SECURE_SPECS[kind], f"<bench {kind}>")

@@ -12,9 +12,11 @@ Each variant runs ``calls`` times per round, the variants interleaved in every
 round; CPU time per call (``time.process_time``) is reported as the median
 over rounds, and the added cost as the median of the per-round differences.
 Variants: ``off`` (no telemetry), ``metrics`` (counters and windows),
-``tracing 10%`` (metrics plus OpenTelemetry, new traces sampled at 10 %,
-spans dropped by a null exporter), ``access log`` (metrics plus a JSON line
-per request to a temporary file).
+``tracing 10%`` (metrics plus OpenTelemetry; every request starts a trace,
+sampled at 10 %, spans dropped by a null exporter: the cost at a mesh's
+entry), ``tracing, unsampled`` (the same, inside a caller's unsampled trace:
+the cost at every later hop), ``access log`` (metrics plus a JSON line per
+request to a temporary file).
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
+from opentelemetry.context import attach, detach
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from eblocks._types import Call, Send, SystemClock
 from eblocks.block.stack import client_stack
@@ -46,7 +50,8 @@ from eblocks.testing import StaticResolver, transport_from
 
 __all__ = ["VARIANTS", "run_telemetry_bench"]
 
-VARIANTS = ("off", "metrics", "tracing 10%", "access log")
+VARIANTS = ("off", "metrics", "tracing 10%", "tracing, unsampled", "access log")
+_UNSAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
 _SPEC = "apiVersion: eblocks/v1\nmesh: bench\nblocks:\n  echo: {handler: a:b}\n"
 
 
@@ -59,7 +64,7 @@ def _telemetry(variant: str, folder: Path) -> Telemetry | None:
     if variant == "off":
         return None
     tracing = None
-    if variant == "tracing 10%":
+    if variant.startswith("tracing"):
         tracing = Tracing.create("bench", "bench-0", sampling=0.1, exporter=_NullExporter())
     log = (
         AccessLog(folder / f"access-{uuid.uuid4().hex}.jsonl") if variant == "access log" else None
@@ -69,6 +74,16 @@ def _telemetry(variant: str, folder: Path) -> Telemetry | None:
 
 def _outbound(stack: Send, message: Message) -> Awaitable[Message]:
     return stack(Call("echo", message))
+
+
+async def _outbound_unsampled(stack: Send, message: Message) -> Message:
+    """A call made while handling a request of an unsampled trace (attach costs included)."""
+    parent = NonRecordingSpan(SpanContext(0x4BF92F35, 0xF067AA0B, True, TraceFlags(0)))
+    token = attach(set_span_in_context(parent))
+    try:
+        return await stack(Call("echo", message))
+    finally:
+        detach(token)
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -90,9 +105,9 @@ async def _run(calls: int, rounds: int, progress: Callable[[str], None]) -> dict
     resolver = StaticResolver({"echo": ["127.0.0.1:1"]})
     answer = transport_from(lambda call: Message(call.message.body))
     message = Message(b"x" * 64, {IDEMPOTENCY_HEADER: "k", REQUEST_ID_HEADER: "r"})
-    request = make_mocked_request(
-        "POST", "/", headers={SOURCE_HEADER: "front", "content-length": "64"}
-    )
+    plain = {SOURCE_HEADER: "front", "content-length": "64"}
+    request = make_mocked_request("POST", "/", headers=plain)
+    child = make_mocked_request("POST", "/", headers={**plain, "traceparent": _UNSAMPLED})
     samples: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="eblocks-bench-") as tmp:
         sides: dict[str, Callable[[], Awaitable[object]]] = {}
@@ -104,8 +119,12 @@ async def _run(calls: int, rounds: int, progress: Callable[[str], None]) -> dict
                 settings, resolver, answer, SystemClock(), random.Random(1), out_tel
             )
             handler = _echo if in_tel is None else observe(in_tel, _echo)
-            sides[f"outbound {variant}"] = functools.partial(_outbound, stack, message)
-            sides[f"inbound {variant}"] = functools.partial(handler, request)
+            unsampled = variant == "tracing, unsampled"
+            send = _outbound_unsampled if unsampled else _outbound
+            sides[f"outbound {variant}"] = functools.partial(send, stack, message)
+            sides[f"inbound {variant}"] = functools.partial(
+                handler, child if unsampled else request
+            )
         for tel in opened:
             await tel.start()
         try:

@@ -23,7 +23,6 @@ from eblocks.errors import DiscoveryError, MeshError, SecurityError, SpecError, 
 from eblocks.message import Message
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
-from eblocks.security import Auth
 from eblocks.spec import MeshSpec, load_spec
 
 __all__ = ["register"]
@@ -54,6 +53,8 @@ async def _resolver(spec: MeshSpec, state: StateDir) -> AsyncIterator[Resolver]:
 
 def _client(spec: MeshSpec, state: StateDir, resolver: Resolver) -> MeshClient:
     """A client of the running mesh, with the CLI's SVID when mTLS is on."""
+    from eblocks.security import Auth
+
     try:
         auth = Auth.for_cli(spec, state.path)
     except SecurityError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 import orjson
@@ -15,8 +15,10 @@ from eblocks.cli.common import console, fail, load_or_exit
 from eblocks.cli.run_cmds import STATE_OPTION
 from eblocks.errors import IdentityError, SecurityError
 from eblocks.runtime import StateDir
-from eblocks.security import Identity, MeshCA, PolicyEngine, RequestFacts
-from eblocks.security.local import ca_folder
+from eblocks.security.identity import Identity
+
+if TYPE_CHECKING:
+    from eblocks.security import MeshCA
 
 __all__ = ["register"]
 
@@ -29,6 +31,12 @@ PASS_OPTION = typer.Option(
     "--passphrase-file",
     help="file holding the CA key's passphrase (or $EBLOCKS_CA_PASSPHRASE)",
 )
+
+
+def _ca_class() -> type[MeshCA]:
+    from eblocks.security import MeshCA  # cryptography loads only for `eblocks ca ...`
+
+    return MeshCA
 
 
 def _passphrase(path: Path | None) -> bytes | None:
@@ -52,7 +60,7 @@ def _read(option: str, path: Path | None) -> bytes | None:
 
 def _folder(spec: Path, state_dir: Path | None) -> tuple[str, Path]:
     mesh = load_or_exit(spec)
-    return mesh.security.trust_domain, ca_folder(StateDir.for_mesh(mesh.mesh, state_dir).path)
+    return mesh.security.trust_domain, StateDir.for_mesh(mesh.mesh, state_dir).path / "ca"
 
 
 @ca.command("init")
@@ -73,7 +81,7 @@ def ca_init(
     key_kind: Literal["ecdsa-p256", "ed25519"] = "ed25519" if kind == "ed25519" else "ecdsa-p256"
     secret = _passphrase(passphrase_file)
     try:
-        made = MeshCA.init(
+        made = _ca_class().init(
             folder,
             trust_domain,
             key_type=key_kind,
@@ -100,7 +108,7 @@ def ca_inspect(
     """Show the CA, its anchors and the SVIDs issued under the state dir."""
     _, folder = _folder(spec, state_dir)
     try:
-        info = MeshCA.load(folder, _passphrase(passphrase_file)).describe()
+        info = _ca_class().load(folder, _passphrase(passphrase_file)).describe()
     except SecurityError as exc:
         fail(str(exc))
     info["svids"] = _svids(folder.parent / "identity")
@@ -146,7 +154,7 @@ def ca_rotate(
     _, folder = _folder(spec, state_dir)
     secret = _passphrase(passphrase_file)
     try:
-        rotated = MeshCA.load(folder, secret).rotate(secret)
+        rotated = _ca_class().load(folder, secret).rotate(secret)
     except SecurityError as exc:
         fail(str(exc))
     fingerprint = rotated.describe()["fingerprint_sha256"]
@@ -172,7 +180,7 @@ def ca_token(
     _, folder = _folder(spec, state_dir)
     try:
         token = make_token(
-            MeshCA.load(folder, _passphrase(passphrase_file)), block, ttl=ttl, uses=uses
+            _ca_class().load(folder, _passphrase(passphrase_file)), block, ttl=ttl, uses=uses
         )
     except SecurityError as exc:
         fail(str(exc))
@@ -195,7 +203,7 @@ def ca_serve(
     mesh = load_or_exit(spec)
     _, folder = _folder(spec, state_dir)
     try:
-        authority = MeshCA.load(folder, _passphrase(passphrase_file))
+        authority = _ca_class().load(folder, _passphrase(passphrase_file))
     except SecurityError as exc:
         fail(str(exc))
     server = CAServer(authority, mesh.mesh, mesh.security.svid_ttl, folder.parent)
@@ -254,6 +262,8 @@ def policy_check(
         if not sep:
             fail(f"--claim {item!r}: expected name=value")
         claims[name] = value
+    from eblocks.security import PolicyEngine, RequestFacts
+
     caller = _caller(source, mesh.security.trust_domain, mesh.mesh)
     decision = PolicyEngine(mesh).authorize(
         RequestFacts(target, caller, method.upper(), path, pattern, claims)

@@ -11,7 +11,9 @@ One protocol period (``probe_interval``):
 
 1. ping the next member of a shuffled round-robin order;
 2. no ack within ``probe_timeout``: ask ``indirect_probes`` members to ping it (PING_REQ);
-3. still no ack when the next period starts: mark it SUSPECT and gossip that;
+3. still no ack when the next period starts: mark it SUSPECT and gossip that,
+   unless this node's own timers ran late meanwhile (a starved process misses
+   acks that did arrive: the failure is ours, so the probe is excused);
 4. a suspect that does not refute (ALIVE at a higher incarnation) within the
    suspicion timeout becomes DEAD, everywhere the suspicion reached.
 
@@ -150,6 +152,7 @@ class Counters:
     streams_sent: int = 0
     streams_received: int = 0
     stream_failures: int = 0
+    probes_excused: int = 0  # failed probes not held against the target: this node ran late
     dropped: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -265,6 +268,7 @@ class SwimNode:
         self._load = record.load
         self._started = False
         self._leaving = False
+        self._late_until = -math.inf
 
     # -- public view ---------------------------------------------------------
 
@@ -280,6 +284,11 @@ class SwimNode:
     def alive_count(self) -> int:
         """How many *other* members this node sees ALIVE."""
         return self._alive_count
+
+    @property
+    def reachable_count(self) -> int:
+        """How many *other* members this node sees ALIVE or SUSPECT (still routed to)."""
+        return len(self._reachable)
 
     @property
     def leaving(self) -> bool:
@@ -395,7 +404,10 @@ class SwimNode:
         """Run every timer that is due on the clock."""
         now = self._clock.monotonic()
         while self._timers and self._timers[0][0] <= now:
-            _, _, kind, arg = heapq.heappop(self._timers)
+            when, _, kind, arg = heapq.heappop(self._timers)
+            if now - when > self.config.probe_timeout:
+                # we ran late (a starved process): a missing ack may be our fault, not the peer's
+                self._late_until = now + self.config.probe_interval
             getattr(self, f"_on_{kind}")(arg)
 
     def receive(self, addr: Addr, data: bytes) -> None:
@@ -581,6 +593,9 @@ class SwimNode:
             return
         st = self._members.get(probe.target)
         if st is not None and st.status is ALIVE:
+            if self._clock.monotonic() < self._late_until:
+                self.counters.probes_excused += 1  # local health first, as in Lifeguard
+                return
             self._apply_state(StateUpdate(SUSPECT, probe.target, st.incarnation), rebroadcast=True)
 
     def _on_indirect(self, seq: object) -> None:

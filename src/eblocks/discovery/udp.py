@@ -211,5 +211,8 @@ class GossipNode:
             delay = node.next_deadline() - self._clock.monotonic()
             self._wake.clear()
             if delay > 0:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # races with the event (a datagram), and aclose() would wait forever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()

@@ -16,7 +16,8 @@ import asyncio
 import contextvars
 from collections.abc import Awaitable
 
-from opentelemetry.trace import SpanKind
+from opentelemetry.context import attach, detach
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import MeshError
@@ -24,7 +25,7 @@ from eblocks.message import PATTERN_HEADER, REQUEST_ID_HEADER, Message
 from eblocks.respond import status_of
 from eblocks.telemetry.core import Telemetry
 from eblocks.telemetry.inbound import CLIENT_CLOSED, DIRECT, TRACEPARENT, trace_id_of
-from eblocks.telemetry.tracing import Tracing, current_trace_id
+from eblocks.telemetry.tracing import Tracing, current_trace_id, traceparent
 
 __all__ = ["telemetry", "tries"]
 
@@ -106,9 +107,12 @@ def tries(tel: Telemetry, target: str) -> Layer:
 
 
 def _traced_tries(tel: Telemetry, tracing: Tracing, target: str) -> Layer:
-    """Each try in a client span; its context goes out in ``traceparent``/``tracestate``."""
+    """Each try in a client span; its context goes out in ``traceparent``/``tracestate``.
+
+    Started, made current and ended by hand, attributes only on recorded spans
+    (as the inbound side does): most calls are not sampled.
+    """
     table = tel.outbound
-    tracer, propagator = tracing.tracer, tracing.propagator
 
     def layer(inner: Send) -> Send:
         async def send(call: Call) -> Message:
@@ -116,37 +120,52 @@ def _traced_tries(tel: Telemetry, tracing: Tracing, target: str) -> Layer:
             if call.attempt != 1:
                 table.get(target, route).retries += 1
                 _ATTEMPT.set(call.attempt)
-            attributes: dict[str, str | int] = {
-                "eblocks.target": target,
-                "eblocks.route": route,
-                "eblocks.attempt": call.attempt,
-            }
-            if call.endpoint is not None:
-                attributes["server.address"] = call.endpoint.host
-                attributes["server.port"] = call.endpoint.port
-                attributes["eblocks.endpoint"] = call.endpoint.instance
-            with tracer.start_as_current_span(
-                f"call {target}", kind=SpanKind.CLIENT, attributes=attributes
-            ) as span:
-                carrier: dict[str, str] = {}
-                propagator.inject(carrier)
-                traced = Call(
-                    call.target,
-                    call.message.replace(headers=carrier),
-                    call.deadline,
-                    call.endpoint,
-                    call.attempt,
-                )
-                try:
-                    reply = await inner(traced)
-                except MeshError as exc:
+            span = tracing.start_span(f"call {target}", SpanKind.CLIENT)
+            recording = span.is_recording()
+            if recording:
+                span.set_attributes(_client_attributes(call, target, route))
+            traced = Call(
+                call.target,
+                call.message.replace(headers=traceparent(span)),
+                call.deadline,
+                call.endpoint,
+                call.attempt,
+            )
+            token = attach(set_span_in_context(span))
+            try:
+                reply = await inner(traced)
+            except MeshError as exc:
+                if recording:
                     status, reason = status_of(exc)
                     span.set_attribute("http.response.status_code", status)
                     span.set_attribute("eblocks.error", reason)
-                    raise
-                span.set_attribute("http.response.status_code", 200)
+                    span.set_status(Status(StatusCode.ERROR, reason))
+                raise
+            except BaseException as exc:
+                if recording:
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            else:
+                if recording:
+                    span.set_attribute("http.response.status_code", 200)
                 return reply
+            finally:
+                detach(token)
+                span.end()
 
         return send
 
     return layer
+
+
+def _client_attributes(call: Call, target: str, route: str) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        "eblocks.target": target,
+        "eblocks.route": route,
+        "eblocks.attempt": call.attempt,
+    }
+    if call.endpoint is not None:
+        attributes["server.address"] = call.endpoint.host
+        attributes["server.port"] = call.endpoint.port
+        attributes["eblocks.endpoint"] = call.endpoint.instance
+    return attributes

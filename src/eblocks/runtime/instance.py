@@ -29,7 +29,6 @@ from eblocks.errors import (
 )
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
-from eblocks.security import Auth
 from eblocks.spec import MeshSpec, load_spec
 from eblocks.telemetry import AccessLog, Telemetry
 from eblocks.telemetry.tracing import tracing_from_spec
@@ -71,6 +70,8 @@ async def _load_app(block: str, ref: str) -> web.Application:
 
 
 async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membership) -> Block:
+    from eblocks.security import Auth  # cryptography loads only here, when the mesh uses it
+
     block_spec = spec.blocks[args.block]
     state = StateDir(Path(args.state_dir))
     access_log = None

@@ -3,13 +3,22 @@
 `Auth` is the component every block carries (DESIGN.md); `MeshCA` and
 `LocalIssuer` are what `eblocks ca` and the local supervisor use. See
 docs/security.md.
+
+The names load on first use: a process that never touches security (a block
+without mTLS, `eblocks validate`) does not pay for importing `cryptography`.
 """
 
-from eblocks.security.auth import Auth, Peer, mtls_mode
-from eblocks.security.ca import DEFAULT_TRUST_DOMAIN, MeshCA
-from eblocks.security.local import LocalIssuer
-from eblocks.security.policy import Decision, PolicyEngine, RequestFacts
-from eblocks.security.svid import Identity, Svid
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eblocks.security.auth import Auth, Peer, mtls_mode
+    from eblocks.security.ca import DEFAULT_TRUST_DOMAIN, MeshCA
+    from eblocks.security.local import LocalIssuer
+    from eblocks.security.policy import Decision, PolicyEngine, RequestFacts
+    from eblocks.security.svid import Identity, Svid
 
 __all__ = [
     "DEFAULT_TRUST_DOMAIN",
@@ -24,3 +33,26 @@ __all__ = [
     "Svid",
     "mtls_mode",
 ]
+
+_HOME = {
+    "Auth": "auth",
+    "Peer": "auth",
+    "mtls_mode": "auth",
+    "DEFAULT_TRUST_DOMAIN": "ca",
+    "MeshCA": "ca",
+    "LocalIssuer": "local",
+    "Decision": "policy",
+    "PolicyEngine": "policy",
+    "RequestFacts": "policy",
+    "Identity": "svid",
+    "Svid": "svid",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eblocks.security' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"eblocks.security.{module}"), name)
+    globals()[name] = value
+    return value

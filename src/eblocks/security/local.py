@@ -15,13 +15,15 @@ import datetime as dt
 import logging
 import os
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
 
 from eblocks.errors import SecurityError
-from eblocks.security.ca import MeshCA
-from eblocks.security.svid import Identity, Svid
+from eblocks.security.identity import Identity
 from eblocks.spec.models import MeshSpec
+
+if TYPE_CHECKING:
+    from eblocks.security.ca import MeshCA
+    from eblocks.security.svid import Svid
 
 __all__ = ["CLI_HOLDER", "LocalIssuer", "ca_folder", "identity_folder", "passphrase_from_env"]
 
@@ -61,6 +63,8 @@ class LocalIssuer:
         return modes != {"disable"}
 
     def ca(self) -> MeshCA:
+        from eblocks.security.ca import MeshCA  # cryptography: only once mTLS is used
+
         if self._ca is None:
             folder = ca_folder(self.state)
             sec = self.spec.security
@@ -82,10 +86,21 @@ class LocalIssuer:
         return self._ca
 
     def reload_ca(self) -> None:
-        """Pick up a rotated CA (`eblocks ca rotate`) and re-issue everything from it."""
+        """Pick up a rotated CA (`eblocks ca rotate`) and re-issue everything from it.
+
+        A gossip key the supervisor generated rotates with it (a key the spec
+        pins with ``key``/``key_file`` stays: it is the operator's).
+        """
         self._ca = None
         for holder, (identity, _) in list(self._issued.items()):
             self.issue(holder, identity)
+        discovery = self.spec.discovery
+        generated = discovery.key is None and discovery.key_file is None
+        if discovery.mode == "gossip" and generated and (self.state / "gossip.key").exists():
+            from eblocks.security.gossipkey import rotate_key_file
+
+            rotate_key_file(self.state / "gossip.key")
+            log.info("rotated the gossip key with the mesh CA")
 
     def issue(self, holder: str, identity: Identity) -> Svid:
         ca = self.ca()
@@ -120,6 +135,8 @@ class LocalIssuer:
         return min((svid.renew_at() for _, svid in self._issued.values()), default=None)
 
     def _ca_changed(self) -> bool:
+        from cryptography.hazmat.primitives import serialization
+
         assert self._ca is not None
         try:
             current = (ca_folder(self.state) / "ca.pem").read_bytes()

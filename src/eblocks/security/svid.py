@@ -14,8 +14,6 @@ On disk (one folder per holder, ``<state>/identity/<name>/``)::
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from eblocks.errors import IdentityError
+from eblocks.security.identity import Identity, replace_file, write_private
 
 __all__ = [
     "BACKDATE",
@@ -39,38 +38,6 @@ __all__ = [
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 BACKDATE = timedelta(minutes=1)
 """How far `MeshCA` back-dates ``notBefore`` to tolerate clock skew between hosts."""
-
-_ID = re.compile(
-    r"^spiffe://(?P<td>[a-z0-9._-]+)/mesh/(?P<mesh>[a-z0-9-]+)/(?P<kind>block|client)/(?P<name>[a-z0-9-]+)$"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A parsed mesh identity; ``str()`` is its SPIFFE ID."""
-
-    trust_domain: str
-    mesh: str
-    name: str
-    kind: str = "block"  # or "client": a caller that serves nothing (the CLI)
-
-    def __str__(self) -> str:
-        return f"spiffe://{self.trust_domain}/mesh/{self.mesh}/{self.kind}/{self.name}"
-
-    @property
-    def block(self) -> str | None:
-        """The block name, or None for a client identity."""
-        return self.name if self.kind == "block" else None
-
-    @classmethod
-    def parse(cls, uri: str) -> Identity:
-        match = _ID.match(uri)
-        if match is None:
-            raise IdentityError(
-                f"{uri!r} is not a mesh identity "
-                "(expected spiffe://<trust-domain>/mesh/<mesh>/block|client/<name>)"
-            )
-        return cls(match["td"], match["mesh"], match["name"], match["kind"])
 
 
 def identity_of(cert: x509.Certificate) -> Identity:
@@ -127,8 +94,8 @@ class Svid:
         )
         # key first: a reader that sees the new certificate must find its key
         write_private(folder / "svid.key", key)
-        _replace(folder / "svid.pem", pem, 0o644)
-        _replace(folder / "bundle.pem", bundle, 0o644)
+        replace_file(folder / "svid.pem", pem, 0o644)
+        replace_file(folder / "bundle.pem", bundle, 0o644)
 
     @classmethod
     def read(cls, folder: Path) -> Svid:
@@ -147,19 +114,3 @@ class Svid:
 
 def load_certs(pem: bytes) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(pem) if pem.strip() else []
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret with mode 0600 from the first byte, replacing atomically."""
-    _replace(path, data, 0o600)
-
-
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from eblocks.errors import IdentityError
-from eblocks.security.svid import Identity
+from eblocks.security.identity import Identity
 
 __all__ = ["TlsFiles", "peer_identity"]
 

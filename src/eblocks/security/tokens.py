@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt
 import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -261,6 +260,9 @@ class EndUserVerifier:
         algorithms: tuple[str, ...],
         skew: float,
     ) -> None:
+        import jwt  # PyJWT, only where end-user tokens are configured
+
+        self._jwt = jwt
         try:
             data = orjson.loads(jwks_file.read_bytes())
             self._keys = {key.key_id or "": key for key in jwt.PyJWKSet.from_dict(data).keys}
@@ -273,6 +275,7 @@ class EndUserVerifier:
 
     def verify(self, token: str) -> tuple[str, Mapping[str, Any]]:
         """The end user's subject and claims."""
+        jwt = self._jwt
         try:
             kid = jwt.get_unverified_header(token).get("kid") or ""
             key = self._keys.get(kid) or (next(iter(self._keys.values())) if not kid else None)

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.context import attach, detach
+from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
 from eblocks.message import (
     ERROR_HEADER,
@@ -133,13 +134,51 @@ async def _observed(
 async def _traced(
     tel: Telemetry, handler: AioHandler, route_of: RouteOf, request: web.Request
 ) -> web.StreamResponse:
-    """`_observed` inside a server span whose parent is the caller's ``traceparent``."""
+    """`_observed` inside a server span whose parent is the caller's ``traceparent``.
+
+    The span is started, made current and ended by hand (not with the SDK's
+    nested context managers), and its attributes are only built when it is
+    recorded: most requests are not sampled (docs/benchmarks.md).
+    """
     tracing = tel.tracing
     if tracing is None:
         return await _observed(tel, handler, route_of, request)
     headers = request.headers
     route = route_of(request)
-    attributes: dict[str, str | int] = {
+    span = tracing.server_span(
+        f"{tel.block} {route}", headers.get(TRACEPARENT), headers.get("tracestate")
+    )
+    if span.is_recording():
+        span.set_attributes(_server_attributes(tel, request, route))
+    token = attach(set_span_in_context(span))
+    try:
+        response = await _observed(tel, handler, route_of, request)
+    except web.HTTPException as exc:  # an application block's 404 and the like
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", exc.status)
+            if exc.status >= 500:
+                span.set_status(Status(StatusCode.ERROR, exc.reason))
+        raise
+    except BaseException as exc:
+        if span.is_recording():
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
+    else:
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                reason = response.headers.get(ERROR_HEADER) or str(response.status)
+                span.set_status(Status(StatusCode.ERROR, reason))
+        return response
+    finally:
+        detach(token)
+        span.end()
+
+
+def _server_attributes(tel: Telemetry, request: web.Request, route: str) -> dict[str, str]:
+    headers = request.headers
+    attributes = {
         "eblocks.block": tel.block,
         "eblocks.instance": tel.instance,
         "eblocks.route": route,
@@ -153,16 +192,7 @@ async def _traced(
     request_id = headers.get(REQUEST_ID_HEADER)
     if request_id:
         attributes["eblocks.request_id"] = request_id
-    parent = tracing.propagator.extract(headers)
-    with tracing.tracer.start_as_current_span(
-        f"{tel.block} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
-    ) as span:
-        response = await _observed(tel, handler, lambda _: route, request)
-        span.set_attribute("http.response.status_code", response.status)
-        if response.status >= 500:
-            reason = response.headers.get(ERROR_HEADER) or str(response.status)
-            span.set_status(Status(StatusCode.ERROR, reason))
-        return response
+    return attributes
 
 
 def trace_id_of(traceparent: str | None) -> str | None:

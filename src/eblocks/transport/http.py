@@ -25,7 +25,7 @@ from eblocks.errors import (
 )
 from eblocks.message import DEADLINE_HEADER, Message
 from eblocks.respond import error_from_response
-from eblocks.security.svid import Identity
+from eblocks.security.identity import Identity
 from eblocks.security.tls import peer_identity
 
 __all__ = ["HttpTransport"]

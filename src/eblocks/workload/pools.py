@@ -98,8 +98,9 @@ class Autoscaler:
         now = self._clock.monotonic()
         active, queued = self._pools.load(self.pattern)
         current = await self._scaler.current(self.pool)
-        if current is None:
-            current = self._asked if self._asked is not None else self._ready()
+        if current is None:  # the scaler knows no size yet (the supervisor is still starting)
+            floor = max(self._ready(), self.policy.min)
+            current = self._asked if self._asked is not None else floor
         load = Load(now, active, queued, current)
         decision = decide(self.policy, self.spec.target_inflight, self._state, load)
         self._state, self.last = decision.state, decision

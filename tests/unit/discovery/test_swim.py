@@ -237,3 +237,36 @@ def test_packets_never_exceed_max_packet() -> None:
     net.wait_for(lambda: all(nd.alive_count == 29 for nd in nodes), timeout=20)
     assert max(sizes) <= 600
     assert sum(nd.counters.dropped_total for nd in nodes) == 0
+
+
+class _Outbox:
+    def __init__(self) -> None:
+        self.sent: list[tuple[tuple[str, int], bytes]] = []
+
+    def send(self, addr: tuple[str, int], data: bytes) -> None:
+        self.sent.append((addr, data))
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["on-time", "ran-late"])
+def test_a_node_whose_timers_ran_late_does_not_suspect_the_peer(late: bool) -> None:
+    from eblocks.testing import FakeClock
+
+    clock = FakeClock()
+    node = SwimNode(
+        make_record(0), keyring=Keyring(SIM_KEY), transport=_Outbox(), clock=clock,
+        rng=random.Random(3),
+    )  # fmt: skip
+    peer = make_record(1)
+    node.seed([peer])
+    node.start()
+    cfg = node.config
+    for _ in range(20):  # ~4 probe periods either way
+        if late:  # starved: every timer fires a period late, an ack may sit unread
+            clock.advance(cfg.probe_interval + cfg.probe_timeout)
+        else:
+            clock.advance(max(0.0, min(node.next_deadline() - clock.monotonic(), 0.1)))
+        node.tick()
+    got = node.member(peer.instance)
+    assert got is not None
+    assert got.status is ALIVE if late else got.status in (SUSPECT, DEAD)
+    assert (node.counters.probes_excused > 0) is late

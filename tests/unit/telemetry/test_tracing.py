@@ -24,7 +24,7 @@ from eblocks import Block, MeshClient, Message
 from eblocks.message import PATTERN_HEADER, STAGE_HEADER
 from eblocks.spec import parse_spec
 from eblocks.telemetry import Telemetry
-from eblocks.telemetry.tracing import Tracing
+from eblocks.telemetry.tracing import Tracing, parse_traceparent
 from eblocks.testing import StaticResolver
 from eblocks.workload import relay
 
@@ -241,3 +241,27 @@ async def test_unsampled_callers_are_not_recorded(parts: tuple[Mesh, External]) 
     await mesh.close()
     mesh.blocks.clear()
     assert mesh.exporter.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", True),
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future", True),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", False),
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", False),
+        ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", False),
+        ("00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01", False),
+        ("garbage", False),
+    ],
+)
+def test_traceparent_parsing(header: str, ok: bool) -> None:
+    parsed = parse_traceparent(header, "vendor=x")
+    assert (parsed is not None) == ok
+    if parsed is not None:
+        assert format_trace_id(parsed.trace_id) == header.split("-")[1]
+        assert parsed.is_remote
+        assert parsed.trace_state.to_header() == "vendor=x"

@@ -207,3 +207,27 @@ def test_an_autoscaler_needs_workers() -> None:
     plain = POOL.model_copy(update={"workers": None})
     with pytest.raises(ValueError, match="sets no 'workers'"):
         Autoscaler("pool", plain, None, PublishingScaler(None), clock=FakeClock())  # type: ignore[arg-type]
+
+
+class SilentScaler:
+    """Knows no size yet (as before the supervisor's first pools.json)."""
+
+    def __init__(self) -> None:
+        self.asks: list[int] = []
+
+    async def scale(self, pool: str, n: int) -> None:
+        self.asks.append(n)
+
+    async def current(self, pool: str) -> int | None:
+        return None
+
+
+async def test_no_phantom_scale_up_before_the_scaler_knows_a_size(local_mesh: Any) -> None:
+    mesh = await local_mesh(SPEC, {"boss": relay, "w": (Gated().handle, 1)})
+    mesh.resolver.set("w", [])  # no worker seen yet either (gossip still converging)
+    scaler = SilentScaler()
+    auto = Autoscaler("pool", POOL, mesh.blocks["boss"][0].pools, scaler, clock=FakeClock())
+    assert (await auto.tick()).desired == 1
+    assert scaler.asks == [1]
+    assert auto.scale_ups == 0
+    assert auto.snapshot()["scaling_up_for_s"] is None
