@@ -1,20 +1,23 @@
-"""The rendered Deployments run for real: each "pod" is the container's own command line.
+"""The rendered Deployments run for real: each "pod" is its containers' own command lines.
 
-No cluster here, so the test plays the kubelet for the textpipe example: it
-renders the manifests, and for every replica of every Deployment runs the
-container's ``command`` + ``args`` with the ``$(VAR)`` references expanded
-from the container's env (the downward API filled in: pod name, pod IP), the
-ConfigMap's ``mesh.yaml`` and a gossip key where the volumes mount them, and
-the image's ``PYTHONPATH`` (the example's folder). The pods live in one
+No cluster here, so the test plays the kubelet for the textpipe example (mTLS
+strict, the default). The operator's part is done with the real CLI
+(`eblocks ca init`, `eblocks ca token` per block) and its results become the
+Secrets the docs say to create. For the CA pod and every replica of every
+block Deployment, `Kubelet` materialises the pod's volumes (ConfigMap and
+Secret files, emptyDirs, subPath files), resolves the env (downward API,
+``secretKeyRef``, ``$(VAR)``), maps each mount path to its folder and runs the
+init containers to completion, then the containers. The pods live in one
 network namespace the test makes, each on its own address in 198.18.0.0/15;
-the headless Service's name resolves to all of them through the namespace's
-``/etc/hosts`` (``ip netns exec`` mounts ``/etc/netns/<ns>/hosts``), as the
-cluster DNS would. Then, as the kubelet and a client would:
+the Services' names resolve through the namespace's ``/etc/hosts`` (``ip
+netns exec`` mounts ``/etc/netns/<ns>/hosts``), as the cluster DNS would:
+the gossip name to every block pod, the CA's to the CA pod. Then:
 
+- every block pod's ``join`` init container gets its SVID from the CA pod;
 - the rendered probes (``GET <admin port><path>`` on the pod IP) answer 200;
-- the pods find each other through the gossip seeded by that name;
-- the pipeline, called at its first stage, answers through every stage;
-- SIGTERM stops every pod cleanly within its terminationGracePeriodSeconds.
+- the pods find each other through the gossip seeded by the headless name;
+- the pipeline, called over mTLS at its first stage, answers through every stage;
+- SIGTERM stops every block pod cleanly within its terminationGracePeriodSeconds.
 """
 
 from __future__ import annotations
@@ -36,8 +39,7 @@ from typing import Any
 import orjson
 import pytest
 
-from eblocks.deploy import KubeOptions, render_kubernetes
-from eblocks.deploy.names import SPEC_DIR, STATE_DIR
+from eblocks.deploy import render_kubernetes
 from eblocks.spec import load_spec
 
 from .helpers import REPO, TEXTPIPE, wait_for
@@ -64,7 +66,7 @@ class Pod:
     grace: int
     admin_port: int
     probes: Mapping[str, str]
-    proc: subprocess.Popen[bytes] | None = None
+    procs: list[subprocess.Popen[bytes]]
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -72,15 +74,71 @@ def expand(text: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), text)
 
 
-def container_env(container: dict[str, Any], downward: Mapping[str, str]) -> dict[str, str]:
-    """The container's environment, downward-API fields filled in, in declaration order."""
-    env: dict[str, str] = {}
-    for item in container["env"]:
-        if "valueFrom" in item:
-            env[item["name"]] = downward[item["valueFrom"]["fieldRef"]["fieldPath"]]
-        else:
-            env[item["name"]] = expand(item["value"], env)
-    return env
+class Kubelet:
+    """Just enough of a kubelet to run the rendered pod templates as local processes."""
+
+    def __init__(
+        self, root: Path, configmaps: dict[str, dict[str, str]], secrets: dict[str, dict[str, str]]
+    ) -> None:
+        self.root, self.configmaps, self.secrets = root, configmaps, secrets
+
+    def volumes(self, pod: str, spec: dict[str, Any]) -> dict[str, Path]:
+        """Each volume of the pod as a folder (emptyDirs shared by its containers)."""
+        found: dict[str, Path] = {}
+        for volume in spec["volumes"]:
+            folder = self.root / pod / "volumes" / volume["name"]
+            folder.mkdir(parents=True)
+            if "configMap" in volume:
+                self._files(
+                    folder, self.configmaps[volume["configMap"]["name"]], volume["configMap"]
+                )
+            elif "secret" in volume:
+                source = volume["secret"]
+                self._files(folder, self.secrets[source["secretName"]], source)
+            found[volume["name"]] = folder
+        return found
+
+    @staticmethod
+    def _files(folder: Path, data: Mapping[str, str], source: Mapping[str, Any]) -> None:
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        for item in items:
+            (folder / item["path"]).write_text(data[item["key"]])
+
+    def env(self, container: dict[str, Any], downward: Mapping[str, str]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for item in container.get("env", []):
+            if "value" in item:
+                env[item["name"]] = expand(item["value"], env)
+            elif "fieldRef" in item["valueFrom"]:
+                env[item["name"]] = downward[item["valueFrom"]["fieldRef"]["fieldPath"]]
+            else:
+                ref = item["valueFrom"]["secretKeyRef"]
+                value = self.secrets.get(ref["name"], {}).get(ref["key"])
+                assert value is not None or ref.get("optional"), f"missing secret {ref}"
+                if value is not None:
+                    env[item["name"]] = value
+        return env
+
+    def argv(
+        self, container: dict[str, Any], env: Mapping[str, str], volumes: Mapping[str, Path]
+    ) -> list[str]:
+        """The command line, with each mount path replaced by the folder behind it."""
+        mounts: dict[str, Path] = {}
+        for mount in sorted(container["volumeMounts"], key=lambda m: len(m["mountPath"])):
+            path, folder = mount["mountPath"], volumes[mount["name"]]
+            if "subPath" in mount:
+                parent = next(p for p in mounts if path.startswith(p + "/"))
+                target = mounts[parent] / path[len(parent) + 1 :]
+                shutil.copyfile(folder / mount["subPath"], target)
+                continue
+            mounts[path] = folder
+        words = [expand(word, env) for word in container["command"] + container.get("args", [])]
+        # One pass, whole path components only: a host folder may contain a mount path.
+        paths = "|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True))
+        pattern = re.compile(rf"(?<![\w./-])({paths})(?![\w.-])")
+        words = [pattern.sub(lambda m: str(mounts[m.group(1)]), word) for word in words]
+        head = {"python": [sys.executable], "eblocks": [sys.executable, "-m", "eblocks"]}
+        return head.get(words[0], words[:1]) + words[1:]
 
 
 class Netns:
@@ -137,82 +195,148 @@ class Netns:
         return int(head or 0), body
 
 
+def _cli(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "eblocks", *args], capture_output=True, text=True, timeout=BOUND
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _operator(spec_file: Path, blocks: Mapping[str, int], root: Path) -> dict[str, dict[str, str]]:
+    """What docs/kubernetes.md has the operator do, as the Secrets it creates."""
+    state = root / "operator"
+    _cli("ca", "init", str(spec_file), "--state-dir", str(state))
+    tokens = {
+        block: _cli(
+            "ca",
+            "token",
+            str(spec_file),
+            "--block",
+            block,
+            "--uses",
+            str(n + 1),
+            "--state-dir",
+            str(state),
+        )
+        for block, n in blocks.items()
+    }
+    ca = {p.name: p.read_text() for p in (state / "textpipe" / "ca").iterdir() if p.is_file()}
+    return {
+        "textpipe-ca-root": ca,
+        "textpipe-join-tokens": tokens,
+        "textpipe-gossip-key": {"gossip.key": secrets.token_hex(32)},
+    }
+
+
 @pytest.fixture
-def pods(tmp_path: Path) -> Iterator[tuple[Netns, list[Pod], dict[str, Any]]]:
+def cluster(tmp_path: Path) -> Iterator[tuple[Netns, list[Pod], dict[str, dict[str, str]], str]]:
     reason = _usable()
     if reason:
         pytest.skip(reason)
-    spec = load_spec(TEXTPIPE / "mesh.yaml")
-    rendered = render_kubernetes(spec, KubeOptions(identity=False))
+    rendered = render_kubernetes(load_spec(TEXTPIPE / "mesh.yaml"))
     documents = [doc for docs in rendered.values() for doc in docs]
     config = next(d for d in documents if d["kind"] == "ConfigMap")
+    spec_file = tmp_path / "mesh.yaml"  # the spec the pods run, for the operator's CLI
+    spec_file.write_text(config["data"]["mesh.yaml"])
     deployments = sorted(
         (d for d in documents if d["kind"] == "Deployment"), key=lambda d: d["metadata"]["name"]
     )
-    spec_dir = tmp_path / "etc-eblocks"  # the ConfigMap volume
-    spec_dir.mkdir()
-    (spec_dir / "mesh.yaml").write_text(config["data"]["mesh.yaml"])
-    key = secrets.token_hex(32)  # the Secret the operator creates
-    plan: list[tuple[Pod, list[str], dict[str, str]]] = []
+    replicas = {
+        d["metadata"]["labels"]["eblocks.io/block"]: d["spec"]["replicas"]
+        for d in deployments
+        if "eblocks.io/block" in d["metadata"]["labels"]
+    }
+    cluster_secrets = _operator(spec_file, {**replicas, "clean": replicas["clean"] + 1}, tmp_path)
+    kubelet = Kubelet(
+        tmp_path / "pods", {config["metadata"]["name"]: config["data"]}, cluster_secrets
+    )
+    pods: list[tuple[str, dict[str, Any], str]] = []
     for deployment in deployments:
-        template = deployment["spec"]["template"]["spec"]
-        container = template["containers"][0]
         for replica in range(deployment["spec"]["replicas"]):
-            pod_name = f"{deployment['metadata']['name']}-{replica}"
-            ip = f"198.18.0.{len(plan) + 1}"
-            state = tmp_path / pod_name / "state"  # the emptyDir, with the key mounted in it
-            state.mkdir(parents=True)
-            (state / "gossip.key").write_text(key)
-            downward = {
-                "metadata.name": pod_name,
-                "metadata.namespace": "textpipe",
-                "status.podIP": ip,
-                "spec.nodeName": "node-0",
-            }
-            env = container_env(container, downward)
-            argv = [expand(arg, env) for arg in container["command"] + container["args"]]
-            argv = [a.replace(SPEC_DIR, str(spec_dir)).replace(STATE_DIR, str(state)) for a in argv]
-            assert argv[0] == "python"
-            argv[0] = sys.executable
-            probes = {
-                kind: container[f"{kind}Probe"]["httpGet"]["path"]
-                for kind in ("startup", "liveness", "readiness")
-            }
-            admin = next(p["containerPort"] for p in container["ports"] if p["name"] == "admin")
-            pod = Pod(
-                pod_name,
-                env["EBLOCKS_BLOCK"],
-                ip,
-                template["terminationGracePeriodSeconds"],
-                admin,
-                probes,
-            )
-            plan.append((pod, argv, env))
-    seeds = next(d for d in documents if d["kind"] == "Service" and d["spec"].get("clusterIP"))
-    dns = f"{seeds['metadata']['name']}.{seeds['metadata']['namespace']}.svc"
-    with Netns({dns: [pod.ip for pod, _, _ in plan]}) as netns:
-        started: list[Pod] = []
+            ip = f"198.18.0.{len(pods) + 1}"
+            pods.append((f"{deployment['metadata']['name']}-{replica}", deployment, ip))
+    ca_ip = next(ip for name, _, ip in pods if name == "textpipe-ca-0")
+    gossip = [ip for name, _, ip in pods if name != "textpipe-ca-0"]
+    hosts = {"textpipe-gossip.textpipe.svc": gossip, "textpipe-ca.textpipe.svc": [ca_ip]}
+    started: list[Pod] = []
+    with Netns(hosts) as netns:
         try:
-            for pod, argv, env in plan:
-                log = (tmp_path / f"{pod.name}.log").open("wb")
-                full_env = {**os.environ, **env, "PYTHONPATH": str(TEXTPIPE)}  # the image's /app
-                pod.proc = subprocess.Popen(
-                    netns.exec(*argv),
-                    env=full_env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=REPO,
-                    start_new_session=True,
-                )
-                log.close()
-                started.append(pod)
-            yield netns, started, config
+            # The CA first, as its readiness gates every join.
+            for name, deployment, ip in sorted(pods, key=lambda p: p[0] != "textpipe-ca-0"):
+                started.append(_start(kubelet, netns, name, deployment, ip, tmp_path))
+                if name == "textpipe-ca-0":
+                    _wait(lambda: _tcp_open(netns, ca_ip, 8443), "the CA pod to listen", tmp_path)
+            yield netns, started, cluster_secrets, ca_ip
         finally:
             for pod in started:
-                if pod.proc is not None and pod.proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(pod.proc.pid, signal.SIGKILL)
-                    pod.proc.wait(timeout=BOUND)
+                for proc in pod.procs:
+                    if proc.poll() is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait(timeout=BOUND)
+
+
+def _tcp_open(netns: Netns, ip: str, port: int) -> bool:
+    script = f"import socket; socket.create_connection(({ip!r}, {port}), timeout=1).close()"
+    done = subprocess.run(
+        netns.exec(sys.executable, "-c", script), capture_output=True, timeout=BOUND
+    )
+    return done.returncode == 0
+
+
+def _start(
+    kubelet: Kubelet, netns: Netns, name: str, deployment: dict[str, Any], ip: str, logs: Path
+) -> Pod:
+    """Run one pod: init containers to completion (sidecars keep running), then its containers."""
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = kubelet.volumes(name, spec)
+    downward = {
+        "metadata.name": name,
+        "metadata.namespace": deployment["metadata"]["namespace"],
+        "status.podIP": ip,
+        "spec.nodeName": "node-0",
+    }
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pod = Pod(
+        name,
+        labels.get("eblocks.io/block", "ca"),
+        ip,
+        spec.get("terminationGracePeriodSeconds", 30),
+        0,
+        {},
+        [],
+    )
+    image_env = {**os.environ, "PYTHONPATH": str(TEXTPIPE)}  # the image's /app
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        env = kubelet.env(container, downward)
+        argv = kubelet.argv(container, env, volumes)
+        log = (logs / f"{name}.{container['name']}.log").open("wb")
+        proc = subprocess.Popen(
+            netns.exec(*argv),
+            env={**image_env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        log.close()
+        pod.procs.append(proc)
+        if (
+            container in spec.get("initContainers", [])
+            and container.get("restartPolicy") != "Always"
+        ):
+            code = proc.wait(timeout=BOUND)
+            assert code == 0, (
+                f"{name}: init container {container['name']} exited {code}:\n{_logs(logs)}"
+            )
+    main = spec["containers"][0]
+    if "httpGet" in main.get("readinessProbe", {}):
+        pod.admin_port = next(p["containerPort"] for p in main["ports"] if p["name"] == "admin")
+        pod.probes = {
+            k: main[f"{k}Probe"]["httpGet"]["path"] for k in ("startup", "liveness", "readiness")
+        }
+    return pod
 
 
 def _logs(tmp_path: Path) -> str:
@@ -226,24 +350,28 @@ def _wait(predicate: Callable[[], bool], what: str, tmp_path: Path) -> None:
         raise AssertionError(f"{exc}\n{_logs(tmp_path)}") from None
 
 
-def test_rendered_pods_run_probe_gossip_serve_and_drain(
-    pods: tuple[Netns, list[Pod], dict[str, Any]], tmp_path: Path
+def test_rendered_pods_join_probe_gossip_serve_and_drain(
+    cluster: tuple[Netns, list[Pod], dict[str, dict[str, str]], str], tmp_path: Path
 ) -> None:
-    netns, started, _ = pods
+    netns, started, cluster_secrets, ca_ip = cluster
+    blocks = [pod for pod in started if pod.block != "ca"]
+    for pod in blocks:  # the join init container left an SVID where the instance loads it
+        svid = tmp_path / "pods" / pod.name / "volumes" / "state" / "identity" / pod.name
+        assert (svid / "svid.pem").is_file(), pod.name
 
     def all_probes_pass() -> bool:
         return all(
             netns.get(f"http://{pod.ip}:{pod.admin_port}{path}")[0] == 200
-            for pod in started
+            for pod in blocks
             for path in pod.probes.values()
         )
 
     _wait(all_probes_pass, "the rendered probes to pass", tmp_path)
-
-    expected = {pod.name for pod in started}
+    expected = {pod.name for pod in blocks}
+    first = next(pod for pod in blocks if pod.block == "clean")
 
     def clean_sees_everyone() -> bool:
-        code, body = netns.get(f"http://{started[0].ip}:{started[0].admin_port}/v1/members")
+        code, body = netns.get(f"http://{first.ip}:{first.admin_port}/v1/members")
         if code != 200:
             return False
         rows = orjson.loads(body)["members"]
@@ -251,15 +379,37 @@ def test_rendered_pods_run_probe_gossip_serve_and_drain(
 
     _wait(clean_sees_everyone, "gossip to converge", tmp_path)
 
-    first = next(pod for pod in started if pod.block == "clean")
+    client = tmp_path / "client-identity"  # a caller outside the mesh joins like a pod
+    join = subprocess.run(
+        netns.exec(
+            sys.executable,
+            "-m",
+            "eblocks",
+            "ca",
+            "join",
+            "--ca-url",
+            f"https://{ca_ip}:8443",
+            "--out",
+            str(client),
+        ),
+        env={**os.environ, "EBLOCKS_JOIN_TOKEN": cluster_secrets["textpipe-join-tokens"]["clean"]},
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+    )
+    assert join.returncode == 0, join.stderr
     call = (
         "import asyncio, sys\n"
+        "from pathlib import Path\n"
         "from eblocks import Message, MeshClient\n"
+        "from eblocks.security.auth import Auth\n"
         "from eblocks.spec import load_spec\n"
         "from eblocks.testing import StaticResolver\n"
         "async def main():\n"
+        "    spec = load_spec(sys.argv[1])\n"
+        "    auth = Auth(spec, Path(sys.argv[4]))\n"
         "    first = StaticResolver({'clean': [sys.argv[2]]})\n"
-        "    client = MeshClient(load_spec(sys.argv[1]), first)\n"
+        "    client = MeshClient(spec, first, auth=auth)\n"
         "    try:\n"
         "        reply = await client.call('ingest', Message(sys.argv[3].encode()))\n"
         "        sys.stdout.write(reply.body.decode())\n"
@@ -272,9 +422,10 @@ def test_rendered_pods_run_probe_gossip_serve_and_drain(
             sys.executable,
             "-c",
             call,
-            str(tmp_path / "etc-eblocks" / "mesh.yaml"),
+            str(tmp_path / "mesh.yaml"),
             f"{first.ip}:8080",
             "The quick brown fox jumps over the lazy dog, the fox!",
+            str(client),
         ),
         capture_output=True,
         text=True,
@@ -286,11 +437,11 @@ def test_rendered_pods_run_probe_gossip_serve_and_drain(
     assert result["words"] == 8
     assert result["top"][0] == ["fox", 2]
 
-    for pod in started:
-        assert pod.proc is not None
-        os.killpg(pod.proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + max(pod.grace for pod in started)
-    for pod in started:
-        assert pod.proc is not None
-        code = pod.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for pod in blocks:
+        for proc in pod.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + max(pod.grace for pod in blocks)
+    for pod in blocks:
+        code = pod.procs[-1].wait(timeout=max(0.1, deadline - time.monotonic()))
         assert code == 0, f"{pod.name} exited {code}:\n{_logs(tmp_path)}"

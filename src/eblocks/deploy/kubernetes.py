@@ -51,6 +51,7 @@ __all__ = [
     "cluster_spec",
     "downward_env",
     "grace_seconds",
+    "image",
     "instance_args",
     "kubernetes_files",
     "render_kubernetes",
@@ -107,9 +108,11 @@ def render_kubernetes(
     files: dict[str, list[Manifest]] = {"01-mesh.yaml": [config, _gossip_service(spec, names)]}
     if names.namespace == spec.mesh:  # the mesh's own; never relabel a namespace given to us
         files["00-namespace.yaml"] = [_namespace(names)]
-    if options.identity:
+    if options.identity and identity.needs_identity(spec):
+        # Any block's image holds eblocks; the first one's serves the CA role too.
+        ca_image = image(names, min(spec.blocks), options)
         files["02-identity.yaml"] = identity.ca_objects(
-            spec, names, options.image_prefix, options.tag, options.network_policy
+            spec, names, ca_image, options.network_policy
         )
     workers = _workers_by_manager(spec)
     for block in sorted(spec.blocks):
@@ -323,8 +326,9 @@ def _deployment(
                     "labelSelector": {"matchLabels": names.selector("block", block)},
                 }
             ],
+            **_init_containers(spec, names, block, options),
             "containers": [_container(spec, names, block, options, manager=manager)],
-            "volumes": _volumes(names, block, options.identity),
+            "volumes": _volumes(names),
         },
     }
     return {
@@ -381,6 +385,20 @@ def downward_env(spec: MeshSpec, block: str) -> list[dict[str, Any]]:
     return env
 
 
+def image(names: Names, block: str, options: KubeOptions) -> str:
+    return f"{options.image_prefix}{names.block(block)}:{options.tag}"
+
+
+def _init_containers(
+    spec: MeshSpec, names: Names, block: str, options: KubeOptions
+) -> dict[str, list[Manifest]]:
+    """The SVID join and renewal, when identity is rendered and any block speaks TLS."""
+    if not (options.identity and identity.needs_identity(spec)):
+        return {}
+    own = image(names, block, options)
+    return {"initContainers": identity.block_init_containers(spec, names, block, own)}
+
+
 def scaler_env(names: Names) -> list[dict[str, Any]]:
     """A manager resizes its pools' Deployments (`eblocks.workload.scalers.make_scaler`)."""
     return [
@@ -407,14 +425,11 @@ def _container(
         },
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    if options.identity:
-        env.append({"name": "EBLOCKS_CA_URL", "value": names.ca_url})
-        mounts += identity.block_mounts()
     admin_probe = {"port": "admin", "scheme": "HTTP"}
     ready_timeout = spec.defaults.ready_timeout
     return {
         "name": "block",
-        "image": f"{options.image_prefix}{names.block(block)}:{options.tag}",
+        "image": image(names, block, options),
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "eblocks.runtime.instance"],
         "args": instance_args(block),
@@ -447,18 +462,17 @@ def _container(
     }
 
 
-def _volumes(names: Names, block: str, with_identity: bool) -> list[Manifest]:
+def _volumes(names: Names) -> list[Manifest]:
     volumes: list[Manifest] = [
         {"name": "spec", "configMap": {"name": names.spec_config}},
         {"name": "state", "emptyDir": {}},
         {
             "name": "gossip-key",
-            "secret": {"secretName": names.gossip_key, "defaultMode": 0o400},
+            # Owner root, group fsGroup: 0440 lets the non-root user read it.
+            "secret": {"secretName": names.gossip_key, "defaultMode": 0o440},
         },
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
     ]
-    if with_identity:
-        volumes += identity.block_volumes(names, block)
     return volumes
 
 

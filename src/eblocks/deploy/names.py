@@ -20,13 +20,11 @@ __all__ = [
     "CA_PORT",
     "DEFAULT_GOSSIP_PORT",
     "HTTP_PORT",
-    "JOIN_DIR",
     "RESERVED_BLOCKS",
     "RUN_AS",
     "SPEC_DIR",
     "SPEC_FILE",
     "STATE_DIR",
-    "TRUST_DIR",
     "Names",
     "deployment_name",
     "gossip_port",
@@ -45,8 +43,6 @@ SPEC_DIR = "/etc/eblocks"
 SPEC_FILE = f"{SPEC_DIR}/mesh.yaml"
 STATE_DIR = "/var/lib/eblocks"
 """The instance's ``--state-dir``: run files, and the gossip key mounted from a Secret."""
-JOIN_DIR = "/var/run/eblocks/join"
-TRUST_DIR = "/var/run/eblocks/trust"
 RUN_AS = 10001
 """The unprivileged uid (and gid) every container runs as; the Dockerfiles create it."""
 
@@ -134,10 +130,6 @@ class Names:
     @property
     def join_tokens(self) -> str:
         return f"{self.mesh}-join-tokens"
-
-    @property
-    def trust_bundle(self) -> str:
-        return f"{self.mesh}-trust-bundle"
 
     @property
     def ca_url(self) -> str:

@@ -248,7 +248,7 @@ def test_a_deployment_carries_the_blocks_settings() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert env["EBLOCKS_BLOCK"]["value"] == "big"
-    assert [e["name"] for e in container["env"]][-3:] == ["A_FIRST", "MODEL", "EBLOCKS_CA_URL"]
+    assert [e["name"] for e in container["env"]][-2:] == ["A_FIRST", "MODEL"]
     assert container["command"] == ["python", "-m", "eblocks.runtime.instance"]
     small = _one(rendered, "Deployment", "sized-small")["spec"]["template"]["spec"]
     assert small["terminationGracePeriodSeconds"] == math.ceil(1.5 + 20) + 5
@@ -394,14 +394,36 @@ def test_the_root_key_is_mounted_by_the_ca_pod_only() -> None:
         }
     holders = {pod for pod, secrets in secrets_by_pod.items() if "hybrid-ca-root" in secrets}
     assert holders == {"hybrid-ca"}
-    clean = _one(rendered, "Deployment", "hybrid-clean")["spec"]["template"]["spec"]
-    join = next(v for v in clean["volumes"] if v["name"] == "join-token")["secret"]
-    assert join["items"] == [{"key": "clean", "path": "token"}]  # its own token only
-    assert join["optional"] is True
-    assert not any(
-        "identity" in name
-        for name in kubernetes_files(_spec("hybrid"), KubeOptions(identity=False))
+
+
+def test_each_pod_joins_with_its_own_blocks_token_only() -> None:
+    rendered = render_kubernetes(_spec("hybrid"))
+    for block in _spec("hybrid").blocks:
+        pod = _one(rendered, "Deployment", f"hybrid-{block}")["spec"]["template"]["spec"]
+        join, renew = pod["initContainers"]
+        assert join["command"] == ["eblocks", "ca", "join"]
+        refs = [
+            e["valueFrom"]["secretKeyRef"]
+            for e in join["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})
+        ]
+        assert refs == [{"name": "hybrid-join-tokens", "key": block}]
+        assert (
+            join["args"][-1] == "/var/lib/eblocks/identity/$(POD_NAME)"
+        )  # where the instance looks
+        assert renew["restartPolicy"] == "Always"  # a native sidecar
+        assert "--renew" in renew["command"][-1]
+        assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in renew["env"])
+
+
+def test_identity_is_left_out_when_asked_or_when_no_block_speaks_tls() -> None:
+    off = kubernetes_files(_spec("hybrid"), KubeOptions(identity=False))
+    assert "02-identity.yaml" not in off
+    assert "initContainers" not in off["10-block-clean.yaml"]
+    plain = _spec("textpipe").model_copy(
+        update={"security": _spec("textpipe").security.model_copy(update={"mtls": "disable"})}
     )
+    assert "02-identity.yaml" not in kubernetes_files(plain)
 
 
 @pytest.mark.parametrize(
