@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -82,3 +84,19 @@ def test_errors_share_one_root_and_their_builtins() -> None:
 
 def test_package_is_typed() -> None:
     assert importlib.resources.files("eblocks").joinpath("py.typed").is_file()
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["eblocks.cli", "eblocks.runtime.supervisor", "eblocks.runtime.instance", "eblocks.workload"],
+)
+def test_a_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    """No import cycle hides behind the order other tests happen to import in."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -24,6 +24,7 @@ __all__ = [
     "MemberRecord",
     "MemberStatus",
     "load_changed",
+    "member_id",
     "supersedes",
 ]
 
@@ -146,3 +147,10 @@ def load_changed(old: Load, new: Load, *, ratio: float = 0.2) -> bool:
         or moved(old.queue, new.queue, 2)
         or moved(old.ewma_ms, new.ewma_ms, 1.0)
     )
+
+
+def member_id(instance: str, host: str) -> str:
+    """The gossip id of a local instance: unique across hosts, whose supervisors all
+    number their instances ``<block>-<i>`` (``clean-0@10.0.0.5``); plain on loopback."""
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    return instance if loopback else f"{instance}@{host}"

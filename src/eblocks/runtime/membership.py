@@ -29,7 +29,7 @@ from aiohttp import web
 from eblocks._types import Endpoint, Resolver
 from eblocks.block import Block
 from eblocks.discovery import GossipNode, GossipResolver, Keyring, MemberRecord, SupervisorResolver
-from eblocks.discovery.member import MemberStatus
+from eblocks.discovery.member import MemberStatus, member_id
 from eblocks.discovery.seeds import (
     KEY_FILE,
     read_keys,
@@ -44,19 +44,12 @@ from eblocks.runtime.state import StateDir
 from eblocks.spec import MeshSpec
 from eblocks.telemetry import Hooks
 
-__all__ = ["INCARNATION_EPOCH", "DeferredResolver", "Membership", "member_id", "roles_of"]
+__all__ = ["INCARNATION_EPOCH", "DeferredResolver", "Membership", "roles_of"]
 
 log = logging.getLogger("eblocks.membership")
 
 INCARNATION_EPOCH = 1_700_000_000
 """Incarnations start at wall-clock seconds since this epoch (Nov 2023)."""
-
-
-def member_id(instance: str, host: str) -> str:
-    """The gossip id of a local instance: unique across hosts, whose supervisors all
-    number their instances ``<block>-<i>`` (``clean-0@10.0.0.5``); plain on loopback."""
-    loopback = host in ("localhost", "::1") or host.startswith("127.")
-    return instance if loopback else f"{instance}@{host}"
 
 
 def roles_of(spec: MeshSpec, block: str) -> tuple[str, ...]:

@@ -41,9 +41,9 @@ import aiohttp
 
 from eblocks._types import Endpoint
 from eblocks.discovery import write_endpoints
+from eblocks.discovery.member import member_id
 from eblocks.discovery.seeds import prepare_key, write_supervisor_seeds
 from eblocks.errors import DiscoveryError, SecurityError, SupervisorError
-from eblocks.runtime.membership import member_id
 from eblocks.runtime.scaling import PoolController, initial_count
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, read_json, write_json
 from eblocks.security import LocalIssuer
