@@ -115,13 +115,32 @@ def hosts(network: Network, tmp_path: Path) -> Iterator[list[Host]]:
     assert not leftovers, leftovers
 
 
-def _up(box: Host, host: str, seeds: str, key: Path) -> None:
+def _mesh_root(tmp_path: Path) -> Path:
+    """One mesh root for every host (brought in with `ca init --cert/--key`), so the
+    hosts' SVIDs chain to the same CA and calls across hosts pass strict mTLS."""
+    spec = tmp_path / "root-spec.yaml"
+    spec.write_text(SPEC.format(host="127.0.0.1", seeds=""))
+    state = tmp_path / "root-state"
+    run = subprocess.run(
+        [sys.executable, "-m", "eblocks", "ca", "init", str(spec), "--state-dir", str(state)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run
+    return state / MESH / "ca"
+
+
+def _up(box: Host, host: str, seeds: str, key: Path, root: Path) -> None:
     folder = box.work / "textpipe"
     folder.mkdir()
     shutil.copyfile(TEXTPIPE / "handlers.py", folder / "handlers.py")
     (folder / "mesh.yaml").write_text(SPEC.format(host=host, seeds=seeds))
     (box.work / "gossip.key").write_bytes(key.read_bytes())
-    run = box.cmd("up", str(folder / "mesh.yaml"), "--detach")
+    spec = str(folder / "mesh.yaml")
+    adopt = box.cmd(
+        "ca", "init", spec, "--cert", str(root / "ca.pem"), "--key", str(root / "ca.key")
+    )
+    assert adopt.returncode == 0, adopt
+    run = box.cmd("up", spec, "--detach")
     assert run.returncode == 0, run
 
 
@@ -151,12 +170,13 @@ def test_calls_cross_hosts_and_a_partition_heals(
 ) -> None:
     key = tmp_path / "gossip.key"
     key.write_bytes(secrets.token_hex(32).encode())
-    _up(hosts[0], network.addresses[0], "", key)
+    root = _mesh_root(tmp_path)
+    _up(hosts[0], network.addresses[0], "", key, root)
     seed = next(iter(orjson.loads(
         (hosts[0].state / MESH / "gossip.json").read_bytes())["members"]))  # fmt: skip
     seeds = f'"{network.addresses[0]}:{seed["gossip_port"]}"'
     for i in (1, 2):
-        _up(hosts[i], network.addresses[i], seeds, key)
+        _up(hosts[i], network.addresses[i], seeds, key, root)
 
     def all_alive(box: Host) -> bool:
         view = _statuses(box)
