@@ -152,7 +152,17 @@ class Browser:
         return result
 
     async def goto(self, url: str) -> None:
-        await self.send("Page.navigate", url=url)
+        """Navigate to ``url`` and wait (bounded: 30 s) until its document has loaded."""
+        reply = await self.send("Page.navigate", url=url)
+        if reply.get("errorText"):
+            raise AssertionError(f"navigating to {url} failed: {reply['errorText']}")
+        state = "[location.href, document.readyState]"
+        for _ in range(300):
+            href, ready = await self.evaluate(state)
+            if href != "about:blank" and ready == "complete":
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{url} did not finish loading in 30 s (last: {href}, {ready})")
 
     async def evaluate(self, expression: str) -> Any:
         """The JSON value of ``expression`` evaluated in the page."""

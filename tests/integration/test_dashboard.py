@@ -91,8 +91,16 @@ async def _drive(sandbox: Sandbox, address: str) -> None:
             browser, PANELS, lambda v: json.loads(v) == dict.fromkeys(BLOCKS, 35), "35 per block"
         )
         assert await browser.evaluate(UPDATED) != before
-        roots = await _until(browser, TRACES, lambda v: len(json.loads(v)) == 10, "10 traces")
-        assert set(json.loads(roots)) == {"clean ingest"}  # the CLI does not trace: roots
+        # The CLI does not trace, so each trace's root is clean's server span. Blocks export
+        # their spans independently (batched): until clean's span of a trace is written, a
+        # later hop's span stands as its root for a moment. The listing settles to clean.
+        roots = await _until(
+            browser,
+            TRACES,
+            lambda v: len(json.loads(v)) == 10 and set(json.loads(v)) == {"clean ingest"},
+            "10 traces rooted at clean",
+        )
+        assert set(json.loads(roots)) == {"clean ingest"}
         rate = await browser.evaluate(
             "document.querySelector('.panel[data-block=clean] [data-field=success]').textContent"
         )
