@@ -36,8 +36,10 @@ from eblocks.message import (
     Message,
 )
 from eblocks.patterns import Plan
+from eblocks.policies import LivePolicies
 from eblocks.respond import error_response
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
+from eblocks.spec.policies import Policies
 from eblocks.telemetry import Telemetry
 from eblocks.telemetry.admin import add_admin_routes
 from eblocks.telemetry.inbound import middleware, observe
@@ -96,6 +98,7 @@ class Block:
         self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
         self.settings = settings or resolve_settings(name, None, Defaults())
         self.client = client
+        self.policies = client.policies if client is not None else LivePolicies.of(Policies())
         self._clock = clock or SystemClock()
         self._executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix=name)
         self._plan = plan or Plan({})

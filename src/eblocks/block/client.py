@@ -13,6 +13,7 @@ from eblocks.block.stack import client_stack, endpoint_stack
 from eblocks.errors import NoEndpointsError
 from eblocks.message import REQUEST_ID_HEADER, SOURCE_HEADER, Message
 from eblocks.patterns import Plan
+from eblocks.policies import LivePolicies
 from eblocks.spec.models import MeshSpec
 from eblocks.telemetry.core import Telemetry
 from eblocks.transport import HttpTransport
@@ -45,9 +46,15 @@ class MeshClient:
         transport: HttpTransport | None = None,
         telemetry: Telemetry | None = None,
         auth: Auth | None = None,
+        policies: LivePolicies | None = None,
     ) -> None:
-        """``auth`` (the caller's identity) turns on mTLS and, if the spec says so, tokens."""
+        """``auth`` (the caller's identity) turns on mTLS and, if the spec says so, tokens.
+
+        ``policies`` is the live policy holder this process's layers read (default:
+        the spec's policies, version 0); `eblocks apply` swaps what it holds.
+        """
         self.spec = spec
+        self.policies = policies or LivePolicies.of(spec.policies)
         self.auth = auth
         self._token = auth.token_layer() if auth is not None else None
         self.plan = Plan.from_spec(spec)

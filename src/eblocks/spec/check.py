@@ -45,12 +45,50 @@ def check_references(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
                 what = "block or pattern" if ref.pattern_ok else "block"
                 yield loc, f"unknown {what} {ref.name!r} (expected one of: {expected})"
     yield from _cycles(patterns)
+    yield from _policy_references(_mapping(data.get("policies")), set(blocks), set(patterns))
     default_replicas = _mapping(data.get("defaults")).get("replicas", 1)
     for name, block in blocks.items():
         block = _mapping(block)
         replicas = block.get("replicas", default_replicas)
         if block.get("port") is not None and isinstance(replicas, int) and replicas > 1:
             yield ("blocks", name, "port"), f"a fixed port needs replicas: 1 (block has {replicas})"
+
+
+def _policy_references(
+    policies: Mapping[str, Any], blocks: set[str], patterns: set[str]
+) -> Iterator[tuple[Loc, str]]:
+    """Routes and block policies name blocks (and patterns) that exist; routes, once each."""
+    names = ", ".join(sorted(blocks))
+
+    def block(name: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
+        if isinstance(name, str) and name not in blocks:
+            yield loc, f"unknown block {name!r} (expected one of: {names})"
+
+    routes = policies.get("routes")
+    seen: dict[str, int] = {}
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        route = _mapping(route)
+        loc: Loc = ("policies", "routes", i)
+        name = route.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                yield (*loc, "name"), f"route name {name!r} is already used by route {seen[name]}"
+            seen.setdefault(name, i)
+        yield from block(route.get("to"), (*loc, "to"))
+        destinations = route.get("destinations")
+        for j, dest in enumerate(destinations if isinstance(destinations, list) else []):
+            dest = _mapping(dest)
+            yield from block(dest.get("block"), (*loc, "destinations", j, "block"))
+            pattern = dest.get("pattern")
+            if isinstance(pattern, str) and pattern not in patterns:
+                known = ", ".join(sorted(patterns)) or "none declared"
+                yield (
+                    (*loc, "destinations", j, "pattern"),
+                    (f"unknown pattern {pattern!r} (expected one of: {known})"),
+                )
+        yield from block(_mapping(route.get("mirror")).get("to"), (*loc, "mirror", "to"))
+    for name in _mapping(policies.get("blocks")):
+        yield from block(name, ("policies", "blocks", name))
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -36,6 +35,8 @@ from pydantic import (
 )
 
 from eblocks.balance.factory import BalancerName
+from eblocks.spec.base import Frozen, Name
+from eblocks.spec.policies import Policies, RetryPolicy
 from eblocks.spec.units import Duration, Size
 
 if TYPE_CHECKING:
@@ -72,13 +73,6 @@ __all__ = [
     "resolve_settings",
 ]
 
-Name = Annotated[
-    str,
-    Field(
-        pattern=r"^[a-z][a-z0-9-]{0,62}$",
-        description="lower-case letters, digits and '-', starting with a letter (a DNS label)",
-    ),
-]
 HandlerRef = Annotated[
     str,
     Field(
@@ -89,22 +83,7 @@ HandlerRef = Annotated[
 ]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class RetryPolicy(_Frozen):
-    """Idempotent retries of a call on the client side."""
-
-    attempts: int = Field(3, ge=1, le=10, description="tries in all, the first one included")
-    backoff: Duration = Field(0.05, description="first backoff; doubles each try, with jitter")
-    max_backoff: Duration = Field(1.0, description="cap of one backoff")
-    on: tuple[int, ...] = Field(
-        (502, 503, 504), description="response statuses that are retried (connect errors always)"
-    )
-
-
-class Defaults(_Frozen):
+class Defaults(Frozen):
     """Settings every block inherits unless it sets its own."""
 
     replicas: int = Field(1, ge=1, le=256)
@@ -137,14 +116,14 @@ Quantity = Annotated[
 ]
 
 
-class ResourceAmounts(_Frozen):
+class ResourceAmounts(Frozen):
     """CPU and memory of one instance; unset fields keep the renderer's defaults."""
 
     cpu: Quantity | None = Field(None, description="CPU (`250m` is a quarter of a core)")
     memory: Quantity | None = Field(None, description="memory (`256Mi`)")
 
 
-class Resources(_Frozen):
+class Resources(Frozen):
     """What one instance asks for and may use (rendered into Kubernetes containers)."""
 
     requests: ResourceAmounts = Field(ResourceAmounts(), description="reserved for scheduling")
@@ -155,7 +134,7 @@ MtlsMode = Literal["strict", "permissive", "ingress", "disable"]
 Verdict = Literal["allow", "deny"]
 
 
-class BlockSecurity(_Frozen):
+class BlockSecurity(Frozen):
     """A block's own security settings over the mesh's (docs/security.md)."""
 
     mtls: MtlsMode | None = Field(None, description="mTLS mode of this block's port")
@@ -164,7 +143,7 @@ class BlockSecurity(_Frozen):
     )
 
 
-class BlockSpec(_Frozen):
+class BlockSpec(Frozen):
     """A service kind: the user's handler and how many instances run it."""
 
     handler: HandlerRef | None = Field(
@@ -195,7 +174,7 @@ class BlockSpec(_Frozen):
         return self
 
 
-class PipelineSpec(_Frozen):
+class PipelineSpec(Frozen):
     """Pipes and filters: each stage handles, then forwards to the next."""
 
     pipeline: tuple[Name, ...] = Field(min_length=1, description="stages: blocks or patterns")
@@ -206,13 +185,13 @@ class PipelineSpec(_Frozen):
         return self.pipeline
 
 
-class QueueSpec(_Frozen):
+class QueueSpec(Frozen):
     """The manager's bounded queue: tasks waiting for a free worker."""
 
     max: int = Field(64, ge=0, le=100_000, description="waiting tasks; past it, 429 + retry-after")
 
 
-class WorkersSpec(_Frozen):
+class WorkersSpec(Frozen):
     """Autoscaling of a manager-worker pool: how many worker instances, by the load.
 
     The manager aims at ``target_inflight`` tasks (running and queued) per
@@ -245,7 +224,7 @@ class WorkersSpec(_Frozen):
         return self
 
 
-class ManagerWorker(_Frozen):
+class ManagerWorker(Frozen):
     """The body of a manager-worker pattern."""
 
     manager: Name = Field(description="block whose instances queue and dispatch the tasks")
@@ -265,14 +244,14 @@ class ManagerWorker(_Frozen):
         return own if own is not None else float(self.concurrency)
 
 
-class ManagerWorkerSpec(_Frozen):
+class ManagerWorkerSpec(Frozen):
     """Manager-worker: a manager queues tasks and dispatches each to a worker instance."""
 
     manager_worker: ManagerWorker = Field(alias="manager-worker")
     description: str = ""
 
 
-class DivideConquer(_Frozen):
+class DivideConquer(Frozen):
     """The body of a divide-conquer pattern."""
 
     divide: Name = Field(description="block that splits a message into parts (a JSON array)")
@@ -282,7 +261,7 @@ class DivideConquer(_Frozen):
     parallel: int = Field(16, ge=1, le=4096, description="parts in flight at once per message")
 
 
-class DivideConquerSpec(_Frozen):
+class DivideConquerSpec(Frozen):
     """Divide & conquer: split, handle the parts in parallel, combine in order."""
 
     divide_conquer: DivideConquer = Field(alias="divide-conquer")
@@ -326,10 +305,6 @@ PatternSpec = Annotated[
 ]
 
 
-class Policies(_Frozen):
-    """Traffic, security and scaling policies (filled in by later versions)."""
-
-
 SeedAddr = Annotated[
     str,
     Field(
@@ -340,7 +315,7 @@ SeedAddr = Annotated[
 ]
 
 
-class GossipTunables(_Frozen):
+class GossipTunables(Frozen):
     """Overrides of the gossip protocol's tunables; unset fields keep the defaults."""
 
     probe_interval: Duration | None = Field(None, description="one probe per period (0.5s)")
@@ -356,7 +331,7 @@ class GossipTunables(_Frozen):
     max_packet: int | None = Field(None, ge=512, le=65000, description="largest packet (1400)")
 
 
-class DiscoverySpec(_Frozen):
+class DiscoverySpec(Frozen):
     """How instances find each other: the local supervisor's file or gossip membership."""
 
     mode: Literal["supervisor", "gossip"] = Field(
@@ -404,7 +379,7 @@ class DiscoverySpec(_Frozen):
         return SwimConfig(**self.tunables.model_dump(exclude_none=True))
 
 
-class TracingSpec(_Frozen):
+class TracingSpec(Frozen):
     """OpenTelemetry tracing of every instance: sampling and where spans go."""
 
     sampling: float = Field(
@@ -418,13 +393,13 @@ class TracingSpec(_Frozen):
     )
 
 
-class TelemetrySpec(_Frozen):
+class TelemetrySpec(Frozen):
     """Monitoring settings shared by every block (metrics are always on)."""
 
     tracing: TracingSpec = Field(TracingSpec(), description="OpenTelemetry traces")
 
 
-class TokenSpec(_Frozen):
+class TokenSpec(Frozen):
     """Per-hop request tokens: a JWT the caller signs with its SVID key for each call."""
 
     mode: Literal["off", "optional", "required"] = Field(
@@ -437,7 +412,7 @@ class TokenSpec(_Frozen):
     )
 
 
-class EndUserSpec(_Frozen):
+class EndUserSpec(Frozen):
     """End-user JWTs of an external identity provider, verified where a call enters the mesh."""
 
     jwks_file: str = Field(description="JWKS file of the provider (relative to the spec's folder)")
@@ -449,7 +424,7 @@ class EndUserSpec(_Frozen):
     )
 
 
-class AuthzRule(_Frozen):
+class AuthzRule(Frozen):
     """One authorization rule; every field it sets must match (unset fields match anything)."""
 
     name: str = Field(min_length=1, description="named in audit lines and `policy check`")
@@ -468,7 +443,7 @@ class AuthzRule(_Frozen):
     )
 
 
-class AuthorizationSpec(_Frozen):
+class AuthorizationSpec(Frozen):
     """Rules checked inbound before the handler: any deny wins, then any allow, else default."""
 
     default: Verdict = Field("allow", description="when no rule matches (per block: security)")
@@ -484,7 +459,7 @@ class AuthorizationSpec(_Frozen):
         return self
 
 
-class AnomalySpec(_Frozen):
+class AnomalySpec(Frozen):
     """Quarantine of misbehaving sources (per SPIFFE ID); defaults in docs/security.md."""
 
     enabled: bool = Field(True, description="watch sources and quarantine on a threshold")
@@ -512,7 +487,7 @@ class AnomalySpec(_Frozen):
         return self
 
 
-class SecuritySpec(_Frozen):
+class SecuritySpec(Frozen):
     """Mesh identity, mTLS, request tokens and authorization (docs/security.md)."""
 
     trust_domain: str = Field(
@@ -560,7 +535,7 @@ class BlockSettings:
     access_log: bool = False
 
 
-class MeshSpec(_Frozen):
+class MeshSpec(Frozen):
     """A whole mesh: blocks, patterns and policies sharing one trust domain."""
 
     api_version: Literal["eblocks/v1"] = Field(alias="apiVersion", description="spec version")
