@@ -6,9 +6,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from eblocks.message import Message
+
+if TYPE_CHECKING:
+    from eblocks.spec.policies import Route
 
 __all__ = [
     "Call",
@@ -42,7 +45,10 @@ class Call:
     """An outbound request as it moves down the client stack.
 
     ``deadline`` is on the clock's monotonic scale; ``endpoint`` is filled in by
-    the balancer layer; ``attempt`` counts tries from 1.
+    the balancer layer; ``attempt`` counts tries from 1. ``route`` is the policy
+    route the call matched (the route layer sets it; deadline and retry layers
+    read its timeouts and retries) and ``subset`` the endpoint labels its
+    destination selects (the balancer layer keeps only endpoints that have them).
     """
 
     target: str
@@ -50,18 +56,29 @@ class Call:
     deadline: float | None = None
     endpoint: Endpoint | None = None
     attempt: int = 1
+    route: Route | None = None
+    subset: Mapping[str, str] | None = None
 
     # Copies for the layers, on every request: about twice as fast as
     # dataclasses.replace(), which walks the fields each time. They name every
     # field, so a new field must be added to each of them.
     def with_deadline(self, deadline: float) -> Call:
-        return Call(self.target, self.message, deadline, self.endpoint, self.attempt)
+        c = self
+        return Call(c.target, c.message, deadline, c.endpoint, c.attempt, c.route, c.subset)
 
     def with_endpoint(self, endpoint: Endpoint) -> Call:
-        return Call(self.target, self.message, self.deadline, endpoint, self.attempt)
+        c = self
+        return Call(c.target, c.message, c.deadline, endpoint, c.attempt, c.route, c.subset)
 
     def with_attempt(self, attempt: int) -> Call:
-        return Call(self.target, self.message, self.deadline, self.endpoint, attempt)
+        c = self
+        return Call(c.target, c.message, c.deadline, c.endpoint, attempt, c.route, c.subset)
+
+    def with_route(
+        self, route: Route, target: str, subset: Mapping[str, str] | None, message: Message
+    ) -> Call:
+        """The call as a route sends it on: maybe to another block, a subset, a new message."""
+        return Call(target, message, self.deadline, None, self.attempt, route, subset or None)
 
 
 Send = Callable[[Call], Awaitable[Message]]

@@ -19,8 +19,11 @@ caller would naturally catch::
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
         ├── NoEndpointsError (LookupError)      503 no_endpoints: nothing ready to serve a block
-        ├── OverloadedError                     503 overloaded
+        ├── OverloadedError                     503 overloaded: a bulkhead or limit is full
         │   └── QueueFullError                  429 overloaded: a manager's queue is full
+        ├── RateLimitedError                    429 rate_limited: no token in the bucket
+        ├── CircuitOpenError                    503 circuit_open: every endpoint is ejected
+        ├── FaultInjectedError                  4xx/5xx fault_injected: a fault rule aborted it
         ├── MeshTimeoutError (TimeoutError)     504 timeout: the deadline passed
         ├── ConnectError (ConnectionError)      502 connect: no connection to an endpoint
         ├── HandlerError                        500 handler: the user's handler raised
@@ -40,9 +43,11 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BadRequestError",
+    "CircuitOpenError",
     "ConnectError",
     "DiscoveryError",
     "EblocksError",
+    "FaultInjectedError",
     "ForbiddenError",
     "HandlerError",
     "HandlerImportError",
@@ -55,6 +60,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PortInUseError",
     "QueueFullError",
+    "RateLimitedError",
     "RenderError",
     "ScalerError",
     "SecurityError",
@@ -208,6 +214,40 @@ class QueueFullError(OverloadedError):
     """
 
     status = 429
+
+
+class RateLimitedError(MeshError):
+    """A rate limit (named in ``detail["rule"]``) had no token left for this request.
+
+    ``detail["retry_after"]`` (seconds until the next token) becomes ``retry-after``.
+    """
+
+    reason = "rate_limited"
+    status = 429
+
+
+class CircuitOpenError(MeshError):
+    """Every endpoint of the target is ejected by outlier detection (or over its limits)."""
+
+    reason = "circuit_open"
+    status = 503
+
+
+class FaultInjectedError(MeshError):
+    """A fault-injection rule aborted the request with the status it names."""
+
+    reason = "fault_injected"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        origin: str = "",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, origin=origin, detail=detail)
+        self.status = status  # type: ignore[misc]  # the rule's status, per instance
 
 
 class MeshTimeoutError(MeshError, TimeoutError):

@@ -20,6 +20,7 @@ __all__ = [
     "NAME_HEADER",
     "ORIGIN_HEADER",
     "PART_HEADER",
+    "PATH_HEADER",
     "PATTERN_HEADER",
     "REQUEST_ID_HEADER",
     "SOURCE_HEADER",
@@ -41,6 +42,7 @@ PART_HEADER = "x-eblocks-part"  # "<index>/<count>" on each part of a divide-con
 HASH_KEY_HEADER = "x-eblocks-hash-key"  # the key consistent-hash balancers route on
 NAME_HEADER = "x-eblocks-name"  # the file a batch item came from (`eblocks submit`)
 TOKEN_HEADER = "x-eblocks-token"  # the per-hop request JWT (eblocks.security.tokens)
+PATH_HEADER = "x-eblocks-path"  # path (and ?query) of a call between blocks, matched by routes
 USER_HEADER = "x-eblocks-user"  # inside a block only: ctx -> token layer; never trusted inbound
 
 # Hop-by-hop and transport headers that never belong to a Message.
