@@ -80,7 +80,11 @@ async def test_losing_every_seed_after_joining_changes_nothing(
     for seed in seeds:
         fleet.kill(seed)
     await fleet.wait(lambda: _sees_dead(rest, seeds), BOUND, "the seeds DEAD everywhere")
-    assert all(m.known_now == len(rest) - 1 for m in rest)
+    # the DEAD reports and the view counts arrive as separate lines (and a loaded
+    # host may briefly suspect a live peer): the rest settle on the full view
+    await fleet.wait(
+        lambda: all(m.known_now == len(rest) - 1 for m in rest), BOUND, "the rest know each other"
+    )
 
     # membership goes on without them: a newcomer joins through any member ...
     newcomer = await fleet.spawn("h0-new", host=network.addresses[0], prefix=network.prefix(0))
