@@ -19,6 +19,7 @@ caller would naturally catch::
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
         ├── NoEndpointsError (LookupError)      503 no_endpoints: nothing ready to serve a block
+        ├── NoRouteError (LookupError)          404 no_route: no gateway route matches a request
         ├── OverloadedError                     503 overloaded: a bulkhead or limit is full
         │   └── QueueFullError                  429 overloaded: a manager's queue is full
         ├── RateLimitedError                    429 rate_limited: no token in the bucket
@@ -55,6 +56,7 @@ __all__ = [
     "MeshError",
     "MeshTimeoutError",
     "NoEndpointsError",
+    "NoRouteError",
     "OverloadedError",
     "PacketError",
     "PayloadTooLargeError",
@@ -200,6 +202,13 @@ class PayloadTooLargeError(MeshError, ValueError):
 class NoEndpointsError(MeshError, LookupError):
     reason = "no_endpoints"
     status = 503
+
+
+class NoRouteError(MeshError, LookupError):
+    """No route of an ingress gateway matches the request (``detail``: method, path)."""
+
+    reason = "no_route"
+    status = 404
 
 
 class OverloadedError(MeshError):

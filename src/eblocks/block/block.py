@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,12 +50,15 @@ from eblocks.workload.pools import Pools
 if TYPE_CHECKING:
     from eblocks.security import Auth
 
-__all__ = ["Block", "mesh_client"]
+__all__ = ["PREFLIGHT", "Block", "mesh_client"]
 
 log = logging.getLogger("eblocks.block")
 
 _CALLER_FAULTS = frozenset({400, 404, 405, 413, 422})  # statuses that count against a caller
 _MESH_CLIENT = web.AppKey("eblocks.mesh_client", MeshClient)
+Preflight = Callable[[web.Request], "web.StreamResponse | None"]
+PREFLIGHT: web.AppKey[Preflight] = web.AppKey("eblocks.preflight")
+"""An app may answer some requests before the block's checks (a gateway's CORS preflights)."""
 
 
 def mesh_client(app: web.Application) -> MeshClient:
@@ -92,7 +96,9 @@ class Block:
         clock: Clock | None = None,
         telemetry: Telemetry | None = None,
         auth: Auth | None = None,
+        server_ssl: ssl.SSLContext | None = None,
     ) -> None:
+        """``server_ssl`` replaces the PM's TLS context (an ingress gateway's own certificate)."""
         self.name = name
         self.auth = auth  # mTLS, tokens and authorization (eblocks.security); None: plaintext
         self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
@@ -103,6 +109,7 @@ class Block:
         self._executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix=name)
         self._plan = plan or Plan({})
         self._ready = False
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self.inflight = 0
         self.pools = Pools(name, self._plan, client)  # managers and autoscalers: /v1/pools
         self.telemetry: Telemetry = (
@@ -133,12 +140,13 @@ class Block:
             app.middlewares.insert(0, middleware(self.telemetry))
         else:
             raise ValueError("Block needs exactly one of handler= or app=")
-        ssl = auth.server_ssl() if auth is not None else None
+        if server_ssl is None and auth is not None:
+            server_ssl = auth.server_ssl()
         self._pm = Listener(
             app,
             block=name,
             drain=self.settings.drain,
-            ssl=ssl,
+            ssl=server_ssl,
             permissive=auth is not None and auth.mode == "permissive",
             on_plaintext=auth.plaintext_connection if auth is not None else None,
             on_refused=auth.connection_refused if auth is not None else None,
@@ -156,6 +164,7 @@ class Block:
         client: MeshClient,
         instance: str | None = None,
         auth: Auth | None = None,
+        server_ssl: ssl.SSLContext | None = None,
     ) -> Block:
         """A block of ``client``'s mesh, with its settings and patterns."""
         spec = client.spec
@@ -168,6 +177,7 @@ class Block:
             client=client,
             instance=instance,
             auth=auth,
+            server_ssl=server_ssl,
         )
 
     @property
@@ -203,11 +213,17 @@ class Block:
         self._ready = True
         log.info("block %s instance %s serving on %s:%d", self.name, self.instance, host, self.port)
 
+    def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run ``close()`` once the PM has drained (e.g. a gateway's client sessions)."""
+        self._closers.append(close)
+
     async def stop(self) -> None:
         """Drain and stop: not ready, stop accepting, finish in-flight work, close."""
         self._ready = False
         await self.pools.aclose()
         await self._pm.close()
+        for close in self._closers:
+            await close()
         await self._admin.close()
         await self.telemetry.aclose()
         if self.client is not None:
@@ -289,6 +305,10 @@ class Block:
     ) -> web.StreamResponse:
         self.inflight += 1
         try:
+            if request.method == "OPTIONS" and PREFLIGHT in request.app:
+                early: web.StreamResponse | None = request.app[PREFLIGHT](request)
+                if early is not None:
+                    return early
             if self.auth is not None:
                 try:
                     request["eblocks.peer"] = self.auth.admit(request)

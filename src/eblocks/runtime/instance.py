@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -33,6 +34,9 @@ from eblocks.spec import MeshSpec, load_spec
 from eblocks.telemetry import AccessLog, Telemetry
 from eblocks.telemetry.tracing import tracing_from_spec
 from eblocks.workload.scalers import make_scaler
+
+if TYPE_CHECKING:
+    from eblocks.security import Auth
 
 __all__ = ["EXIT_CONFIG", "main"]
 
@@ -81,17 +85,16 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
         spec.telemetry.tracing, args.block, args.instance, state.path / "logs"
     )
     telemetry = Telemetry(args.block, args.instance, access_log=access_log, tracing=tracing)
+    spec_dir = Path(os.environ.get("EBLOCKS_SPEC_DIR") or Path(args.spec).parent)
     auth = Auth.for_holder(
-        spec,
-        Path(args.state_dir),
-        args.instance,
-        block=args.block,
-        spec_dir=Path(os.environ.get("EBLOCKS_SPEC_DIR") or Path(args.spec).parent),
+        spec, Path(args.state_dir), args.instance, block=args.block, spec_dir=spec_dir
     )
     client = MeshClient(
         spec, membership.resolver, source=args.block, telemetry=telemetry, auth=auth
     )
-    if block_spec.handler is not None:
+    if block_spec.gateway is not None:
+        block = _gateway(spec, args, client, auth, spec_dir, telemetry)
+    elif block_spec.handler is not None:
         handler = load_ref(args.block, block_spec.handler)
         block = Block.in_mesh(
             args.block, handler, app=None, client=client, instance=args.instance, auth=auth
@@ -104,6 +107,45 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
     block.add_admin_get("/v1/members", membership.members)
     membership.publish_gauges(telemetry.hooks)
     return block
+
+
+def _gateway(
+    spec: MeshSpec,
+    args: argparse.Namespace,
+    client: MeshClient,
+    auth: Auth | None,
+    spec_dir: Path,
+    telemetry: Telemetry,
+) -> Block:
+    """An ingress gateway (an app Eblocks provides) or an egress one (a handler)."""
+    from eblocks.proxy import Egress, ingress_app, operator_ssl
+
+    gateway = spec.blocks[args.block].gateway
+    max_body = spec.settings(args.block).max_body
+    if gateway is None:
+        raise ValueError(f"block {args.block!r} is not a gateway")
+    if gateway.kind == "egress":
+        egress = Egress(
+            args.block, gateway, spec_dir=spec_dir, max_body=max_body, telemetry=telemetry
+        )
+        block = Block.in_mesh(
+            args.block, egress, app=None, client=client, instance=args.instance, auth=auth
+        )
+        block.on_stop(egress.aclose)
+        return block
+    server_ssl = None
+    if gateway.tls is not None:
+        bundle = auth.files.bundle_file if auth is not None else None
+        server_ssl = operator_ssl(gateway.tls, spec_dir, bundle)
+    return Block.in_mesh(
+        args.block,
+        None,
+        app=ingress_app(args.block, gateway, max_body=max_body),
+        client=client,
+        instance=args.instance,
+        auth=auth,
+        server_ssl=server_ssl,
+    )
 
 
 async def _run(args: argparse.Namespace) -> int:

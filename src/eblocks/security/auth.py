@@ -55,9 +55,16 @@ log = logging.getLogger("eblocks.security")
 
 
 def mtls_mode(spec: MeshSpec, block: str) -> MtlsMode:
-    """A block's mTLS mode: its own, else the mesh's."""
-    own = spec.blocks[block].security if block in spec.blocks else None
-    return own.mtls if own is not None and own.mtls is not None else spec.security.mtls
+    """A block's mTLS mode: its own, else the mesh's (``ingress`` for an ingress gateway)."""
+    spec_of = spec.blocks.get(block)
+    own = spec_of.security if spec_of is not None else None
+    if own is not None and own.mtls is not None:
+        return own.mtls
+    mode = spec.security.mtls
+    gateway = spec_of.gateway if spec_of is not None else None
+    if mode == "strict" and gateway is not None and gateway.kind == "ingress":
+        return "ingress"  # outside clients have no SVID; mesh callers still show theirs
+    return mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +301,9 @@ class Auth:
         if token is not None and self._tokens != "off":
             verified = self._verifier.verify(token, identity)
             identity, user = verified.caller, verified.user
-        elif self._tokens == "required":
+        elif self._tokens == "required" and not (self.mode == "ingress" and identity is None):
+            # (an outside client of an ingress block has no SVID to sign a token with;
+            # its credential is the end-user JWT, checked below)
             raise UnauthenticatedError(
                 "this block requires a request token", detail={"token": "missing"}
             )

@@ -52,6 +52,22 @@ def check_references(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
         replicas = block.get("replicas", default_replicas)
         if block.get("port") is not None and isinstance(replicas, int) and replicas > 1:
             yield ("blocks", name, "port"), f"a fixed port needs replicas: 1 (block has {replicas})"
+        yield from _gateway_references(name, _mapping(block.get("gateway")), blocks, patterns)
+
+
+def _gateway_references(
+    name: str, gateway: Mapping[str, Any], blocks: Mapping[str, Any], patterns: Mapping[str, Any]
+) -> Iterator[tuple[Loc, str]]:
+    """An ingress gateway's routes go to blocks or patterns that exist, never to itself."""
+    routes = gateway.get("routes") if gateway.get("kind") == "ingress" else None
+    known = ", ".join(sorted(n for n in [*blocks, *patterns] if n != name))
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        to = _mapping(route).get("to")
+        loc: Loc = ("blocks", name, "gateway", "routes", i, "to")
+        if to == name:
+            yield loc, f"gateway {name!r} cannot route to itself"
+        elif isinstance(to, str) and to not in blocks and to not in patterns:
+            yield loc, f"unknown block or pattern {to!r} (expected one of: {known})"
 
 
 def _policy_references(

@@ -36,6 +36,7 @@ from pydantic import (
 
 from eblocks.balance.factory import BalancerName
 from eblocks.spec.base import Frozen, Name
+from eblocks.spec.gateway import Gateway
 from eblocks.spec.policies import Policies, RetryPolicy
 from eblocks.spec.units import Duration, Size
 
@@ -166,11 +167,15 @@ class BlockSpec(Frozen):
         None, description="CPU/memory requests and limits per instance (`eblocks render`)"
     )
     security: BlockSecurity | None = Field(None, description="mTLS mode, authorization default")
+    gateway: Gateway | None = Field(
+        None, description="an ingress or egress gateway whose PM Eblocks provides"
+    )
 
     @model_validator(mode="after")
     def _one_entry_point(self) -> BlockSpec:
-        if (self.handler is None) == (self.app is None):
-            raise ValueError("set exactly one of 'handler' or 'app'")
+        chosen = [k for k in ("handler", "app", "gateway") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one of 'handler', 'app' or 'gateway'")
         return self
 
 

@@ -170,7 +170,7 @@ def test_missing_nested_field_names_its_parent() -> None:
 def test_block_needs_exactly_one_entry_point() -> None:
     issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n    app: h:make\n")
     assert issue.path == "blocks.a"
-    assert issue.message == "set exactly one of 'handler' or 'app'"
+    assert issue.message == "set exactly one of 'handler', 'app' or 'gateway'"
 
 
 def test_bad_block_name_points_at_the_key() -> None:
@@ -225,3 +225,27 @@ def test_spec_issue_text() -> None:
 def test_format_path() -> None:
     assert format_path(("patterns", "p", "pipeline", 2)) == "patterns.p.pipeline[2]"
     assert format_path(()) == ""
+
+
+def test_gateway_route_to_an_unknown_block_points_at_it() -> None:
+    text = (
+        HEAD
+        + "blocks:\n  a: {handler: h:a}\n  edge:\n    gateway:\n      kind: ingress\n"
+        + "      routes:\n        - {name: r, to: nope}\n"
+    )
+    issue = only_issue(text)
+    assert issue.path == "blocks.edge.gateway.routes[0].to"
+    assert issue.line == 9
+    assert issue.message == "unknown block or pattern 'nope' (expected one of: a)"
+
+
+def test_a_block_is_a_handler_an_app_or_a_gateway() -> None:
+    text = (
+        HEAD
+        + "blocks:\n  a:\n    handler: h:a\n    gateway: {kind: egress, allow: [{host: x}]}\n"
+    )
+    issue = only_issue(text)
+    assert issue.path == "blocks.a"
+    assert "exactly one of 'handler', 'app' or 'gateway'" in issue.message
+    bad_kind = only_issue(HEAD + "blocks:\n  a:\n    gateway: {kind: sideways}\n")
+    assert bad_kind.path.startswith("blocks.a.gateway")

@@ -1,0 +1,315 @@
+"""Ingress and egress gateways in a running mesh (mTLS on), driven with `curl` from outside.
+
+The ingress gateway serves the operator's certificate (made here, self-signed
+for ``localhost``), verifies end-user JWTs against a JWKS file, routes by path
+to blocks and answers CORS preflights. The egress gateway lets a block fetch
+from an "external" HTTP server (a ``python -m http.server`` on loopback) and
+refuses every host not on its allow-list.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from .helpers import Sandbox, wait_for
+
+pytestmark = pytest.mark.integration
+
+HANDLERS = '''\
+"""Blocks behind the gateways."""
+
+import json
+
+from eblocks import Context, Message
+
+
+async def echo(msg: Message, ctx: Context) -> bytes:
+    return json.dumps(
+        {
+            "path": msg.headers.get("x-eblocks-path"),
+            "user": ctx.user,
+            "body": msg.body.decode(),
+            "leaked": sorted(h for h in msg.headers if h in ("authorization", "x-eblocks-stage")),
+        }
+    ).encode()
+
+
+async def fetch(msg: Message, ctx: Context) -> Message:
+    url = msg.body.decode()
+    reply = await ctx.call(
+        "outbound",
+        Message(b"", {"x-eblocks-egress-url": url, "x-eblocks-egress-method": "GET"}),
+    )
+    status = reply.headers["x-eblocks-egress-status"]
+    return Message(reply.body, {"x-fetched-status": status})
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _operator_cert(folder: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "edge.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "edge.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+class Gateways:
+    """The running mesh, the IdP's key and a curl helper."""
+
+    def __init__(self, sandbox: Sandbox, folder: Path, port: int, idp: ec.EllipticCurvePrivateKey):
+        self.sandbox = sandbox
+        self.folder = folder
+        self.port = port
+        self.idp = idp
+
+    def token(self, sub: str = "alice", key: ec.EllipticCurvePrivateKey | None = None) -> str:
+        now = int(time.time())
+        claims = {"sub": sub, "iss": "https://idp.test", "iat": now, "exp": now + 300}
+        return jwt.encode(claims, key or self.idp, "ES256", headers={"kid": "k1"})
+
+    def curl(
+        self, path: str, *args: str, token: str | None = None
+    ) -> tuple[int, dict[str, str], str]:
+        """One request with curl (TLS verified against the operator's certificate)."""
+        command = [
+            "curl", "-sS", "--max-time", "30", "--cacert", str(self.folder / "edge.pem"),
+            "-D", "-", f"https://localhost:{self.port}{path}", *args,
+        ]  # fmt: skip
+        if token is not None:
+            command += ["-H", f"Authorization: Bearer {token}"]
+        done = subprocess.run(command, capture_output=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        head, _, body = done.stdout.decode().partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers, body
+
+
+@pytest.fixture(scope="module")
+def gateways() -> Iterator[Gateways]:
+    """One mesh for the module's tests (they only read it); cleaned up as `sandbox` is."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (Debian package curl)")
+    sandbox = Sandbox(Path(tempfile.mkdtemp(prefix="eblocks-it-")))
+    try:
+        yield from _mesh(sandbox)
+    finally:
+        leftovers = sandbox.close()
+    if leftovers:
+        pytest.fail("processes left behind after `eblocks down`:\n" + "\n".join(leftovers))
+
+
+def _mesh(sandbox: Sandbox) -> Iterator[Gateways]:
+    folder = sandbox.work / "gw"
+    folder.mkdir()
+    (folder / "handlers.py").write_text(HANDLERS)
+    _operator_cert(folder)
+    idp = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(idp.public_key()))
+    jwk.update(kid="k1", alg="ES256", use="sig")
+    (folder / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    (folder / "site").mkdir()
+    (folder / "site" / "hello.txt").write_text("hello from outside\n")
+    outside_port = _free_port()
+    port = _free_port()
+    (folder / "mesh.yaml").write_text(
+        f"""apiVersion: eblocks/v1
+mesh: gw
+security:
+  tokens: {{mode: required}}  # carries the verified user across hops
+  end_user: {{jwks_file: jwks.json, issuer: https://idp.test, required: true}}
+blocks:
+  echo: {{handler: handlers:echo}}
+  fetch: {{handler: handlers:fetch}}
+  edge:
+    port: {port}
+    gateway:
+      kind: ingress
+      tls: {{cert: edge.pem, key: edge.key}}
+      routes:
+        - {{name: echo, match: {{path: {{prefix: /echo}}}}, to: echo, strip_prefix: /echo}}
+        - {{name: fetch, match: {{path: {{exact: /fetch}}, methods: [POST]}}, to: fetch}}
+      cors: {{allow_origins: ["https://app.test"]}}
+  outbound:
+    gateway:
+      kind: egress
+      allow: [{{host: localhost, scheme: http, ports: [{outside_port}]}}]
+"""
+    )
+    outside = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(outside_port), "--bind", "127.0.0.1"],
+        cwd=folder / "site",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        up = sandbox.up(folder / "mesh.yaml")
+        assert up.returncode == 0, str(up)
+        yield Gateways(sandbox, folder, port, idp)
+    finally:
+        outside.terminate()
+        outside.wait(timeout=10)
+
+
+def test_ingress_routes_a_valid_user_to_the_block(gateways: Gateways) -> None:
+    status, headers, body = gateways.curl(
+        "/echo/docs/7?lang=en",
+        "-X", "POST", "--data-binary", "hi",
+        "-H", "x-eblocks-stage: 9",  # a client never sets mesh headers
+        token=gateways.token(),
+    )  # fmt: skip
+    assert status == 200, body
+    answer: dict[str, Any] = json.loads(body)
+    assert answer == {"path": "/docs/7?lang=en", "user": "alice", "body": "hi", "leaked": []}
+    assert not any(h.startswith("x-eblocks-") for h in headers)
+
+
+def test_ingress_refuses_bad_tokens_and_unknown_paths(gateways: Gateways) -> None:
+    missing = gateways.curl("/echo/x", "-X", "POST")
+    assert missing[0] == 401
+    assert missing[1]["x-eblocks-error"] == "unauthenticated"
+    assert missing[1]["x-eblocks-origin"] == "edge"
+
+    forged = gateways.curl(
+        "/echo/x", "-X", "POST", token=gateways.token(key=ec.generate_private_key(ec.SECP256R1()))
+    )
+    assert forged[0] == 401
+
+    unknown = gateways.curl("/nowhere", token=gateways.token())
+    assert unknown[0] == 404
+    assert unknown[1]["x-eblocks-error"] == "no_route"
+    assert json.loads(unknown[2])["path"] == "/nowhere"
+
+    wrong_method = gateways.curl("/fetch", token=gateways.token())  # GET; the route wants POST
+    assert wrong_method[0] == 404
+
+
+def test_cors_preflight_and_responses(gateways: Gateways) -> None:
+    status, headers, _ = gateways.curl(
+        "/echo/x",
+        "-X", "OPTIONS",
+        "-H", "Origin: https://app.test",
+        "-H", "Access-Control-Request-Method: POST",
+        "-H", "Access-Control-Request-Headers: authorization, content-type",
+    )  # fmt: skip
+    assert status == 204  # answered before authentication: a preflight has no credentials
+    assert headers["access-control-allow-origin"] == "https://app.test"
+    assert "POST" in headers["access-control-allow-methods"]
+
+    refused = gateways.curl(
+        "/echo/x",
+        "-X", "OPTIONS",
+        "-H", "Origin: https://evil.test",
+        "-H", "Access-Control-Request-Method: POST",
+    )  # fmt: skip
+    assert "access-control-allow-origin" not in refused[1]
+
+    status, headers, _ = gateways.curl(
+        "/echo/x", "-X", "POST", "-H", "Origin: https://app.test", token=gateways.token()
+    )
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "https://app.test"
+    assert "x-eblocks-error" in headers["access-control-expose-headers"]
+
+
+def test_egress_fetches_allowed_hosts_only(gateways: Gateways) -> None:
+    port = gateways_outside_port(gateways)
+    status, headers, body = gateways.curl(
+        "/fetch",
+        "-X", "POST", "--data-binary", f"http://localhost:{port}/hello.txt",
+        token=gateways.token(),
+    )  # fmt: skip
+    assert status == 200, body
+    assert body == "hello from outside\n"
+    assert headers["x-fetched-status"] == "200"
+
+    refused = gateways.curl(
+        "/fetch",
+        "-X", "POST", "--data-binary", f"http://127.0.0.1:{port}/hello.txt",  # not on the list
+        token=gateways.token(),
+    )  # fmt: skip
+    assert refused[0] == 403
+    assert refused[1]["x-eblocks-error"] == "forbidden"
+    assert refused[1]["x-eblocks-origin"] == "outbound"
+
+    missing = gateways.curl(
+        "/fetch",
+        "-X", "POST", "--data-binary", f"http://localhost:{port}/absent.txt",
+        token=gateways.token(),
+    )  # fmt: skip
+    assert missing[0] == 404
+    assert missing[1]["x-eblocks-error"] == "upstream"
+
+    metrics = wait_for(
+        lambda: _egress_metrics(gateways, port), timeout=30, what="egress series in /metrics"
+    )
+    assert f'dst_block="localhost:{port}"' in metrics
+
+
+def gateways_outside_port(gateways: Gateways) -> int:
+    spec = (gateways.folder / "mesh.yaml").read_text()
+    return int(spec.split("ports: [")[1].split("]")[0])
+
+
+def _egress_metrics(gateways: Gateways, port: int) -> str | None:
+    import urllib.request
+
+    for row in gateways.sandbox.instances("gw"):
+        if row.get("block") != "outbound":
+            continue
+        url = f"http://{row['host']}:{row['admin_port']}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text: str = answer.read().decode()
+        if f'dst_block="localhost:{port}"' in text:
+            return text
+    return None

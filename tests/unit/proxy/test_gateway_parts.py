@@ -1,0 +1,117 @@
+"""The pure parts of the gateways: CORS, the message an outside request becomes, allow-lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from eblocks.errors import BadRequestError, ForbiddenError
+from eblocks.message import PATH_HEADER, USER_HEADER
+from eblocks.proxy.cors import is_preflight, preflight_headers, response_headers
+from eblocks.proxy.egress import Egress
+from eblocks.proxy.ingress import mesh_message, reply_headers
+from eblocks.spec.gateway import Cors, EgressGateway, EgressHost, IngressGateway
+
+CORS = Cors(allow_origins=("https://app.test",))
+
+
+def _preflight(origin: str, method: str = "POST", asked: str = "") -> dict[str, str]:
+    headers = {"origin": origin, "access-control-request-method": method}
+    if asked:
+        headers["access-control-request-headers"] = asked
+    return headers
+
+
+def test_a_preflight_is_an_options_with_origin_and_method() -> None:
+    assert is_preflight("OPTIONS", _preflight("https://app.test"))
+    assert not is_preflight("OPTIONS", {"origin": "https://app.test"})
+    assert not is_preflight("POST", _preflight("https://app.test"))
+
+
+def test_preflight_allows_only_listed_origins_methods_and_headers() -> None:
+    ok = preflight_headers(CORS, _preflight("https://app.test", asked="Authorization"))
+    assert ok["access-control-allow-origin"] == "https://app.test"
+    assert ok["access-control-max-age"] == "600"
+    assert preflight_headers(CORS, _preflight("https://evil.test")) == {}
+    assert preflight_headers(CORS, _preflight("https://app.test", method="PATCH")) == {}
+    assert preflight_headers(CORS, _preflight("https://app.test", asked="x-secret")) == {}
+
+
+def test_wildcard_origin_and_credentials() -> None:
+    anyone = Cors(allow_origins=("*",))
+    assert response_headers(anyone, "https://x.test")["access-control-allow-origin"] == "*"
+    assert response_headers(CORS, None) == {}
+    with pytest.raises(ValidationError, match="allow_credentials"):
+        Cors(allow_origins=("*",), allow_credentials=True)
+    creds = Cors(allow_origins=("https://app.test",), allow_credentials=True)
+    assert response_headers(creds, "https://app.test")["access-control-allow-credentials"] == "true"
+
+
+def test_an_outside_request_never_sets_mesh_headers() -> None:
+    msg = mesh_message(
+        b"body",
+        {
+            "Content-Type": "text/plain",
+            "Authorization": "Bearer abc",
+            "X-Eblocks-Pattern": "evil",
+            "X-Eblocks-User": "root",
+            "Idempotency-Key": "k1",
+            "traceparent": "00-1-2-01",
+        },
+        "/docs/7",
+        "lang=en",
+        "alice",
+    )
+    assert msg.body == b"body"
+    assert dict(msg.headers) == {
+        "content-type": "text/plain",
+        "idempotency-key": "k1",
+        PATH_HEADER: "/docs/7?lang=en",
+        USER_HEADER: "alice",
+    }
+    assert mesh_message(b"", {}, "/", "", None).headers == {PATH_HEADER: "/"}
+
+
+def test_replies_lose_the_mesh_headers() -> None:
+    assert reply_headers({"content-type": "a/b", "x-eblocks-stage": "2"}) == {"content-type": "a/b"}
+
+
+def _egress(*hosts: EgressHost) -> Egress:
+    return Egress(
+        "outbound", EgressGateway(kind="egress", allow=hosts), spec_dir=Path("."), max_body=1024
+    )
+
+
+def test_egress_allow_list_matches_scheme_host_glob_and_port() -> None:
+    egress = _egress(
+        EgressHost(host="api.example.com"),
+        EgressHost(host="*.internal.test", scheme="http", ports=(8080,)),
+    )
+    entry, scheme, port, host = egress.allowed("https://API.example.com/v1/x")
+    assert (entry.host, scheme, port, host) == ("api.example.com", "https", 443, "api.example.com")
+    assert egress.allowed("http://a.internal.test:8080/")[2] == 8080
+    for refused in (
+        "http://api.example.com/",  # wrong scheme
+        "https://api.example.com:8443/",  # wrong port
+        "http://a.internal.test/",  # port 80 not listed
+        "https://example.org/",
+    ):
+        with pytest.raises(ForbiddenError) as caught:
+            egress.allowed(refused)
+        assert caught.value.detail["rule"] == "egress"
+    for bad in ("ftp://api.example.com/", "/relative", "https://api.example.com:99999/"):
+        with pytest.raises(BadRequestError):
+            egress.allowed(bad)
+
+
+def test_gateway_specs_are_checked() -> None:
+    with pytest.raises(ValidationError, match="used twice"):
+        IngressGateway.model_validate(
+            {"kind": "ingress", "routes": [{"name": "a", "to": "x"}, {"name": "a", "to": "y"}]}
+        )
+    with pytest.raises(ValidationError, match="client_key"):
+        EgressHost(host="h", client_cert="c.pem")
+    with pytest.raises(ValidationError, match="scheme: https"):
+        EgressHost(host="h", scheme="http", ca_file="ca.pem")
