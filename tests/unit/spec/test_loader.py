@@ -241,8 +241,7 @@ def test_gateway_route_to_an_unknown_block_points_at_it() -> None:
 
 def test_a_block_is_a_handler_an_app_or_a_gateway() -> None:
     text = (
-        HEAD
-        + "blocks:\n  a:\n    handler: h:a\n    gateway: {kind: egress, allow: [{host: x}]}\n"
+        HEAD + "blocks:\n  a:\n    handler: h:a\n    gateway: {kind: egress, allow: [{host: x}]}\n"
     )
     issue = only_issue(text)
     assert issue.path == "blocks.a"
