@@ -8,6 +8,7 @@ answers are merged here (`eblocks.telemetry.aggregate`). No collector runs.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -325,23 +326,30 @@ def dashboard(
 
 
 async def _serve_dashboard(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
+    """Serve the page as a block of its own: probes and /metrics on its admin port, drain."""
+    from eblocks.block import Block
+    from eblocks.errors import PortInUseError
+    from eblocks.spec.models import Defaults, resolve_settings
+
+    settings = resolve_settings("dashboard", None, Defaults(drain=1.0))  # SSE streams never end
+    block = Block("dashboard", app=app, instance=f"dashboard-{os.getpid()}", settings=settings)
     try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            fail(f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}")
-        bound = runner.addresses[0][1]
-        print(f"dashboard on http://{host}:{bound}/ (Ctrl-C to stop)", flush=True)
+        await block.start(host, port)
+    except (OSError, PortInUseError) as exc:
+        fail(f"cannot serve the dashboard on {host}:{port}: {exc}")
+    try:
+        print(
+            f"dashboard on http://{host}:{block.port}/ (Ctrl-C to stop; "
+            f"probes and /metrics on http://{host}:{block.admin_port}/)",
+            flush=True,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await block.stop()
 
 
 def register(app: typer.Typer) -> None:
