@@ -344,3 +344,13 @@ async def test_route_counts_are_exposed_as_a_prometheus_counter(make: Make) -> N
         line = f'eblocks_route_requests_total{{destination="{dest}",route="{name}"}} {float(n)}'
         assert line in text
     assert sum(counts.values()) == 30
+
+
+async def test_the_smallest_weights_split_evenly(make: Make) -> None:
+    client = make(
+        "routes: [{name: ab, to: store, destinations: [{block: shadow, weight: 1}, "
+        "{block: store-v2, weight: 1}]}]"
+    )
+    answers = Counter([await ask(client) for _ in range(1000)])
+    assert 400 <= answers["shadow-a"] <= 600
+    assert answers["shadow-a"] + answers["store-v2-a"] == 1000
