@@ -1,13 +1,14 @@
 """Routing, traffic split and mirroring in a real mesh (`eblocks up`, one process per block).
 
-Block ``front`` forwards each request to ``store``; front's client enforces
-the spec's routes: ``x-tenant: beta`` goes to block ``beta``, everything else
-is split 90/10 between ``store`` and ``store-v2`` (labels {version: v2}) and
-20% of it is mirrored to ``shadow``. This test drives front from an
-in-process `MeshClient` over the supervisor's endpoint file (as `eblocks
-call` does) and counts on the receiving side: every reply names the block
-that served it and echoes the request, and each block's ``/metrics`` counts
-what it received from front.
+Routes on ``store``: ``x-tenant: beta`` goes to block ``beta``; everything
+else is split 90/10 between ``store`` and ``store-v2`` (labels {version: v2})
+and 20% of it is mirrored to ``shadow``, which refuses anything not marked as
+a copy. First an in-process `MeshClient` over the supervisor's endpoint file
+(as `eblocks call` makes one) calls ``store`` 5,000 times and routes them
+itself; then it calls block ``front``, whose own client (a real block process)
+routes what it forwards to ``store``. Counts are taken on the receiving side:
+every reply names the block that served it and echoes the request, and each
+block's ``/metrics`` (checked by promtool) counts what it received from whom.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import shutil
 import subprocess
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -33,8 +34,8 @@ from .helpers import Sandbox, wait_for
 
 pytestmark = pytest.mark.integration
 
-PLAIN = 5000
-BETA = 300
+SPLIT = 5000
+BETA = 200
 
 HANDLERS = '''\
 """Each block answers with its name and the request; shadow refuses anything not a copy."""
@@ -122,13 +123,15 @@ def metrics(sandbox: Sandbox) -> dict[str, Samples]:
     return {row["block"]: scrape(row) for row in sandbox.instances("routing")}
 
 
-def received(scraped: Samples) -> float:
-    """Requests a block answered that front sent it."""
-    return total(scraped, "eblocks_requests_total", direction="inbound", src_block="front")
+def received(scraped: Samples, source: str) -> float:
+    """Requests a block answered that ``source`` sent it."""
+    return total(scraped, "eblocks_requests_total", direction="inbound", src_block=source)
 
 
-async def drive(client: MeshClient, bodies: Sequence[tuple[str, str | None]]) -> list[str]:
-    """Send every (body, tenant) to front, 32 at a time; the replies in order."""
+async def drive(
+    client: MeshClient, target: str, bodies: Sequence[tuple[str, str | None]]
+) -> list[str]:
+    """Send every (body, tenant) to ``target``, 32 at a time; the replies in order."""
     replies: list[str] = [""] * len(bodies)
     queue = list(enumerate(bodies))
 
@@ -136,11 +139,39 @@ async def drive(client: MeshClient, bodies: Sequence[tuple[str, str | None]]) ->
         while queue:
             index, (body, tenant) = queue.pop()
             headers = {"x-tenant": tenant} if tenant else {}
-            reply = await client.call("front", Message(body.encode(), headers))
+            reply = await client.call(target, Message(body.encode(), headers))
             replies[index] = reply.text()
 
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(32))), timeout=120)
     return replies
+
+
+def served_by(bodies: Sequence[tuple[str, str | None]], replies: Sequence[str]) -> Counter[str]:
+    """Replies by block; each echoes its request and comes from a block its route allows."""
+    served: Counter[str] = Counter()
+    for (body, tenant), reply in zip(bodies, replies, strict=True):
+        block, _, echoed = reply.partition(":")
+        assert echoed == body, (body, reply)
+        assert block in ({"beta"} if tenant else {"store", "store-v2"}), (body, tenant, reply)
+        served[block] += 1
+    return served
+
+
+def settle(
+    sandbox: Sandbox, source: str, copies: Callable[[dict[str, Samples]], float]
+) -> dict[str, Samples]:
+    """The blocks' metrics once the shadow got every copy ``source`` made (they are async)."""
+    last: list[tuple[float, float]] = []
+
+    def settled() -> dict[str, Samples] | None:
+        now = metrics(sandbox)
+        sent = copies(now)
+        got = received(now["shadow"], source)
+        last.append((sent, got))
+        steady = len(last) > 1 and last[-1] == last[-2]  # two scrapes apart, nothing moved
+        return now if steady and sent > 0 and sent == got else None
+
+    return wait_for(settled, timeout=20, interval=0.3, what=f"the shadow to get {source}'s copies")
 
 
 async def test_split_header_route_and_mirror(sandbox: Sandbox) -> None:
@@ -148,41 +179,38 @@ async def test_split_header_route_and_mirror(sandbox: Sandbox) -> None:
     sandbox.write("routing/routes.py", HANDLERS)
     up = sandbox.up(spec_path)
     assert up.returncode == 0, str(up)
-
     spec = load_spec(spec_path)
     state = sandbox.mesh_dir("routing")
-    bodies = [(f"p{i}", None) for i in range(PLAIN)] + [(f"b{i}", "beta") for i in range(BETA)]
     client = MeshClient(
         spec, SupervisorResolver(state), source="cli", auth=Auth.for_cli(spec, state)
     )
     async with client:
-        replies = await drive(client, bodies)
+        # 1. this process calls `store`: its own client splits and mirrors
+        split = [(f"p{i}", None) for i in range(SPLIT)]
+        served = served_by(split, await drive(client, "store", split))
+        share = served["store-v2"] / SPLIT
+        assert 0.07 <= share <= 0.13, f"store-v2 got {share:.3f} of the split, not 0.10 +- 0.03"
+        mirrors = client.routing.mirrors
+        await asyncio.wait_for(_drained(client), timeout=20)
+        copies = dict(mirrors.counts)
+        assert set(copies) == {("canary", "ok")}, copies  # none failed, none dropped
+        assert 880 <= copies["canary", "ok"] <= 1120, f"{copies} copies of {SPLIT} at 20%"
+        # 2. front (a real block process) routes what it forwards: the header route and metrics
+        mixed = [(f"f{i}", "beta" if i % 2 else None) for i in range(2 * BETA)]
+        via_front = served_by(mixed, await drive(client, "front", mixed))
+    assert via_front["beta"] == BETA
 
-    # the caller's results: every request answered by a block its route allows, echoed intact
-    served: Counter[str] = Counter()
-    for (body, tenant), reply in zip(bodies, replies, strict=True):
-        block, _, echoed = reply.partition(":")
-        assert echoed == body, (body, reply)
-        assert block in ({"beta"} if tenant else {"store", "store-v2"}), (body, tenant, reply)
-        served[block] += 1
-    assert served["beta"] == BETA
-    share = served["store-v2"] / PLAIN
-    assert 0.07 <= share <= 0.13, f"store-v2 got {share:.3f} of the split, not 0.10 +- 0.03"
+    def mirrored(scraped: dict[str, Samples]) -> float:
+        return total(scraped["front"], "eblocks_mirror_requests_total", outcome="ok")
 
-    # the receiving side agrees; the mirror copies all landed (bounded wait: they are async)
-    last: list[tuple[float, float]] = []
-
-    def settled() -> dict[str, Samples] | None:
-        now = metrics(sandbox)
-        ok = total(now["front"], "eblocks_mirror_requests_total", route="canary", outcome="ok")
-        last.append((ok, received(now["shadow"])))
-        steady = len(last) > 1 and last[-1] == last[-2]  # two scrapes apart, nothing moved
-        return now if steady and ok > 0 and last[-1][0] == last[-1][1] else None
-
-    got = wait_for(settled, timeout=15, interval=0.3, what="the shadow to count every copy")
-    assert received(got["store"]) == served["store"]
-    assert received(got["store-v2"]) == served["store-v2"]
-    assert received(got["beta"]) == BETA  # only the matching requests, all of them
+    got = settle(sandbox, "front", mirrored)
+    # the receiving side counts what the callers saw
+    for block in ("store", "store-v2"):
+        assert received(got[block], "cli") == served[block], block
+        assert received(got[block], "front") == via_front[block], block
+    assert received(got["beta"], "front") == BETA  # only the matching requests, all of them
+    assert received(got["beta"], "cli") == 0
+    assert received(got["shadow"], "cli") == copies["canary", "ok"]
     front = got["front"]
     routed = {
         (labels["route"], labels["destination"]): value
@@ -191,15 +219,22 @@ async def test_split_header_route_and_mirror(sandbox: Sandbox) -> None:
     }
     assert routed == {
         ("beta-users", "beta"): BETA,
-        ("canary", "store"): served["store"],
-        ("canary", "store-v2"): served["store-v2"],
+        ("canary", "store"): via_front["store"],
+        ("canary", "store-v2"): via_front["store-v2"],
     }
-    copies = {
-        labels["outcome"]: value
+    outcomes = {
+        labels["outcome"]
         for name, labels, value in front
         if name == "eblocks_mirror_requests_total"
     }
-    assert copies == {"ok": received(got["shadow"])}, copies  # none failed, none dropped
-    assert 880 <= copies["ok"] <= 1120, f"{copies['ok']} copies of {PLAIN} at 20%"
+    assert outcomes == {"ok"}
     refused = total(got["shadow"], "eblocks_requests_total", classification="failure")
     assert refused == 0  # every request the shadow got was marked as a copy
+
+
+async def _drained(client: MeshClient) -> None:
+    for _ in range(2000):  # bounded by the caller's wait_for too
+        if not client.routing.mirrors.inflight("canary"):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the mirror copies did not finish")
