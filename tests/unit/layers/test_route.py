@@ -8,9 +8,11 @@ instance that answered; the transport records what each one received.
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -354,3 +356,31 @@ async def test_the_smallest_weights_split_evenly(make: Make) -> None:
     answers = Counter([await ask(client) for _ in range(1000)])
     assert 400 <= answers["shadow-a"] <= 600
     assert answers["shadow-a"] + answers["store-v2-a"] == 1000
+
+
+def _doc_examples() -> list[str]:
+    """The YAML examples of the routing, split and mirroring sections of docs/policies.md."""
+    text = (Path(__file__).parents[3] / "docs" / "policies.md").read_text(encoding="utf-8")
+    start = text.index("## Routing")
+    end = text.find("\n## ", text.index("## Mirroring"))
+    ours = text[start : end if end != -1 else len(text)]
+    return re.findall(r"```yaml\n(.*?)```", ours, flags=re.DOTALL)
+
+
+def test_the_docs_examples_are_valid_specs() -> None:
+    examples = _doc_examples()
+    assert len(examples) == 5
+    for example in examples:
+        data = yaml.safe_load(example)
+        spec: dict[str, Any] = {
+            "apiVersion": "eblocks/v1",
+            "mesh": "docs",
+            "blocks": {
+                name: {"handler": "h:h"} for name in ("store", "store-v2", "store-v3", "search")
+            },
+            "patterns": {"reports": {"pipeline": ["store"]}},
+        }
+        spec["blocks"].update(data.pop("blocks", {}))
+        spec.update(data)
+        parsed = parse_spec(yaml.safe_dump(spec), "policies.md")
+        assert parsed.policies.routes, example
