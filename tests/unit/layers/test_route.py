@@ -384,3 +384,13 @@ def test_the_docs_examples_are_valid_specs() -> None:
         spec.update(data)
         parsed = parse_spec(yaml.safe_dump(spec), "policies.md")
         assert parsed.policies.routes, example
+
+
+async def test_a_call_routed_to_another_block_is_counted_under_both(make: Make) -> None:
+    telemetry = Telemetry("caller", "caller-0")
+    client = make(
+        "routes: [{name: to-v2, to: store, destinations: [{block: store-v2}]}]", telemetry=telemetry
+    )
+    for _ in range(3):
+        assert await ask(client) == "store-v2-a"
+    assert {s.peer: s.requests for s in telemetry.outbound} == {"store": 3, "store-v2": 3}
