@@ -70,7 +70,7 @@ def shadow(msg: Message) -> bytes:
 SPEC = """\
 apiVersion: eblocks/v1
 mesh: routing
-defaults: {timeout: 10s}
+defaults: {timeout: 10s, drain: 1s}
 blocks:
   front: {handler: "routes:front"}
   store: {handler: "routes:store"}
@@ -85,7 +85,9 @@ policies:
       destinations: [{block: beta}]
     - name: canary
       to: store
-      destinations: [{block: store, weight: 90}, {block: store-v2, weight: 10}]
+      destinations:
+        - {block: store, weight: 90}
+        - {block: store-v2, subset: {version: v2}, weight: 10}  # the labels reach the callers
       mirror: {to: shadow, percent: 20, max_inflight: 10000}
 """
 
@@ -220,7 +222,7 @@ async def test_split_header_route_and_mirror(sandbox: Sandbox) -> None:
     assert routed == {
         ("beta-users", "beta"): BETA,
         ("canary", "store"): via_front["store"],
-        ("canary", "store-v2"): via_front["store-v2"],
+        ("canary", "store-v2/version=v2"): via_front["store-v2"],
     }
     outcomes = {
         labels["outcome"]
