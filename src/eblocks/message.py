@@ -17,12 +17,14 @@ __all__ = [
     "ERROR_HEADER",
     "HASH_KEY_HEADER",
     "IDEMPOTENCY_HEADER",
+    "MIRROR_HEADER",
     "NAME_HEADER",
     "ORIGIN_HEADER",
     "PART_HEADER",
     "PATH_HEADER",
     "PATTERN_HEADER",
     "REQUEST_ID_HEADER",
+    "ROUTE_HEADER",
     "SOURCE_HEADER",
     "STAGE_HEADER",
     "TOKEN_HEADER",
@@ -43,6 +45,8 @@ HASH_KEY_HEADER = "x-eblocks-hash-key"  # the key consistent-hash balancers rout
 NAME_HEADER = "x-eblocks-name"  # the file a batch item came from (`eblocks submit`)
 TOKEN_HEADER = "x-eblocks-token"  # the per-hop request JWT (eblocks.security.tokens)
 PATH_HEADER = "x-eblocks-path"  # path (and ?query) of a call between blocks, matched by routes
+MIRROR_HEADER = "x-eblocks-mirror"  # "1" on a shadow copy (layers/mirror.py): discard its effects
+ROUTE_HEADER = "x-eblocks-route"  # the route that sent a call to a pattern: not routed again
 USER_HEADER = "x-eblocks-user"  # inside a block only: ctx -> token layer; never trusted inbound
 
 # Hop-by-hop and transport headers that never belong to a Message.

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from eblocks._types import Call, Clock, Endpoint, Resolver, Send, SystemClock
 from eblocks.block.stack import client_stack, endpoint_stack
 from eblocks.errors import NoEndpointsError
+from eblocks.layers.mirror import Mirrors
+from eblocks.layers.route import RouteStats, Routing
 from eblocks.message import REQUEST_ID_HEADER, SOURCE_HEADER, Message
 from eblocks.patterns import Plan
 from eblocks.policies import LivePolicies
@@ -70,6 +72,17 @@ class MeshClient:
         self._stacks: dict[str, Send] = {}
         self._direct: dict[str, Send] = {}
         self.telemetry = telemetry
+        self.routing = Routing(
+            self.policies,
+            self.stack,
+            self._route_to_pattern,
+            Mirrors(self.stack, self._rng),
+            RouteStats(),
+            self._rng,
+        )
+        if telemetry is not None:
+            self.routing.stats.publish(telemetry.hooks)
+            self.routing.mirrors.publish(telemetry.hooks)
 
     async def __aenter__(self) -> MeshClient:
         return self
@@ -83,6 +96,7 @@ class MeshClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self.routing.mirrors.aclose()  # shadow copies first: they use the transport
         await self._transport.aclose()
 
     async def call(self, target: str, msg: Message, *, deadline: float | None = None) -> Message:
@@ -105,6 +119,11 @@ class MeshClient:
 
         return await self.plan.run(pattern, start, msg, send)
 
+    def _route_to_pattern(
+        self, pattern: str, msg: Message, deadline: float | None
+    ) -> Awaitable[Message]:
+        return self.run_pattern(pattern, 0, msg, deadline=deadline)
+
     def send_block(
         self,
         block: str,
@@ -125,7 +144,7 @@ class MeshClient:
             )
         if extra:
             msg = msg.replace(headers=extra)
-        return self._stack(block)(Call(block, msg, deadline=deadline))
+        return self.stack(block)(Call(block, msg, deadline=deadline))
 
     def endpoints(self, block: str) -> Sequence[Endpoint]:
         """The ready endpoints of ``block`` now, as the resolver sees them."""
@@ -150,7 +169,8 @@ class MeshClient:
             msg = msg.replace(headers={SOURCE_HEADER: self._source})
         return await direct(Call(block, msg, deadline=deadline, endpoint=endpoint))
 
-    def _stack(self, block: str) -> Send:
+    def stack(self, block: str) -> Send:
+        """The whole outbound stack of ``block``, built on first use (routes use it too)."""
         stack = self._stacks.get(block)
         if stack is None:
             if block not in self.spec.blocks:
@@ -168,6 +188,7 @@ class MeshClient:
                 self._rng,
                 self.telemetry,
                 self._token,
+                self.routing,
             )
             self._stacks[block] = stack
         return stack

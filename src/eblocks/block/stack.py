@@ -2,8 +2,14 @@
 
 Outbound, outermost first (DESIGN.md; later layers slot into this list)::
 
-    telemetry -> deadline -> retry -> balancer (the target's `balancer`) -> tries -> token
-      -> transport
+    telemetry -> route (incl. mirror) -> deadline -> retry -> balancer (the target's
+      `balancer`) -> tries -> token -> transport
+
+The route layer (`eblocks.layers.route`) is there when the client gives a
+`Routing` (a `MeshClient` always does): a matched call goes on down this
+stack (the target, maybe a labelled subset), into another block's whole stack
+with ``Call.route`` set (so not routed again), or to a pattern; a route's
+mirror copies run in tasks of their own through the mirror block's stack.
 
 To one endpoint chosen by a pattern's manager (its own balancer and retries)::
 
@@ -29,6 +35,7 @@ from eblocks._types import Clock, Layer, Resolver, Send
 from eblocks.balance import make_balancer
 from eblocks.block.inbound import Handle, InboundLayer, inbound_deadline
 from eblocks.layers import balance, deadline, retry
+from eblocks.layers.route import Routing, route
 from eblocks.layers.telemetry import telemetry as observe
 from eblocks.layers.telemetry import tries
 from eblocks.spec.models import BlockSettings
@@ -45,6 +52,7 @@ def client_stack(
     rng: random.Random,
     telemetry: Telemetry | None = None,
     token: Layer | None = None,
+    routing: Routing | None = None,
 ) -> Send:
     """The outbound `Send` for calls to the block ``target``."""
     layers: list[Layer] = [
@@ -52,6 +60,8 @@ def client_stack(
         retry(target.retries, clock, rng),
         balance(resolver, make_balancer(target.balancer, rng=rng, clock=clock)),
     ]
+    if routing is not None:
+        layers.insert(0, route(routing, target.name))
     if telemetry is not None:
         layers.insert(0, observe(telemetry, target.name))
         layers.append(tries(telemetry, target.name))

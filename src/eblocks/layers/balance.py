@@ -9,16 +9,22 @@ exactly once after it, with ``ok=False`` when the endpoint failed it (see
 `endpoint_failed`). A try cancelled from outside (a deadline) ends with
 ``ok=True``: it is not the endpoint's failure, and its latency so far still
 counts.
+
+A call with a ``subset`` (set by the route layer) is balanced over the
+endpoints whose labels include it; none ready there is `NoEndpointsError`
+naming the target and the subset.
 """
 
 from __future__ import annotations
 
-from eblocks._types import Call, Layer, Resolver, Send
+from collections.abc import Mapping, Sequence
+
+from eblocks._types import Call, Endpoint, Layer, Resolver, Send
 from eblocks.balance import Balancer, Feedback
 from eblocks.errors import MeshError, NoEndpointsError, UpstreamError
 from eblocks.message import HASH_KEY_HEADER, IDEMPOTENCY_HEADER, Message
 
-__all__ = ["balance", "endpoint_failed", "hash_key"]
+__all__ = ["balance", "endpoint_failed", "hash_key", "in_subset"]
 
 
 def hash_key(message: Message) -> str | None:
@@ -38,16 +44,34 @@ def endpoint_failed(exc: BaseException) -> bool:
     return isinstance(exc, MeshError)
 
 
+def in_subset(endpoints: Sequence[Endpoint], subset: Mapping[str, str]) -> Sequence[Endpoint]:
+    """The endpoints whose labels include every label of ``subset``."""
+    wanted = subset.items()
+    return tuple(ep for ep in endpoints if wanted <= ep.labels.items())
+
+
+def _no_endpoints(call: Call) -> NoEndpointsError:
+    if call.subset is None:
+        return NoEndpointsError(
+            f"no ready instance of block {call.target!r}", detail={"target": call.target}
+        )
+    labels = ",".join(f"{k}={v}" for k, v in sorted(call.subset.items()))
+    return NoEndpointsError(
+        f"no ready instance of block {call.target!r} in subset {labels}",
+        detail={"target": call.target, "subset": dict(call.subset)},
+    )
+
+
 def balance(resolver: Resolver, balancer: Balancer) -> Layer:
     feedback = balancer if isinstance(balancer, Feedback) else None
 
     def layer(inner: Send) -> Send:
         async def send(call: Call) -> Message:
             endpoints = resolver.endpoints(call.target)
+            if call.subset is not None:
+                endpoints = in_subset(endpoints, call.subset)
             if not endpoints:
-                raise NoEndpointsError(
-                    f"no ready instance of block {call.target!r}", detail={"target": call.target}
-                )
+                raise _no_endpoints(call)
             endpoint = balancer.pick(endpoints, hash_key(call.message))
             if feedback is None:
                 return await inner(call.with_endpoint(endpoint))

@@ -130,6 +130,8 @@ def _traced_tries(tel: Telemetry, tracing: Tracing, target: str) -> Layer:
                 call.deadline,
                 call.endpoint,
                 call.attempt,
+                call.route,
+                call.subset,
             )
             token = attach(set_span_in_context(span))
             try:

@@ -57,17 +57,23 @@ class GaugeHook:
 
 
 class Hooks:
-    """Where components publish gauges (pool sizes, queue depths, members by status)."""
+    """Where components publish gauges (pool sizes, queue depths, members by status)
+    and counters (routed and mirrored requests)."""
 
     def __init__(self) -> None:
         self._gauges: dict[str, GaugeHook] = {}
+        self._counters: dict[str, GaugeHook] = {}
         self._pools: dict[str, Callable[[], tuple[int, int, int, int]]] = {}
 
     def gauge(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
         """Register (or replace) the gauge ``name``; ``read`` runs at every scrape."""
-        if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
-            raise ValueError(f"gauge name {name!r} is not a valid Prometheus metric name")
-        self._gauges[name] = GaugeHook(name, doc, tuple(labels), read)
+        self._gauges[name] = GaugeHook(_metric_name(name), doc, tuple(labels), read)
+
+    def counter(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
+        """Register (or replace) the counter ``name`` (without ``_total``); read at scrapes."""
+        if name.endswith("_total"):
+            raise ValueError(f"counter {name!r}: leave out '_total', the exposition adds it")
+        self._counters[name] = GaugeHook(_metric_name(name), doc, tuple(labels), read)
 
     def pool(self, pattern: str, read: Callable[[], tuple[int, int, int, int]]) -> None:
         """A manager's pool: ``read()`` gives (workers, capacity, active tasks, queued tasks)."""
@@ -80,6 +86,15 @@ class Hooks:
 
     def gauges(self) -> list[GaugeHook]:
         return [self._gauges[name] for name in sorted(self._gauges)]
+
+    def counters(self) -> list[GaugeHook]:
+        return [self._counters[name] for name in sorted(self._counters)]
+
+
+def _metric_name(name: str) -> str:
+    if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
+        raise ValueError(f"metric name {name!r} is not a valid Prometheus metric name")
+    return name
 
 
 class Telemetry:
