@@ -9,16 +9,24 @@ exactly once after it, with ``ok=False`` when the endpoint failed it (see
 `endpoint_failed`). A try cancelled from outside (a deadline) ends with
 ``ok=True``: it is not the endpoint's failure, and its latency so far still
 counts.
+
+With a `Guard` (outlier detection, `eblocks.layers.outlier`), the balancer
+picks only among the endpoints the guard admits, and the guard hears each
+try's outcome: ``True``/``False`` as `endpoint_failed` says, ``None`` when the
+try was cancelled from outside.
 """
 
 from __future__ import annotations
 
-from eblocks._types import Call, Layer, Resolver, Send
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
+
+from eblocks._types import Call, Endpoint, Layer, Resolver, Send
 from eblocks.balance import Balancer, Feedback
 from eblocks.errors import MeshError, NoEndpointsError, UpstreamError
 from eblocks.message import HASH_KEY_HEADER, IDEMPOTENCY_HEADER, Message
 
-__all__ = ["balance", "endpoint_failed", "hash_key"]
+__all__ = ["Guard", "balance", "endpoint_failed", "hash_key"]
 
 
 def hash_key(message: Message) -> str | None:
@@ -38,7 +46,15 @@ def endpoint_failed(exc: BaseException) -> bool:
     return isinstance(exc, MeshError)
 
 
-def balance(resolver: Resolver, balancer: Balancer) -> Layer:
+class Guard(Protocol):
+    """Keeps failing endpoints out of the pick (may raise, e.g. `CircuitOpenError`)."""
+
+    def admit(self, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]: ...
+
+    def outcome(self, endpoint: Endpoint, ok: bool | None) -> None: ...
+
+
+def balance(resolver: Resolver, balancer: Balancer, guard: Guard | None = None) -> Layer:
     feedback = balancer if isinstance(balancer, Feedback) else None
 
     def layer(inner: Send) -> Send:
@@ -48,9 +64,17 @@ def balance(resolver: Resolver, balancer: Balancer) -> Layer:
                 raise NoEndpointsError(
                     f"no ready instance of block {call.target!r}", detail={"target": call.target}
                 )
-            endpoint = balancer.pick(endpoints, hash_key(call.message))
+            if guard is not None:
+                return await guarded(call, guard, guard.admit(endpoints))
+            return await one(call, balancer.pick(endpoints, hash_key(call.message)))
+
+        def one(call: Call, endpoint: Endpoint) -> Awaitable[Message]:
+            # a plain function: no frame of its own without feedback
             if feedback is None:
-                return await inner(call.with_endpoint(endpoint))
+                return inner(call.with_endpoint(endpoint))
+            return fed(call, endpoint, feedback)
+
+        async def fed(call: Call, endpoint: Endpoint, feedback: Feedback) -> Message:
             ticket = feedback.begin(endpoint, len(call.message.body))
             try:
                 reply = await inner(call.with_endpoint(endpoint))
@@ -58,6 +82,19 @@ def balance(resolver: Resolver, balancer: Balancer) -> Layer:
                 feedback.end(ticket, ok=not endpoint_failed(exc))
                 raise
             feedback.end(ticket, ok=True)
+            return reply
+
+        async def guarded(call: Call, guard: Guard, endpoints: Sequence[Endpoint]) -> Message:
+            endpoint = balancer.pick(endpoints, hash_key(call.message))
+            try:
+                reply = await one(call, endpoint)
+            except MeshError as exc:
+                guard.outcome(endpoint, not endpoint_failed(exc))
+                raise
+            except BaseException:  # cancelled from outside: no verdict on the endpoint
+                guard.outcome(endpoint, None)
+                raise
+            guard.outcome(endpoint, True)
             return reply
 
         return send
