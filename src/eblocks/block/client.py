@@ -168,6 +168,7 @@ class MeshClient:
                 self._rng,
                 self.telemetry,
                 self._token,
+                self.policies,
             )
             self._stacks[block] = stack
         return stack

@@ -2,8 +2,14 @@
 
 Outbound, outermost first (DESIGN.md; later layers slot into this list)::
 
-    telemetry -> deadline -> retry -> balancer (the target's `balancer`) -> tries -> token
-      -> transport
+    telemetry -> deadline -> retry (budget) -> limits -> balancer (the target's
+      `balancer`, outlier detection) -> per-try deadline -> tries -> token -> transport
+
+The deadline is the call's route's ``timeout`` (else the block's) and the
+per-try deadline its ``per_try_timeout``; below the retry layer, a slow try is
+retried. The retry budget, ``limits.max_pending`` and outlier detection are
+read from the live policies (`eblocks.policies`) on each request: they cost a
+lookup when the target's policies set none.
 
 To one endpoint chosen by a pattern's manager (its own balancer and retries)::
 
@@ -28,10 +34,16 @@ import random
 from eblocks._types import Clock, Layer, Resolver, Send
 from eblocks.balance import make_balancer
 from eblocks.block.inbound import Handle, InboundLayer, inbound_deadline
-from eblocks.layers import balance, deadline, retry
+from eblocks.layers import balance, deadline, per_try_deadline, retry
+from eblocks.layers.budget import Budgets
+from eblocks.layers.limits import limits
+from eblocks.layers.meter import meter_of
+from eblocks.layers.outlier import Detectors
 from eblocks.layers.telemetry import telemetry as observe
 from eblocks.layers.telemetry import tries
+from eblocks.policies import LivePolicies
 from eblocks.spec.models import BlockSettings
+from eblocks.spec.policies import Policies
 from eblocks.telemetry.core import Telemetry
 
 __all__ = ["client_stack", "endpoint_stack", "server_stack"]
@@ -45,12 +57,21 @@ def client_stack(
     rng: random.Random,
     telemetry: Telemetry | None = None,
     token: Layer | None = None,
+    policies: LivePolicies | None = None,
 ) -> Send:
-    """The outbound `Send` for calls to the block ``target``."""
+    """The outbound `Send` for calls to the block ``target`` (``policies``: the live ones)."""
+    name, live = target.name, policies or LivePolicies.of(Policies())
+    meter = meter_of(telemetry) if telemetry is not None else None
+    detectors, refused = Detectors(live, name, clock), None
+    if meter is not None:
+        meter.watch(name, detectors)
+        refused = meter.on_refused(name)
     layers: list[Layer] = [
         deadline(target.timeout, clock),
-        retry(target.retries, clock, rng),
-        balance(resolver, make_balancer(target.balancer, rng=rng, clock=clock)),
+        retry(target.retries, clock, rng, Budgets(live, name, clock), refused),
+        limits(live, name),
+        balance(resolver, make_balancer(target.balancer, rng=rng, clock=clock), detectors),
+        per_try_deadline(clock),
     ]
     if telemetry is not None:
         layers.insert(0, observe(telemetry, target.name))

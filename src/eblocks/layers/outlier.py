@@ -69,7 +69,7 @@ class _Host:
 class Detector:
     """The breakers of one target's endpoints under one `Outlier` rule."""
 
-    __slots__ = ("_clock", "_ejected", "_hosts", "_judge_at", "_known", "rule")
+    __slots__ = ("_clock", "_ejected", "_hosts", "_judge_at", "_known", "ejections", "rule")
 
     def __init__(self, rule: Outlier, clock: Clock) -> None:
         self.rule = rule
@@ -78,6 +78,7 @@ class Detector:
         self._ejected = 0  # hosts open or half-open
         self._known = 0  # endpoints the target had at the last admit
         self._judge_at = clock.monotonic() + rule.interval
+        self.ejections = 0  # breakers opened, in all
 
     def admit(self, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
         """The endpoints a try may use: all but the ejected, or one due for its probe."""
@@ -138,6 +139,7 @@ class Detector:
         return self._ejected + 1 <= self._known * self.rule.max_ejected_percent / 100
 
     def _open(self, host: _Host, now: float) -> None:
+        self.ejections += 1
         host.ejections += 1
         host.failures = 0
         host.state = Breaker.OPEN
@@ -173,23 +175,34 @@ class Detector:
 class Detectors:
     """The `Detector` of calls to one target under the policies in force (or none)."""
 
-    __slots__ = ("_clock", "_detector", "_live", "_target")
+    __slots__ = ("_clock", "_detector", "_live", "_past", "_target")
 
     def __init__(self, live: LivePolicies, target: str, clock: Clock) -> None:
         self._live = live
         self._target = target
         self._clock = clock
         self._detector: Detector | None = None
+        self._past = 0  # ejections by the detectors of earlier rules
+
+    @property
+    def ejections(self) -> int:
+        """Breakers opened for this target, under every rule so far."""
+        return self._past + (self._detector.ejections if self._detector is not None else 0)
 
     def current(self) -> Detector | None:
         rule = self._live.current.block(self._target).outlier
         detector = self._detector
-        if rule is None:
-            self._detector = None
-        elif detector is None or (rule is not detector.rule and rule != detector.rule):
-            self._detector = Detector(rule, self._clock)  # a new rule: breakers start closed
-        elif rule is not detector.rule:
-            detector.rule = rule  # equal rule of a newer version: the state stays
+        if detector is None and rule is None:
+            return None
+        if detector is not None and rule is detector.rule:
+            return detector  # the common case: compared by identity, no model comparison
+        if detector is not None and rule == detector.rule:
+            detector.rule = rule  # an equal rule of a newer version: the state stays
+            return detector
+        if detector is not None:
+            self._past += detector.ejections
+        # a new rule: its breakers start closed
+        self._detector = Detector(rule, self._clock) if rule is not None else None
         return self._detector
 
     def admit(self, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:

@@ -48,12 +48,14 @@ GaugeRead = Callable[[], Iterable[tuple[Sequence[str], float]]]
 
 @dataclass(frozen=True, slots=True)
 class GaugeHook:
-    """A gauge read at scrape time: ``read()`` yields (label values, value) pairs."""
+    """A gauge (or counter) read at scrape time: ``read()`` yields (label values, value) pairs."""
 
     name: str
     doc: str
     labels: tuple[str, ...]
     read: GaugeRead
+    counter: bool = False
+    """A counter: exported as ``<name>_total``."""
 
 
 class Hooks:
@@ -68,6 +70,12 @@ class Hooks:
         if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
             raise ValueError(f"gauge name {name!r} is not a valid Prometheus metric name")
         self._gauges[name] = GaugeHook(name, doc, tuple(labels), read)
+
+    def counter(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
+        """Register (or replace) the counter ``name`` (exported as ``name_total``)."""
+        if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name) or name.endswith("_total"):
+            raise ValueError(f"counter name {name!r} is not a valid Prometheus metric name")
+        self._gauges[name] = GaugeHook(name, doc, tuple(labels), read, counter=True)
 
     def pool(self, pattern: str, read: Callable[[], tuple[int, int, int, int]]) -> None:
         """A manager's pool: ``read()`` gives (workers, capacity, active tasks, queued tasks)."""
