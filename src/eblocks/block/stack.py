@@ -22,7 +22,8 @@ has a `Telemetry` (a block's client; the CLI's has none). The token layer
 
 Inbound, outermost first::
 
-    deadline (from x-eblocks-timeout-ms) -> role dispatch -> PM
+    deadline (from x-eblocks-timeout-ms; cancels the handler when it passes)
+      -> role dispatch -> PM
 
 Adding a concern is one module in `eblocks.layers` plus one line here.
 """

@@ -12,7 +12,8 @@ remaining time downstream in ``x-eblocks-timeout-ms``.
 
 The bound is enforced as `asyncio.timeout` does it — the calling task is
 cancelled and the cancellation becomes `MeshTimeoutError` — but all in-flight
-calls of a layer share one event-loop timer (`_Watch`): a loop timer per call
+calls of a layer share one event-loop timer (`Watch`, also used by the
+inbound deadline of `eblocks.block.inbound`): a loop timer per call
 was the largest single cost of the client stack (see docs/benchmarks.md).
 """
 
@@ -27,12 +28,12 @@ from eblocks._types import Call, Clock, Layer, Send
 from eblocks.errors import MeshTimeoutError
 from eblocks.message import Message
 
-__all__ = ["deadline", "per_try_deadline"]
+__all__ = ["Watch", "deadline", "per_try_deadline"]
 
 
 def deadline(timeout: float, clock: Clock) -> Layer:
     """Bound each call by its route's ``timeout``, else ``timeout`` (the block's)."""
-    watch = _Watch()
+    watch = Watch()
 
     def layer(inner: Send) -> Send:
         def send(call: Call) -> Awaitable[Message]:
@@ -48,7 +49,7 @@ def deadline(timeout: float, clock: Clock) -> Layer:
 
 def per_try_deadline(clock: Clock) -> Layer:
     """Bound each try by its route's ``per_try_timeout``; without one, pass it on as is."""
-    watch = _Watch()
+    watch = Watch()
 
     def layer(inner: Send) -> Send:
         def send(call: Call) -> Awaitable[Message]:
@@ -63,7 +64,7 @@ def per_try_deadline(clock: Clock) -> Layer:
 
 
 async def _bounded(
-    call: Call, seconds: float, clock: Clock, watch: _Watch, inner: Send, per_try: bool
+    call: Call, seconds: float, clock: Clock, watch: Watch, inner: Send, per_try: bool
 ) -> Message:
     now = clock.monotonic()
     limit = now + seconds
@@ -111,7 +112,7 @@ class _Entry:
         return self.fired and task is not None and task.uncancel() <= self._cancelling
 
 
-class _Watch:
+class Watch:
     """The in-flight calls of one layer in a heap by deadline, one loop timer at the front.
 
     Finished calls leave the heap lazily, when they reach its front; the timer

@@ -2,8 +2,8 @@
 
 A call is retried when it carries an idempotency key (every mesh hop does) and
 the failure is transient: the endpoint could not be reached, no endpoint was
-ready, or the answer was one of the policy's statuses (502/503/504 by
-default). Backoff is exponential with full jitter, capped, and never sleeps
+ready, the try outlived its per-try deadline, or the answer was one of the
+policy's statuses (502/503/504 by default). Backoff is exponential with full jitter, capped, and never sleeps
 past the call's deadline. Each try goes back through the balancer, so it lands
 on another endpoint when there is one.
 
@@ -20,7 +20,13 @@ import random
 from collections.abc import Callable
 
 from eblocks._types import Call, Clock, Layer, Send
-from eblocks.errors import ConnectError, MeshError, NoEndpointsError, UpstreamError
+from eblocks.errors import (
+    ConnectError,
+    MeshError,
+    MeshTimeoutError,
+    NoEndpointsError,
+    UpstreamError,
+)
 from eblocks.layers.budget import Budget
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec.models import RetryPolicy
@@ -32,6 +38,8 @@ def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
     """Whether a failure is transient under ``policy`` (pure)."""
     if isinstance(exc, ConnectError | NoEndpointsError):
         return True
+    if isinstance(exc, MeshTimeoutError):
+        return exc.detail.get("per_try") is True  # one slow try, not the call's deadline
     return isinstance(exc, UpstreamError) and exc.upstream_status in policy.on
 
 
