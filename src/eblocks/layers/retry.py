@@ -3,9 +3,9 @@
 A call is retried when it carries an idempotency key (every mesh hop does) and
 the failure is transient: the endpoint could not be reached, no endpoint was
 ready, the try outlived its per-try deadline, or the answer was one of the
-policy's statuses (502/503/504 by default). Backoff is exponential with full jitter, capped, and never sleeps
-past the call's deadline. Each try goes back through the balancer, so it lands
-on another endpoint when there is one.
+policy's statuses (502/503/504 by default). Backoff is exponential with full
+jitter, capped, and never sleeps past the call's deadline. Each try goes back
+through the balancer, so it lands on another endpoint when there is one.
 
 The policy is the matched route's ``retries`` when it has some, else the
 target block's. With a retry budget (`eblocks.layers.budget`), every call
