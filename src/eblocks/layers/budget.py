@@ -63,6 +63,11 @@ class Budget:
         self.retries += 1
         return True
 
+    def counts(self) -> tuple[int, int]:
+        """(first tries, retries) in the window now."""
+        self._roll()
+        return self.firsts, self.retries
+
     def _roll(self) -> int:
         """Forget the buckets that left the window; the index of the current one."""
         epoch = int(self._clock.monotonic() // self._width)
