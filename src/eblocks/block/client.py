@@ -64,9 +64,14 @@ class MeshClient:
         self._rng = rng or random.Random()
         if transport is None and auth is not None:
             transport = HttpTransport(
-                clock=self._clock, ssl=auth.client_ssl(), plain_targets=auth.plain_targets
+                clock=self._clock,
+                ssl=auth.client_ssl(),
+                plain_targets=auth.plain_targets,
+                max_connections=self._max_connections,
             )
-        self._transport = transport or HttpTransport(clock=self._clock)
+        self._transport = transport or HttpTransport(
+            clock=self._clock, max_connections=self._max_connections
+        )
         self._stacks: dict[str, Send] = {}
         self._direct: dict[str, Send] = {}
         self.telemetry = telemetry
@@ -149,6 +154,11 @@ class MeshClient:
         if self._source:
             msg = msg.replace(headers={SOURCE_HEADER: self._source})
         return await direct(Call(block, msg, deadline=deadline, endpoint=endpoint))
+
+    def _max_connections(self, block: str) -> int | None:
+        """The policies' ``limits.max_connections`` of ``block`` (read per call)."""
+        limits = self.policies.current.block(block).limits
+        return limits.max_connections if limits is not None else None
 
     def _stack(self, block: str) -> Send:
         stack = self._stacks.get(block)
