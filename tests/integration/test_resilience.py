@@ -2,9 +2,10 @@
 
 A ``driver`` block (the test posts orders to it) calls the others one request
 at a time, each with its own idempotency key, and reports how each call ended;
-the called blocks count every try they receive in files of the sandbox. ``flaky`` has 3 instances, of
-which one fails while its marker file exists; ``down`` always fails; ``slow``
-sleeps far longer than its timeout and records whether it was cancelled.
+the called blocks count every try they receive in files of the sandbox.
+``flaky`` has 3 instances, of which one fails while its marker file exists;
+``down`` always fails; ``slow`` sleeps far longer than its timeout and records
+whether it was cancelled.
 """
 
 from __future__ import annotations
