@@ -71,7 +71,7 @@ def client_stack(
         deadline(target.timeout, clock),
         retry(target.retries, clock, rng, Budgets(live, name, clock), refused),
         limits(live, name),
-        balance(resolver, make_balancer(target.balancer, rng=rng, clock=clock), detectors),
+        balance(resolver, make_balancer(target.balancer, rng=rng, clock=clock), detectors.current),
         per_try_deadline(clock),
     ]
     if telemetry is not None:

@@ -10,15 +10,15 @@ exactly once after it, with ``ok=False`` when the endpoint failed it (see
 ``ok=True``: it is not the endpoint's failure, and its latency so far still
 counts.
 
-With a `Guard` (outlier detection, `eblocks.layers.outlier`), the balancer
-picks only among the endpoints the guard admits, and the guard hears each
-try's outcome: ``True``/``False`` as `endpoint_failed` says, ``None`` when the
-try was cancelled from outside.
+With ``guard`` (outlier detection: `eblocks.layers.outlier.Detectors.current`),
+``guard()`` gives the `Guard` in force, if any: the balancer picks only among
+the endpoints it admits, and it hears each try's outcome: ``True``/``False``
+as `endpoint_failed` says, ``None`` when the try was cancelled from outside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from eblocks._types import Call, Endpoint, Layer, Resolver, Send
@@ -54,7 +54,9 @@ class Guard(Protocol):
     def outcome(self, endpoint: Endpoint, ok: bool | None) -> None: ...
 
 
-def balance(resolver: Resolver, balancer: Balancer, guard: Guard | None = None) -> Layer:
+def balance(
+    resolver: Resolver, balancer: Balancer, guard: Callable[[], Guard | None] | None = None
+) -> Layer:
     feedback = balancer if isinstance(balancer, Feedback) else None
 
     def layer(inner: Send) -> Send:
@@ -64,8 +66,9 @@ def balance(resolver: Resolver, balancer: Balancer, guard: Guard | None = None) 
                 raise NoEndpointsError(
                     f"no ready instance of block {call.target!r}", detail={"target": call.target}
                 )
-            if guard is not None:
-                return await guarded(call, guard, guard.admit(endpoints))
+            current = guard() if guard is not None else None
+            if current is not None:
+                return await guarded(call, current, current.admit(endpoints))
             return await one(call, balancer.pick(endpoints, hash_key(call.message)))
 
         def one(call: Call, endpoint: Endpoint) -> Awaitable[Message]:

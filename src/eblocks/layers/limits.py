@@ -11,6 +11,8 @@ that many connections for the target (`eblocks.transport.http`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import OverloadedError
 from eblocks.message import Message
@@ -32,10 +34,17 @@ def limits(live: LivePolicies, target: str, pending: Pending | None = None) -> L
     inflight = pending or Pending()
 
     def layer(inner: Send) -> Send:
-        async def send(call: Call) -> Message:
+        def send(call: Call) -> Awaitable[Message]:
+            # a plain function: without a bound, no frame and no count (a bound
+            # set later counts the tries that start after it)
             bound = live.current.block(target).limits
             most = bound.max_pending if bound is not None else None
-            if most is not None and inflight.count >= most:
+            if most is None:
+                return inner(call)
+            return counted(call, most)
+
+        async def counted(call: Call, most: int) -> Message:
+            if inflight.count >= most:
                 raise OverloadedError(
                     f"{most} requests to {target!r} are pending already (limits.max_pending)",
                     detail={"target": target, "max_pending": most},

@@ -17,9 +17,9 @@ has passed, the next try is sent to that endpoint alone: that probe's success
 closes the breaker, its failure opens it again for longer. When every endpoint
 is ejected, the try fails at once with `CircuitOpenError` (``circuit_open``).
 
-`Detector` is pure given its `Clock`; `Detectors` is the one the balance layer
-uses: the detector of the target's current rule, whose state is kept across
-policy versions while that rule is unchanged.
+`Detector` is pure given its `Clock`; `Detectors.current` gives the balance
+layer the detector of the target's current rule (None without one), whose
+state is kept across policy versions while that rule is unchanged.
 """
 
 from __future__ import annotations
@@ -190,6 +190,7 @@ class Detectors:
         return self._past + (self._detector.ejections if self._detector is not None else 0)
 
     def current(self) -> Detector | None:
+        """The detector of the rule in force (the balance layer's guard), or None."""
         rule = self._live.current.block(self._target).outlier
         detector = self._detector
         if detector is None and rule is None:
@@ -204,15 +205,6 @@ class Detectors:
         # a new rule: its breakers start closed
         self._detector = Detector(rule, self._clock) if rule is not None else None
         return self._detector
-
-    def admit(self, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
-        detector = self.current()
-        return endpoints if detector is None else detector.admit(endpoints)
-
-    def outcome(self, endpoint: Endpoint, ok: bool | None) -> None:
-        detector = self._detector
-        if detector is not None:
-            detector.outcome(endpoint, ok)
 
     def states(self) -> Iterator[tuple[str, Breaker]]:
         detector = self._detector

@@ -176,14 +176,20 @@ def state_with(outlier: Outlier | None, version: int) -> PolicyState:
 def test_detectors_keep_breakers_while_the_rule_is_unchanged() -> None:
     holder = LivePolicies(state_with(RULE, 0))
     detectors = Detectors(holder, "b", FakeClock())
-    assert detectors.admit(EPS) == EPS
-    for _ in range(3):
-        detectors.outcome(A, False)
+    first = detectors.current()
+    assert first is not None
+    assert first.admit(EPS) == EPS
+    fail(first, A, 3)
     holder.swap(state_with(RULE.model_copy(), 1))
-    assert detectors.admit(EPS) == [B, C, D]
+    assert detectors.current() is first  # an equal rule of a newer version
+    assert first.admit(EPS) == [B, C, D]
     holder.swap(state_with(RULE.model_copy(update={"base_ejection": 5.0}), 2))
-    assert detectors.admit(EPS) == EPS  # a changed rule starts with closed breakers
+    changed = detectors.current()
+    assert changed is not None
+    assert changed is not first
+    assert changed.admit(EPS) == EPS  # a changed rule starts with closed breakers
     assert detectors.ejections == 1  # the count survives the change
     holder.swap(state_with(None, 3))
-    assert detectors.admit(EPS) == EPS
+    assert detectors.current() is None
     assert list(detectors.states()) == []
+    assert detectors.ejections == 1
