@@ -6,6 +6,8 @@ import asyncio
 import random
 
 import pytest
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from eblocks._types import Call, SystemClock
 from eblocks.block.inbound import inbound_deadline
@@ -16,6 +18,7 @@ from eblocks.policies import LivePolicies
 from eblocks.spec.models import Defaults, RetryPolicy, resolve_settings
 from eblocks.spec.policies import Policies, Route
 from eblocks.telemetry.core import Telemetry
+from eblocks.telemetry.metrics import registry_for
 from eblocks.testing import FakeClock, StaticResolver, transport_from
 
 SETTINGS = resolve_settings(
@@ -169,3 +172,35 @@ async def test_a_handler_past_the_propagated_deadline_is_cancelled() -> None:
     assert caught.value.detail == {"cancelled": True}
     assert cancelled.is_set()
     assert wrote == []
+
+
+async def test_the_resilience_metrics_in_the_prometheus_text() -> None:
+    def down(call: Call) -> Message:
+        raise ConnectError("refused")
+
+    tel = Telemetry("a", "a-0", clock=FakeClock())
+    send = client_stack(
+        SETTINGS,
+        StaticResolver({"b": THREE}),
+        transport_from(down),
+        FakeClock(),
+        random.Random(3),
+        telemetry=tel,
+        policies=LivePolicies.of(SPEC_POLICIES),
+    )
+    for i in range(2):
+        with pytest.raises(ConnectError):
+            await send(Call("b", keyed(str(i))))
+    text = generate_latest(registry_for(tel)).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["eblocks_retry_budget_exhausted"].type == "counter"
+    assert families["eblocks_outlier_ejections"].type == "counter"
+    assert families["eblocks_endpoint_breaker_state"].type == "gauge"
+    assert "# TYPE eblocks_retry_budget_exhausted_total counter" in text
+    assert 'eblocks_retry_budget_exhausted_total{dst_block="b",src_block="a"} 2.0' in text
+    states = {
+        (s.labels["endpoint"], s.labels["state"]): s.value
+        for s in families["eblocks_endpoint_breaker_state"].samples
+    }
+    assert len(states) == 2 * 3  # the two endpoints tried, one series per state
+    assert sum(states.values()) == 2
