@@ -66,9 +66,14 @@ class MeshClient:
         self._rng = rng or random.Random()
         if transport is None and auth is not None:
             transport = HttpTransport(
-                clock=self._clock, ssl=auth.client_ssl(), plain_targets=auth.plain_targets
+                clock=self._clock,
+                ssl=auth.client_ssl(),
+                plain_targets=auth.plain_targets,
+                max_connections=self._max_connections,
             )
-        self._transport = transport or HttpTransport(clock=self._clock)
+        self._transport = transport or HttpTransport(
+            clock=self._clock, max_connections=self._max_connections
+        )
         self._stacks: dict[str, Send] = {}
         self._direct: dict[str, Send] = {}
         self.telemetry = telemetry
@@ -169,6 +174,11 @@ class MeshClient:
             msg = msg.replace(headers={SOURCE_HEADER: self._source})
         return await direct(Call(block, msg, deadline=deadline, endpoint=endpoint))
 
+    def _max_connections(self, block: str) -> int | None:
+        """The policies' ``limits.max_connections`` of ``block`` (read per call)."""
+        limits = self.policies.current.block(block).limits
+        return limits.max_connections if limits is not None else None
+
     def stack(self, block: str) -> Send:
         """The whole outbound stack of ``block``, built on first use (routes use it too)."""
         stack = self._stacks.get(block)
@@ -188,7 +198,8 @@ class MeshClient:
                 self._rng,
                 self.telemetry,
                 self._token,
-                self.routing,
+                routing=self.routing,
+                policies=self.policies,
             )
             self._stacks[block] = stack
         return stack

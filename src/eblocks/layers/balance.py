@@ -13,18 +13,24 @@ counts.
 A call with a ``subset`` (set by the route layer) is balanced over the
 endpoints whose labels include it; none ready there is `NoEndpointsError`
 naming the target and the subset.
+
+With ``guard`` (outlier detection: `eblocks.layers.outlier.Detectors.current`),
+``guard()`` gives the `Guard` in force, if any: the balancer picks only among
+the endpoints it admits, and it hears each try's outcome: ``True``/``False``
+as `endpoint_failed` says, ``None`` when the try was cancelled from outside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 from eblocks._types import Call, Endpoint, Layer, Resolver, Send
 from eblocks.balance import Balancer, Feedback
 from eblocks.errors import MeshError, NoEndpointsError, UpstreamError
 from eblocks.message import HASH_KEY_HEADER, IDEMPOTENCY_HEADER, Message
 
-__all__ = ["balance", "endpoint_failed", "hash_key", "in_subset"]
+__all__ = ["Guard", "balance", "endpoint_failed", "hash_key", "in_subset"]
 
 
 def hash_key(message: Message) -> str | None:
@@ -62,7 +68,17 @@ def _no_endpoints(call: Call) -> NoEndpointsError:
     )
 
 
-def balance(resolver: Resolver, balancer: Balancer) -> Layer:
+class Guard(Protocol):
+    """Keeps failing endpoints out of the pick (may raise, e.g. `CircuitOpenError`)."""
+
+    def admit(self, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]: ...
+
+    def outcome(self, endpoint: Endpoint, ok: bool | None) -> None: ...
+
+
+def balance(
+    resolver: Resolver, balancer: Balancer, guard: Callable[[], Guard | None] | None = None
+) -> Layer:
     feedback = balancer if isinstance(balancer, Feedback) else None
 
     def layer(inner: Send) -> Send:
@@ -72,9 +88,18 @@ def balance(resolver: Resolver, balancer: Balancer) -> Layer:
                 endpoints = in_subset(endpoints, call.subset)
             if not endpoints:
                 raise _no_endpoints(call)
-            endpoint = balancer.pick(endpoints, hash_key(call.message))
+            current = guard() if guard is not None else None
+            if current is not None:
+                return await guarded(call, current, current.admit(endpoints))
+            return await one(call, balancer.pick(endpoints, hash_key(call.message)))
+
+        def one(call: Call, endpoint: Endpoint) -> Awaitable[Message]:
+            # a plain function: no frame of its own without feedback
             if feedback is None:
-                return await inner(call.with_endpoint(endpoint))
+                return inner(call.with_endpoint(endpoint))
+            return fed(call, endpoint, feedback)
+
+        async def fed(call: Call, endpoint: Endpoint, feedback: Feedback) -> Message:
             ticket = feedback.begin(endpoint, len(call.message.body))
             try:
                 reply = await inner(call.with_endpoint(endpoint))
@@ -82,6 +107,19 @@ def balance(resolver: Resolver, balancer: Balancer) -> Layer:
                 feedback.end(ticket, ok=not endpoint_failed(exc))
                 raise
             feedback.end(ticket, ok=True)
+            return reply
+
+        async def guarded(call: Call, guard: Guard, endpoints: Sequence[Endpoint]) -> Message:
+            endpoint = balancer.pick(endpoints, hash_key(call.message))
+            try:
+                reply = await one(call, endpoint)
+            except MeshError as exc:
+                guard.outcome(endpoint, not endpoint_failed(exc))
+                raise
+            except BaseException:  # cancelled from outside: no verdict on the endpoint
+                guard.outcome(endpoint, None)
+                raise
+            guard.outcome(endpoint, True)
             return reply
 
         return send

@@ -1,4 +1,9 @@
-"""Deadline: bound a whole call (every try) by the target's timeout.
+"""Deadline: bound a whole call (every try) by its timeout, and each try by its own.
+
+`deadline` bounds the whole call by the matched route's ``timeout`` when it
+has one, else the target block's. `per_try_deadline` sits below the retry
+layer and bounds one try by the route's ``per_try_timeout`` (if any), so a
+slow try fails with ``timeout`` and is retried while the call's time lasts.
 
 The call's deadline becomes ``min(inherited deadline, now + timeout)``; a call
 whose deadline has passed fails at once with ``timeout`` and never reaches the
@@ -7,7 +12,8 @@ remaining time downstream in ``x-eblocks-timeout-ms``.
 
 The bound is enforced as `asyncio.timeout` does it — the calling task is
 cancelled and the cancellation becomes `MeshTimeoutError` — but all in-flight
-calls of a layer share one event-loop timer (`_Watch`): a loop timer per call
+calls of a layer share one event-loop timer (`Watch`, also used by the
+inbound deadline of `eblocks.block.inbound`): a loop timer per call
 was the largest single cost of the client stack (see docs/benchmarks.md).
 """
 
@@ -16,42 +22,71 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Awaitable
 
 from eblocks._types import Call, Clock, Layer, Send
 from eblocks.errors import MeshTimeoutError
 from eblocks.message import Message
 
-__all__ = ["deadline"]
+__all__ = ["Watch", "deadline", "per_try_deadline"]
 
 
 def deadline(timeout: float, clock: Clock) -> Layer:
-    watch = _Watch()
+    """Bound each call by its route's ``timeout``, else ``timeout`` (the block's)."""
+    watch = Watch()
 
     def layer(inner: Send) -> Send:
-        async def send(call: Call) -> Message:
-            now = clock.monotonic()
-            limit = now + timeout
-            if call.deadline is not None and call.deadline < limit:
-                limit = call.deadline
-            remaining = limit - now
-            if remaining <= 0:
-                raise MeshTimeoutError(f"deadline passed before calling {call.target!r}")
-            entry = watch.add(remaining)
-            try:
-                return await inner(call.with_deadline(limit))
-            except asyncio.CancelledError as exc:
-                if entry.close():
-                    raise MeshTimeoutError(
-                        f"no answer from {call.target!r} within {remaining:.3f}s",
-                        detail={"target": call.target},
-                    ) from exc
-                raise
-            finally:
-                entry.close()
+        def send(call: Call) -> Awaitable[Message]:
+            route = call.route
+            if route is not None and route.timeout is not None:
+                return _bounded(call, route.timeout, clock, watch, inner, False)
+            return _bounded(call, timeout, clock, watch, inner, False)
 
         return send
 
     return layer
+
+
+def per_try_deadline(clock: Clock) -> Layer:
+    """Bound each try by its route's ``per_try_timeout``; without one, pass it on as is."""
+    watch = Watch()
+
+    def layer(inner: Send) -> Send:
+        def send(call: Call) -> Awaitable[Message]:
+            route = call.route
+            if route is None or route.per_try_timeout is None:
+                return inner(call)
+            return _bounded(call, route.per_try_timeout, clock, watch, inner, True)
+
+        return send
+
+    return layer
+
+
+async def _bounded(
+    call: Call, seconds: float, clock: Clock, watch: Watch, inner: Send, per_try: bool
+) -> Message:
+    now = clock.monotonic()
+    limit = now + seconds
+    if call.deadline is not None and call.deadline < limit:
+        limit = call.deadline
+    remaining = limit - now
+    if remaining <= 0:
+        raise MeshTimeoutError(f"deadline passed before calling {call.target!r}")
+    entry = watch.add(remaining)
+    try:
+        return await inner(call.with_deadline(limit))
+    except asyncio.CancelledError as exc:
+        if entry.close():
+            raise MeshTimeoutError(
+                f"no answer from {call.target!r} within {remaining:.3f}s",
+                detail={"target": call.target, "per_try": True}
+                if per_try
+                else {"target": call.target},
+            ) from exc
+        raise
+    finally:
+        entry.close()
 
 
 class _Entry:
@@ -77,7 +112,7 @@ class _Entry:
         return self.fired and task is not None and task.uncancel() <= self._cancelling
 
 
-class _Watch:
+class Watch:
     """The in-flight calls of one layer in a heap by deadline, one loop timer at the front.
 
     Finished calls leave the heap lazily, when they reach its front; the timer

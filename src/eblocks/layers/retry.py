@@ -2,18 +2,32 @@
 
 A call is retried when it carries an idempotency key (every mesh hop does) and
 the failure is transient: the endpoint could not be reached, no endpoint was
-ready, or the answer was one of the policy's statuses (502/503/504 by
-default). Backoff is exponential with full jitter, capped, and never sleeps
-past the call's deadline. Each try goes back through the balancer, so it lands
-on another endpoint when there is one.
+ready, the try outlived its per-try deadline, or the answer was one of the
+policy's statuses (502/503/504 by default). Backoff is exponential with full
+jitter, capped, and never sleeps past the call's deadline. Each try goes back
+through the balancer, so it lands on another endpoint when there is one.
+
+The policy is the matched route's ``retries`` when it has some, else the
+target block's. With a retry budget (`eblocks.layers.budget`), every call
+counts as a first try and a retry must fit in the budget: past it the failure
+is raised as it is, with ``detail["retry_budget"] = "exhausted"``, and
+``on_refused`` is told (a metric).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from eblocks._types import Call, Clock, Layer, Send
-from eblocks.errors import ConnectError, MeshError, NoEndpointsError, UpstreamError
+from eblocks.errors import (
+    ConnectError,
+    MeshError,
+    MeshTimeoutError,
+    NoEndpointsError,
+    UpstreamError,
+)
+from eblocks.layers.budget import Budget
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec.models import RetryPolicy
 
@@ -24,6 +38,8 @@ def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
     """Whether a failure is transient under ``policy`` (pure)."""
     if isinstance(exc, ConnectError | NoEndpointsError):
         return True
+    if isinstance(exc, MeshTimeoutError):
+        return exc.detail.get("per_try") is True  # one slow try, not the call's deadline
     return isinstance(exc, UpstreamError) and exc.upstream_status in policy.on
 
 
@@ -33,9 +49,22 @@ def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> floa
     return rng.uniform(0, ceiling)
 
 
-def retry(policy: RetryPolicy, clock: Clock, rng: random.Random) -> Layer:
+def retry(
+    default: RetryPolicy,
+    clock: Clock,
+    rng: random.Random,
+    budget: Callable[[], Budget | None] | None = None,
+    on_refused: Callable[[], None] | None = None,
+) -> Layer:
+    """Retries under ``default`` (or the call's route's); ``budget()`` is the budget in force."""
+
     def layer(inner: Send) -> Send:
         async def send(call: Call) -> Message:
+            route = call.route
+            policy = default if route is None or route.retries is None else route.retries
+            window = budget() if budget is not None else None
+            if window is not None:
+                window.first()
             if policy.attempts == 1 or IDEMPOTENCY_HEADER not in call.message.headers:
                 return await inner(call)
             attempt, tried = 1, call if call.attempt == 1 else call.with_attempt(1)
@@ -47,6 +76,11 @@ def retry(policy: RetryPolicy, clock: Clock, rng: random.Random) -> Layer:
                         raise
                     delay = backoff_delay(attempt, policy, rng)
                     if call.deadline is not None and clock.monotonic() + delay >= call.deadline:
+                        raise
+                    if window is not None and not window.try_retry():
+                        exc.detail["retry_budget"] = "exhausted"
+                        if on_refused is not None:
+                            on_refused()
                         raise
                     await clock.sleep(delay)
                     attempt += 1

@@ -48,12 +48,14 @@ GaugeRead = Callable[[], Iterable[tuple[Sequence[str], float]]]
 
 @dataclass(frozen=True, slots=True)
 class GaugeHook:
-    """A gauge read at scrape time: ``read()`` yields (label values, value) pairs."""
+    """A gauge (or counter) read at scrape time: ``read()`` yields (label values, value) pairs."""
 
     name: str
     doc: str
     labels: tuple[str, ...]
     read: GaugeRead
+    counter: bool = False
+    """A counter: exported as ``<name>_total``."""
 
 
 class Hooks:
@@ -62,7 +64,6 @@ class Hooks:
 
     def __init__(self) -> None:
         self._gauges: dict[str, GaugeHook] = {}
-        self._counters: dict[str, GaugeHook] = {}
         self._pools: dict[str, Callable[[], tuple[int, int, int, int]]] = {}
 
     def gauge(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
@@ -70,10 +71,10 @@ class Hooks:
         self._gauges[name] = GaugeHook(_metric_name(name), doc, tuple(labels), read)
 
     def counter(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
-        """Register (or replace) the counter ``name`` (without ``_total``); read at scrapes."""
-        if name.endswith("_total"):
-            raise ValueError(f"counter {name!r}: leave out '_total', the exposition adds it")
-        self._counters[name] = GaugeHook(_metric_name(name), doc, tuple(labels), read)
+        """Register (or replace) the counter ``name`` (exported as ``name_total``)."""
+        if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name) or name.endswith("_total"):
+            raise ValueError(f"counter name {name!r} is not a valid Prometheus metric name")
+        self._gauges[name] = GaugeHook(name, doc, tuple(labels), read, counter=True)
 
     def pool(self, pattern: str, read: Callable[[], tuple[int, int, int, int]]) -> None:
         """A manager's pool: ``read()`` gives (workers, capacity, active tasks, queued tasks)."""
@@ -86,9 +87,6 @@ class Hooks:
 
     def gauges(self) -> list[GaugeHook]:
         return [self._gauges[name] for name in sorted(self._gauges)]
-
-    def counters(self) -> list[GaugeHook]:
-        return [self._counters[name] for name in sorted(self._counters)]
 
 
 def _metric_name(name: str) -> str:

@@ -16,6 +16,9 @@ registered through `Hooks`. Names and labels::
     eblocks_gossip_members{status}, eblocks_pattern_*{pattern}   (hooks)
     eblocks_route_requests_total{route,destination}             (hooks, layers/route.py)
     eblocks_mirror_requests_total{route,outcome}                (hooks, layers/mirror.py)
+    eblocks_retry_budget_exhausted_total{src_block,dst_block}     (hooks, eblocks.layers.meter)
+    eblocks_outlier_ejections_total{src_block,dst_block}
+    eblocks_endpoint_breaker_state{src_block,dst_block,endpoint,state}
     process_*                                                   (prometheus-client)
 
 ``classification`` is Linkerd's: ``failure`` for a 5xx answer, else ``success``.
@@ -138,15 +141,14 @@ class MeshCollector(Collector):
     @staticmethod
     def _hooks(tel: Telemetry) -> Iterable[Metric]:
         for hook in tel.hooks.gauges():
-            family = GaugeMetricFamily(hook.name, hook.doc, labels=hook.labels)
+            family: GaugeMetricFamily | CounterMetricFamily
+            if hook.counter:
+                family = CounterMetricFamily(hook.name, hook.doc, labels=hook.labels)
+            else:
+                family = GaugeMetricFamily(hook.name, hook.doc, labels=hook.labels)
             for labels, value in hook.read():
                 family.add_metric(tuple(labels), value)
             yield family
-        for hook in tel.hooks.counters():
-            counter = CounterMetricFamily(hook.name, hook.doc, labels=hook.labels)
-            for labels, value in hook.read():
-                counter.add_metric(tuple(labels), value)
-            yield counter
 
 
 def registry_for(telemetry: Telemetry) -> CollectorRegistry:

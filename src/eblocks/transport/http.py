@@ -6,11 +6,19 @@ refused (`UnauthenticatedError`) before the reply is read.
 
 The innermost `Send` of the client stack. aiohttp's exceptions are translated
 here, at the boundary, into the mesh error tree.
+
+With ``max_connections`` (target -> bound or None, read on every call; the
+policies' ``limits.max_connections``), the calls to a bounded target go
+through a pool of their own holding at most that many connections to all of
+its instances; a call waits for a free connection (the client's
+``max_pending`` bounds how many wait). A changed bound gets a new pool; the
+old one serves its calls in flight and is closed with the transport.
 """
 
 from __future__ import annotations
 
 import ssl as _ssl
+from collections.abc import Callable
 from types import TracebackType
 
 import aiohttp
@@ -42,8 +50,12 @@ class HttpTransport:
         clock: Clock | None = None,
         ssl: _ssl.SSLContext | None = None,
         plain_targets: frozenset[str] = frozenset(),
+        max_connections: Callable[[str], int | None] | None = None,
     ) -> None:
         self._ssl = ssl
+        self._max_connections = max_connections
+        self._bounded: dict[str, tuple[int, aiohttp.ClientSession]] = {}
+        self._retired: list[aiohttp.ClientSession] = []
         self._plain = plain_targets
         self._limit = limit
         self._keepalive = keepalive
@@ -63,21 +75,42 @@ class HttpTransport:
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._limit, keepalive_timeout=self._keepalive, enable_cleanup_closed=False
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-            )
+            self._session = self._new_session(self._limit)
         return self._session
 
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=limit, keepalive_timeout=self._keepalive, enable_cleanup_closed=False
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+
+    def _session_for(self, target: str) -> aiohttp.ClientSession:
+        """The shared pool, or the target's own when its connections are bounded."""
+        bound = self._max_connections(target) if self._max_connections is not None else None
+        if bound is None:
+            return self._open()
+        held = self._bounded.get(target)
+        if held is not None and held[0] == bound and not held[1].closed:
+            return held[1]
+        if held is not None:
+            self._retired.append(held[1])  # its calls in flight finish on it
+        session = self._new_session(bound)
+        self._bounded[target] = (bound, session)
+        return session
+
     async def aclose(self) -> None:
+        sessions = [*self._retired, *(session for _, session in self._bounded.values())]
+        self._retired, self._bounded = [], {}
         if self._session is not None:
-            await self._session.close()
+            sessions.append(self._session)
             self._session = None
+        for session in sessions:
+            await session.close()
 
     async def send(self, call: Call) -> Message:
         endpoint = call.endpoint
@@ -93,7 +126,7 @@ class HttpTransport:
         else:
             url = f"http://{endpoint.host}:{endpoint.port}/"
         try:
-            async with self._open().post(
+            async with self._session_for(call.target).post(
                 url, data=call.message.body, headers=headers, ssl=ssl
             ) as resp:
                 if ssl is self._ssl:
