@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from eblocks.block.client import MeshClient
 from eblocks.block.context import Context
 from eblocks.block.handler import adapt_handler
 from eblocks.block.server import Listener
-from eblocks.block.stack import server_stack
+from eblocks.block.stack import Admission, app_admission, server_stack
 from eblocks.errors import BadRequestError, MeshError, PayloadTooLargeError
 from eblocks.message import (
     DEADLINE_HEADER,
@@ -68,6 +69,16 @@ def mesh_client(app: web.Application) -> MeshClient:
         raise RuntimeError("this application is not served by a block in a mesh") from None
 
 
+_PEER = "eblocks.peer"
+
+
+def _peer_of(request: web.Request) -> str | None:
+    """The verified SPIFFE ID of an application block's caller (set by `Block._track`)."""
+    peer = request.get(_PEER)
+    identity = getattr(peer, "identity", None)
+    return str(identity) if identity is not None else None
+
+
 _ROUTING_HEADERS = frozenset({PATTERN_HEADER, STAGE_HEADER, DEADLINE_HEADER, "content-length"})
 
 
@@ -77,6 +88,9 @@ class Block:
     ``client`` is the mesh client handlers reach through ``ctx.call``; a block
     outside a mesh (tests, benchmarks) may leave it out. ``telemetry`` (default:
     the client's, else a new one) counts its requests and serves ``/metrics``.
+    ``policies`` (default: the client's, else none) are the live policies whose
+    rate limits, bulkhead and faults the block enforces on what it receives;
+    ``rng`` draws the faults (default: a fresh, unseeded one).
     """
 
     def __init__(
@@ -92,13 +106,17 @@ class Block:
         clock: Clock | None = None,
         telemetry: Telemetry | None = None,
         auth: Auth | None = None,
+        policies: LivePolicies | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.name = name
         self.auth = auth  # mTLS, tokens and authorization (eblocks.security); None: plaintext
         self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
         self.settings = settings or resolve_settings(name, None, Defaults())
         self.client = client
-        self.policies = client.policies if client is not None else LivePolicies.of(Policies())
+        self.policies = policies or (
+            client.policies if client is not None else LivePolicies.of(Policies())
+        )
         self._clock = clock or SystemClock()
         self._executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix=name)
         self._plan = plan or Plan({})
@@ -112,6 +130,9 @@ class Block:
         )
         self.telemetry.settings = self.settings
         self.telemetry.spec = client.spec if client is not None else None
+        self.admission = Admission.of(
+            self.policies, name, self._clock, rng or random.Random(), self.telemetry
+        )
         if handler is not None and app is None:
             roles = dispatch(
                 name,
@@ -123,10 +144,11 @@ class Block:
                 pools=self.pools,
                 hooks=self.telemetry.hooks,
             )
-            self._handle = server_stack(roles, self._clock)
+            self._handle = server_stack(roles, self._clock, self.admission)
             app = web.Application(client_max_size=self.settings.max_body)
             app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
         elif app is not None and handler is None:
+            app.middlewares.insert(0, app_admission(self.admission, _peer_of))
             app.middlewares.insert(0, self._track)
             if client is not None:
                 app[_MESH_CLIENT] = client
@@ -290,12 +312,11 @@ class Block:
         self.inflight += 1
         try:
             if self.auth is not None:
-                try:
-                    request["eblocks.peer"] = self.auth.admit(request)
-                except MeshError as exc:
-                    return error_response(exc.with_origin(self.name))
+                request[_PEER] = self.auth.admit(request)
             response: web.StreamResponse = await handler(request)
             return response
+        except MeshError as exc:  # refused by admission or a policy, or a failed mesh call
+            return error_response(exc.with_origin(self.name))
         finally:
             self.inflight -= 1
 
