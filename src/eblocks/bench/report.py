@@ -9,10 +9,11 @@ from typing import Any
 import orjson
 from rich.table import Table
 
-from eblocks.bench.overhead import CellResult, OverheadReport, SecurityCell
+from eblocks.bench.overhead import CellResult, OverheadReport, PolicyCell, SecurityCell
 
 __all__ = [
     "console_table",
+    "policies_table",
     "security_table",
     "to_json",
     "to_markdown",
@@ -55,6 +56,7 @@ def to_json(report: OverheadReport) -> dict[str, Any]:
         "cells": [dataclasses.asdict(c) for c in report.cells],
         "targets": [dataclasses.asdict(t) for t in report.targets],
         "security_cells": [dataclasses.asdict(c) for c in report.security_cells],
+        "policy_cells": [dataclasses.asdict(c) for c in report.policy_cells],
         "rounds": [dataclasses.asdict(s) for s in report.samples],
     }
 
@@ -110,6 +112,8 @@ def to_markdown(report: OverheadReport, chart: str | None = None) -> str:
     ]
     if report.security_cells:
         lines += ["", *_security_markdown(report.security_cells)]
+    if report.policy_cells:
+        lines += ["", *_policies_markdown(report.policy_cells)]
     lines += ["", "Targets:", ""]
     for t in report.targets:
         verdict = "met" if t.ok else "**missed**"
@@ -179,6 +183,60 @@ def security_table(report: OverheadReport) -> Table:
         table.add_column(column, justify="right")
     for c in report.security_cells:
         table.add_row(*_security_row(c))
+    return table
+
+
+_POLICY_COLUMNS = (
+    "size",
+    "concurrency",
+    "none req/s",
+    "policies req/s",
+    "ratio",
+    "none p50/p99 ms",
+    "policies p50/p99 ms",
+    "added p50 ms",
+    "server µs/req none/policies",
+    "errors",
+)
+
+
+def _policy_row(c: PolicyCell) -> list[str]:
+    return [
+        _size(c.size),
+        str(c.concurrency),
+        f"{c.none.rps:,.0f}",
+        f"{c.policies.rps:,.0f}",
+        f"{c.rps_ratio:.2f}",
+        f"{c.none.p50_ms:.3f} / {c.none.p99_ms:.3f}",
+        f"{c.policies.p50_ms:.3f} / {c.policies.p99_ms:.3f}",
+        f"{c.p50_added_ms:+.3f}",
+        f"{c.none.server_cpu_us:.0f} / {c.policies.server_cpu_us:.0f}",
+        str(c.none.errors + c.policies.errors),
+    ]
+
+
+def _policies_markdown(cells: list[PolicyCell]) -> list[str]:
+    lines = [
+        "## Policies: every layer configured, none triggering, vs no policies",
+        "",
+        "`none` is the eblock side above. Side `policies`: the same Block and MeshClient with "
+        "a route matching every call (one destination, mirror 0 %, timeouts, retries), a "
+        "retry budget, outlier detection, connection limits, a per-source rate limit and a "
+        "bulkhead far above the load, and a fault rule for a header nobody sends.",
+        "",
+        "| " + " | ".join(_POLICY_COLUMNS) + " |",
+        "|" + "|".join("---:" for _ in _POLICY_COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(_policy_row(c)) + " |" for c in cells]
+    return lines
+
+
+def policies_table(report: OverheadReport) -> Table:
+    table = Table(title="policies: all configured, none triggering, vs none (medians)")
+    for column in _POLICY_COLUMNS:
+        table.add_column(column, justify="right")
+    for c in report.policy_cells:
+        table.add_row(*_policy_row(c))
     return table
 
 

@@ -85,7 +85,17 @@ def _burst(rate: float, burst: int | None) -> int:
 class RateLimiter:
     """One `RateLimit` rule: its matcher, its overrides and its buckets."""
 
-    __slots__ = ("_buckets", "_clock", "_max", "_overrides", "_rates", "matches", "name", "rule")
+    __slots__ = (
+        "_buckets",
+        "_clock",
+        "_index",
+        "_max",
+        "_overrides",
+        "_rates",
+        "matches",
+        "name",
+        "rule",
+    )
 
     def __init__(
         self, rule: RateLimit, name: str, clock: Clock, max_sources: int = MAX_SOURCES
@@ -102,14 +112,25 @@ class RateLimiter:
         self._buckets: collections.OrderedDict[tuple[int, str], TokenBucket] = (
             collections.OrderedDict()
         )
+        self._index: dict[str, int] = {}  # source -> its override (0: none); globs once each
+
+    def override(self, source: str) -> int:
+        """Which rate applies to ``source``: 0 the rule's, n its n-th override's."""
+        if not self._overrides:
+            return 0
+        index = self._index.get(source)
+        if index is None:
+            index = next(
+                (n for n, globs in enumerate(self._overrides, 1) if glob_match(source, globs)), 0
+            )
+            if len(self._index) >= self._max:
+                self._index.clear()
+            self._index[source] = index
+        return index
 
     def bucket(self, source: str) -> TokenBucket:
         """The bucket a request from ``source`` takes its token from (made when needed)."""
-        index = 0
-        for position, globs in enumerate(self._overrides, 1):
-            if glob_match(source, globs):
-                index = position
-                break
+        index = self.override(source)
         key = (index, source if self.rule.per == "source" else "")
         buckets = self._buckets
         found = buckets.get(key)
