@@ -114,9 +114,9 @@ class Block:
         self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
         self.settings = settings or resolve_settings(name, None, Defaults())
         self.client = client
-        self.policies = policies or (
-            client.policies if client is not None else LivePolicies.of(Policies())
-        )
+        if policies is None:
+            policies = client.policies if client is not None else LivePolicies.of(Policies())
+        self.policies = policies
         self._clock = clock or SystemClock()
         self._executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix=name)
         self._plan = plan or Plan({})
