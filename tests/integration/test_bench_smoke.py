@@ -130,5 +130,10 @@ def test_overhead_policies_smoke_run(tmp_path: Path) -> None:
     assert cell["policies"]["requests"] > 0
     assert cell["rps_ratio"] > 0
     assert {t["name"] for t in report["targets"]} >= {"policies added p50 ms"}
+    layers = report["policy_layers"]
+    assert set(layers["us_per_call"]) == {"no layers", "no rules", "every rule"}
+    assert all(value > 0 for value in layers["us_per_call"].values())
+    assert set(layers["added_us"]) == {"no rules", "every rule"}
     markdown = (tmp_path / "overhead-policies.md").read_text()
     assert "## Policies: every layer configured, none triggering" in markdown
+    assert "| every rule |" in markdown

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import psutil
@@ -205,6 +205,7 @@ class OverheadReport:
     targets: list[Target] = field(default_factory=list)
     security_cells: list[SecurityCell] = field(default_factory=list)
     policy_cells: list[PolicyCell] = field(default_factory=list)
+    policy_layers: dict[str, Any] | None = None  # in-process CPU cost (`policy_cost.py`)
 
     @property
     def errors(self) -> int:
@@ -287,6 +288,9 @@ async def _run(
         report.security_cells = summarize_security(report.samples)
         report.targets += check_security_targets(report.security_cells)
     if settings.policies:
+        from eblocks.bench.policy_cost import inbound_cost
+
+        report.policy_layers = await inbound_cost(rounds=settings.rounds, progress=progress)
         report.policy_cells = summarize_policies(report.samples)
         report.targets += check_policy_targets(report.policy_cells)
     return report

@@ -71,6 +71,12 @@ def overhead(
         console.print(security_table(report))
     if report.policy_cells:
         console.print(policies_table(report))
+    if report.policy_layers:
+        added = report.policy_layers["added_us"]
+        console.print(
+            "inbound policy layers, CPU µs per call added (in process): "
+            f"no rules {added['no rules']:+.2f}, every rule {added['every rule']:+.2f}"
+        )
     for target in report.targets:
         mark = "[green]met[/]" if target.ok else "[bold red]missed[/]"
         console.print(
