@@ -83,8 +83,9 @@ async def test_a_full_bulkhead_answers_503_at_once(session: aiohttp.ClientSessio
 
     async with Block("store", slow, policies=live({"bulkhead": {"max_concurrent": 2}})) as block:
         held = [asyncio.ensure_future(post(session, block)) for _ in range(2)]
-        while block.inflight < 2:  # noqa: ASYNC110 - the server side has no event to wait on
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):
+            while block.inflight < 2:  # noqa: ASYNC110 - the server side has no event to wait on
+                await asyncio.sleep(0.01)
         status, headers, body = await post(session, block)
         assert (status, headers[ERROR_HEADER], headers[ORIGIN_HEADER]) == (
             503,
@@ -156,3 +157,41 @@ async def test_policies_change_without_a_restart(session: aiohttp.ClientSession)
         assert [(await post(session, block))[0] for _ in range(3)] == [200, 429, 429]
         policies.swap(PolicyState.of(Policies(), version=2))
         assert (await post(session, block))[0] == 200
+
+
+async def test_an_app_blocks_bulkhead_sheds_and_a_rate_limited_request_takes_no_slot(
+    session: aiohttp.ClientSession,
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="done")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", slow)
+    policies = live(
+        {
+            "rate_limits": [{"match": {"path": {"prefix": "/limited"}}, "rate": 0.001, "burst": 1}],
+            "bulkhead": {"max_concurrent": 2},
+        },
+        name="web",
+    )
+    async with Block("web", app=app, policies=policies) as block:
+        held = [asyncio.ensure_future(post(session, block, "/limited"))]
+        async with asyncio.timeout(10):
+            while block.inflight < 1:  # noqa: ASYNC110 - the server side has no event to wait on
+                await asyncio.sleep(0.01)
+        status, headers, _ = await post(session, block, "/limited")  # refused before the bulkhead
+        assert (status, headers[ERROR_HEADER]) == (429, "rate_limited")
+        held.append(asyncio.ensure_future(post(session, block, "/other")))
+        async with asyncio.timeout(10):
+            while block.inflight < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        status, headers, _ = await post(session, block, "/third")
+        assert (status, headers[ERROR_HEADER], headers[ORIGIN_HEADER]) == (503, "overloaded", "web")
+        release.set()
+        assert [(await t)[0] for t in held] == [200, 200]
+        compartment = block.admission.bulkheads.cache.get()
+        assert compartment is not None
+        assert compartment.inside == 0
