@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from eblocks import Block, Message
+from eblocks import Block, Message, NoEndpointsError
 from eblocks.message import ERROR_HEADER, ORIGIN_HEADER, PATH_HEADER, SOURCE_HEADER
 from eblocks.policies import LivePolicies, PolicyState
 from eblocks.spec.policies import Policies
@@ -195,3 +195,17 @@ async def test_an_app_blocks_bulkhead_sheds_and_a_rate_limited_request_takes_no_
         compartment = block.admission.bulkheads.cache.get()
         assert compartment is not None
         assert compartment.inside == 0
+
+
+async def test_a_mesh_error_escaping_an_app_is_answered_with_its_reason(
+    session: aiohttp.ClientSession,
+) -> None:
+    async def calls_the_mesh(request: web.Request) -> web.Response:
+        raise NoEndpointsError("no ready instance of 'store'", detail={"target": "store"})
+
+    app = web.Application()
+    app.router.add_post("/", calls_the_mesh)
+    async with Block("web", app=app) as block:
+        status, headers, body = await post(session, block)
+    assert (status, headers[ERROR_HEADER], headers[ORIGIN_HEADER]) == (503, "no_endpoints", "web")
+    assert b'"target":"store"' in body
