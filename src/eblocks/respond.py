@@ -8,6 +8,7 @@ reason, origin and body, so the caller of a pipeline sees the failing stage.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,7 +46,8 @@ def error_response(exc: MeshError) -> web.Response:
         retry_after = exc.detail.get("retry_after")
     headers = {ERROR_HEADER: reason, ORIGIN_HEADER: exc.origin}
     if retry_after is not None:
-        headers["retry-after"] = str(max(1, round(float(retry_after))))
+        # whole seconds (RFC 9110), rounded up: a client that waits that long finds a token
+        headers["retry-after"] = str(max(1, math.ceil(float(retry_after))))
     return web.Response(
         status=status, body=orjson.dumps(error_body(exc)), content_type=_JSON, headers=headers
     )

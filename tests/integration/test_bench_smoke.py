@@ -100,3 +100,40 @@ def test_overhead_security_smoke_run(tmp_path: Path) -> None:
     assert all(c["secure"].keys() >= SIDE_KEYS for c in cells)
     assert {t["name"] for t in report["targets"]} >= {"mtls added p50 ms", "secure added p50 ms"}
     assert "## Security" in (tmp_path / "overhead-security.md").read_text()
+
+
+def test_overhead_policies_smoke_run(tmp_path: Path) -> None:
+    """`--policies` adds a side with every policy configured; none refuses a request."""
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
+    args = ["bench", "overhead", "--policies", "--duration", "0.2", "--warmup", "0.05"]
+    args += ["--rounds", "1", "--sizes", "4KiB", "--concurrency", "1", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "eblocks", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _processes_marked(marker) == []
+    report = json.loads((tmp_path / "overhead-policies.json").read_text())
+    assert report["errors"] == 0
+    assert report["settings"]["policies"] is True
+    assert sorted(s["kind"] for s in report["rounds"]) == ["bare", "eblock", "policies"]
+    assert all(s["requests"] > 0 and s["errors"] == 0 for s in report["rounds"])
+    (cell,) = report["policy_cells"]
+    assert (cell["size"], cell["concurrency"]) == (4096, 1)
+    assert set(cell["none"]) == SIDE_KEYS
+    assert set(cell["policies"]) == SIDE_KEYS
+    assert cell["policies"]["requests"] > 0
+    assert cell["rps_ratio"] > 0
+    assert {t["name"] for t in report["targets"]} >= {"policies added p50 ms"}
+    layers = report["policy_layers"]
+    assert set(layers["us_per_call"]) == {"no layers", "no rules", "every rule"}
+    assert all(value > 0 for value in layers["us_per_call"].values())
+    assert set(layers["added_us"]) == {"no rules", "every rule"}
+    markdown = (tmp_path / "overhead-policies.md").read_text()
+    assert "## Policies: every layer configured, none triggering" in markdown
+    assert "| every rule |" in markdown

@@ -184,6 +184,11 @@ blocks:
     gateway:
       kind: egress
       allow: [{{host: localhost, scheme: http, ports: [{outside_port}]}}]
+policies:
+  blocks:
+    edge:
+      rate_limits:
+        - {{match: {{path: {{prefix: /echo/flood}}}}, rate: 1, burst: 5, per: source}}
 """
     )
     outside = subprocess.Popen(
@@ -313,3 +318,19 @@ def _egress_metrics(gateways: Gateways, port: int) -> str | None:
         if f'dst_block="localhost:{port}"' in text:
             return text
     return None
+
+
+def test_a_flood_from_one_client_gets_429_while_others_pass(gateways: Gateways) -> None:
+    alice = gateways.token("alice")
+    statuses = []
+    for _ in range(20):
+        status, headers, _ = gateways.curl("/echo/flood", "-X", "POST", token=alice)
+        statuses.append(status)
+        if status == 429:
+            assert headers["x-eblocks-error"] == "rate_limited"
+            assert int(headers["retry-after"]) >= 1
+    assert statuses.count(200) >= 5  # the burst, at least
+    assert statuses.count(429) >= 5  # 20 requests within seconds at 1/s: most refused
+    assert set(statuses) == {200, 429}
+    # one bucket per client (the verified user): bob is not slowed down by alice
+    assert gateways.curl("/echo/flood", "-X", "POST", token=gateways.token("bob"))[0] == 200

@@ -90,7 +90,7 @@ def test_with_origin_only_fills_a_missing_origin() -> None:
     assert MeshError("x", origin="b").with_origin("a").origin == "b"
 
 
-@pytest.mark.parametrize(("seconds", "header"), [(2.4, "2"), (0.2, "1"), (7, "7")])
+@pytest.mark.parametrize(("seconds", "header"), [(2.4, "3"), (0.2, "1"), (7, "7")])
 def test_retry_after_header(seconds: float, header: str) -> None:
     response = error_response(OverloadedError("busy", detail={"retry_after": seconds}))
     assert response.headers["retry-after"] == header

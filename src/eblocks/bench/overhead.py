@@ -5,6 +5,11 @@ Two echo servers run side by side, each in its own process (`servers.py`):
 - bare:   one aiohttp `ClientSession`  ->  a plain aiohttp echo application
 - eblock: `MeshClient` (deadline -> retry -> balance -> transport)  ->  a `Block`
 
+With ``policies`` a third side, ``policies``, runs the same Block and
+MeshClient with every traffic and resilience policy configured but none
+triggering (`eblocks.bench.servers.POLICIES_SPEC`), and is compared with the
+plain eblock side of the same rounds (`PolicyCell`).
+
 Every cell (body size x concurrency) is measured in ``rounds`` rounds; inside a
 round the two sides run back to back, the order alternating from round to
 round, each after its own warm-up. A cell reports the median over rounds of
@@ -27,14 +32,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import psutil
 
 from eblocks.batch import percentile
 from eblocks.bench.machine import describe
-from eblocks.bench.servers import SECURE_SPECS
+from eblocks.bench.servers import POLICIES_SPEC, SECURE_SPECS
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec import parse_spec
@@ -48,6 +53,7 @@ __all__ = [
     "CellResult",
     "OverheadReport",
     "OverheadSettings",
+    "PolicyCell",
     "Sample",
     "SecurityCell",
     "Side",
@@ -83,6 +89,7 @@ class OverheadSettings:
     rounds: int = 3
     host: str = "127.0.0.1"
     security: bool = False  # a third side: mTLS + tokens + authorization
+    policies: bool = False  # a side with every policy configured, none triggering
 
     def __post_init__(self) -> None:
         if self.duration <= 0:
@@ -162,6 +169,19 @@ class SecurityCell:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyCell:
+    """A cell's ``policies`` side against the plain eblock side (no policies)."""
+
+    size: int
+    concurrency: int
+    none: Side
+    policies: Side
+    rps_ratio: float  # median of per-round policies/none req/s
+    p50_added_ms: float  # median of per-round policies - none p50
+    p99_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One goal from the issue and whether this run met it."""
 
@@ -184,6 +204,8 @@ class OverheadReport:
     cells: list[CellResult] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     security_cells: list[SecurityCell] = field(default_factory=list)
+    policy_cells: list[PolicyCell] = field(default_factory=list)
+    policy_layers: dict[str, Any] | None = None  # in-process CPU cost (`policy_cost.py`)
 
     @property
     def errors(self) -> int:
@@ -220,9 +242,12 @@ async def _run(
             "rounds": settings.rounds,
             "host": settings.host,
             "security": settings.security,
+            "policies": settings.policies,
         },
     )
     kinds: tuple[str, ...] = (*KINDS, *SECURE_SPECS) if settings.security else KINDS
+    if settings.policies:
+        kinds = (*kinds, "policies")
     async with AsyncExitStack() as stack:
         bare_port, bare_pid = await stack.enter_async_context(
             _server("bare", settings.host, report)
@@ -240,6 +265,12 @@ async def _run(
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eblocks-bench-")))
             for kind in SECURE_SPECS:
                 sides[kind] = await _secure_side(stack, kind, state, settings.host, report)
+        if settings.policies:
+            port, pid = await stack.enter_async_context(_server("policies", settings.host, report))
+            caller = await stack.enter_async_context(
+                _eblock_caller(settings.host, port, POLICIES_SPEC)
+            )
+            sides["policies"] = (caller, psutil.Process(pid))
         cells = [(size, conc) for size in settings.sizes for conc in settings.concurrency]
         for rnd in range(settings.rounds):
             for index, (size, conc) in enumerate(cells):
@@ -256,6 +287,12 @@ async def _run(
     if settings.security:
         report.security_cells = summarize_security(report.samples)
         report.targets += check_security_targets(report.security_cells)
+    if settings.policies:
+        from eblocks.bench.policy_cost import inbound_cost
+
+        report.policy_layers = await inbound_cost(rounds=settings.rounds, progress=progress)
+        report.policy_cells = summarize_policies(report.samples)
+        report.targets += check_policy_targets(report.policy_cells)
     return report
 
 
@@ -531,6 +568,47 @@ def check_security_targets(
         if c.size == 4096 and c.concurrency == 1:
             ok = c.p50_added_ms <= max_added_p50_ms
             name = f"{c.side} added p50 ms"
+            targets.append(Target(name, 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
+    return targets
+
+
+def summarize_policies(samples: Sequence[Sample]) -> list[PolicyCell]:
+    """Per cell: the policies side against the plain eblock side of the same rounds."""
+    by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
+    for s in samples:
+        if s.kind in ("eblock", "policies"):
+            by_cell.setdefault((s.size, s.concurrency), {}).setdefault(s.kind, []).append(s)
+    cells: list[PolicyCell] = []
+    for (size, conc), sides in by_cell.items():
+        if "policies" not in sides:
+            continue
+        pairs = list(zip(sides["eblock"], sides["policies"], strict=True))
+        cells.append(
+            PolicyCell(
+                size=size,
+                concurrency=conc,
+                none=_side(sides["eblock"]),
+                policies=_side(sides["policies"]),
+                rps_ratio=_median([_ratio(x.rps, p.rps) for p, x in pairs]),
+                p50_added_ms=_median([x.p50_ms - p.p50_ms for p, x in pairs]),
+                p99_ratio=_median([_ratio(x.p99_ms, p.p99_ms) for p, x in pairs]),
+            )
+        )
+    return cells
+
+
+def check_policy_targets(
+    cells: Sequence[PolicyCell], *, min_ratio: float = 0.90, max_added_p50_ms: float = 0.05
+) -> list[Target]:
+    """Issue 8's goals: <= 0.05 ms added p50 (4 KB, c=1), <= 10 % req/s cost (c=32)."""
+    targets: list[Target] = []
+    for c in cells:
+        if c.concurrency == 32:
+            ok = c.rps_ratio >= min_ratio
+            targets.append(Target("policies req/s ratio", c.size, 32, c.rps_ratio, min_ratio, ok))
+        if c.size == 4096 and c.concurrency == 1:
+            ok = c.p50_added_ms <= max_added_p50_ms
+            name = "policies added p50 ms"
             targets.append(Target(name, 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
     return targets
 

@@ -10,6 +10,8 @@ when its parent process is gone. Both run on uvloop when it is installed.
   with rules (`SECURE_SPECS`), its SVID read from ``--state-dir`` (written there
   by the benchmark driver's `LocalIssuer`).
 - ``secure``: as ``mtls``, plus a required request token on every call.
+- ``policies``: the plain Block with every traffic and resilience policy
+  configured but none triggering (`POLICIES_SPEC`).
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ from aiohttp import web
 
 from eblocks.block import Block
 from eblocks.message import Message
+from eblocks.policies import LivePolicies
 from eblocks.spec import parse_spec
 
 if TYPE_CHECKING:
     from eblocks.security import Auth
 
-__all__ = ["KINDS", "SECURE_SPEC", "SECURE_SPECS", "bare_app", "echo", "main"]
+__all__ = ["KINDS", "POLICIES_SPEC", "SECURE_SPEC", "SECURE_SPECS", "bare_app", "echo", "main"]
 
-KINDS = ("bare", "eblock", "mtls", "secure")
+KINDS = ("bare", "eblock", "mtls", "secure", "policies")
 SECURE_SPEC = """\
 apiVersion: eblocks/v1
 mesh: bench
@@ -56,6 +59,40 @@ SECURE_SPECS = {
     "secure": SECURE_SPEC,
 }
 """The spec of each secured side: ``mtls`` (mTLS + authorization), ``secure`` (+ tokens)."""
+
+
+POLICIES_SPEC = """\
+apiVersion: eblocks/v1
+mesh: bench
+blocks:
+  echo:
+    handler: eblocks.bench.servers:echo
+policies:
+  routes:
+    - name: echo-all
+      to: echo
+      match: [{methods: [POST], path: {prefix: /}}]
+      destinations: [{block: echo, weight: 100}]
+      mirror: {to: echo, percent: 0}
+      timeout: 30s
+      per_try_timeout: 10s
+      retries: {attempts: 3}
+  blocks:
+    echo:
+      retry_budget: {ratio: 0.2, min_per_second: 10, window: 10s}
+      outlier: {consecutive_failures: 5, base_ejection: 30s, max_ejected_percent: 50}
+      limits: {max_pending: 100000, max_connections: 10000}
+      rate_limits:
+        - {rate: 1000000, burst: 1000000, per: source, overrides: [{source: [legacy-*], rate: 10}]}
+      bulkhead: {max_concurrent: 100000}
+      faults:
+        - match: {headers: {x-chaos: {exact: "1"}}}
+          delay: {percent: 0, delay: 1s}
+          abort: {percent: 0, status: 503}
+"""
+"""Every policy layer configured, none triggering: one route that matches every call with
+a single destination, a mirror of 0 %, retries under a budget, outlier detection, limits,
+a rate limit and a bulkhead far above the load, a fault rule for a header nobody sends."""
 
 
 async def echo(msg: Message) -> bytes:
@@ -82,6 +119,12 @@ async def _serve(kind: str, host: str, state: Path | None = None) -> None:
         await site.start()
         port: int = runner.addresses[0][1]
         stop_server = runner.cleanup
+    elif kind == "policies":
+        policies = LivePolicies.of(parse_spec(POLICIES_SPEC, "<bench policies>").policies)
+        block = Block("echo", echo, policies=policies)
+        await block.start(host, 0)
+        port = block.port
+        stop_server = block.stop
     else:
         auth = _secure_auth(kind, state) if kind in SECURE_SPECS else None
         block = Block("echo", echo, auth=auth)

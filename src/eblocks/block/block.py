@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from eblocks.block.client import MeshClient
 from eblocks.block.context import Context
 from eblocks.block.handler import adapt_handler
 from eblocks.block.server import Listener
-from eblocks.block.stack import server_stack
+from eblocks.block.stack import Admission, app_admission, server_stack
 from eblocks.errors import BadRequestError, MeshError, PayloadTooLargeError
 from eblocks.message import (
     DEADLINE_HEADER,
@@ -72,6 +73,27 @@ def mesh_client(app: web.Application) -> MeshClient:
         raise RuntimeError("this application is not served by a block in a mesh") from None
 
 
+_PEER = "eblocks.peer"
+
+
+def _peer_of(request: web.Request) -> str | None:
+    """Who calls an application block, as `Block._track`'s admission verified it.
+
+    The SPIFFE ID of a mesh caller; for an outside client (an ingress block:
+    no client certificate) its verified end user (``user/<sub>``), else its
+    address (``addr:<ip>``) — never a header the client could set. None when
+    the block has no admission (mTLS off), where the mesh trusts its headers.
+    """
+    peer = request.get(_PEER)
+    if peer is None:
+        return None
+    if peer.identity is not None:
+        return str(peer.identity)
+    if peer.user:
+        return f"user/{peer.user}"
+    return peer.source or None
+
+
 _ROUTING_HEADERS = frozenset({PATTERN_HEADER, STAGE_HEADER, DEADLINE_HEADER, "content-length"})
 
 
@@ -81,6 +103,9 @@ class Block:
     ``client`` is the mesh client handlers reach through ``ctx.call``; a block
     outside a mesh (tests, benchmarks) may leave it out. ``telemetry`` (default:
     the client's, else a new one) counts its requests and serves ``/metrics``.
+    ``policies`` (default: the client's, else none) are the live policies whose
+    rate limits, bulkhead and faults the block enforces on what it receives;
+    ``rng`` draws the faults (default: a fresh, unseeded one).
     """
 
     def __init__(
@@ -97,6 +122,8 @@ class Block:
         telemetry: Telemetry | None = None,
         auth: Auth | None = None,
         server_ssl: ssl.SSLContext | None = None,
+        policies: LivePolicies | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         """``server_ssl`` replaces the PM's TLS context (an ingress gateway's own certificate)."""
         self.name = name
@@ -104,7 +131,9 @@ class Block:
         self.instance = instance or f"{name}-{uuid.uuid4().hex[:8]}"
         self.settings = settings or resolve_settings(name, None, Defaults())
         self.client = client
-        self.policies = client.policies if client is not None else LivePolicies.of(Policies())
+        if policies is None:
+            policies = client.policies if client is not None else LivePolicies.of(Policies())
+        self.policies = policies
         self._clock = clock or SystemClock()
         self._executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix=name)
         self._plan = plan or Plan({})
@@ -119,6 +148,9 @@ class Block:
         )
         self.telemetry.settings = self.settings
         self.telemetry.spec = client.spec if client is not None else None
+        self.admission = Admission.of(
+            self.policies, name, self._clock, rng or random.Random(), self.telemetry
+        )
         if handler is not None and app is None:
             roles = dispatch(
                 name,
@@ -130,10 +162,11 @@ class Block:
                 pools=self.pools,
                 hooks=self.telemetry.hooks,
             )
-            self._handle = server_stack(roles, self._clock)
+            self._handle = server_stack(roles, self._clock, self.admission)
             app = web.Application(client_max_size=self.settings.max_body)
             app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
         elif app is not None and handler is None:
+            app.middlewares.insert(0, app_admission(self.admission, _peer_of))
             app.middlewares.insert(0, self._track)
             if client is not None:
                 app[_MESH_CLIENT] = client
@@ -310,12 +343,11 @@ class Block:
                 if early is not None:
                     return early
             if self.auth is not None:
-                try:
-                    request["eblocks.peer"] = self.auth.admit(request)
-                except MeshError as exc:
-                    return error_response(exc.with_origin(self.name))
+                request[_PEER] = self.auth.admit(request)
             response: web.StreamResponse = await handler(request)
             return response
+        except MeshError as exc:  # refused by admission or a policy, or a failed mesh call
+            return error_response(exc.with_origin(self.name))
         finally:
             self.inflight -= 1
 

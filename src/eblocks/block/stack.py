@@ -27,10 +27,18 @@ has a `Telemetry` (a block's client; the CLI's has none). The token layer
 (per-hop request JWT, `eblocks.security`) is there when the mesh's
 ``security.tokens.mode`` is not ``off``; it signs once per try.
 
-Inbound, outermost first::
+Inbound, outermost first (the PM socket's telemetry and mTLS/authz admission
+are in front of all of these, in `block.py`)::
 
     deadline (from x-eblocks-timeout-ms; cancels the handler when it passes)
-      -> role dispatch -> PM
+      -> rate limit -> bulkhead -> fault -> role dispatch -> PM
+
+Rate limit, bulkhead and fault enforce the block's own policies
+(``policies.blocks.<name>``, read from the live `PolicyState` on each
+request; `Admission` holds their state across versions). A block whose
+policies have none of them pays one cached lookup per layer. An application
+block (an aiohttp app) gets the same three, in the same order, as one
+middleware (`app_admission`) over its real method, path and query.
 
 Adding a concern is one module in `eblocks.layers` plus one line here.
 """
@@ -38,24 +46,34 @@ Adding a concern is one module in `eblocks.layers` plus one line here.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from eblocks._types import Clock, Layer, Resolver, Send
 from eblocks.balance import make_balancer
 from eblocks.block.inbound import Handle, InboundLayer, inbound_deadline
 from eblocks.layers import balance, deadline, per_try_deadline, retry
 from eblocks.layers.budget import Budgets
+from eblocks.layers.bulkhead import Bulkheads, bulkhead
+from eblocks.layers.fault import Faults, fault
 from eblocks.layers.limits import limits
 from eblocks.layers.meter import meter_of
 from eblocks.layers.outlier import Detectors
+from eblocks.layers.ratelimit import RateLimits, rate_limit
 from eblocks.layers.route import Routing, route
 from eblocks.layers.telemetry import telemetry as observe
 from eblocks.layers.telemetry import tries
 from eblocks.policies import LivePolicies
+from eblocks.policies.inbound import source_of, view_of_request
+from eblocks.policies.match import RequestView
 from eblocks.spec.models import BlockSettings
 from eblocks.spec.policies import Policies
 from eblocks.telemetry.core import Telemetry
 
-__all__ = ["client_stack", "endpoint_stack", "server_stack"]
+__all__ = ["Admission", "app_admission", "client_stack", "endpoint_stack", "server_stack"]
 
 
 def client_stack(
@@ -109,13 +127,92 @@ def endpoint_stack(
     return _assemble(layers, transport)
 
 
-def server_stack(pm: Handle, clock: Clock) -> Handle:
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The state of a block's inbound policies (buckets, bulkhead counts, fault RNG)."""
+
+    limits: RateLimits
+    bulkheads: Bulkheads
+    faults: Faults
+    clock: Clock
+
+    @classmethod
+    def of(
+        cls,
+        live: LivePolicies,
+        block: str,
+        clock: Clock,
+        rng: random.Random,
+        telemetry: Telemetry | None = None,
+    ) -> Admission:
+        """``block``'s admission over ``live``; refusals are counted in ``telemetry``."""
+        count = telemetry.policy_event if telemetry is not None else None
+        return cls(
+            RateLimits(live, block, clock, on_deny=count),
+            Bulkheads(live, block, on_deny=count),
+            Faults(live, block, rng, on_event=count),
+            clock,
+        )
+
+
+def server_stack(pm: Handle, clock: Clock, admission: Admission | None = None) -> Handle:
     """The inbound `Handle` in front of a block's role dispatch and handler."""
     layers: list[InboundLayer] = [inbound_deadline(clock)]
+    if admission is not None:
+        layers += [
+            rate_limit(admission.limits),
+            bulkhead(admission.bulkheads),
+            fault(admission.faults, admission.clock),
+        ]
     handle = pm
     for layer in reversed(layers):
         handle = layer(handle)
     return handle
+
+
+AioHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def app_admission(admission: Admission, peer_of: Callable[[web.Request], str | None]) -> Middleware:
+    """`server_stack`'s rate limit -> bulkhead -> fault for an application block.
+
+    One aiohttp middleware, after the block's telemetry and mTLS admission
+    (``peer_of`` gives the verified SPIFFE ID they found). Requests are matched
+    on their real method, path and query; a refusal is raised as the
+    `MeshError` the handler path raises, and `block.py` answers it.
+    """
+    limits, bulkheads, faults = admission.limits, admission.bulkheads, admission.faults
+    rl_cache, bh_cache, f_cache = limits.cache, bulkheads.cache, faults.cache
+    sleep = admission.clock.sleep
+
+    @web.middleware
+    async def policies(request: web.Request, handler: AioHandler) -> web.StreamResponse:
+        limiters = rl_cache.get()
+        compartment = bh_cache.get()
+        rules = f_cache.get()
+        if not (limiters or compartment is not None or rules):
+            return await handler(request)
+
+        def view() -> RequestView:
+            return view_of_request(request.method, request.path, request.query, request.headers)
+
+        if limiters:
+            limits.admit(limiters, view, source_of(peer_of(request), request.headers))
+        entered = compartment is not None and bulkheads.enter(compartment, view)
+        try:
+            plan = faults.decide(rules, view) if rules else None
+            if plan is not None:
+                if plan.delay > 0:
+                    faults.delayed(plan)
+                    await sleep(plan.delay)
+                if plan.status is not None:
+                    raise faults.abort(plan.rule, plan.status)
+            return await handler(request)
+        finally:
+            if entered and compartment is not None:
+                compartment.leave()
+
+    return policies
 
 
 def _assemble(layers: list[Layer], innermost: Send) -> Send:

@@ -41,10 +41,13 @@ def overhead(
     security: bool = typer.Option(
         False, "--security", help="add a side with mTLS + request tokens + authorization"
     ),
+    policies: bool = typer.Option(
+        False, "--policies", help="add a side with every policy configured, none triggering"
+    ),
 ) -> None:
     """Echo through bare aiohttp and through the Eblock stack, side by side."""
     from eblocks.bench.overhead import BenchError, OverheadSettings, run_overhead
-    from eblocks.bench.report import console_table, security_table, write_results
+    from eblocks.bench.report import console_table, policies_table, security_table, write_results
 
     try:
         settings = OverheadSettings(
@@ -54,6 +57,7 @@ def overhead(
             concurrency=_int_list("--concurrency", concurrency),
             rounds=rounds,
             security=security,
+            policies=policies,
         )
     except ValueError as exc:
         fail(str(exc))
@@ -65,13 +69,23 @@ def overhead(
     console.print(console_table(report))
     if report.security_cells:
         console.print(security_table(report))
+    if report.policy_cells:
+        console.print(policies_table(report))
+    if report.policy_layers:
+        added = report.policy_layers["added_us"]
+        console.print(
+            "inbound policy layers, CPU µs per call added (in process): "
+            f"no rules {added['no rules']:+.2f}, every rule {added['every rule']:+.2f}"
+        )
     for target in report.targets:
         mark = "[green]met[/]" if target.ok else "[bold red]missed[/]"
         console.print(
             f"target {target.name} @ {target.size} B x{target.concurrency}: "
             f"{target.value:.3f} (limit {target.limit}) {mark}"
         )
-    name = "overhead-security" if security else "overhead"
+    name = "-".join(
+        ["overhead", *(["security"] if security else []), *(["policies"] if policies else [])]
+    )
     for path in write_results(report, out, name):
         console.print(f"wrote {path}")
     if report.errors:

@@ -10,6 +10,7 @@ PM socket's requests) and `eblocks.layers.telemetry` (the client stack).
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import functools
 import os
@@ -126,6 +127,8 @@ class Telemetry:
         self.settings: BlockSettings | None = None
         self.spec: MeshSpec | None = None
         self._peers: dict[str | None, str] = {None: EXTERNAL, "": EXTERNAL}
+        self.policy_events: collections.Counter[tuple[str, str]] = collections.Counter()
+        """What the block's inbound policies did, by (reason, rule): refusals and delays."""
 
     async def start(self) -> None:
         if self.access_log is not None:
@@ -145,6 +148,11 @@ class Telemetry:
             if len(self._peers) < _MAX_PEERS:
                 self._peers[raw] = found
         return found
+
+    def policy_event(self, reason: str, rule: str) -> None:
+        """A policy refused (``rate_limited``, ``overloaded``, ``fault_injected``) or delayed
+        (``fault_delayed``) a request; ``rule`` names it (``rate_limits[0]``, ``bulkhead``)."""
+        self.policy_events[reason, rule] += 1
 
     def _update_sinks(self) -> None:
         self.sinks = self.access_log is not None or bool(self.tap)

@@ -10,6 +10,8 @@ registered through `Hooks`. Names and labels::
     eblocks_request_bytes_total / eblocks_response_bytes_total{direction,src_block,dst_block,route}
     eblocks_request_errors_total{direction,src_block,dst_block,reason}
     eblocks_retries_total{src_block,dst_block,route}
+    eblocks_policy_denials_total{block,reason,rule}      (rate_limited, overloaded, fault_injected)
+    eblocks_fault_delays_total{block,rule}
     eblocks_requests_in_flight{direction,src_block,dst_block,route}
     eblocks_access_log_dropped_total, eblocks_tap_dropped_total, eblocks_tap_subscribers
     eblocks_build_info{version,block,instance_id}
@@ -108,6 +110,7 @@ class MeshCollector(Collector):
                 if table is tel.outbound:
                     retries.add_metric(edge[1:], series.retries)
         yield from (requests, latency, bytes_in, bytes_out, errors, retries, inflight)
+        yield from self._policies(tel)
         yield from self._own(tel)
         yield from self._hooks(tel)
 
@@ -116,6 +119,25 @@ class MeshCollector(Collector):
         if table.direction == "inbound":
             return ("inbound", series.peer, block, series.route)
         return ("outbound", block, series.peer, series.route)
+
+    @staticmethod
+    def _policies(tel: Telemetry) -> Iterable[Metric]:
+        denials = CounterMetricFamily(
+            "eblocks_policy_denials",
+            "Requests the block's own policies refused, by reason and rule",
+            labels=("block", "reason", "rule"),
+        )
+        delays = CounterMetricFamily(
+            "eblocks_fault_delays",
+            "Requests a fault rule delayed, by rule",
+            labels=("block", "rule"),
+        )
+        for (reason, rule), count in sorted(tel.policy_events.items()):
+            if reason == "fault_delayed":
+                delays.add_metric((tel.block, rule), count)
+            else:
+                denials.add_metric((tel.block, reason, rule), count)
+        return (denials, delays)
 
     def _own(self, tel: Telemetry) -> Iterable[Metric]:
         info = GaugeMetricFamily(
