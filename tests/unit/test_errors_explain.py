@@ -19,6 +19,7 @@ REASONS = {
     "BadRequestError": ("bad_request", 400),
     "PayloadTooLargeError": ("too_large", 413),
     "NoEndpointsError": ("no_endpoints", 503),
+    "NoRouteError": ("no_route", 404),
     "OverloadedError": ("overloaded", 503),
     "QueueFullError": ("overloaded", 429),
     "RateLimitedError": ("rate_limited", 429),
