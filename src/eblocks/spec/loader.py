@@ -81,7 +81,12 @@ def _construct(node: yaml.Node, loc: Loc, marks: _Marks, issues: list[SpecIssue]
         out: dict[Any, Any] = {}
         first_lines: dict[str, int] = {}
         for key_node, value_node in node.value:
-            key = yaml.constructor.SafeConstructor().construct_object(key_node)
+            # every key of a spec is a name: a plain scalar key is its text, so the
+            # YAML 1.1 booleans (`on:`, `yes:`) stay the field names they look like
+            if isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value
+            else:
+                key = yaml.constructor.SafeConstructor().construct_object(key_node)
             if not isinstance(key, str | int | float | bool) or key is None:
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
                 issues.append(SpecIssue(file, line, col, format_path(loc), "keys must be scalars"))
