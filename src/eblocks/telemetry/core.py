@@ -48,12 +48,13 @@ GaugeRead = Callable[[], Iterable[tuple[Sequence[str], float]]]
 
 @dataclass(frozen=True, slots=True)
 class GaugeHook:
-    """A gauge read at scrape time: ``read()`` yields (label values, value) pairs."""
+    """A gauge (or counter) read at scrape time: ``read()`` yields (label values, value) pairs."""
 
     name: str
     doc: str
     labels: tuple[str, ...]
     read: GaugeRead
+    kind: str = "gauge"
 
 
 class Hooks:
@@ -68,6 +69,11 @@ class Hooks:
         if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
             raise ValueError(f"gauge name {name!r} is not a valid Prometheus metric name")
         self._gauges[name] = GaugeHook(name, doc, tuple(labels), read)
+
+    def counter(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
+        """Like `gauge`, for a count that only grows (exposed as ``<name>_total``)."""
+        self.gauge(name, doc, labels, read)
+        self._gauges[name] = GaugeHook(name, doc, tuple(labels), read, "counter")
 
     def pool(self, pattern: str, read: Callable[[], tuple[int, int, int, int]]) -> None:
         """A manager's pool: ``read()`` gives (workers, capacity, active tasks, queued tasks)."""

@@ -136,7 +136,8 @@ class MeshCollector(Collector):
     @staticmethod
     def _hooks(tel: Telemetry) -> Iterable[Metric]:
         for hook in tel.hooks.gauges():
-            family = GaugeMetricFamily(hook.name, hook.doc, labels=hook.labels)
+            kind = CounterMetricFamily if hook.kind == "counter" else GaugeMetricFamily
+            family = kind(hook.name, hook.doc, labels=hook.labels)
             for labels, value in hook.read():
                 family.add_metric(tuple(labels), value)
             yield family
