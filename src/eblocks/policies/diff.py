@@ -40,25 +40,32 @@ class Change:
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": [1]}}`` -> ``{"a.b[0]": 1}``; empty containers stay as leaves."""
+    """``{"a": {"b": [{"c": 1}]}}`` -> ``{"a.b[0].c": 1}``; lists of plain values stay whole."""
     if isinstance(value, Mapping) and value:
         out: dict[str, Any] = {}
         for key, item in value.items():
             out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
         return out
-    if isinstance(value, list | tuple) and value:
+    if isinstance(value, list | tuple) and any(isinstance(v, Mapping | list) for v in value):
         out = {}
         for index, item in enumerate(value):
             out.update(flatten(item, f"{prefix}[{index}]"))
         return out
+    if isinstance(value, tuple):
+        value = list(value)
     return {prefix: value} if prefix else {}
 
 
 _MISSING = object()
 
 
+def _set(leaves: dict[str, Any]) -> dict[str, Any]:
+    """The leaves that say something: null and empty are both "unset"."""
+    return {path: value for path, value in leaves.items() if not _empty(value)}
+
+
 def _fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
-    a, b = flatten(old), flatten(new)
+    a, b = _set(flatten(old)), _set(flatten(new))
     paths = sorted(set(a) | set(b))
     return tuple(
         FieldChange(p, a.get(p, _MISSING), b.get(p, _MISSING))
@@ -116,8 +123,8 @@ def render(changes: list[Change]) -> list[str]:
         else:
             lines.append(f"{_MARK[change.kind]} {change.what} {change.name}")
         for f in change.fields:
-            if change.kind != "changed" and _empty(f.new if change.kind == "added" else f.old):
-                continue  # an unset field of a whole new (or gone) rule says nothing
+            if change.kind != "changed" and f.path == "name":
+                continue  # the heading names it
             if change.kind == "added":
                 lines.append(f"    {f.path}: {_show(f.new)}")
             elif change.kind == "removed":

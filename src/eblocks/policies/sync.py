@@ -104,7 +104,7 @@ class PolicySync:
             )
         except PolicyBundleError as exc:
             self.refused[exc.reason] += 1
-            log.warning("refused policy bundle v%d from %s: %s", bundle.version, source, exc)
+            log.warning("%s (bundle v%d from %s)", exc, bundle.version, source)
             raise
         self.live.swap(state)  # newer: verify_bundle checked it against the version in force
         self.bundle = bundle
@@ -128,7 +128,7 @@ class PolicySync:
             return  # replaced between stat and read: the next poll reads the new one
         except PolicyBundleError as exc:
             self.refused[exc.reason] += 1
-            log.warning("refused policy bundle from %s: %s", path, exc)
+            log.warning("%s (from %s)", exc, path)
             return
         if bundle.version > self.live.current.version:
             with contextlib.suppress(PolicyBundleError):  # counted and logged by accept
@@ -140,7 +140,7 @@ class PolicySync:
         return web.Response(body=self.bundle.dumps(), content_type="application/json")
 
     async def post(self, request: web.Request) -> web.Response:
-        source = f"POST from {request.remote or 'unknown'}"
+        source = f"POST by {request.remote or 'unknown'}"
         body = await request.content.read(_MAX_BODY + 1)
         try:
             if len(body) > _MAX_BODY:
@@ -148,7 +148,7 @@ class PolicySync:
             bundle = parse_bundle(body)
         except PolicyBundleError as exc:
             self.refused[exc.reason] += 1
-            log.warning("refused policy bundle from %s: %s", source, exc)
+            log.warning("%s (from %s)", exc, source)
             return _refusal(exc)
         try:
             state = self.accept(bundle, source)
@@ -207,7 +207,7 @@ class PolicySync:
             bundle = parse_bundle(body)
         except PolicyBundleError as exc:
             self.refused[exc.reason] += 1
-            log.warning("refused policy bundle from %s: %s", source, exc)
+            log.warning("%s (from %s)", exc, source)
             self._failed_peers.add((peer.instance, peer.policy_version))
             return False
         if bundle.version <= self.live.current.version:
