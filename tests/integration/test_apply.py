@@ -141,12 +141,12 @@ class Load:
         await asyncio.gather(*(worker(i) for i in range(1, concurrency + 1)))
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    for _ in range(int(timeout / 0.05)):
+async def until(predicate: Any, bound: float, what: str) -> None:
+    for _ in range(int(bound / 0.05)):
         if predicate():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+    raise AssertionError(f"timed out after {bound:g}s waiting for {what}")
 
 
 async def test_diff_then_apply_under_load_drops_nothing(sandbox: Sandbox) -> None:
