@@ -191,9 +191,9 @@ async def test_diff_then_apply_under_load_drops_nothing(sandbox: Sandbox) -> Non
     assert load.failures == []
     assert during > 0  # the apply happened while calls were flowing
     want = digest_of(load_spec(changed).policies)
-    assert reported(sandbox, "reload") == {
-        name: (1, want) for name in ("clean-0", "tokenize-0", "tokenize-1", "count-0", "count-1")
-    }
+    assert reported(sandbox, "reload") == dict.fromkeys(
+        ("clean-0", "tokenize-0", "tokenize-1", "count-0", "count-1"), (1, want)
+    )
     for row in sandbox.instances("reload"):
         assert "eblocks_policy_version 1.0" in admin(row, "/metrics").decode()
 
