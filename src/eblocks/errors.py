@@ -147,7 +147,7 @@ class PolicyBundleError(EblocksError, ValueError):
     """A policy bundle (`eblocks apply`) was refused and the policies in force kept.
 
     ``reason`` is one of ``malformed``, ``no_key``, ``unknown_key``,
-    ``bad_signature``, ``wrong_mesh``, ``stale``, ``bad_digest`` or
+    ``bad_signature``, ``wrong_mesh``, ``other_run``, ``stale``, ``bad_digest`` or
     ``invalid``; instances count refusals by it.
     """
 

@@ -28,7 +28,7 @@ from eblocks.errors import MeshError
 from eblocks.message import Message
 from eblocks.policies import digest_of
 from eblocks.policies.bundle import parse_bundle, sign_bundle
-from eblocks.policies.keys import load_signing_key
+from eblocks.policies.keys import load_signing_key, read_run
 from eblocks.security import Auth
 from eblocks.spec import MeshSpec, load_spec
 
@@ -215,15 +215,21 @@ def test_bundles_posted_by_hand_are_checked(sandbox: Sandbox) -> None:
     target = rows["count-1"]
     current = parse_bundle(admin(target, "/v1/policies"))
     key = load_signing_key(sandbox.mesh_dir("byhand"))
+    run = read_run(sandbox.mesh_dir("byhand"))
+    assert run
     mesh_spec: MeshSpec = load_spec(spec)
-    good = sign_bundle("byhand", 1, mesh_spec.policies, key)
+    good = sign_bundle("byhand", 1, mesh_spec.policies, key, run=run)
 
     tampered = dataclasses.replace(good, version=7)
     status, body = post(target, tampered.dumps())
     assert (status, body["reason"]) == (403, "bad_signature")
     assert body["error"] == ("policy bundle refused (bad_signature): the signature does not verify")
-    status, body = post(target, sign_bundle("other", 1, mesh_spec.policies, key).dumps())
+    other_mesh = sign_bundle("other", 1, mesh_spec.policies, key, run=run)
+    status, body = post(target, other_mesh.dumps())
     assert (status, body["reason"]) == (403, "wrong_mesh")
+    earlier_run = sign_bundle("byhand", 1, mesh_spec.policies, key, run="0123456789abcdef")
+    status, body = post(target, earlier_run.dumps())
+    assert (status, body["reason"]) == (403, "other_run")
     data = mesh_spec.policies.model_dump(mode="json")
     data["routes"][0]["to"] = "ghost"
     forged_ref = dataclasses.replace(good, policies=data, digest="x")
@@ -234,6 +240,7 @@ def test_bundles_posted_by_hand_are_checked(sandbox: Sandbox) -> None:
     metrics = admin(target, "/metrics").decode()
     assert 'eblocks_policy_bundles_refused_total{reason="bad_signature"} 2.0' in metrics
     assert 'eblocks_policy_bundles_refused_total{reason="wrong_mesh"} 1.0' in metrics
+    assert 'eblocks_policy_bundles_refused_total{reason="other_run"} 1.0' in metrics
     log = (sandbox.mesh_dir("byhand") / "logs" / "count-1.log").read_text()
     assert "policy bundle refused (bad_signature)" in log
     assert "bundle v7 from POST by 127.0.0.1" in log

@@ -27,7 +27,7 @@ from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.errors import PolicyBundleError, SecurityError, SpecError
 from eblocks.policies.bundle import Bundle, check_policies, parse_bundle, sign_bundle
 from eblocks.policies.diff import Change, diff_policies, render, spec_changes
-from eblocks.policies.keys import load_signing_key
+from eblocks.policies.keys import load_signing_key, read_run
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
 from eblocks.spec import MeshSpec, load_spec
@@ -150,7 +150,8 @@ def apply(
         key = load_signing_key(plan.state.path)
     except SecurityError as exc:
         fail(str(exc))
-    bundle = sign_bundle(plan.state.mesh, plan.running.version + 1, new.policies, key)
+    run = read_run(plan.state.path)
+    bundle = sign_bundle(plan.state.mesh, plan.running.version + 1, new.policies, key, run=run)
     via = _deliver(plan.state, bundle)
     console.print(
         f"applied policies v{bundle.version} (digest {bundle.digest[:12]}) through {via}",

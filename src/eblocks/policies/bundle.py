@@ -2,8 +2,9 @@
 
 A bundle is one JSON object::
 
-    {"mesh": "shop", "version": 3, "digest": "<sha256 of the canonical policies>",
-     "policies": {...canonical JSON...}, "issued_at": "2026-12-03T18:00:00Z",
+    {"mesh": "shop", "run": "<id of this run of the mesh>", "version": 3,
+     "digest": "<sha256 of the canonical policies>", "policies": {...canonical JSON...},
+     "issued_at": "2026-12-03T18:00:00Z",
      "key_id": "<16 hex>", "signature": "<base64url Ed25519>"}
 
 The signature covers every other field, serialized as JSON with sorted keys
@@ -14,7 +15,7 @@ what an instance reports before any ``eblocks apply``, and never accepted.
 `verify_bundle` is what an instance runs before `LivePolicies.swap`, in this
 order, and the first failure is the refusal's ``reason``::
 
-    malformed -> no_key / unknown_key -> bad_signature -> wrong_mesh -> stale
+    malformed -> no_key / unknown_key -> bad_signature -> wrong_mesh -> other_run -> stale
       -> invalid (fields) -> bad_digest -> invalid (cross-references)
 """
 
@@ -41,7 +42,7 @@ from eblocks.spec.policies import Policies
 
 __all__ = ["Bundle", "bootstrap", "check_policies", "parse_bundle", "sign_bundle", "verify_bundle"]
 
-_FIELDS = ("mesh", "version", "digest", "policies", "issued_at", "key_id", "signature")
+_FIELDS = ("mesh", "run", "version", "digest", "policies", "issued_at", "key_id", "signature")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class Bundle:
     """One version of the policies of one mesh, as signed by `eblocks apply`."""
 
     mesh: str
+    run: str
     version: int
     digest: str
     policies: Mapping[str, Any]
@@ -68,9 +70,9 @@ class Bundle:
         return orjson.dumps(self.to_json(), option=orjson.OPT_SORT_KEYS)
 
 
-def bootstrap(mesh: str, state: PolicyState) -> Bundle:
+def bootstrap(mesh: str, run: str, state: PolicyState) -> Bundle:
     """The unsigned bundle of a state no bundle delivered (version 0: the spec's policies)."""
-    return Bundle(mesh, state.version, state.digest, state.policies.model_dump(mode="json"))
+    return Bundle(mesh, run, state.version, state.digest, state.policies.model_dump(mode="json"))
 
 
 def sign_bundle(
@@ -79,12 +81,14 @@ def sign_bundle(
     policies: Policies,
     key: ed25519.Ed25519PrivateKey,
     *,
+    run: str = "",
     now: dt.datetime | None = None,
 ) -> Bundle:
-    """Sign ``policies`` as ``version`` of ``mesh``'s policies."""
+    """Sign ``policies`` as ``version`` of ``mesh``'s policies, for its run ``run``."""
     issued = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     unsigned = Bundle(
         mesh,
+        run,
         version,
         digest_of(policies),
         policies.model_dump(mode="json"),
@@ -114,7 +118,7 @@ def parse_bundle(data: bytes | Mapping[str, Any]) -> Bundle:
         raise PolicyBundleError("malformed", f"'version' must be an integer >= 0, got {version!r}")
     if not isinstance(raw["policies"], Mapping):
         raise PolicyBundleError("malformed", "'policies' must be a JSON object")
-    for name in ("mesh", "digest", "issued_at", "key_id", "signature"):
+    for name in ("mesh", "run", "digest", "issued_at", "key_id", "signature"):
         if not isinstance(raw[name], str):
             raise PolicyBundleError("malformed", f"{name!r} must be a string")
     return Bundle(**{f: raw[f] for f in _FIELDS})
@@ -136,12 +140,18 @@ def verify_bundle(
     spec: MeshSpec,
     public: ed25519.Ed25519PublicKey | None,
     current: int,
+    run: str = "",
 ) -> PolicyState:
     """The `PolicyState` of ``bundle`` once every check passes; else PolicyBundleError."""
     _check_signature(bundle, public)
     if bundle.mesh != spec.mesh:
         raise PolicyBundleError(
             "wrong_mesh", f"the bundle is for mesh {bundle.mesh!r}, this is mesh {spec.mesh!r}"
+        )
+    if bundle.run != run:
+        raise PolicyBundleError(
+            "other_run",
+            f"signed for run {bundle.run!r} of the mesh, this is run {run!r} (restarted since)",
         )
     if bundle.version <= current:
         raise PolicyBundleError(

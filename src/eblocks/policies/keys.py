@@ -4,10 +4,13 @@ On disk, in ``<state>/policy/`` (the folder is 0700)::
 
     signing.key   Ed25519 private key, PKCS#8 PEM, 0600: who reads it can change the policies
     signing.pub   its public key (SubjectPublicKeyInfo PEM): what instances verify with
+    run           a random id of this run of the mesh (new at each `eblocks up`)
     bundle.json   the last bundle an instance accepted by POST (restarts resume from it)
 
 The supervisor creates the key pair once (`ensure_signing_key`) and leaves it
-for later runs; `eblocks apply` signs with the private key; instances read the
+for later runs, and writes a new ``run`` id at each start: bundles carry it, so
+one signed for an earlier run cannot be replayed into this one (its versions
+started again at 0). `eblocks apply` signs with the private key; instances read the
 public key when they start, as they read the CA bundle. A dedicated key rather
 than the CA's: it exists with mTLS off, it is never passphrase-protected or
 someone else's intermediate, and signing policies never touches the root
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -32,7 +36,9 @@ __all__ = [
     "key_id",
     "load_public_key",
     "load_signing_key",
+    "new_run",
     "policy_folder",
+    "read_run",
 ]
 
 _PRIVATE = "signing.key"
@@ -96,3 +102,20 @@ def load_public_key(state: Path) -> ed25519.Ed25519PublicKey | None:
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise SecurityError(f"{path}: the policy public key must be Ed25519")
     return key
+
+
+def new_run(state: Path) -> str:
+    """Start a new run of the mesh: a fresh id, written for instances and `eblocks apply`."""
+    run = secrets.token_hex(8)
+    folder = policy_folder(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    replace_file(folder / "run", run.encode() + b"\n", 0o644)
+    return run
+
+
+def read_run(state: Path) -> str:
+    """The id of the current run ("" when the state dir has none: no supervisor made it)."""
+    try:
+        return (policy_folder(state) / "run").read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""

@@ -5,7 +5,7 @@ On the admin port::
     GET  /v1/policies   the bundle in force (version 0: the spec's policies, unsigned)
     POST /v1/policies   a signed bundle -> verify -> swap -> 200 {version, digest}
                         refused: 400 malformed/invalid/bad_digest, 403 no_key/unknown_key/
-                        bad_signature/wrong_mesh, 409 stale; body {error, reason}
+                        bad_signature/wrong_mesh/other_run, 409 stale; body {error, reason}
 
 The instance that accepts a POST also writes it to ``<state>/policy/bundle.json``
 (a restarted instance resumes from it). From there the version travels:
@@ -55,7 +55,7 @@ _STATUS = {
     "invalid": 400,
     "bad_digest": 400,
     "stale": 409,
-}  # the rest (key, signature, mesh) are 403: not this mesh's to accept
+}  # the rest (key, signature, mesh, run) are 403: not this mesh's to accept
 _MAX_BODY = 4 * 1024 * 1024
 
 
@@ -80,6 +80,7 @@ class PolicySync:
         public: ed25519.Ed25519PublicKey | None,
         *,
         watch_file: bool,
+        run: str = "",
         interval: float = 0.5,
     ) -> None:
         self.spec = spec
@@ -87,8 +88,9 @@ class PolicySync:
         self.state = state
         self.public = public
         self.watch_file = watch_file
+        self.run_id = run
         self.interval = interval
-        self.bundle: Bundle = bootstrap(spec.mesh, live.current)
+        self.bundle: Bundle = bootstrap(spec.mesh, run, live.current)
         self.refused: collections.Counter[str] = collections.Counter()
         self.swaps = 0
         self._stamp: tuple[int, int] | None = None
@@ -100,7 +102,11 @@ class PolicySync:
         """Verify and swap ``bundle`` (from ``source``, for the log); PolicyBundleError if not."""
         try:
             state = verify_bundle(
-                bundle, spec=self.spec, public=self.public, current=self.live.current.version
+                bundle,
+                spec=self.spec,
+                public=self.public,
+                current=self.live.current.version,
+                run=self.run_id,
             )
         except PolicyBundleError as exc:
             self.refused[exc.reason] += 1

@@ -27,7 +27,7 @@ from eblocks.errors import (
     SecurityError,
     SpecError,
 )
-from eblocks.policies.keys import load_public_key
+from eblocks.policies.keys import load_public_key, read_run
 from eblocks.policies.sync import PolicySync
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
@@ -116,6 +116,7 @@ def _policy_sync(spec: MeshSpec, block: Block, state: StateDir) -> PolicySync:
         state.path,
         load_public_key(state.path),
         watch_file=spec.discovery.mode != "gossip",  # gossip mode: records carry the version
+        run=read_run(state.path),
     )
     sync.resume()  # before serving: the first request already sees the applied version
     block.add_admin_get("/v1/policies", sync.get)

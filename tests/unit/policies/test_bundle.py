@@ -72,6 +72,18 @@ def test_the_wire_form_round_trips(spec: MeshSpec, state: Path) -> None:
     verify_bundle(again, spec=spec, public=load_public_key(state), current=0)
 
 
+def test_a_bundle_of_another_run_is_refused(spec: MeshSpec, state: Path) -> None:
+    """After a restart versions start at 0 again: a bundle of the last run must not replay."""
+    old = sign_bundle(spec.mesh, 5, newer(spec), load_signing_key(state), run="aaaa")
+    public = load_public_key(state)
+    with pytest.raises(PolicyBundleError) as info:
+        verify_bundle(old, spec=spec, public=public, current=0, run="bbbb")
+    assert info.value.reason == "other_run"
+    assert "'aaaa'" in str(info.value)
+    assert verify_bundle(old, spec=spec, public=public, current=0, run="aaaa").version == 5
+    assert refusal(dataclasses.replace(old, run="bbbb"), spec, state).reason == "bad_signature"
+
+
 def test_tampered_policies_are_refused(spec: MeshSpec, state: Path) -> None:
     bundle = signed(spec, state)
     policies = newer(spec, weight=99).model_dump(mode="json")
@@ -142,12 +154,12 @@ def test_a_digest_that_does_not_match_is_refused(spec: MeshSpec, state: Path) ->
     [
         (b"{not json", "not JSON"),
         (b"[1, 2]", "JSON object"),
-        (b'{"mesh": "shop"}', "missing field(s): version"),
-        (b'{"mesh": "s", "version": true, "digest": "", "policies": {}, "issued_at": "",'
+        (b'{"mesh": "shop"}', "missing field(s): run, version"),
+        (b'{"mesh": "s", "run": "", "version": true, "digest": "", "policies": {}, "issued_at": "",'
          b' "key_id": "", "signature": ""}', "'version' must be an integer"),
-        (b'{"mesh": "s", "version": 1, "digest": "", "policies": [], "issued_at": "",'
+        (b'{"mesh": "s", "run": "", "version": 1, "digest": "", "policies": [], "issued_at": "",'
          b' "key_id": "", "signature": ""}', "'policies' must be a JSON object"),
-        (b'{"mesh": "s", "version": 1, "digest": "", "policies": {}, "issued_at": "",'
+        (b'{"mesh": "s", "run": "", "version": 1, "digest": "", "policies": {}, "issued_at": "",'
          b' "key_id": "", "signature": "", "x": 1}', "unknown field(s): x"),
     ],
 )  # fmt: skip
@@ -159,7 +171,7 @@ def test_malformed_bundles_are_named(body: bytes, words: str) -> None:
 
 
 def test_version_zero_is_the_specs_own_unsigned(spec: MeshSpec, state: Path) -> None:
-    zero = bootstrap(spec.mesh, PolicyState.of(spec.policies))
+    zero = bootstrap(spec.mesh, "", PolicyState.of(spec.policies))
     assert (zero.version, zero.signature, zero.key_id) == (0, "", "")
     assert zero.digest == digest_of(spec.policies)
     assert refusal(zero, spec, state).reason == "unknown_key"

@@ -13,7 +13,9 @@ from eblocks.policies.keys import (
     key_id,
     load_public_key,
     load_signing_key,
+    new_run,
     policy_folder,
+    read_run,
 )
 
 
@@ -46,3 +48,12 @@ def test_a_corrupt_public_key_is_an_error(tmp_path: Path) -> None:
     (policy_folder(tmp_path) / "signing.pub").write_text("garbage")
     with pytest.raises(SecurityError, match="policy public key"):
         load_public_key(tmp_path)
+
+
+def test_each_run_gets_a_new_id(tmp_path: Path) -> None:
+    assert read_run(tmp_path) == ""
+    first = new_run(tmp_path)
+    assert read_run(tmp_path) == first
+    second = new_run(tmp_path)
+    assert second != first
+    assert read_run(tmp_path) == second

@@ -31,12 +31,12 @@ def next_policies(spec: MeshSpec, limit: int) -> Policies:
 
 def bundle(spec: MeshSpec, state: Path, version: int = 1) -> Bundle:
     policies = next_policies(spec, 64 + version)
-    return sign_bundle(spec.mesh, version, policies, load_signing_key(state))
+    return sign_bundle(spec.mesh, version, policies, load_signing_key(state), run="r1")
 
 
 def make_sync(spec: MeshSpec, state: Path, *, watch_file: bool = False) -> PolicySync:
     live = LivePolicies.of(spec.policies)
-    return PolicySync(spec, live, state, load_public_key(state), watch_file=watch_file)
+    return PolicySync(spec, live, state, load_public_key(state), watch_file=watch_file, run="r1")
 
 
 @pytest.fixture
