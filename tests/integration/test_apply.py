@@ -14,8 +14,10 @@ import asyncio
 import collections
 import dataclasses
 import re
+import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,14 @@ def post(row: dict[str, Any], body: bytes) -> tuple[int, dict[str, Any]]:
         return exc.code, orjson.loads(exc.read())
 
 
+def count_of(metrics: str, reason: str) -> float:
+    """``eblocks_policy_bundles_refused_total{reason=...}`` (0 before the first refusal)."""
+    found = re.search(
+        rf'^eblocks_policy_bundles_refused_total{{reason="{reason}"}} (\S+)$', metrics, re.M
+    )
+    return float(found.group(1)) if found else 0.0
+
+
 @dataclasses.dataclass
 class Load:
     """Calls to the pipeline from this process, counted, until stopped."""
@@ -149,19 +159,38 @@ async def until(predicate: Any, bound: float, what: str) -> None:
     raise AssertionError(f"timed out after {bound:g}s waiting for {what}")
 
 
-async def test_diff_then_apply_under_load_drops_nothing(sandbox: Sandbox) -> None:
-    spec = up(sandbox, "reload")
-    same = await asyncio.to_thread(sandbox.cmd, "diff", str(spec))
-    assert same.returncode == 0, str(same)
-    assert "running policies v0" in same.stdout
-    assert "no policy change" in same.stdout
+@pytest.fixture(scope="module")
+def shared() -> Iterator[tuple[Sandbox, Path]]:
+    """One supervisor-mode mesh for the tests below (each reads the version it starts at)."""
+    box = Sandbox(Path(tempfile.mkdtemp(prefix="eblocks-it-")))
+    try:
+        yield box, up(box, "reload")
+    finally:
+        leftovers = box.close()
+    if leftovers:
+        pytest.fail("processes left behind after `eblocks down`:\n" + "\n".join(leftovers))
 
-    changed = write(spec, "changed.yaml", spec_text("reload", bulkhead=128, route=True))
+
+def version_of(sandbox: Sandbox, mesh: str) -> int:
+    versions = {v for v, _ in reported(sandbox, mesh).values()}
+    assert len(versions) == 1, versions
+    return versions.pop()
+
+
+async def test_diff_then_apply_under_load_drops_nothing(shared: tuple[Sandbox, Path]) -> None:
+    sandbox, spec = shared
+    start = version_of(sandbox, "reload")
+    new = start + 1
+    changed = write(spec, "changed.yaml", spec_text("reload", bulkhead=100 + new, route=True))
     shown = await asyncio.to_thread(sandbox.cmd, "diff", str(changed))
     assert shown.returncode == 1, str(shown)
-    for line in ("+ route counts", "    timeout: 5.0", "~ block count",
-                 "    bulkhead.max_concurrent: 64 -> 128", "2 policy changes"):  # fmt: skip
-        assert line in shown.stdout.splitlines(), str(shown)
+    assert f"running policies v{start}" in shown.stdout
+    if start == 0:
+        for line in ("+ route counts", "    timeout: 5.0", "~ block count",
+                     "    bulkhead.max_concurrent: 64 -> 101", "2 policy changes"):  # fmt: skip
+            assert line in shown.stdout.splitlines(), str(shown)
+    else:
+        assert "~ block count" in shown.stdout.splitlines(), str(shown)
 
     bad = write(spec, "bad.yaml", spec_text("reload").replace("max_concurrent: 64", "max: 1"))
     invalid = await asyncio.to_thread(sandbox.cmd, "diff", str(bad))
@@ -186,48 +215,56 @@ async def test_diff_then_apply_under_load_drops_nothing(sandbox: Sandbox) -> Non
         await asyncio.wait_for(driver, 20)
 
     assert applied.returncode == 0, str(applied)
-    assert "applied policies v1" in applied.stdout
-    assert "5/5 instances at v1" in applied.stdout
+    assert f"applied policies v{new}" in applied.stdout
+    assert f"5/5 instances at v{new}" in applied.stdout
     assert load.failures == []
     assert during > 0  # the apply happened while calls were flowing
     want = digest_of(load_spec(changed).policies)
     assert reported(sandbox, "reload") == dict.fromkeys(
-        ("clean-0", "tokenize-0", "tokenize-1", "count-0", "count-1"), (1, want)
+        ("clean-0", "tokenize-0", "tokenize-1", "count-0", "count-1"), (new, want)
     )
     for row in sandbox.instances("reload"):
-        assert "eblocks_policy_version 1.0" in admin(row, "/metrics").decode()
+        assert f"eblocks_policy_version {new}.0" in admin(row, "/metrics").decode()
 
     again = await asyncio.to_thread(sandbox.cmd, "diff", str(changed))
     assert again.returncode == 0, str(again)
-    assert "running policies v1" in again.stdout
+    assert f"running policies v{new}" in again.stdout
+    assert "no policy change" in again.stdout
 
-    restart = write(spec, "restart.yaml", spec_text("reload", bulkhead=128, route=True, tokenize=3))
+    restart = write(
+        spec, "restart.yaml", spec_text("reload", bulkhead=100 + new, route=True, tokenize=3)
+    )
     noted = await asyncio.to_thread(sandbox.cmd, "apply", str(restart))
     assert noted.returncode == 0, str(noted)
     assert "needs a restart (not applied): blocks.tokenize.replicas" in noted.stdout
     assert "no policy change" in noted.stdout
-    assert {v for v, _ in reported(sandbox, "reload").values()} == {1}
+    assert version_of(sandbox, "reload") == new
 
 
-def test_bundles_posted_by_hand_are_checked(sandbox: Sandbox) -> None:
-    spec = up(sandbox, "byhand")
-    rows = {r["instance"]: r for r in sandbox.instances("byhand")}
+def test_bundles_posted_by_hand_are_checked(shared: tuple[Sandbox, Path]) -> None:
+    sandbox, spec = shared
+    rows = {r["instance"]: r for r in sandbox.instances("reload")}
     target = rows["count-1"]
     current = parse_bundle(admin(target, "/v1/policies"))
-    key = load_signing_key(sandbox.mesh_dir("byhand"))
-    run = read_run(sandbox.mesh_dir("byhand"))
+    new = current.version + 1
+    key = load_signing_key(sandbox.mesh_dir("reload"))
+    run = read_run(sandbox.mesh_dir("reload"))
     assert run
     mesh_spec: MeshSpec = load_spec(spec)
-    good = sign_bundle("byhand", 1, mesh_spec.policies, key, run=run)
+    good = sign_bundle("reload", new, mesh_spec.policies, key, run=run)
+    refused_before = {
+        reason: count_of(admin(target, "/metrics").decode(), reason)
+        for reason in ("bad_signature", "wrong_mesh", "other_run", "stale")
+    }
 
-    tampered = dataclasses.replace(good, version=7)
+    tampered = dataclasses.replace(good, version=new + 5)
     status, body = post(target, tampered.dumps())
     assert (status, body["reason"]) == (403, "bad_signature")
     assert body["error"] == ("policy bundle refused (bad_signature): the signature does not verify")
-    other_mesh = sign_bundle("other", 1, mesh_spec.policies, key, run=run)
+    other_mesh = sign_bundle("other", new, mesh_spec.policies, key, run=run)
     status, body = post(target, other_mesh.dumps())
     assert (status, body["reason"]) == (403, "wrong_mesh")
-    earlier_run = sign_bundle("byhand", 1, mesh_spec.policies, key, run="0123456789abcdef")
+    earlier_run = sign_bundle("reload", new, mesh_spec.policies, key, run="0123456789abcdef")
     status, body = post(target, earlier_run.dumps())
     assert (status, body["reason"]) == (403, "other_run")
     data = mesh_spec.policies.model_dump(mode="json")
@@ -238,21 +275,22 @@ def test_bundles_posted_by_hand_are_checked(sandbox: Sandbox) -> None:
     assert parse_bundle(admin(target, "/v1/policies")) == current
 
     metrics = admin(target, "/metrics").decode()
-    assert 'eblocks_policy_bundles_refused_total{reason="bad_signature"} 2.0' in metrics
-    assert 'eblocks_policy_bundles_refused_total{reason="wrong_mesh"} 1.0' in metrics
-    assert 'eblocks_policy_bundles_refused_total{reason="other_run"} 1.0' in metrics
-    log = (sandbox.mesh_dir("byhand") / "logs" / "count-1.log").read_text()
+    assert count_of(metrics, "bad_signature") == refused_before["bad_signature"] + 2
+    assert count_of(metrics, "wrong_mesh") == refused_before["wrong_mesh"] + 1
+    assert count_of(metrics, "other_run") == refused_before["other_run"] + 1
+    log = (sandbox.mesh_dir("reload") / "logs" / "count-1.log").read_text()
     assert "policy bundle refused (bad_signature)" in log
-    assert "bundle v7 from POST by 127.0.0.1" in log
+    assert f"bundle v{new + 5} from POST by 127.0.0.1" in log
 
     status, body = post(target, good.dumps())
     assert status == 200, body
     status, body = post(target, good.dumps())
     assert (status, body["reason"]) == (409, "stale")
+    assert count_of(admin(target, "/metrics").decode(), "stale") == refused_before["stale"] + 1
     wait_for(
-        lambda: {v for v, _ in reported(sandbox, "byhand").values()} == {1},
+        lambda: {v for v, _ in reported(sandbox, "reload").values()} == {new},
         timeout=20,
-        what="every instance at v1 through the state dir",
+        what=f"every instance at v{new} through the state dir",
     )
 
 
