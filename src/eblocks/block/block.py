@@ -112,6 +112,7 @@ class Block:
         )
         self.telemetry.settings = self.settings
         self.telemetry.spec = client.spec if client is not None else None
+        self.telemetry.policies = self.policies
         if handler is not None and app is None:
             roles = dispatch(
                 name,
