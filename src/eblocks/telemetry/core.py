@@ -55,7 +55,7 @@ class GaugeHook:
     doc: str
     labels: tuple[str, ...]
     read: GaugeRead
-    kind: str = "gauge"
+    kind: str = "gauge"  # or "counter" (`Hooks.counter`)
 
 
 class Hooks:
@@ -67,14 +67,16 @@ class Hooks:
 
     def gauge(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
         """Register (or replace) the gauge ``name``; ``read`` runs at every scrape."""
-        if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
-            raise ValueError(f"gauge name {name!r} is not a valid Prometheus metric name")
-        self._gauges[name] = GaugeHook(name, doc, tuple(labels), read)
+        self._add(GaugeHook(name, doc, tuple(labels), read))
 
     def counter(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
         """Like `gauge`, for a count that only grows (exposed as ``<name>_total``)."""
-        self.gauge(name, doc, labels, read)
-        self._gauges[name] = GaugeHook(name, doc, tuple(labels), read, "counter")
+        self._add(GaugeHook(name, doc, tuple(labels), read, "counter"))
+
+    def _add(self, hook: GaugeHook) -> None:
+        if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", hook.name):
+            raise ValueError(f"gauge name {hook.name!r} is not a valid Prometheus metric name")
+        self._gauges[hook.name] = hook
 
     def pool(self, pattern: str, read: Callable[[], tuple[int, int, int, int]]) -> None:
         """A manager's pool: ``read()`` gives (workers, capacity, active tasks, queued tasks)."""
