@@ -197,6 +197,9 @@ async def test_diff_then_apply_under_load_drops_nothing(shared: tuple[Sandbox, P
     assert invalid.returncode == 2, str(invalid)
     assert re.search(r"bad\.yaml:\d+:\d+", invalid.stderr), str(invalid)
     assert "unknown field 'max'" in invalid.stderr
+    nowhere = await asyncio.to_thread(sandbox.cmd, "diff", str(changed), "--mesh", "nowhere")
+    assert nowhere.returncode == 2, str(nowhere)  # trouble, never "changed"
+    assert "no mesh 'nowhere'" in nowhere.stderr
 
     mesh_spec = load_spec(spec)
     state = sandbox.mesh_dir("reload")

@@ -3,10 +3,11 @@
 Both validate the file as `eblocks validate` does (exit 2, every issue with
 file:line), then compare its ``policies`` with the version a running member
 reports (``GET /v1/policies``). ``diff`` exits like diff(1): 0 unchanged, 1
-changed. ``apply`` signs the next version with the mesh's policy key, POSTs it
-to one member — the mesh carries it to the others (`eblocks.policies.sync`) —
-and waits (bounded) until every instance reports it. What differs outside
-``policies`` (blocks, patterns, ...) is listed as needing a restart, never applied.
+changed, 2 invalid or no running mesh to compare with. ``apply`` signs the
+next version with the mesh's policy key, POSTs it to one member — the mesh
+carries it to the others (`eblocks.policies.sync`) — and waits (bounded) until
+every instance reports it. What differs outside ``policies`` (blocks,
+patterns, ...) is listed as needing a restart, never applied.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import orjson
 import typer
 from pydantic import ValidationError
 
-from eblocks.cli.common import EXIT_INVALID, console, err, fail, load_or_exit, state_or_exit
+from eblocks.cli.common import EXIT_INVALID, console, err, fail, load_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
-from eblocks.errors import PolicyBundleError, SecurityError, SpecError
+from eblocks.errors import PolicyBundleError, SecurityError, SpecError, SupervisorError
 from eblocks.policies.bundle import Bundle, check_policies, parse_bundle, sign_bundle
 from eblocks.policies.diff import Change, diff_policies, render, spec_changes
 from eblocks.policies.keys import load_signing_key, read_run
-from eblocks.runtime import StateDir
+from eblocks.runtime import StateDir, find_state
 from eblocks.runtime.state import pid_alive, read_json
 from eblocks.spec import MeshSpec, load_spec
 from eblocks.spec.policies import Policies
@@ -36,6 +37,9 @@ from eblocks.spec.policies import Policies
 __all__ = ["register"]
 
 _HTTP_TIMEOUT = 2.0
+TROUBLE = EXIT_INVALID
+"""Exit code when the comparison cannot be made (no running mesh), as diff(1) does:
+1 must only ever mean "there are changes"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,23 +75,26 @@ def _running(state: StateDir) -> Bundle:
     """The bundle in force, from the first member that answers."""
     live = _members(state)
     if not live:
-        fail(f"no running member in mesh {state.mesh!r} (start it with `eblocks up`)")
+        fail(f"no running member in mesh {state.mesh!r} (start it with `eblocks up`)", TROUBLE)
     errors = []
     for row in live:
         try:
             return _get_bundle(row)
         except (OSError, PolicyBundleError) as exc:
             errors.append(f"{row['instance']}: {exc}")
-    return fail("no member answered GET /v1/policies: " + "; ".join(errors))
+    return fail("no member answered GET /v1/policies: " + "; ".join(errors), TROUBLE)
 
 
 def _plan(new: MeshSpec, mesh: str | None, state_dir: Path | None) -> _Plan:
-    state = state_or_exit(mesh or new.mesh, state_dir)
+    try:
+        state = find_state(mesh or new.mesh, state_dir)
+    except SupervisorError as exc:
+        fail(str(exc), TROUBLE)
     running = _running(state)
     try:
         policies = Policies.model_validate(running.policies)
     except ValidationError as exc:
-        fail(f"the running policies (v{running.version}) do not parse: {exc}")
+        fail(f"the running policies (v{running.version}) do not parse: {exc}", TROUBLE)
     restart: list[str] = []
     try:
         restart = spec_changes(load_spec(state.spec), new)
@@ -117,7 +124,7 @@ def diff(
     mesh: str | None = MESH_OPTION,
     state_dir: Path | None = STATE_OPTION,
 ) -> None:
-    """Show what `eblocks apply` would change; exit 0 unchanged, 1 changed, 2 invalid."""
+    """Show what `eblocks apply` would change; exit 0 unchanged, 1 changed, 2 trouble."""
     new = load_or_exit(spec)
     plan = _plan(new, mesh, state_dir)
     _show(spec, plan)
