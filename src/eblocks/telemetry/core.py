@@ -49,34 +49,32 @@ GaugeRead = Callable[[], Iterable[tuple[Sequence[str], float]]]
 
 @dataclass(frozen=True, slots=True)
 class GaugeHook:
-    """A gauge (or counter) read at scrape time: ``read()`` yields (label values, value) pairs."""
+    """A gauge read at scrape time: ``read()`` yields (label values, value) pairs."""
 
     name: str
     doc: str
     labels: tuple[str, ...]
     read: GaugeRead
-    kind: str = "gauge"  # or "counter" (`Hooks.counter`)
 
 
 class Hooks:
-    """Where components publish gauges (pool sizes, queue depths, members by status)."""
+    """Where components publish gauges (pool sizes, queue depths, members by status)
+    and counters (routed and mirrored requests)."""
 
     def __init__(self) -> None:
         self._gauges: dict[str, GaugeHook] = {}
+        self._counters: dict[str, GaugeHook] = {}
         self._pools: dict[str, Callable[[], tuple[int, int, int, int]]] = {}
 
     def gauge(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
         """Register (or replace) the gauge ``name``; ``read`` runs at every scrape."""
-        self._add(GaugeHook(name, doc, tuple(labels), read))
+        self._gauges[name] = GaugeHook(_metric_name(name), doc, tuple(labels), read)
 
     def counter(self, name: str, doc: str, labels: Sequence[str], read: GaugeRead) -> None:
-        """Like `gauge`, for a count that only grows (exposed as ``<name>_total``)."""
-        self._add(GaugeHook(name, doc, tuple(labels), read, "counter"))
-
-    def _add(self, hook: GaugeHook) -> None:
-        if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", hook.name):
-            raise ValueError(f"gauge name {hook.name!r} is not a valid Prometheus metric name")
-        self._gauges[hook.name] = hook
+        """Register (or replace) the counter ``name`` (without ``_total``); read at scrapes."""
+        if name.endswith("_total"):
+            raise ValueError(f"counter {name!r}: leave out '_total', the exposition adds it")
+        self._counters[name] = GaugeHook(_metric_name(name), doc, tuple(labels), read)
 
     def pool(self, pattern: str, read: Callable[[], tuple[int, int, int, int]]) -> None:
         """A manager's pool: ``read()`` gives (workers, capacity, active tasks, queued tasks)."""
@@ -89,6 +87,15 @@ class Hooks:
 
     def gauges(self) -> list[GaugeHook]:
         return [self._gauges[name] for name in sorted(self._gauges)]
+
+    def counters(self) -> list[GaugeHook]:
+        return [self._counters[name] for name in sorted(self._counters)]
+
+
+def _metric_name(name: str) -> str:
+    if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
+        raise ValueError(f"metric name {name!r} is not a valid Prometheus metric name")
+    return name
 
 
 class Telemetry:

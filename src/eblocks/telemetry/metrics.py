@@ -14,6 +14,8 @@ registered through `Hooks`. Names and labels::
     eblocks_access_log_dropped_total, eblocks_tap_dropped_total, eblocks_tap_subscribers
     eblocks_build_info{version,block,instance_id}
     eblocks_gossip_members{status}, eblocks_pattern_*{pattern}   (hooks)
+    eblocks_route_requests_total{route,destination}             (hooks, layers/route.py)
+    eblocks_mirror_requests_total{route,outcome}                (hooks, layers/mirror.py)
     process_*                                                   (prometheus-client)
 
 ``classification`` is Linkerd's: ``failure`` for a 5xx answer, else ``success``.
@@ -136,11 +138,15 @@ class MeshCollector(Collector):
     @staticmethod
     def _hooks(tel: Telemetry) -> Iterable[Metric]:
         for hook in tel.hooks.gauges():
-            kind = CounterMetricFamily if hook.kind == "counter" else GaugeMetricFamily
-            family = kind(hook.name, hook.doc, labels=hook.labels)
+            family = GaugeMetricFamily(hook.name, hook.doc, labels=hook.labels)
             for labels, value in hook.read():
                 family.add_metric(tuple(labels), value)
             yield family
+        for hook in tel.hooks.counters():
+            counter = CounterMetricFamily(hook.name, hook.doc, labels=hook.labels)
+            for labels, value in hook.read():
+                counter.add_metric(tuple(labels), value)
+            yield counter
 
 
 def registry_for(telemetry: Telemetry) -> CollectorRegistry:

@@ -100,10 +100,11 @@ async def test_refusals_answer_with_the_reason_and_are_counted(
     assert dict(sync.refused) == {"bad_signature": 1, "stale": 1, "malformed": 1}
     hooks = Hooks()
     sync.publish_gauges(hooks)
-    read = {h.name: (h.kind, list(h.read())) for h in hooks.gauges()}
-    assert read["eblocks_policy_version"] == ("gauge", [((), 2.0)])
-    assert read["eblocks_policy_bundles_refused"][0] == "counter"
-    assert dict(read["eblocks_policy_bundles_refused"][1])[("stale",)] == 1.0
+    gauges = {h.name: list(h.read()) for h in hooks.gauges()}
+    counters = {h.name: dict(h.read()) for h in hooks.counters()}
+    assert gauges["eblocks_policy_version"] == [((), 2.0)]
+    assert counters["eblocks_policy_swaps"] == {(): 1.0}
+    assert counters["eblocks_policy_bundles_refused"][("stale",)] == 1.0
 
 
 async def test_instances_on_the_machine_take_the_state_dir_bundle(
