@@ -11,6 +11,7 @@ caller would naturally catch::
     │   └── PortInUseError (OSError)       a configured port is already bound
     ├── DiscoveryError (RuntimeError)      gossip membership cannot start or join
     │   └── PacketError (ValueError)       a gossip packet was dropped: `reason` says why
+    ├── PolicyBundleError (ValueError)     a signed policy bundle was refused: `reason` says why
     ├── RenderError (ValueError)           a valid spec cannot be rendered for a deploy target
     ├── ScalerError (RuntimeError)         a pool could not be resized (supervisor, Kubernetes API)
     ├── SecurityError (RuntimeError)       the mesh CA or an identity cannot be set up or loaded
@@ -60,6 +61,7 @@ __all__ = [
     "OverloadedError",
     "PacketError",
     "PayloadTooLargeError",
+    "PolicyBundleError",
     "PortInUseError",
     "QueueFullError",
     "RateLimitedError",
@@ -141,6 +143,19 @@ class PacketError(DiscoveryError, ValueError):
     def __init__(self, reason: str, message: str = "") -> None:
         self.reason = reason
         super().__init__(f"gossip packet dropped: {reason}" + (f": {message}" if message else ""))
+
+
+class PolicyBundleError(EblocksError, ValueError):
+    """A policy bundle (`eblocks apply`) was refused and the policies in force kept.
+
+    ``reason`` is one of ``malformed``, ``no_key``, ``unknown_key``,
+    ``bad_signature``, ``wrong_mesh``, ``other_run``, ``stale``, ``bad_digest`` or
+    ``invalid``; instances count refusals by it.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"policy bundle refused ({reason}): {message}")
 
 
 class RenderError(EblocksError, ValueError):

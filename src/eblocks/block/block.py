@@ -151,6 +151,7 @@ class Block:
         self.admission = Admission.of(
             self.policies, name, self._clock, rng or random.Random(), self.telemetry
         )
+        self.telemetry.policies = self.policies
         if handler is not None and app is None:
             roles = dispatch(
                 name,
@@ -230,6 +231,12 @@ class Block:
     ) -> None:
         """Serve ``GET path`` on the admin port (e.g. ``/v1/members``); call before start()."""
         self._admin_routes.router.add_get(path, handler)
+
+    def add_admin_post(
+        self, path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> None:
+        """Serve ``POST path`` on the admin port (e.g. ``/v1/policies``); call before start()."""
+        self._admin_routes.router.add_post(path, handler)
 
     async def start(
         self, host: str | None = None, port: int | None = None, admin_port: int = 0

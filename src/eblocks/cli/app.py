@@ -11,6 +11,7 @@ from eblocks.cli import (
     client_cmds,
     deploy_cmds,
     discovery_cmds,
+    policy_cmds,
     run_cmds,
     security_cmds,
     spec_cmds,
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 spec_cmds.register(app)
+policy_cmds.register(app)
 run_cmds.register(app)
 client_cmds.register(app)
 app.add_typer(bench_cmds.bench, name="bench")

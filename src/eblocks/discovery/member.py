@@ -84,6 +84,8 @@ class MemberRecord:
 
     ``host``/``port`` serve requests, ``admin_port`` the admin API and
     ``gossip_port`` the membership protocol (on the same host).
+    ``policy_version`` is the version of the policies it has in force
+    (`eblocks.policies.sync`: a peer that sees a higher one fetches it).
     """
 
     mesh: str
@@ -100,6 +102,7 @@ class MemberRecord:
     zone: str = ""
     health: Health = Health.SERVING
     load: Load = Load()
+    policy_version: int = 0
 
     def __post_init__(self) -> None:
         if not self.instance:

@@ -33,6 +33,7 @@ def member_row(member: Member, now: float) -> dict[str, Any]:
         "last_seen": round(max(0.0, now - member.last_seen), 3),
         "zone": record.zone,
         "labels": dict(record.labels),
+        "policy_version": record.policy_version,
     }
 
 

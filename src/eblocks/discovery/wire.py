@@ -280,13 +280,13 @@ def _record_to_list(r: MemberRecord) -> list[Any]:
     return [
         r.mesh, r.block, r.host, r.port, r.gossip_port, r.admin_port, list(r.roles),
         r.identity, r.version, dict(r.labels), r.zone, r.health.value,
-        [ld.inflight, ld.ewma_ms, ld.queue, ld.seq],
+        [ld.inflight, ld.ewma_ms, ld.queue, ld.seq], r.policy_version,
     ]  # fmt: skip
 
 
 def _record_from_list(instance: str, raw: Any) -> MemberRecord:
-    if not isinstance(raw, list) or len(raw) != 13:
-        raise PacketError("malformed", "record is not a 13-element array")
+    if not isinstance(raw, list) or len(raw) not in (13, 14):
+        raise PacketError("malformed", "record is not a 14-element array")
     labels = raw[9]
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise PacketError("malformed", "labels must map strings to strings")
@@ -308,6 +308,7 @@ def _record_from_list(instance: str, raw: Any) -> MemberRecord:
         zone=_str(raw[10]),
         health=Health(_str(raw[11])),
         load=Load(_int(ld[0]), _float(ld[1]), _int(ld[2]), _int(ld[3])),
+        policy_version=_int(raw[13]) if len(raw) == 14 else 0,  # 13: a member before policies
     )
 
 

@@ -28,6 +28,8 @@ from eblocks.errors import (
     SecurityError,
     SpecError,
 )
+from eblocks.policies.keys import load_public_key, read_run
+from eblocks.policies.sync import PolicySync
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
 from eblocks.spec import MeshSpec, load_spec
@@ -148,6 +150,23 @@ def _gateway(
     )
 
 
+def _policy_sync(spec: MeshSpec, block: Block, state: StateDir) -> PolicySync:
+    """`eblocks apply`'s receiving end: GET/POST /v1/policies, resumed from the state dir."""
+    sync = PolicySync(
+        spec,
+        block.policies,
+        state.path,
+        load_public_key(state.path),
+        watch_file=spec.discovery.mode != "gossip",  # gossip mode: records carry the version
+        run=read_run(state.path),
+    )
+    sync.resume()  # before serving: the first request already sees the applied version
+    block.add_admin_get("/v1/policies", sync.get)
+    block.add_admin_post("/v1/policies", sync.post)
+    sync.publish_gauges(block.telemetry.hooks)
+    return sync
+
+
 async def _run(args: argparse.Namespace) -> int:
     state = StateDir(Path(args.state_dir))
     state.create()  # in a pod the state dir is a fresh emptyDir: no supervisor made run/
@@ -156,6 +175,7 @@ async def _run(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec)
         membership = Membership(spec, state, args.block, args.instance)
         block = await _build(spec, args, membership)
+        sync = _policy_sync(spec, block, state)
         await block.start(args.host, args.port, args.admin_port)
         await membership.start(block, args.host)
         if any(mw.workers is not None for _, mw in block.pools.managed()):
@@ -189,8 +209,11 @@ async def _run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     watchdog = asyncio.create_task(_orphan_watch(stop))
     rotation = asyncio.create_task(block.auth.watch()) if block.auth is not None else None
+    peers = membership.policy_peers if membership.gossip_mode else None
+    policies = asyncio.create_task(sync.run(peers), name="policies")
     await stop.wait()
     watchdog.cancel()
+    policies.cancel()
     if rotation is not None:
         rotation.cancel()
     await membership.leave()  # gossip LEFT first: no new request is routed here

@@ -5,8 +5,10 @@ the file the local supervisor writes. In ``gossip`` mode it runs a
 :class:`~eblocks.discovery.GossipNode` next to its servers, publishes its
 record (block, instance, ports, labels, health, in-flight load) and resolves
 through its own gossip view; seeds come from the spec (static, DNS) and from
-the local supervisor's list of started instances. On shutdown it announces
-LEFT first, so no new request is routed to it while it drains::
+the local supervisor's list of started instances. Its record carries the
+version of the policies in force, republished on every swap, so that peers
+behind fetch the new bundle (`eblocks.policies.sync`). On shutdown it
+announces LEFT first, so no new request is routed to it while it drains::
 
     SIGTERM -> gossip LEFT (leave_drain) -> drain the servers -> close the socket
 
@@ -40,6 +42,8 @@ from eblocks.discovery.seeds import (
 from eblocks.discovery.swim import Addr
 from eblocks.discovery.view import counters_row, endpoint_rows, member_rows
 from eblocks.errors import DiscoveryError
+from eblocks.policies import PolicyState
+from eblocks.policies.sync import Peer
 from eblocks.runtime.state import StateDir
 from eblocks.spec import MeshSpec
 from eblocks.telemetry import Hooks
@@ -129,6 +133,7 @@ class Membership:
             roles=roles_of(self.spec, self.block),
             labels=dict(block_spec.labels),
             zone=block_spec.labels.get("zone", ""),
+            policy_version=block.policies.current.version,
         )
         self.gossip = GossipNode(
             record,
@@ -142,6 +147,7 @@ class Membership:
         self._gossip_resolver = GossipResolver(self.gossip.node)
         self._deferred.set(self._gossip_resolver)
         self._loop_task = asyncio.create_task(self._seed_and_load(block), name="membership")
+        block.policies.on_swap(self._advertise_policies)
         log.info("gossip on %s:%d", host, self.gossip_port)
 
     async def leave(self) -> None:
@@ -158,6 +164,22 @@ class Membership:
             self._gossip_resolver.close()
         if self.gossip is not None:
             await self.gossip.aclose()
+
+    def _advertise_policies(self, _: PolicyState, new: PolicyState) -> None:
+        """Put the version now in force in our gossip record: peers behind fetch it."""
+        if self.gossip is not None and not self.gossip.node.leaving:
+            self.gossip.node.update_record(policy_version=new.version)
+
+    def policy_peers(self) -> list[Peer]:
+        """Reachable members and the policy version their records carry (gossip mode)."""
+        if self.gossip is None:
+            return []
+        me = self.gossip.node.record.instance
+        return [
+            Peer(m.instance, m.record.host, m.record.admin_port, m.record.policy_version)
+            for m in self.gossip.node.members()
+            if m.instance != me and m.status.reachable
+        ]
 
     def publish_gauges(self, hooks: Hooks) -> None:
         """``eblocks_gossip_members{status}``: this instance's gossip view by status."""

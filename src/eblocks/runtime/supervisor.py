@@ -22,6 +22,11 @@ returns once every instance's ``/v1/members`` lists every instance alive.
 Unless ``security.mtls`` is ``disable`` everywhere, the supervisor holds the
 mesh CA (`eblocks.security.LocalIssuer`): it writes each instance's SVID before
 spawning it, one for the CLI, and renews them at half their lifetime.
+
+It also keeps the policy signing key in ``<state>/policy/`` (`eblocks apply`
+signs with it, instances verify with its public half), names each run with a
+new id and clears the last applied bundle: a new run starts from the spec's
+policies, and bundles of an earlier run are refused.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from eblocks.discovery import write_endpoints
 from eblocks.discovery.member import member_id
 from eblocks.discovery.seeds import prepare_key, write_supervisor_seeds
 from eblocks.errors import DiscoveryError, SecurityError, SupervisorError
+from eblocks.policies.keys import bundle_file, ensure_signing_key, new_run, policy_folder
 from eblocks.runtime.scaling import PoolController, initial_count
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, read_json, write_json
 from eblocks.security import LocalIssuer
@@ -196,6 +202,10 @@ class Supervisor:
             except SecurityError as exc:
                 raise SupervisorError(f"mesh identity: {exc}") from exc
             self._monitors.append(asyncio.create_task(self._renew_svids()))
+        if ensure_signing_key(self.state.path):
+            log.info("created the policy signing key in %s", policy_folder(self.state.path))
+        new_run(self.state.path)  # bundles of an earlier run are refused from now on
+        bundle_file(self.state.path).unlink(missing_ok=True)  # a new run starts from the spec
         for stale in [*self.state.path.glob("run/*"), *self.state.path.glob("scale/*")]:
             stale.unlink()
         self._publish()

@@ -61,6 +61,11 @@ def effective_config(tel: Telemetry) -> dict[str, Any]:
         }
     if tel.spec is not None:
         body["spec"] = redact(tel.spec.model_dump(mode="json", by_alias=True))
+    if tel.policies is not None:
+        current = tel.policies.current  # what `eblocks apply` put in force, not the file's
+        body["policies"] = {"version": current.version, "digest": current.digest}
+        if "spec" in body:
+            body["spec"]["policies"] = current.policies.model_dump(mode="json", by_alias=True)
     body["telemetry"] = {
         "access_log": str(tel.access_log.path) if tel.access_log is not None else None,
     }

@@ -25,6 +25,7 @@ from eblocks.telemetry.series import SeriesTable, merged
 from eblocks.telemetry.tap import Tap
 
 if TYPE_CHECKING:
+    from eblocks.policies import LivePolicies
     from eblocks.spec.models import BlockSettings, MeshSpec
     from eblocks.telemetry.access_log import AccessLog
     from eblocks.telemetry.tracing import Tracing
@@ -126,6 +127,8 @@ class Telemetry:
         self._update_sinks()
         self.settings: BlockSettings | None = None
         self.spec: MeshSpec | None = None
+        self.policies: LivePolicies | None = None
+        """The policies in force (`eblocks apply` changes them; ``/v1/config`` shows them)."""
         self._peers: dict[str | None, str] = {None: EXTERNAL, "": EXTERNAL}
         self.policy_events: collections.Counter[tuple[str, str]] = collections.Counter()
         """What the block's inbound policies did, by (reason, rule): refusals and delays."""

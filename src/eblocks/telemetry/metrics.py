@@ -21,6 +21,7 @@ registered through `Hooks`. Names and labels::
     eblocks_retry_budget_exhausted_total{src_block,dst_block}     (hooks, eblocks.layers.meter)
     eblocks_outlier_ejections_total{src_block,dst_block}
     eblocks_endpoint_breaker_state{src_block,dst_block,endpoint,state}
+    eblocks_policy_version, eblocks_policy_swaps_total, eblocks_policy_bundles_refused_total{reason}
     process_*                                                   (prometheus-client)
 
 ``classification`` is Linkerd's: ``failure`` for a 5xx answer, else ``success``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import random
@@ -15,6 +16,8 @@ from eblocks.discovery.wire import (
     Kind,
     LoadUpdate,
     StateUpdate,
+    _record_from_list,
+    _record_to_list,
     decode,
     encode,
     encode_update,
@@ -39,6 +42,7 @@ RECORD = MemberRecord(
     labels={"tier": "db"},
     zone="a",
     load=Load(3, 12.5, 1, 7),
+    policy_version=12,
 )
 
 
@@ -74,6 +78,13 @@ def test_round_trip_keeps_every_field() -> None:
         StateUpdate(MemberStatus.SUSPECT, "x-2", 9, None),
         LoadUpdate("store-1", Load(5, 1.5, 0, 8)),
     )
+
+
+def test_a_record_without_a_policy_version_still_decodes() -> None:
+    """A member that predates policy bundles sends 13 fields: it is at version 0."""
+    old = _record_to_list(RECORD)[:13]
+    assert _record_from_list("store-1", old) == dataclasses.replace(RECORD, policy_version=0)
+    assert _record_from_list("store-1", _record_to_list(RECORD)).policy_version == 12
 
 
 def test_packet_error_is_a_discovery_value_error() -> None:

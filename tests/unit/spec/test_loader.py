@@ -253,4 +253,5 @@ def test_a_block_is_a_handler_an_app_or_a_gateway() -> None:
 def test_an_unquoted_on_key_is_the_field_not_a_boolean() -> None:
     spec = parse_spec(HEAD + "blocks:\n  a:\n    handler: h:a\n    retries: {on: [503]}\n")
     retries = spec.blocks["a"].retries
-    assert retries is not None and retries.on == (503,)
+    assert retries is not None
+    assert retries.on == (503,)

@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from eblocks import Block, Context, MeshClient, Message
 from eblocks.message import IDEMPOTENCY_HEADER
+from eblocks.policies import PolicyState, digest_of
 from eblocks.spec import parse_spec
+from eblocks.spec.policies import Policies
 from eblocks.telemetry import Telemetry
 from eblocks.telemetry.admin import REDACTED
 from eblocks.testing import StaticResolver
@@ -189,6 +191,20 @@ async def test_config_is_the_effective_spec_with_secrets_redacted(mesh: Mesh) ->
     assert config["spec"]["discovery"]["key"] == REDACTED
     assert config["spec"]["blocks"]["w"]["env"] == {"API_TOKEN": REDACTED, "COLOUR": "blue"}
     assert b"hunter2" not in await mesh.get(block, "/v1/config")
+
+
+async def test_config_shows_the_policies_in_force(mesh: Mesh) -> None:
+    async def w(msg: Message) -> bytes:
+        return msg.body
+
+    block = await mesh.start("w", w)
+    config = orjson.loads(await mesh.get(block, "/v1/config"))
+    assert config["policies"] == {"version": 0, "digest": block.policies.current.digest}
+    applied = Policies.model_validate({"blocks": {"w": {"bulkhead": {"max_concurrent": 3}}}})
+    assert block.policies.swap(PolicyState.of(applied, 4))
+    config = orjson.loads(await mesh.get(block, "/v1/config"))
+    assert config["policies"] == {"version": 4, "digest": digest_of(applied)}
+    assert config["spec"]["policies"]["blocks"]["w"]["bulkhead"]["max_concurrent"] == 3
 
 
 async def test_tap_streams_bounded_summaries(mesh: Mesh) -> None:
