@@ -17,6 +17,7 @@ __all__ = [
     "ERROR_HEADER",
     "HASH_KEY_HEADER",
     "IDEMPOTENCY_HEADER",
+    "METHOD_HEADER",
     "NAME_HEADER",
     "ORIGIN_HEADER",
     "PART_HEADER",
@@ -43,6 +44,7 @@ HASH_KEY_HEADER = "x-eblocks-hash-key"  # the key consistent-hash balancers rout
 NAME_HEADER = "x-eblocks-name"  # the file a batch item came from (`eblocks submit`)
 TOKEN_HEADER = "x-eblocks-token"  # the per-hop request JWT (eblocks.security.tokens)
 PATH_HEADER = "x-eblocks-path"  # path (and ?query) of a call between blocks, matched by routes
+METHOD_HEADER = "x-eblocks-method"  # the app's method of a call through a sidecar (else POST)
 USER_HEADER = "x-eblocks-user"  # inside a block only: ctx -> token layer; never trusted inbound
 
 # Hop-by-hop and transport headers that never belong to a Message.

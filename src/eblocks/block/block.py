@@ -24,7 +24,7 @@ from eblocks._types import Clock, SystemClock
 from eblocks.block.client import MeshClient
 from eblocks.block.context import Context
 from eblocks.block.handler import adapt_handler
-from eblocks.block.server import Listener
+from eblocks.block.server import Listener, PmSocket
 from eblocks.block.stack import server_stack
 from eblocks.errors import BadRequestError, MeshError, PayloadTooLargeError
 from eblocks.message import (
@@ -77,6 +77,8 @@ class Block:
     ``client`` is the mesh client handlers reach through ``ctx.call``; a block
     outside a mesh (tests, benchmarks) may leave it out. ``telemetry`` (default:
     the client's, else a new one) counts its requests and serves ``/metrics``.
+    ``socket`` replaces the PM's HTTP listener by another protocol's (the sidecar's
+    opaque TCP mode); the block then has no handler nor app, only its admin port.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Block:
         clock: Clock | None = None,
         telemetry: Telemetry | None = None,
         auth: Auth | None = None,
+        socket: PmSocket | None = None,
     ) -> None:
         self.name = name
         self.auth = auth  # mTLS, tokens and authorization (eblocks.security); None: plaintext
@@ -112,7 +115,9 @@ class Block:
         )
         self.telemetry.settings = self.settings
         self.telemetry.spec = client.spec if client is not None else None
-        if handler is not None and app is None:
+        if sum(entry is not None for entry in (handler, app, socket)) != 1:
+            raise ValueError("Block needs exactly one of handler=, app= or socket=")
+        if handler is not None:
             roles = dispatch(
                 name,
                 self._plan,
@@ -126,25 +131,27 @@ class Block:
             self._handle = server_stack(roles, self._clock)
             app = web.Application(client_max_size=self.settings.max_body)
             app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
-        elif app is not None and handler is None:
+        elif app is not None:
             app.middlewares.insert(0, self._track)
             if client is not None:
                 app[_MESH_CLIENT] = client
             app.middlewares.insert(0, middleware(self.telemetry))
-        else:
-            raise ValueError("Block needs exactly one of handler= or app=")
+        self._pm: PmSocket = socket or self._http_listener(app, auth)
+        self._admin_routes = self._admin_app()
+        self._admin = Listener(self._admin_routes, block=name, drain=1.0)
+
+    def _http_listener(self, app: web.Application | None, auth: Auth | None) -> Listener:
+        assert app is not None  # __init__ built one for a handler
         ssl = auth.server_ssl() if auth is not None else None
-        self._pm = Listener(
+        return Listener(
             app,
-            block=name,
+            block=self.name,
             drain=self.settings.drain,
             ssl=ssl,
             permissive=auth is not None and auth.mode == "permissive",
             on_plaintext=auth.plaintext_connection if auth is not None else None,
             on_refused=auth.connection_refused if auth is not None else None,
         )
-        self._admin_routes = self._admin_app()
-        self._admin = Listener(self._admin_routes, block=name, drain=1.0)
 
     @classmethod
     def in_mesh(

@@ -11,6 +11,7 @@ from eblocks.cli import (
     client_cmds,
     deploy_cmds,
     discovery_cmds,
+    proxy_cmds,
     run_cmds,
     security_cmds,
     spec_cmds,
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 spec_cmds.register(app)
 run_cmds.register(app)
+proxy_cmds.register(app)
 client_cmds.register(app)
 app.add_typer(bench_cmds.bench, name="bench")
 discovery_cmds.register(app, bench_cmds.bench)

@@ -170,7 +170,7 @@ def test_missing_nested_field_names_its_parent() -> None:
 def test_block_needs_exactly_one_entry_point() -> None:
     issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n    app: h:make\n")
     assert issue.path == "blocks.a"
-    assert issue.message == "set exactly one of 'handler' or 'app'"
+    assert issue.message == "set exactly one of 'handler', 'app' or 'external'"
 
 
 def test_bad_block_name_points_at_the_key() -> None:

@@ -1,0 +1,22 @@
+"""The sidecar: a block whose PM forwards to a local process of any language.
+
+``eblocks proxy --block B --app-port N [--upstream C=PORT ...] [--tcp] -- CMD``
+gives a program the mesh without changing it::
+
+    mesh caller --mTLS--> [proxy = block B: authz, metrics, traces, access log]
+                              --plaintext, loopback--> app at 127.0.0.1:N
+    app --plaintext, loopback--> 127.0.0.1:PORT [upstream C: MeshClient stack]
+                              --mTLS--> block C
+
+One concern per module: `options` (flags, pure), `headers` (what crosses,
+pure), `http` (inbound HTTP), `websocket` (upgrades), `outbound` (upstream
+ports into the client stack), `tcp` (opaque bytes, mTLS between proxies),
+`process` (the app's life and port), `proxy` (assembly and start order),
+`run` (the process: signals, exit codes). See docs/sidecar.md.
+"""
+
+from eblocks.sidecar.options import Upstream, parse_upstream
+from eblocks.sidecar.proxy import Sidecar
+from eblocks.sidecar.run import ProxyConfig, run_proxy
+
+__all__ = ["ProxyConfig", "Sidecar", "Upstream", "parse_upstream", "run_proxy"]
