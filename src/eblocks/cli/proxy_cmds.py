@@ -35,6 +35,9 @@ def proxy(
     state_dir: Path | None = typer.Option(
         None, "--state-dir", help="state root (default .eblocks or $EBLOCKS_STATE_DIR)"
     ),
+    mesh_state: Path | None = typer.Option(
+        None, "--mesh-state", hidden=True, help="the mesh's state dir itself (the supervisor's)"
+    ),
     supervised: bool = typer.Option(
         False, "--supervised", hidden=True, help="stop when the parent (supervisor) dies"
     ),
@@ -58,6 +61,7 @@ def proxy(
         app_host=app_host,
         spec=spec,
         state_root=state_dir,
+        state_dir=mesh_state,
         instance=instance,
         host=host,
         port=port,

@@ -43,6 +43,7 @@ class ProxyConfig:
     app_host: str = "127.0.0.1"
     spec: Path | None = None
     state_root: Path | None = None
+    state_dir: Path | None = None  # the mesh's state dir itself (over ``state_root``)
     instance: str | None = None
     host: str | None = None
     port: int | None = None
@@ -80,7 +81,11 @@ async def run_proxy(config: ProxyConfig) -> int:
     try:
         spec = load_spec(config.spec) if config.spec is not None else None
         if spec is not None:
-            state = StateDir.for_mesh(spec.mesh, config.state_root)
+            state = (
+                StateDir(config.state_dir)
+                if config.state_dir is not None
+                else StateDir.for_mesh(spec.mesh, config.state_root)
+            )
             state.create()
         running = _assemble(config, spec, state, instance)
         await _start(config, spec, running)

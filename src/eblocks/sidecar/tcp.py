@@ -134,7 +134,9 @@ class TcpPort:
     async def start(self, host: str, port: int) -> int:
         sock = bind_socket(self.block, host, port)
         self.port = sock.getsockname()[1]
-        self._server = await asyncio.start_server(self._serve, sock=sock, ssl=self._ssl)
+        self._server = await asyncio.start_server(
+            self._serve, sock=sock, ssl=self._ssl, ssl_handshake_timeout=5.0 if self._ssl else None
+        )
         return self.port
 
     async def close(self) -> None:
