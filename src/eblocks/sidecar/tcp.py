@@ -53,7 +53,8 @@ async def splice(
     """Copy a -> b and b -> a until both directions end; (bytes a -> b, bytes b -> a).
 
     A side that reaches EOF half-closes the other (``write_eof``) where the
-    transport can, so request-then-close protocols still get their answer.
+    transport can (plain TCP), so request-then-close protocols still get their
+    answer; a TLS hop cannot half-close, so there EOF closes the connection.
     """
     forward, backward = await asyncio.gather(
         _copy(a_reader, b_writer), _copy(b_reader, a_writer), return_exceptions=True
@@ -78,6 +79,8 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> i
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
+        else:  # TLS has no half-close: the whole connection ends with this direction
+            writer.close()
     except (ConnectionError, _ssl.SSLError, OSError):
         writer.close()  # one side broke: the other direction ends with it
     return total

@@ -1,0 +1,461 @@
+"""`eblocks proxy`: programs that know nothing of Eblocks, put in the mesh by the sidecar.
+
+Real processes on loopback: a plain aiohttp server and a banner server
+(server speaks first) run behind `eblocks proxy`, alone and as ``external``
+blocks of a mesh that `eblocks up` runs with mTLS on (the default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import signal
+import socket
+import sys
+
+import aiohttp
+import orjson
+import pytest
+
+from .helpers import Sandbox, wait_for
+
+pytestmark = pytest.mark.integration
+
+APP = r'''
+"""A plain aiohttp server: no Eblocks import anywhere."""
+import argparse, asyncio, hashlib, os, signal, sys
+from pathlib import Path
+from aiohttp import ClientSession, WSMsgType, web
+
+async def hello(request):
+    return web.json_response({"path": request.path_qs, "method": request.method,
+                              "peer": request.headers.get("x-eblocks-peer")})
+
+async def digest(request):
+    h, n = hashlib.sha256(), 0
+    async for chunk in request.content.iter_any():
+        h.update(chunk)
+        n += len(chunk)
+    return web.json_response({"bytes": n, "sha256": h.hexdigest()})
+
+async def stream(request):
+    """Echo each chunk as it arrives: proves nothing in between waits for the whole body."""
+    resp = web.StreamResponse()
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    async for chunk in request.content.iter_any():
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+async def big(request):
+    n, sent = int(request.query["n"]), 0
+    resp = web.StreamResponse()
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    block = bytes(range(256)) * 256
+    while sent < n:
+        part = block[: min(len(block), n - sent)]
+        await resp.write(part)
+        sent += len(part)
+    await resp.write_eof()
+    return resp
+
+async def ws(request):
+    sock = web.WebSocketResponse(protocols=("echo",))
+    await sock.prepare(request)
+    async for msg in sock:
+        if msg.type is WSMsgType.TEXT:
+            await sock.send_str("echo:" + msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await sock.send_bytes(msg.data[::-1])
+    return sock
+
+async def call(request):
+    up = os.environ["EBLOCKS_UPSTREAM_" + request.query["to"].upper()]
+    async with ClientSession() as s:
+        async with s.request(request.query.get("method", "GET"),
+                             f"http://{up}{request.query.get('path', '/')}") as r:
+            return web.Response(status=r.status, body=await r.read(),
+                                content_type="application/json")
+
+async def main(a):
+    if a.delay:
+        await asyncio.sleep(a.delay)
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_get("/hello", hello)
+    app.router.add_post("/digest", digest)
+    app.router.add_post("/stream", stream)
+    app.router.add_get("/big", big)
+    app.router.add_get("/ws", ws)
+    app.router.add_get("/call", call)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", a.port).start()
+    if a.marker:
+        Path(a.marker).write_text("bound")
+    stop = asyncio.Event()
+    def term():
+        if a.marker:
+            Path(a.marker).write_text("sigterm")
+        stop.set()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, term)
+    try:
+        await asyncio.wait_for(stop.wait(), a.exit_after)
+    except asyncio.TimeoutError:
+        await runner.cleanup()
+        sys.exit(a.code)
+    await runner.cleanup()
+
+p = argparse.ArgumentParser()
+p.add_argument("--port", type=int, required=True)
+p.add_argument("--exit-after", type=float, default=None)
+p.add_argument("--code", type=int, default=0)
+p.add_argument("--delay", type=float, default=0.0)
+p.add_argument("--marker", default="")
+asyncio.run(main(p.parse_args()))
+'''
+
+BANNER = r'''
+"""A server-speaks-first protocol: a banner, then each line back in upper case."""
+import asyncio, sys
+
+async def serve(reader, writer):
+    writer.write(b"220 banner ready\r\n")
+    await writer.drain()
+    while line := await reader.readline():
+        writer.write(line.upper())
+        await writer.drain()
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]))
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+'''
+
+HANDLERS = """
+from eblocks import Message
+
+async def echo(msg, ctx):
+    return Message.of({"body": msg.text(), "path": msg.header("x-eblocks-path"),
+                       "method": msg.header("x-eblocks-method")})
+
+async def caller(msg, ctx):
+    return await ctx.call("web", Message(b"", {"x-eblocks-path": "/hello?from=caller",
+                                               "x-eblocks-method": "GET"}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    async def go() -> tuple[int, bytes]:
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            return resp.status, await resp.read()
+
+    try:
+        return asyncio.run(asyncio.wait_for(go(), timeout))
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return 0, b""
+
+
+def _ready(admin: int) -> bool:
+    return _get(f"http://127.0.0.1:{admin}/readyz", 1.0)[0] == 200
+
+
+def _metric_lines(admin: int) -> list[str]:
+    status, body = _get(f"http://127.0.0.1:{admin}/metrics")
+    assert status == 200
+    return [
+        line for line in body.decode().splitlines() if line.startswith("eblocks_requests_total")
+    ]
+
+
+def _count(lines: list[str], *labels: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if all(lb in line for lb in labels))
+
+
+class Proxy:
+    """One `eblocks proxy` started by a test, with its app; ports chosen free."""
+
+    def __init__(self, sandbox: Sandbox, *app_args: str, extra: tuple[str, ...] = ()) -> None:
+        self.app_port, self.port, self.admin = _free_port(), _free_port(), _free_port()
+        script = sandbox.write("app.py", APP)
+        self.proc = sandbox.start(
+            "proxy",
+            "--block",
+            "web",
+            "--app-port",
+            str(self.app_port),
+            "--port",
+            str(self.port),
+            "--admin-port",
+            str(self.admin),
+            *extra,
+            "--",
+            sys.executable,
+            str(script),
+            "--port",
+            str(self.app_port),
+            *app_args,
+            state_dir=False,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, sandbox: Sandbox) -> None:
+        def ready() -> bool:
+            assert self.proc.poll() is None, sandbox.output_of(self.proc)
+            return _ready(self.admin)
+
+        wait_for(ready, timeout=30, what="the proxy's /readyz")
+
+
+@pytest.fixture
+def proxy(sandbox: Sandbox) -> Proxy:
+    running = Proxy(sandbox)
+    running.wait_ready(sandbox)
+    return running
+
+
+# -- a proxy alone (no spec) -----------------------------------------------------------
+
+
+def test_http_through_the_proxy_streams_large_bodies_and_is_counted(proxy: Proxy) -> None:
+    status, body = _get(f"{proxy.url}/hello?x=1")
+    assert status == 200
+    assert orjson.loads(body) == {"path": "/hello?x=1", "method": "GET", "peer": None}
+
+    payload = os.urandom(20 * 1024 * 1024)
+
+    async def exchange() -> tuple[dict[str, object], bytes, bytes]:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{proxy.url}/digest", data=io.BytesIO(payload)) as resp:
+                up = await resp.json()
+            async with session.get(f"{proxy.url}/big", params={"n": str(20_000_000)}) as resp:
+                assert resp.headers.get("transfer-encoding") == "chunked"
+                h = hashlib.sha256()
+                async for chunk in resp.content.iter_any():
+                    h.update(chunk)
+            expected = hashlib.sha256((bytes(range(256)) * 256) * 305)  # 19,988,480 bytes
+            expected.update((bytes(range(256)) * 256)[: 20_000_000 - 19_988_480])
+            return up, h.digest(), expected.digest()
+
+    up, got, expected = asyncio.run(asyncio.wait_for(exchange(), 60))
+    assert up == {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+    assert got == expected
+    lines = _metric_lines(proxy.admin)
+    assert _count(lines, 'direction="inbound"', 'dst_block="web"', 'status_code="200"') >= 3
+
+
+def test_a_chunked_body_streams_through_both_ways(proxy: Proxy) -> None:
+    """The app echoes each chunk as it comes: the client sends the next only after the echo.
+
+    A proxy that buffered the request (or the response) whole would deadlock here.
+    """
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"
+        )
+        seen = b""
+        while b"first" not in seen:
+            data = sock.recv(4096)
+            assert data, "connection closed before the first chunk came back"
+            seen += data
+        assert b" 200 " in seen.split(b"\r\n", 1)[0]
+        sock.sendall(b"6\r\nsecond\r\n0\r\n\r\n")
+        while b"second" not in seen or not seen.endswith(b"0\r\n\r\n"):
+            data = sock.recv(4096)
+            assert data, "connection closed before the second chunk came back"
+            seen += data
+
+
+def test_websocket_echo_through_the_proxy(proxy: Proxy) -> None:
+    async def talk() -> tuple[str | None, str, bytes]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{proxy.url}/ws", protocols=("echo",)) as ws,
+        ):
+            await ws.send_str("hi")
+            text = await ws.receive_str()
+            await ws.send_bytes(b"abc")
+            data = await ws.receive_bytes()
+            return ws.protocol, text, data
+
+    protocol, text, data = asyncio.run(asyncio.wait_for(talk(), 15))
+    assert (protocol, text, data) == ("echo", "echo:hi", b"cba")
+
+
+def test_an_app_that_exits_makes_the_proxy_exit_with_its_code(sandbox: Sandbox) -> None:
+    running = Proxy(sandbox, "--exit-after", "1.5", "--code", "7")
+    running.wait_ready(sandbox)
+    code = running.proc.wait(timeout=30)
+    assert code == 7, sandbox.output_of(running.proc)
+
+
+def test_ready_only_once_the_app_listens_and_sigterm_reaches_the_app(sandbox: Sandbox) -> None:
+    marker = sandbox.work / "marker"
+    running = Proxy(sandbox, "--delay", "2", "--marker", str(marker))
+
+    def ready() -> bool:
+        assert running.proc.poll() is None, sandbox.output_of(running.proc)
+        if _ready(running.admin):
+            return True
+        assert not marker.exists() or marker.read_text() == "bound"
+        return False
+
+    wait_for(ready, timeout=30, what="the proxy's /readyz")
+    assert marker.read_text() == "bound"  # /readyz answered 200 only after the app bound
+    running.proc.send_signal(signal.SIGTERM)
+    assert running.proc.wait(timeout=30) == 0, sandbox.output_of(running.proc)
+    assert marker.read_text() == "sigterm"  # the proxy drained, then stopped the app
+
+
+def test_an_app_that_never_listens_fails_naming_its_port(sandbox: Sandbox) -> None:
+    port = _free_port()
+    proc = sandbox.start(
+        "proxy",
+        "--block",
+        "web",
+        "--app-port",
+        str(port),
+        "--ready-timeout",
+        "1",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(30)",
+        state_dir=False,
+    )
+    assert proc.wait(timeout=30) == 78
+    _, err = sandbox.output_of(proc)
+    assert f"did not accept connections on 127.0.0.1:{port} within 1s" in err
+
+
+# -- external blocks of a mesh run by `eblocks up` (mTLS strict) ----------------------
+
+
+@pytest.fixture
+def mesh(sandbox: Sandbox) -> dict[str, int]:
+    ports = {"web": _free_port(), "echo-up": _free_port(), "db": _free_port()}
+    ports["db-up"] = _free_port()
+    sandbox.write("app.py", APP)
+    sandbox.write("banner.py", BANNER)
+    sandbox.write("handlers.py", HANDLERS)
+    python = sys.executable
+    spec = sandbox.write(
+        "mesh.yaml",
+        f"""apiVersion: eblocks/v1
+mesh: side
+defaults: {{access_log: true}}
+blocks:
+  web:
+    external:
+      command: [{python}, app.py, --port, "{ports["web"]}"]
+      port: {ports["web"]}
+      upstreams: {{echo: {ports["echo-up"]}, db: {ports["db-up"]}}}
+  db:
+    external:
+      command: [{python}, banner.py, "{ports["db"]}"]
+      port: {ports["db"]}
+      protocol: tcp
+  echo: {{handler: "handlers:echo"}}
+  caller: {{handler: "handlers:caller"}}
+""",
+    )
+    run = sandbox.up(spec)
+    assert run.returncode == 0, str(run)
+    return ports
+
+
+def _row(sandbox: Sandbox, block: str) -> dict[str, int]:
+    return next(r for r in sandbox.instances("side") if r["block"] == block)
+
+
+def test_an_external_block_answers_the_mesh_over_mtls(
+    sandbox: Sandbox, mesh: dict[str, int]
+) -> None:
+    run = sandbox.cmd("call", "caller")
+    assert run.returncode == 0, str(run)
+    assert orjson.loads(run.stdout) == {
+        "path": "/hello?from=caller",
+        "method": "GET",
+        "peer": "spiffe://eblocks.local/mesh/side/block/caller",
+    }
+    web = _row(sandbox, "web")
+    lines = _metric_lines(web["admin_port"])
+    assert _count(lines, 'src_block="caller"', 'dst_block="web"', 'status_code="200"') == 1
+    log = sandbox.mesh_dir("side") / "logs" / "web-0.access.jsonl"
+    assert any(orjson.loads(line)["source"] == "caller" for line in log.read_text().splitlines())
+    # the proxy's mesh port is mTLS only: a plaintext request gets no answer from the app
+    assert _get(f"http://127.0.0.1:{web['port']}/hello", 3.0)[0] != 200
+
+
+def test_the_app_calls_a_block_through_its_upstream_port(
+    sandbox: Sandbox, mesh: dict[str, int]
+) -> None:
+    run = sandbox.cmd(
+        "call", "web", "-H", "x-eblocks-path: /call?to=echo&path=/a/b%3Fq%3D1&method=DELETE",
+        "-H", "x-eblocks-method: GET",
+    )  # fmt: skip
+    assert run.returncode == 0, str(run)
+    assert orjson.loads(run.stdout) == {"body": "", "path": "/a/b?q=1", "method": "DELETE"}
+    lines = _metric_lines(_row(sandbox, "echo")["admin_port"])
+    assert _count(lines, 'direction="inbound"', 'src_block="web"', 'dst_block="echo"') == 1
+
+
+def test_tcp_mode_tunnels_a_server_speaks_first_protocol(
+    sandbox: Sandbox, mesh: dict[str, int]
+) -> None:
+    with socket.create_connection(("127.0.0.1", mesh["db-up"]), timeout=10) as sock:
+        banner = sock.recv(100)
+        sock.sendall(b"select 1\n")
+        answer = sock.recv(100)
+    assert (banner, answer) == (b"220 banner ready\r\n", b"SELECT 1\n")
+    db = _row(sandbox, "db")
+
+    def counted() -> bool:
+        lines = _metric_lines(db["admin_port"])
+        return _count(lines, 'src_block="web"', 'route="tcp"', 'status_code="200"') == 1
+
+    wait_for(counted, timeout=10, what="the tunnelled connection in db's metrics")
+    # without the mesh's certificate nobody reaches the app behind db's proxy
+    with socket.create_connection(("127.0.0.1", db["port"]), timeout=10) as sock:
+        sock.settimeout(1.0)
+        sock.sendall(b"\x16\x03\x01 not a real client hello\n")
+        try:
+            data = sock.recv(100)
+        except TimeoutError:
+            data = b""
+    assert b"banner" not in data
+
+
+def test_sigterm_to_the_mesh_stops_the_apps_too(sandbox: Sandbox, mesh: dict[str, int]) -> None:
+    apps = []
+    for name in ("web", "db"):
+        run_file = sandbox.mesh_dir("side") / "run" / f"{name}-0.json"
+        apps.append(int(orjson.loads(run_file.read_bytes())["app_pid"]))
+    run = sandbox.cmd("down", "--mesh", "side")
+    assert run.returncode == 0, str(run)
+
+    def gone() -> bool:
+        return not any(_alive(pid) for pid in apps)
+
+    wait_for(gone, timeout=20, what="the external programs to stop")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split()[2] != "Z"
