@@ -14,6 +14,9 @@ import os
 import signal
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -219,10 +222,22 @@ class Proxy:
         wait_for(ready, timeout=30, what="the proxy's /readyz")
 
 
-@pytest.fixture
-def proxy(sandbox: Sandbox) -> Proxy:
-    running = Proxy(sandbox)
-    running.wait_ready(sandbox)
+@pytest.fixture(scope="module")
+def box() -> Iterator[Sandbox]:
+    """One sandbox for the tests that share a proxy or a mesh (each costs seconds to start)."""
+    sandbox = Sandbox(Path(tempfile.mkdtemp(prefix="eblocks-it-sidecar-")))
+    try:
+        yield sandbox
+    finally:
+        leftovers = sandbox.close()
+    if leftovers:
+        pytest.fail("processes left behind:\n" + "\n".join(leftovers))
+
+
+@pytest.fixture(scope="module")
+def proxy(box: Sandbox) -> Proxy:
+    running = Proxy(box)
+    running.wait_ready(box)
     return running
 
 
@@ -303,7 +318,7 @@ def test_an_app_that_exits_makes_the_proxy_exit_with_its_code(sandbox: Sandbox) 
 
 def test_ready_only_once_the_app_listens_and_sigterm_reaches_the_app(sandbox: Sandbox) -> None:
     marker = sandbox.work / "marker"
-    running = Proxy(sandbox, "--delay", "2", "--marker", str(marker))
+    running = Proxy(sandbox, "--delay", "1", "--marker", str(marker))
 
     def ready() -> bool:
         assert running.proc.poll() is None, sandbox.output_of(running.proc)
@@ -343,8 +358,10 @@ def test_an_app_that_never_listens_fails_naming_its_port(sandbox: Sandbox) -> No
 # -- external blocks of a mesh run by `eblocks up` (mTLS strict) ----------------------
 
 
-@pytest.fixture
-def mesh(sandbox: Sandbox) -> dict[str, int]:
+@pytest.fixture(scope="module")
+def mesh(box: Sandbox) -> dict[str, int]:
+    """A mesh (mTLS strict) with two external blocks, for the rest of the module."""
+    sandbox = box
     ports = {"web": _free_port(), "echo-up": _free_port(), "db": _free_port()}
     ports["db-up"] = _free_port()
     sandbox.write("app.py", APP)
@@ -377,12 +394,12 @@ blocks:
 
 
 def _row(sandbox: Sandbox, block: str) -> dict[str, int]:
+    """The state row of ``block``'s only instance in mesh ``side``."""
     return next(r for r in sandbox.instances("side") if r["block"] == block)
 
 
-def test_an_external_block_answers_the_mesh_over_mtls(
-    sandbox: Sandbox, mesh: dict[str, int]
-) -> None:
+def test_an_external_block_answers_the_mesh_over_mtls(box: Sandbox, mesh: dict[str, int]) -> None:
+    sandbox = box
     run = sandbox.cmd("call", "caller")
     assert run.returncode == 0, str(run)
     assert orjson.loads(run.stdout) == {
@@ -400,8 +417,9 @@ def test_an_external_block_answers_the_mesh_over_mtls(
 
 
 def test_the_app_calls_a_block_through_its_upstream_port(
-    sandbox: Sandbox, mesh: dict[str, int]
+    box: Sandbox, mesh: dict[str, int]
 ) -> None:
+    sandbox = box
     run = sandbox.cmd(
         "call", "web", "-H", "x-eblocks-path: /call?to=echo&path=/a/b%3Fq%3D1&method=DELETE",
         "-H", "x-eblocks-method: GET",
@@ -413,8 +431,9 @@ def test_the_app_calls_a_block_through_its_upstream_port(
 
 
 def test_tcp_mode_tunnels_a_server_speaks_first_protocol(
-    sandbox: Sandbox, mesh: dict[str, int]
+    box: Sandbox, mesh: dict[str, int]
 ) -> None:
+    sandbox = box
     with socket.create_connection(("127.0.0.1", mesh["db-up"]), timeout=10) as sock:
         banner = sock.recv(100)
         sock.sendall(b"select 1\n")
@@ -438,7 +457,8 @@ def test_tcp_mode_tunnels_a_server_speaks_first_protocol(
     assert b"banner" not in data
 
 
-def test_sigterm_to_the_mesh_stops_the_apps_too(sandbox: Sandbox, mesh: dict[str, int]) -> None:
+def test_sigterm_to_the_mesh_stops_the_apps_too(box: Sandbox, mesh: dict[str, int]) -> None:
+    sandbox = box
     apps = []
     for name in ("web", "db"):
         run_file = sandbox.mesh_dir("side") / "run" / f"{name}-0.json"
