@@ -13,10 +13,11 @@ pure), `http` (inbound HTTP), `websocket` (upgrades), `outbound` (upstream
 ports into the client stack), `tcp` (opaque bytes, mTLS between proxies),
 `process` (the app's life and port), `proxy` (assembly and start order),
 `run` (the process: signals, exit codes). See docs/sidecar.md.
+
+Only the pure names load with the package (the renderer and the supervisor
+read `options`); import `eblocks.sidecar.proxy` / `.run` for the rest.
 """
 
 from eblocks.sidecar.options import Upstream, parse_upstream
-from eblocks.sidecar.proxy import Sidecar
-from eblocks.sidecar.run import ProxyConfig, run_proxy
 
-__all__ = ["ProxyConfig", "Sidecar", "Upstream", "parse_upstream", "run_proxy"]
+__all__ = ["Upstream", "parse_upstream"]

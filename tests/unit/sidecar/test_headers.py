@@ -28,7 +28,9 @@ def test_to_app_drops_hop_by_hop_and_mesh_only_headers_and_says_who_called() -> 
         ("X-Forwarded-For", "10.0.0.1"),
         ("Content-Length", "12"),
     )
-    out = to_app(incoming, peer="spiffe://d/mesh/m/block/caller", remote="127.0.0.1", scheme="https")
+    out = to_app(
+        incoming, peer="spiffe://d/mesh/m/block/caller", remote="127.0.0.1", scheme="https"
+    )
     assert out.getall("accept") == ["a", "b"]
     assert out["host"] == "web"
     assert out["content-length"] == "12"

@@ -40,7 +40,7 @@ def test_parse_upstream_refuses_what_it_cannot_read(text: str) -> None:
 
 
 def test_an_upstream_port_is_a_real_port() -> None:
-    with pytest.raises(ValueError, match="port must be 1..65535, got 70000"):
+    with pytest.raises(ValueError, match=r"port must be 1\.\.65535, got 70000"):
         parse_upstream("store=70000")
 
 
