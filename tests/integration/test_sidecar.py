@@ -8,11 +8,14 @@ blocks of a mesh that `eblocks up` runs with mTLS on (the default).
 from __future__ import annotations
 
 import asyncio
+import glob
 import hashlib
 import io
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import psycopg
 import pytest
 
 from .helpers import Sandbox, wait_for
@@ -363,7 +367,10 @@ def mesh(box: Sandbox) -> dict[str, int]:
     """A mesh (mTLS strict) with two external blocks, for the rest of the module."""
     sandbox = box
     ports = {"web": _free_port(), "echo-up": _free_port(), "db": _free_port()}
-    ports["db-up"] = _free_port()
+    ports.update({"db-up": _free_port(), "pg": _free_port(), "pg-up": _free_port()})
+    postgres = ", ".join(
+        orjson.dumps(a).decode() for a in _postgres_command(sandbox.root / "pg", ports["pg"])
+    )
     sandbox.write("app.py", APP)
     sandbox.write("banner.py", BANNER)
     sandbox.write("handlers.py", HANDLERS)
@@ -378,7 +385,9 @@ blocks:
     external:
       command: [{python}, app.py, --port, "{ports["web"]}"]
       port: {ports["web"]}
-      upstreams: {{echo: {ports["echo-up"]}, db: {ports["db-up"]}}}
+      upstreams: {{echo: {ports["echo-up"]}, db: {ports["db-up"]}, pg: {ports["pg-up"]}}}
+  pg:
+    external: {{command: [{postgres}], port: {ports["pg"]}, protocol: tcp, ready_timeout: 60s}}
   db:
     external:
       command: [{python}, banner.py, "{ports["db"]}"]
@@ -391,6 +400,39 @@ blocks:
     run = sandbox.up(spec)
     assert run.returncode == 0, str(run)
     return ports
+
+
+PG_PASSWORD = "sidecar-test-pw"
+
+
+def _postgres_command(root: Path, port: int) -> list[str]:
+    """``initdb`` a throwaway cluster under ``root``; the command that serves it on ``port``.
+
+    As root the server runs as ``postgres`` through ``setpriv``, which execs (no
+    process in between), so the proxy's signals reach the server itself.
+    """
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    initdb = Path(found[-1]) if found else Path(shutil.which("initdb") or "initdb")
+    if not initdb.exists():
+        pytest.fail("PostgreSQL server not installed: run scripts/system-deps.sh")
+    root.mkdir()
+    (root / "pw").write_text(PG_PASSWORD + "\n")
+    as_root = os.geteuid() == 0
+    prefix = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] if as_root else []
+    if as_root:
+        os.chmod(root.parent, 0o755)  # mkdtemp's 0700 would hide the data from postgres
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(root / "pw", "postgres", "postgres")
+    data = root / "data"
+    done = subprocess.run(
+        [*prefix, str(initdb), "-D", str(data), "-U", "sidecar", f"--pwfile={root / 'pw'}",
+         "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--no-sync", "--locale=C"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    settings = ["listen_addresses=127.0.0.1", f"unix_socket_directories={root}", "fsync=off"]
+    options = [arg for setting in settings for arg in ("-c", setting)]
+    return [*prefix, str(initdb.parent / "postgres"), "-D", str(data), "-p", str(port), *options]
 
 
 def _row(sandbox: Sandbox, block: str) -> dict[str, int]:
@@ -457,10 +499,18 @@ def test_tcp_mode_tunnels_a_server_speaks_first_protocol(
     assert b"banner" not in data
 
 
+def test_postgresql_answers_through_the_tcp_tunnel(box: Sandbox, mesh: dict[str, int]) -> None:
+    """A real server-speaks-first protocol: SCRAM authentication, a query, over two proxies."""
+    url = f"postgresql://sidecar:{PG_PASSWORD}@127.0.0.1:{mesh['pg-up']}/postgres"
+    with psycopg.connect(url, connect_timeout=15, sslmode="disable") as conn:
+        (row,) = conn.execute("select 6 * 7, current_setting('port')::int").fetchall()
+    assert row == (42, mesh["pg"])  # the port the server itself listens on
+
+
 def test_sigterm_to_the_mesh_stops_the_apps_too(box: Sandbox, mesh: dict[str, int]) -> None:
     sandbox = box
     apps = []
-    for name in ("web", "db"):
+    for name in ("web", "db", "pg"):
         run_file = sandbox.mesh_dir("side") / "run" / f"{name}-0.json"
         apps.append(int(orjson.loads(run_file.read_bytes())["app_pid"]))
     run = sandbox.cmd("down", "--mesh", "side")
