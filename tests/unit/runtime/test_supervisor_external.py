@@ -60,5 +60,5 @@ def test_python_blocks_still_run_the_instance_module(tmp_path: Path) -> None:
 def test_an_external_block_runs_one_replica_on_this_machine(tmp_path: Path) -> None:
     two = SPEC.replace("ready_timeout: 45s}", "ready_timeout: 45s}\n    replicas: 2")
     supervisor = _supervisor(tmp_path, two)
-    with pytest.raises(SupervisorError, match="block 'db' is external: .* set replicas: 1"):
+    with pytest.raises(SupervisorError, match=r"block 'db' is external: .* \(set replicas: 1\)"):
         supervisor._prepare()
