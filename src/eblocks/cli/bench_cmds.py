@@ -41,10 +41,13 @@ def overhead(
     security: bool = typer.Option(
         False, "--security", help="add a side with mTLS + request tokens + authorization"
     ),
+    sidecar: bool = typer.Option(
+        False, "--sidecar", help="add a side through `eblocks proxy` to the bare server"
+    ),
 ) -> None:
     """Echo through bare aiohttp and through the Eblock stack, side by side."""
     from eblocks.bench.overhead import BenchError, OverheadSettings, run_overhead
-    from eblocks.bench.report import console_table, security_table, write_results
+    from eblocks.bench.report import console_table, security_table, sidecar_table, write_results
 
     try:
         settings = OverheadSettings(
@@ -54,6 +57,7 @@ def overhead(
             concurrency=_int_list("--concurrency", concurrency),
             rounds=rounds,
             security=security,
+            sidecar=sidecar,
         )
     except ValueError as exc:
         fail(str(exc))
@@ -65,13 +69,15 @@ def overhead(
     console.print(console_table(report))
     if report.security_cells:
         console.print(security_table(report))
+    if report.sidecar_cells:
+        console.print(sidecar_table(report))
     for target in report.targets:
         mark = "[green]met[/]" if target.ok else "[bold red]missed[/]"
         console.print(
             f"target {target.name} @ {target.size} B x{target.concurrency}: "
             f"{target.value:.3f} (limit {target.limit}) {mark}"
         )
-    name = "overhead-security" if security else "overhead"
+    name = "overhead" + ("-security" if security else "") + ("-sidecar" if sidecar else "")
     for path in write_results(report, out, name):
         console.print(f"wrote {path}")
     if report.errors:

@@ -8,7 +8,8 @@ and the access log. ``forward`` only relays::
     caller --(mTLS)--> proxy PM --(plaintext, pooled keep-alive)--> 127.0.0.1:<app port>
 
 Bodies stream both ways in chunks as they arrive (never read whole), so a
-20 MB upload or a chunked response costs a buffer, not its size. A WebSocket
+20 MB upload or a chunked response costs a buffer, not its size; a body of
+known length up to 64 KiB goes in one write instead (fewer syscalls). A WebSocket
 upgrade is handed to `eblocks.sidecar.websocket`. Failures before the
 response starts are mesh errors (``connect``: the app refused; ``timeout``:
 the caller's deadline passed); after it started the connection is cut, as
@@ -32,6 +33,7 @@ __all__ = ["HttpForwarder"]
 log = logging.getLogger("eblocks.sidecar")
 
 _CHUNK = 64 * 1024
+_SMALL = 64 * 1024  # a body of known length up to this is sent in one write, not streamed
 
 
 class HttpForwarder:
@@ -81,7 +83,10 @@ class HttpForwarder:
             scheme=_scheme(request),
         )
         timeout = aiohttp.ClientTimeout(total=deadline_of(request.headers), sock_connect=5.0)
-        body = request.content if request.body_exists else None
+        body: bytes | aiohttp.StreamReader | None = None
+        if request.body_exists:
+            small = request.content_length is not None and request.content_length <= _SMALL
+            body = await request.read() if small else request.content
         try:
             async with self.session().request(
                 method,
@@ -108,13 +113,16 @@ class HttpForwarder:
 
 
 async def _stream_back(request: web.Request, resp: aiohttp.ClientResponse) -> web.StreamResponse:
-    """Copy the app's response to the caller, chunk by chunk."""
-    out = web.StreamResponse(
-        status=resp.status, reason=resp.reason, headers=to_caller(resp.headers)
-    )
+    """Copy the app's response to the caller: chunk by chunk, or at once when it is small."""
+    headers = to_caller(resp.headers)
     length = resp.headers.get("content-length")
-    if length is not None and length.isdigit():
-        out.content_length = int(length)
+    known = int(length) if length is not None and length.isdigit() else None
+    if known is not None and known <= _SMALL and request.method != "HEAD":
+        body = await resp.read()
+        return web.Response(status=resp.status, reason=resp.reason, headers=headers, body=body)
+    out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
+    if known is not None:
+        out.content_length = known
     await out.prepare(request)
     try:
         async for chunk in resp.content.iter_chunked(_CHUNK):
