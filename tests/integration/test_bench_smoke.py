@@ -103,7 +103,7 @@ def test_overhead_security_smoke_run(tmp_path: Path) -> None:
 
 
 def test_overhead_sidecar_smoke_run(tmp_path: Path) -> None:
-    """`--sidecar` adds a side through `eblocks proxy`; every request gets through, nothing stays."""
+    """`--sidecar` adds a side through `eblocks proxy`: every request gets through."""
     marker = uuid.uuid4().hex
     env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
     args = ["bench", "overhead", "--sidecar", "--duration", "0.2", "--warmup", "0.05"]
