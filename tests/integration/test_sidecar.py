@@ -529,4 +529,3 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as fh:
         return fh.read().split()[2] != "Z"
-
