@@ -155,6 +155,8 @@ async def echo(msg, ctx):
 async def caller(msg, ctx):
     return await ctx.call("web", Message(b"", {"x-eblocks-path": "/hello?from=caller",
                                                "x-eblocks-method": "GET"}))
+
+intruder = caller  # the same call, from a block an authorization rule denies
 """
 
 
@@ -368,6 +370,7 @@ def mesh(box: Sandbox) -> dict[str, int]:
     sandbox = box
     ports = {"web": _free_port(), "echo-up": _free_port(), "db": _free_port()}
     ports.update({"db-up": _free_port(), "pg": _free_port(), "pg-up": _free_port()})
+    ports.update({"vault": _free_port(), "vault-up": _free_port()})
     postgres = ", ".join(
         orjson.dumps(a).decode() for a in _postgres_command(sandbox.root / "pg", ports["pg"])
     )
@@ -385,7 +388,11 @@ blocks:
     external:
       command: [{python}, app.py, --port, "{ports["web"]}"]
       port: {ports["web"]}
-      upstreams: {{echo: {ports["echo-up"]}, db: {ports["db-up"]}, pg: {ports["pg-up"]}}}
+      upstreams:
+        echo: {ports["echo-up"]}
+        db: {ports["db-up"]}
+        pg: {ports["pg-up"]}
+        vault: {ports["vault-up"]}
   pg:
     external: {{command: [{postgres}], port: {ports["pg"]}, protocol: tcp, ready_timeout: 60s}}
   db:
@@ -395,6 +402,17 @@ blocks:
       protocol: tcp
   echo: {{handler: "handlers:echo"}}
   caller: {{handler: "handlers:caller"}}
+  intruder: {{handler: "handlers:intruder"}}
+  vault:
+    external:
+      command: [{python}, banner.py, "{ports["vault"]}"]
+      port: {ports["vault"]}
+      protocol: tcp
+security:
+  authorization:
+    rules:
+      - {{name: no-intruder, action: deny, from: [intruder], to: [web]}}
+      - {{name: vault-closed-to-web, action: deny, from: [web], to: [vault], methods: [CONNECT]}}
 """,
     )
     run = sandbox.up(spec)
@@ -499,6 +517,29 @@ def test_tcp_mode_tunnels_a_server_speaks_first_protocol(
     assert b"banner" not in data
 
 
+def test_authorization_rules_hold_for_http_and_tcp(box: Sandbox, mesh: dict[str, int]) -> None:
+    run = box.cmd("call", "intruder")
+    assert run.returncode != 0
+    assert "forbidden" in run.output
+    web = _row(box, "web")
+    lines = _metric_lines(web["admin_port"])
+    assert _count(lines, 'src_block="intruder"', 'status_code="403"') == 1
+    assert _count(lines, 'src_block="intruder"', 'status_code="200"') == 0
+    # a denied tunnel is closed before the program speaks
+    with socket.create_connection(("127.0.0.1", mesh["vault-up"]), timeout=10) as sock:
+        sock.settimeout(10)
+        assert sock.recv(100) == b""
+    vault = _row(box, "vault")
+
+    def refused() -> bool:
+        lines = _metric_lines(vault["admin_port"])
+        return _count(lines, 'src_block="web"', 'route="tcp"', 'status_code="403"') == 1
+
+    wait_for(refused, timeout=10, what="the refused tunnel in vault's metrics")
+    log = (box.mesh_dir("side") / "logs" / "vault-0.log").read_text()
+    assert "rule=vault-closed-to-web" in log
+
+
 def test_postgresql_answers_through_the_tcp_tunnel(box: Sandbox, mesh: dict[str, int]) -> None:
     """A real server-speaks-first protocol: SCRAM authentication, a query, over two proxies."""
     url = f"postgresql://sidecar:{PG_PASSWORD}@127.0.0.1:{mesh['pg-up']}/postgres"
@@ -510,7 +551,7 @@ def test_postgresql_answers_through_the_tcp_tunnel(box: Sandbox, mesh: dict[str,
 def test_sigterm_to_the_mesh_stops_the_apps_too(box: Sandbox, mesh: dict[str, int]) -> None:
     sandbox = box
     apps = []
-    for name in ("web", "db", "pg"):
+    for name in ("web", "db", "pg", "vault"):
         run_file = sandbox.mesh_dir("side") / "run" / f"{name}-0.json"
         apps.append(int(orjson.loads(run_file.read_bytes())["app_pid"]))
     run = sandbox.cmd("down", "--mesh", "side")
