@@ -26,6 +26,8 @@ import orjson
 import psycopg
 import pytest
 
+from eblocks.telemetry.traces import Span, read_spans
+
 from .helpers import Sandbox, wait_for
 
 pytestmark = pytest.mark.integration
@@ -38,7 +40,8 @@ from aiohttp import ClientSession, WSMsgType, web
 
 async def hello(request):
     return web.json_response({"path": request.path_qs, "method": request.method,
-                              "peer": request.headers.get("x-eblocks-peer")})
+                              "peer": request.headers.get("x-eblocks-peer"),
+                              "traceparent": request.headers.get("traceparent")})
 
 async def digest(request):
     h, n = hashlib.sha256(), 0
@@ -253,7 +256,8 @@ def proxy(box: Sandbox) -> Proxy:
 def test_http_through_the_proxy_streams_large_bodies_and_is_counted(proxy: Proxy) -> None:
     status, body = _get(f"{proxy.url}/hello?x=1")
     assert status == 200
-    assert orjson.loads(body) == {"path": "/hello?x=1", "method": "GET", "peer": None}
+    expected = {"path": "/hello?x=1", "method": "GET", "peer": None, "traceparent": None}
+    assert orjson.loads(body) == expected
 
     payload = os.urandom(20 * 1024 * 1024)
 
@@ -383,6 +387,7 @@ def mesh(box: Sandbox) -> dict[str, int]:
         f"""apiVersion: eblocks/v1
 mesh: side
 defaults: {{access_log: true}}
+telemetry: {{tracing: {{sampling: 1.0, exporter: file}}}}
 blocks:
   web:
     external:
@@ -462,11 +467,21 @@ def test_an_external_block_answers_the_mesh_over_mtls(box: Sandbox, mesh: dict[s
     sandbox = box
     run = sandbox.cmd("call", "caller")
     assert run.returncode == 0, str(run)
-    assert orjson.loads(run.stdout) == {
+    answer = orjson.loads(run.stdout)
+    _, trace_id, parent_id, _ = answer.pop("traceparent").split("-")
+    assert answer == {
         "path": "/hello?from=caller",
         "method": "GET",
         "peer": "spiffe://eblocks.local/mesh/side/block/caller",
     }
+
+    def proxy_span() -> list[Span]:
+        logs = sandbox.mesh_dir("side") / "logs"
+        return [s for s in read_spans(logs) if (s.trace_id, s.span_id) == (trace_id, parent_id)]
+
+    # the program's traceparent names the proxy's server span: its spans would be children
+    (span,) = wait_for(proxy_span, timeout=15, what="the proxy's span in the span files")
+    assert span.name.startswith("web ")
     web = _row(sandbox, "web")
     lines = _metric_lines(web["admin_port"])
     assert _count(lines, 'src_block="caller"', 'dst_block="web"', 'status_code="200"') == 1

@@ -22,11 +22,13 @@ import logging
 
 import aiohttp
 from aiohttp import web
+from opentelemetry import trace
 
 from eblocks.errors import ConnectError, MeshError, MeshTimeoutError
 from eblocks.respond import error_response
 from eblocks.sidecar.headers import deadline_of, request_target, to_app, to_caller
 from eblocks.sidecar.websocket import is_upgrade, relay
+from eblocks.telemetry.tracing import traceparent
 
 __all__ = ["HttpForwarder"]
 
@@ -82,6 +84,9 @@ class HttpForwarder:
             remote=request.remote,
             scheme=_scheme(request),
         )
+        span = trace.get_current_span()  # the block's server span, when tracing is on
+        if span.get_span_context().is_valid:
+            headers.update(traceparent(span))  # the app's spans become the proxy span's children
         timeout = aiohttp.ClientTimeout(total=deadline_of(request.headers), sock_connect=5.0)
         body: bytes | aiohttp.StreamReader | None = None
         if request.body_exists:
