@@ -256,8 +256,8 @@ def proxy(box: Sandbox) -> Proxy:
 def test_http_through_the_proxy_streams_large_bodies_and_is_counted(proxy: Proxy) -> None:
     status, body = _get(f"{proxy.url}/hello?x=1")
     assert status == 200
-    expected = {"path": "/hello?x=1", "method": "GET", "peer": None, "traceparent": None}
-    assert orjson.loads(body) == expected
+    hello = {"path": "/hello?x=1", "method": "GET", "peer": None, "traceparent": None}
+    assert orjson.loads(body) == hello
 
     payload = os.urandom(20 * 1024 * 1024)
 
