@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -65,7 +66,9 @@ class _Running:
 
 
 def main(config: ProxyConfig) -> int:
-    setup_logging(config.instance or f"{config.block}-proxy")
+    if config.instance is None:  # one name in the log lines, the metrics and the state dir
+        config = dataclasses.replace(config, instance=f"{config.block}-proxy-{os.getpid()}")
+    setup_logging(config.instance or config.block)
     try:
         import uvloop
     except ImportError:
@@ -105,7 +108,8 @@ def _assemble(
 ) -> _Running:
     if spec is None or state is None:
         check_upstreams(config.upstreams, config.app_port, None)
-        sidecar = Sidecar(config.block, (config.app_host, config.app_port), tcp=config.tcp)
+        app = (config.app_host, config.app_port)
+        sidecar = Sidecar(config.block, app, tcp=config.tcp, instance=instance)
         return _Running(sidecar, None, None, instance)
     if config.block not in spec.blocks:
         known = ", ".join(sorted(spec.blocks))
