@@ -11,7 +11,8 @@ With the mesh's security off both hops are plaintext. A TCP port needs a
 client certificate whatever the block's mTLS mode except ``disable`` (there is
 no plaintext to sniff for). Each connection counts as one request of route
 ``tcp`` in the block's metrics and access log: status 200 when it was spliced,
-403 when refused, 502 when the far side could not be reached; the bytes are
+403 when refused, 502 when the far side could not be reached, 499 when the
+drain ran out and cut it; the bytes are
 its sizes and its duration the connection's life.
 """
 
@@ -30,6 +31,7 @@ from eblocks._types import Endpoint
 from eblocks.block.server import bind_socket
 from eblocks.errors import IdentityError
 from eblocks.telemetry import Telemetry
+from eblocks.telemetry.inbound import CLIENT_CLOSED
 
 if TYPE_CHECKING:
     from eblocks.security import Auth
@@ -167,6 +169,9 @@ class TcpPort:
                 log.warning("tcp: the app at %s:%d is unreachable: %s", *self.app, exc)
                 return
             sizes = await splice(reader, writer, app_reader, app_writer)
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED  # cut by the end of the drain
+            raise
         finally:
             if status != 200:
                 writer.close()
