@@ -319,11 +319,22 @@ def test_websocket_echo_through_the_proxy(proxy: Proxy) -> None:
     assert (protocol, text, data) == ("echo", "echo:hi", b"cba")
 
 
-def test_an_app_that_exits_makes_the_proxy_exit_with_its_code(sandbox: Sandbox) -> None:
-    running = Proxy(sandbox, "--exit-after", "1.5", "--code", "7")
-    running.wait_ready(sandbox)
-    code = running.proc.wait(timeout=30)
-    assert code == 7, sandbox.output_of(running.proc)
+def test_the_proxy_exits_with_its_app_and_fails_on_one_that_never_listens(
+    sandbox: Sandbox,
+) -> None:
+    """Both proxies start at once (each costs seconds to start on a busy machine)."""
+    exiting = Proxy(sandbox, "--exit-after", "1.5", "--code", "7")
+    port = _free_port()
+    never = sandbox.start(
+        "proxy", "--block", "web", "--app-port", str(port), "--ready-timeout", "1",
+        "--", sys.executable, "-c", "import time; time.sleep(30)",
+        state_dir=False,
+    )  # fmt: skip
+    exiting.wait_ready(sandbox)
+    assert exiting.proc.wait(timeout=30) == 7, sandbox.output_of(exiting.proc)
+    assert never.wait(timeout=30) == 78
+    _, err = sandbox.output_of(never)
+    assert f"did not accept connections on 127.0.0.1:{port} within 1s" in err
 
 
 def test_ready_only_once_the_app_listens_and_sigterm_reaches_the_app(sandbox: Sandbox) -> None:
@@ -342,27 +353,6 @@ def test_ready_only_once_the_app_listens_and_sigterm_reaches_the_app(sandbox: Sa
     running.proc.send_signal(signal.SIGTERM)
     assert running.proc.wait(timeout=30) == 0, sandbox.output_of(running.proc)
     assert marker.read_text() == "sigterm"  # the proxy drained, then stopped the app
-
-
-def test_an_app_that_never_listens_fails_naming_its_port(sandbox: Sandbox) -> None:
-    port = _free_port()
-    proc = sandbox.start(
-        "proxy",
-        "--block",
-        "web",
-        "--app-port",
-        str(port),
-        "--ready-timeout",
-        "1",
-        "--",
-        sys.executable,
-        "-c",
-        "import time; time.sleep(30)",
-        state_dir=False,
-    )
-    assert proc.wait(timeout=30) == 78
-    _, err = sandbox.output_of(proc)
-    assert f"did not accept connections on 127.0.0.1:{port} within 1s" in err
 
 
 # -- external blocks of a mesh run by `eblocks up` (mTLS strict) ----------------------
