@@ -8,6 +8,7 @@ from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Scaler, Send,
 from eblocks.block import Block, Context, MeshClient, mesh_client
 from eblocks.discovery import SupervisorResolver
 from eblocks.errors import (
+    AppStartError,
     BadRequestError,
     CircuitOpenError,
     ConnectError,
@@ -44,6 +45,7 @@ from eblocks.spec import MeshSpec, load_spec, parse_spec
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppStartError",
     "BadRequestError",
     "Block",
     "Call",

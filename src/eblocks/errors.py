@@ -8,7 +8,8 @@ caller would naturally catch::
     ├── SpecError (ValueError)             mesh.yaml is wrong; every issue with file:line:col
     ├── HandlerImportError (ImportError)   a block's `module:function` cannot load
     ├── SupervisorError (RuntimeError)     the local supervisor cannot start or reach the mesh
-    │   └── PortInUseError (OSError)       a configured port is already bound
+    │   ├── PortInUseError (OSError)       a configured port is already bound
+    │   └── AppStartError                  the app behind a sidecar cannot run or open its port
     ├── DiscoveryError (RuntimeError)      gossip membership cannot start or join
     │   └── PacketError (ValueError)       a gossip packet was dropped: `reason` says why
     ├── PolicyBundleError (ValueError)     a signed policy bundle was refused: `reason` says why
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 __all__ = [
+    "AppStartError",
     "BadRequestError",
     "CircuitOpenError",
     "ConnectError",
@@ -126,6 +128,10 @@ class PortInUseError(SupervisorError, OSError):
         self.block = block
         self.port = port
         super().__init__(f"block {block!r}: port {host}:{port} is already in use")
+
+
+class AppStartError(SupervisorError):
+    """The app a sidecar proxy fronts could not be run or never opened its port."""
 
 
 class DiscoveryError(EblocksError, RuntimeError):

@@ -17,6 +17,7 @@ __all__ = [
     "ERROR_HEADER",
     "HASH_KEY_HEADER",
     "IDEMPOTENCY_HEADER",
+    "METHOD_HEADER",
     "MIRROR_HEADER",
     "NAME_HEADER",
     "ORIGIN_HEADER",
@@ -47,6 +48,7 @@ TOKEN_HEADER = "x-eblocks-token"  # the per-hop request JWT (eblocks.security.to
 PATH_HEADER = "x-eblocks-path"  # path (and ?query) of a call between blocks, matched by routes
 MIRROR_HEADER = "x-eblocks-mirror"  # "1" on a shadow copy (layers/mirror.py): discard its effects
 ROUTE_HEADER = "x-eblocks-route"  # the route that sent a call to a pattern: not routed again
+METHOD_HEADER = "x-eblocks-method"  # the app's method of a call through a sidecar (else POST)
 USER_HEADER = "x-eblocks-user"  # inside a block only: ctx -> token layer; never trusted inbound
 
 # Hop-by-hop and transport headers that never belong to a Message.

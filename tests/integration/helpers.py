@@ -188,14 +188,22 @@ class Sandbox:
         return self.cmd("up", str(spec), "--detach", env=env)
 
     def start(
-        self, name: str, *args: str, env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        state_dir: bool = True,
     ) -> subprocess.Popen[bytes]:
-        """Start a command that takes ``--state-dir`` in the background; output to logs/."""
+        """Start a command in the background; output to logs/.
+
+        ``state_dir``: append ``--state-dir`` (off for a command whose arguments
+        end with another program's, as ``eblocks proxy ... -- CMD``).
+        """
         tag = f"{len(self._popens)}-{name}"
         out = (self.logs / f"{tag}.out").open("wb")
         err = (self.logs / f"{tag}.err").open("wb")
         proc = subprocess.Popen(
-            [*CLI, name, *args, "--state-dir", str(self.state_root)],
+            [*CLI, name, *args, *(("--state-dir", str(self.state_root)) if state_dir else ())],
             cwd=self.work,
             env={**self.env, **(env or {})},
             stdin=subprocess.DEVNULL,

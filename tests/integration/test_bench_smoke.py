@@ -137,3 +137,30 @@ def test_overhead_policies_smoke_run(tmp_path: Path) -> None:
     markdown = (tmp_path / "overhead-policies.md").read_text()
     assert "## Policies: every layer configured, none triggering" in markdown
     assert "| every rule |" in markdown
+
+
+def test_overhead_sidecar_smoke_run(tmp_path: Path) -> None:
+    """`--sidecar` adds a side through `eblocks proxy`: every request gets through."""
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
+    args = ["bench", "overhead", "--sidecar", "--duration", "0.2", "--warmup", "0.05"]
+    args += ["--rounds", "1", "--sizes", "4KiB", "--concurrency", "1", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "eblocks", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _processes_marked(marker) == []  # the proxy is stopped with the servers
+    report = json.loads((tmp_path / "overhead-sidecar.json").read_text())
+    assert report["errors"] == 0
+    assert sorted(s["kind"] for s in report["rounds"]) == ["bare", "eblock", "sidecar"]
+    assert all(s["requests"] > 0 for s in report["rounds"])
+    (cell,) = report["sidecar_cells"]
+    assert cell["side"] == "sidecar"
+    assert cell["plain"].keys() >= SIDE_KEYS
+    assert cell["secure"]["requests"] > 0
+    assert "## Sidecar" in (tmp_path / "overhead-sidecar.md").read_text()

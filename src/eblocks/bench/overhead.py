@@ -10,6 +10,11 @@ MeshClient with every traffic and resilience policy configured but none
 triggering (`eblocks.bench.servers.POLICIES_SPEC`), and is compared with the
 plain eblock side of the same rounds (`PolicyCell`).
 
+With ``sidecar`` a third side sends the bare side's requests through
+`eblocks proxy` (its own process) to the same bare server — the data-plane
+shape of other meshes, next to the in-process Eblock path — and
+``sidecar_cells`` compare it with bare, round by round.
+
 Every cell (body size x concurrency) is measured in ``rounds`` rounds; inside a
 round the two sides run back to back, the order alternating from round to
 round, each after its own warm-up. A cell reports the median over rounds of
@@ -24,6 +29,7 @@ import collections
 import contextlib
 import datetime
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -59,9 +65,11 @@ __all__ = [
     "Side",
     "Target",
     "run_overhead",
+    "summarize_sidecar",
 ]
 
 KINDS = ("bare", "eblock")
+SIDECAR = "sidecar"
 SPEC = """\
 apiVersion: eblocks/v1
 mesh: bench
@@ -90,6 +98,7 @@ class OverheadSettings:
     host: str = "127.0.0.1"
     security: bool = False  # a third side: mTLS + tokens + authorization
     policies: bool = False  # a side with every policy configured, none triggering
+    sidecar: bool = False  # a side through `eblocks proxy` to the bare server
 
     def __post_init__(self) -> None:
         if self.duration <= 0:
@@ -206,6 +215,7 @@ class OverheadReport:
     security_cells: list[SecurityCell] = field(default_factory=list)
     policy_cells: list[PolicyCell] = field(default_factory=list)
     policy_layers: dict[str, Any] | None = None  # in-process CPU cost (`policy_cost.py`)
+    sidecar_cells: list[SecurityCell] = field(default_factory=list)  # bare -> through the proxy
 
     @property
     def errors(self) -> int:
@@ -243,11 +253,13 @@ async def _run(
             "host": settings.host,
             "security": settings.security,
             "policies": settings.policies,
+            "sidecar": settings.sidecar,
         },
     )
     kinds: tuple[str, ...] = (*KINDS, *SECURE_SPECS) if settings.security else KINDS
     if settings.policies:
         kinds = (*kinds, "policies")
+    kinds += (SIDECAR,) if settings.sidecar else ()
     async with AsyncExitStack() as stack:
         bare_port, bare_pid = await stack.enter_async_context(
             _server("bare", settings.host, report)
@@ -271,6 +283,8 @@ async def _run(
                 _eblock_caller(settings.host, port, POLICIES_SPEC)
             )
             sides["policies"] = (caller, psutil.Process(pid))
+        if settings.sidecar:
+            sides[SIDECAR] = await _sidecar_side(stack, settings.host, bare_port)
         cells = [(size, conc) for size in settings.sizes for conc in settings.concurrency]
         for rnd in range(settings.rounds):
             for index, (size, conc) in enumerate(cells):
@@ -293,7 +307,47 @@ async def _run(
         report.policy_layers = await inbound_cost(rounds=settings.rounds, progress=progress)
         report.policy_cells = summarize_policies(report.samples)
         report.targets += check_policy_targets(report.policy_cells)
+    report.sidecar_cells = summarize_sidecar(report.samples)
     return report
+
+
+async def _sidecar_side(
+    stack: AsyncExitStack, host: str, bare_port: int
+) -> tuple[Caller, psutil.Process]:
+    """`eblocks proxy` in front of the bare server; the bare client pointed at the proxy."""
+    port, admin = _free_port(host), _free_port(host)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "eblocks", "proxy", "--block", "echo", "--host", host,
+        "--app-host", host, "--app-port", str(bare_port), "--port", str(port),
+        "--admin-port", str(admin),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    stack.push_async_callback(_stop, proc)
+    await _wait_ready(proc, f"http://{host}:{admin}/readyz")
+    caller = await stack.enter_async_context(_bare_caller(host, port))
+    return caller, psutil.Process(proc.pid)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_ready(proc: asyncio.subprocess.Process, url: str) -> None:
+    """Until ``url`` answers 200 (bounded by the servers' start timeout)."""
+    deadline = time.monotonic() + _START_TIMEOUT
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise BenchError(f"the sidecar proxy exited with {proc.returncode}")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise BenchError(f"the sidecar proxy was not ready within {_START_TIMEOUT:.0f}s")
 
 
 async def _secure_side(
@@ -537,6 +591,19 @@ def summarize_security(samples: Sequence[Sample]) -> list[SecurityCell]:
             if kind in sides:
                 cells.append(_security_cell(kind, size, conc, sides["eblock"], sides[kind]))
     return cells
+
+
+def summarize_sidecar(samples: Sequence[Sample]) -> list[SecurityCell]:
+    """Per cell: the sidecar side against the bare side of the same rounds."""
+    by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
+    for s in samples:
+        if s.kind in ("bare", SIDECAR):
+            by_cell.setdefault((s.size, s.concurrency), {}).setdefault(s.kind, []).append(s)
+    return [
+        _security_cell(SIDECAR, size, conc, sides["bare"], sides[SIDECAR])
+        for (size, conc), sides in by_cell.items()
+        if SIDECAR in sides and "bare" in sides
+    ]
 
 
 def _security_cell(

@@ -15,6 +15,7 @@ __all__ = [
     "console_table",
     "policies_table",
     "security_table",
+    "sidecar_table",
     "to_json",
     "to_markdown",
     "write_chart",
@@ -58,6 +59,7 @@ def to_json(report: OverheadReport) -> dict[str, Any]:
         "security_cells": [dataclasses.asdict(c) for c in report.security_cells],
         "policy_cells": [dataclasses.asdict(c) for c in report.policy_cells],
         "policy_layers": report.policy_layers,
+        "sidecar_cells": [dataclasses.asdict(c) for c in report.sidecar_cells],
         "rounds": [dataclasses.asdict(s) for s in report.samples],
     }
 
@@ -117,6 +119,8 @@ def to_markdown(report: OverheadReport, chart: str | None = None) -> str:
         lines += ["", *_policies_markdown(report.policy_cells)]
     if report.policy_layers:
         lines += ["", *policy_layers_lines(report.policy_layers)]
+    if report.sidecar_cells:
+        lines += ["", *_sidecar_markdown(report.sidecar_cells)]
     lines += ["", "Targets:", ""]
     for t in report.targets:
         verdict = "met" if t.ok else "**missed**"
@@ -178,6 +182,46 @@ def _security_markdown(cells: list[SecurityCell]) -> list[str]:
     ]
     lines += ["| " + " | ".join(_security_row(c)) + " |" for c in cells]
     return lines
+
+
+_SIDECAR_COLUMNS = (
+    "side",
+    "size",
+    "concurrency",
+    "direct req/s",
+    "sidecar req/s",
+    "ratio",
+    "direct p50/p99 ms",
+    "sidecar p50/p99 ms",
+    "added p50 ms",
+    "server µs/req direct/proxy",
+    "errors",
+)
+
+
+def _sidecar_markdown(cells: list[SecurityCell]) -> list[str]:
+    lines = [
+        "## Sidecar: the same calls direct and through `eblocks proxy`",
+        "",
+        "`direct` is the bare side above (aiohttp client -> aiohttp echo). Side `sidecar`: "
+        "the same client and server with `eblocks proxy` (its own process, plaintext) in "
+        "between; compare with the eblock side above, the in-process path. Server CPU of "
+        "the sidecar side is the proxy's alone.",
+        "",
+        "| " + " | ".join(_SIDECAR_COLUMNS) + " |",
+        "|" + "|".join("---:" for _ in _SIDECAR_COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(_security_row(c)) + " |" for c in cells]
+    return lines
+
+
+def sidecar_table(report: OverheadReport) -> Table:
+    table = Table(title="sidecar: direct vs through eblocks proxy (medians)")
+    for column in _SIDECAR_COLUMNS:
+        table.add_column(column, justify="right")
+    for c in report.sidecar_cells:
+        table.add_row(*_security_row(c))
+    return table
 
 
 def security_table(report: OverheadReport) -> Table:

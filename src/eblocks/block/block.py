@@ -26,7 +26,7 @@ from eblocks._types import Clock, SystemClock
 from eblocks.block.client import MeshClient
 from eblocks.block.context import Context
 from eblocks.block.handler import adapt_handler
-from eblocks.block.server import Listener
+from eblocks.block.server import Listener, PmSocket
 from eblocks.block.stack import Admission, app_admission, server_stack
 from eblocks.errors import BadRequestError, MeshError, PayloadTooLargeError
 from eblocks.message import (
@@ -106,6 +106,8 @@ class Block:
     ``policies`` (default: the client's, else none) are the live policies whose
     rate limits, bulkhead and faults the block enforces on what it receives;
     ``rng`` draws the faults (default: a fresh, unseeded one).
+    ``socket`` replaces the PM's HTTP listener by another protocol's (the sidecar's
+    opaque TCP mode); the block then has no handler nor app, only its admin port.
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class Block:
         server_ssl: ssl.SSLContext | None = None,
         policies: LivePolicies | None = None,
         rng: random.Random | None = None,
+        socket: PmSocket | None = None,
     ) -> None:
         """``server_ssl`` replaces the PM's TLS context (an ingress gateway's own certificate)."""
         self.name = name
@@ -152,7 +155,9 @@ class Block:
             self.policies, name, self._clock, rng or random.Random(), self.telemetry
         )
         self.telemetry.policies = self.policies
-        if handler is not None and app is None:
+        if sum(entry is not None for entry in (handler, app, socket)) != 1:
+            raise ValueError("Block needs exactly one of handler=, app= or socket=")
+        if handler is not None:
             roles = dispatch(
                 name,
                 self._plan,
@@ -166,27 +171,31 @@ class Block:
             self._handle = server_stack(roles, self._clock, self.admission)
             app = web.Application(client_max_size=self.settings.max_body)
             app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
-        elif app is not None and handler is None:
+        elif app is not None:
             app.middlewares.insert(0, app_admission(self.admission, _peer_of))
             app.middlewares.insert(0, self._track)
             if client is not None:
                 app[_MESH_CLIENT] = client
             app.middlewares.insert(0, middleware(self.telemetry))
-        else:
-            raise ValueError("Block needs exactly one of handler= or app=")
+        self._pm: PmSocket = socket or self._http_listener(app, auth, server_ssl)
+        self._admin_routes = self._admin_app()
+        self._admin = Listener(self._admin_routes, block=name, drain=1.0)
+
+    def _http_listener(
+        self, app: web.Application | None, auth: Auth | None, server_ssl: ssl.SSLContext | None
+    ) -> Listener:
+        assert app is not None  # __init__ built one for a handler
         if server_ssl is None and auth is not None:
             server_ssl = auth.server_ssl()
-        self._pm = Listener(
+        return Listener(
             app,
-            block=name,
+            block=self.name,
             drain=self.settings.drain,
             ssl=server_ssl,
             permissive=auth is not None and auth.mode == "permissive",
             on_plaintext=auth.plaintext_connection if auth is not None else None,
             on_refused=auth.connection_refused if auth is not None else None,
         )
-        self._admin_routes = self._admin_app()
-        self._admin = Listener(self._admin_routes, block=name, drain=1.0)
 
     @classmethod
     def in_mesh(

@@ -16,13 +16,24 @@ import errno
 import socket
 import ssl as _ssl
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import web
 
 from eblocks.errors import PortInUseError
 from eblocks.security.sniff import SniffingSite
 
-__all__ = ["Listener"]
+__all__ = ["Listener", "PmSocket", "bind_socket"]
+
+
+class PmSocket(Protocol):
+    """What a block needs of its PM socket: `Listener`, or the sidecar's TCP listener."""
+
+    port: int
+
+    async def start(self, host: str, port: int) -> int: ...
+
+    async def close(self) -> None: ...
 
 
 class Listener:
@@ -54,7 +65,7 @@ class Listener:
 
     async def start(self, host: str, port: int) -> int:
         """Bind and serve; returns the bound port."""
-        sock = _bind(self._block, host, port)
+        sock = bind_socket(self._block, host, port)
         self.host, self.port = host, sock.getsockname()[1]
         await self._runner.setup()
         if self._ssl is not None:
@@ -78,7 +89,7 @@ class Listener:
         await self._runner.cleanup()
 
 
-def _bind(block: str, host: str, port: int) -> socket.socket:
+def bind_socket(block: str, host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

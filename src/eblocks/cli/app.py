@@ -12,6 +12,7 @@ from eblocks.cli import (
     deploy_cmds,
     discovery_cmds,
     policy_cmds,
+    proxy_cmds,
     run_cmds,
     security_cmds,
     spec_cmds,
@@ -30,6 +31,7 @@ app = typer.Typer(
 spec_cmds.register(app)
 policy_cmds.register(app)
 run_cmds.register(app)
+proxy_cmds.register(app)
 client_cmds.register(app)
 app.add_typer(bench_cmds.bench, name="bench")
 discovery_cmds.register(app, bench_cmds.bench)

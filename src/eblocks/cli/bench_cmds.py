@@ -44,10 +44,19 @@ def overhead(
     policies: bool = typer.Option(
         False, "--policies", help="add a side with every policy configured, none triggering"
     ),
+    sidecar: bool = typer.Option(
+        False, "--sidecar", help="add a side through `eblocks proxy` to the bare server"
+    ),
 ) -> None:
     """Echo through bare aiohttp and through the Eblock stack, side by side."""
     from eblocks.bench.overhead import BenchError, OverheadSettings, run_overhead
-    from eblocks.bench.report import console_table, policies_table, security_table, write_results
+    from eblocks.bench.report import (
+        console_table,
+        policies_table,
+        security_table,
+        sidecar_table,
+        write_results,
+    )
 
     try:
         settings = OverheadSettings(
@@ -58,6 +67,7 @@ def overhead(
             rounds=rounds,
             security=security,
             policies=policies,
+            sidecar=sidecar,
         )
     except ValueError as exc:
         fail(str(exc))
@@ -77,15 +87,16 @@ def overhead(
             "inbound policy layers, CPU µs per call added (in process): "
             f"no rules {added['no rules']:+.2f}, every rule {added['every rule']:+.2f}"
         )
+    if report.sidecar_cells:
+        console.print(sidecar_table(report))
     for target in report.targets:
         mark = "[green]met[/]" if target.ok else "[bold red]missed[/]"
         console.print(
             f"target {target.name} @ {target.size} B x{target.concurrency}: "
             f"{target.value:.3f} (limit {target.limit}) {mark}"
         )
-    name = "-".join(
-        ["overhead", *(["security"] if security else []), *(["policies"] if policies else [])]
-    )
+    sides = [("security", security), ("policies", policies), ("sidecar", sidecar)]
+    name = "-".join(["overhead", *(side for side, on in sides if on)])
     for path in write_results(report, out, name):
         console.print(f"wrote {path}")
     if report.errors:

@@ -48,6 +48,11 @@ def render(
     identity: bool = typer.Option(
         True, "--identity/--no-identity", help="render the CA role and join-token mounts"
     ),
+    proxy_image: str | None = typer.Option(
+        None,
+        "--proxy-image",
+        help="Eblocks' image for external blocks' sidecars (default: <prefix>eblocks:<tag>)",
+    ),
 ) -> None:
     """Render the mesh for Kubernetes (validated against the official schemas) or Docker."""
     mesh = load_or_exit(spec)
@@ -60,6 +65,7 @@ def render(
                 identity=identity,
                 network_policy=network_policy.value,
                 source=spec.name,
+                proxy_image=proxy_image,
             )
             files = kubernetes_files(mesh, options)
         else:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from eblocks.deploy import identity, netpol
+from eblocks.deploy import identity, netpol, sidecar
 from eblocks.deploy.edges import Edge, callers, pattern_edges
 from eblocks.deploy.names import (
     ADMIN_PORT,
@@ -54,6 +54,7 @@ __all__ = [
     "image",
     "instance_args",
     "kubernetes_files",
+    "proxy_image",
     "render_kubernetes",
     "resources",
     "scaler_env",
@@ -89,6 +90,8 @@ class KubeOptions:
     """``edges``: callers from the patterns only; ``mesh``: any block; ``none``: no policies."""
     source: str = "mesh.yaml"
     """The spec's file name, quoted in each file's header (never a full path)."""
+    proxy_image: str | None = None
+    """Eblocks' own image, for the proxy of ``external`` blocks (``<prefix>eblocks:<tag>``)."""
 
 
 def render_kubernetes(
@@ -109,8 +112,9 @@ def render_kubernetes(
     if names.namespace == spec.mesh:  # the mesh's own; never relabel a namespace given to us
         files["00-namespace.yaml"] = [_namespace(names)]
     if options.identity and identity.needs_identity(spec):
-        # Any block's image holds eblocks; the first one's serves the CA role too.
-        ca_image = image(names, min(spec.blocks), options)
+        # Any Python block's image holds eblocks; the first one's serves the CA role too.
+        python = [b for b in spec.blocks if spec.blocks[b].external is None]
+        ca_image = image(names, min(python), options) if python else proxy_image(options)
         files["02-identity.yaml"] = identity.ca_objects(
             spec, names, ca_image, options.network_policy
         )
@@ -326,8 +330,7 @@ def _deployment(
                     "labelSelector": {"matchLabels": names.selector("block", block)},
                 }
             ],
-            **_init_containers(spec, names, block, options),
-            "containers": [_container(spec, names, block, options, manager=manager)],
+            **_containers(spec, names, block, options, manager=manager),
             "volumes": _volumes(names),
         },
     }
@@ -389,14 +392,26 @@ def image(names: Names, block: str, options: KubeOptions) -> str:
     return f"{options.image_prefix}{names.block(block)}:{options.tag}"
 
 
-def _init_containers(
-    spec: MeshSpec, names: Names, block: str, options: KubeOptions
+def proxy_image(options: KubeOptions) -> str:
+    """The image of the sidecar proxy (an external block's own image holds only its program)."""
+    return options.proxy_image or f"{options.image_prefix}eblocks:{options.tag}"
+
+
+def _containers(
+    spec: MeshSpec, names: Names, block: str, options: KubeOptions, *, manager: bool
 ) -> dict[str, list[Manifest]]:
-    """The SVID join and renewal, when identity is rendered and any block speaks TLS."""
-    if not (options.identity and identity.needs_identity(spec)):
-        return {}
-    own = image(names, block, options)
-    return {"initContainers": identity.block_init_containers(spec, names, block, own)}
+    """The block container, or for an external block the app with the proxy as a sidecar."""
+    external = spec.blocks[block].external is not None
+    eblocks = proxy_image(options) if external else image(names, block, options)
+    init: list[Manifest] = []
+    if options.identity and identity.needs_identity(spec):  # SVID join and renewal
+        init = identity.block_init_containers(spec, names, block, eblocks)
+    main = _container(spec, names, block, options, manager=manager)
+    if not external:
+        return {"initContainers": init, "containers": [main]} if init else {"containers": [main]}
+    proxy = sidecar.proxy_container(spec, block, {**main, "image": eblocks})
+    app = sidecar.app_container(spec, block, main["image"], main["resources"])
+    return {"initContainers": [*init, proxy], "containers": [app]}
 
 
 def scaler_env(names: Names) -> list[dict[str, Any]]:

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from eblocks._types import Resolver
 from eblocks.block import Block, MeshClient
 from eblocks.block.handler import load_ref
 from eblocks.errors import (
+    AppStartError,
     DiscoveryError,
     HandlerImportError,
     PortInUseError,
@@ -40,7 +42,18 @@ from eblocks.workload.scalers import make_scaler
 if TYPE_CHECKING:
     from eblocks.security import Auth
 
-__all__ = ["EXIT_CONFIG", "main"]
+__all__ = ["CONFIG_ERRORS", "EXIT_CONFIG", "main", "mesh_parts", "orphan_watch", "setup_logging"]
+
+CONFIG_ERRORS = (
+    AppStartError,
+    DiscoveryError,
+    HandlerImportError,
+    PortInUseError,
+    ScalerError,
+    SecurityError,
+    SpecError,
+)
+"""What stops an instance for good: exit `EXIT_CONFIG`, the supervisor does not restart it."""
 
 log = logging.getLogger("eblocks.instance")
 
@@ -52,7 +65,7 @@ class _RequestIdDefault(logging.Filter):
         return True
 
 
-def _setup_logging(instance: str) -> None:
+def setup_logging(instance: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdDefault())
     handler.setFormatter(
@@ -75,26 +88,39 @@ async def _load_app(block: str, ref: str) -> web.Application:
     return app
 
 
-async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membership) -> Block:
+def mesh_parts(
+    spec: MeshSpec, block: str, instance: str, state: StateDir, spec_path: str, resolver: Resolver
+) -> tuple[Telemetry, Auth | None, MeshClient]:
+    """What every instance of ``block`` carries: telemetry, identity (Auth) and mesh client.
+
+    Shared by a handler or app instance and the sidecar proxy (`eblocks.sidecar.run`).
+    """
     from eblocks.security import Auth  # cryptography loads only here, when the mesh uses it
 
+    access_log = None
+    if spec.settings(block).access_log:
+        access_log = AccessLog(state.path / "logs" / f"{instance}.access.jsonl")
+    tracing = tracing_from_spec(spec.telemetry.tracing, block, instance, state.path / "logs")
+    telemetry = Telemetry(block, instance, access_log=access_log, tracing=tracing)
+    auth = Auth.for_holder(
+        spec,
+        state.path,
+        instance,
+        block=block,
+        spec_dir=Path(os.environ.get("EBLOCKS_SPEC_DIR") or Path(spec_path).parent),
+    )
+    client = MeshClient(spec, resolver, source=block, telemetry=telemetry, auth=auth)
+    return telemetry, auth, client
+
+
+async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membership) -> Block:
     block_spec = spec.blocks[args.block]
     state = StateDir(Path(args.state_dir))
-    access_log = None
-    if spec.settings(args.block).access_log:
-        access_log = AccessLog(state.path / "logs" / f"{args.instance}.access.jsonl")
-    tracing = tracing_from_spec(
-        spec.telemetry.tracing, args.block, args.instance, state.path / "logs"
-    )
-    telemetry = Telemetry(args.block, args.instance, access_log=access_log, tracing=tracing)
-    spec_dir = Path(os.environ.get("EBLOCKS_SPEC_DIR") or Path(args.spec).parent)
-    auth = Auth.for_holder(
-        spec, Path(args.state_dir), args.instance, block=args.block, spec_dir=spec_dir
-    )
-    client = MeshClient(
-        spec, membership.resolver, source=args.block, telemetry=telemetry, auth=auth
+    telemetry, auth, client = mesh_parts(
+        spec, args.block, args.instance, state, args.spec, membership.resolver
     )
     if block_spec.gateway is not None:
+        spec_dir = Path(os.environ.get("EBLOCKS_SPEC_DIR") or Path(args.spec).parent)
         block = _gateway(spec, args, client, auth, spec_dir, telemetry)
     elif block_spec.handler is not None:
         handler = load_ref(args.block, block_spec.handler)
@@ -180,14 +206,7 @@ async def _run(args: argparse.Namespace) -> int:
         await membership.start(block, args.host)
         if any(mw.workers is not None for _, mw in block.pools.managed()):
             block.pools.autoscale(make_scaler(state, args.instance, spec.mesh))
-    except (
-        DiscoveryError,
-        HandlerImportError,
-        PortInUseError,
-        ScalerError,
-        SecurityError,
-        SpecError,
-    ) as exc:
+    except CONFIG_ERRORS as exc:
         if block is not None and block.ready:
             await block.stop()
         write_json(state.error_file(args.instance), {"error": str(exc), "kind": type(exc).__name__})
@@ -207,7 +226,7 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    watchdog = asyncio.create_task(_orphan_watch(stop))
+    watchdog = asyncio.create_task(orphan_watch(stop))
     rotation = asyncio.create_task(block.auth.watch()) if block.auth is not None else None
     peers = membership.policy_peers if membership.gossip_mode else None
     policies = asyncio.create_task(sync.run(peers), name="policies")
@@ -224,7 +243,7 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _orphan_watch(stop: asyncio.Event) -> None:
+async def orphan_watch(stop: asyncio.Event) -> None:
     """Stop when the supervisor is gone (e.g. killed with -9), so nothing is left behind."""
     parent = os.getppid()
     while os.getppid() == parent:  # noqa: ASYNC110 - no event tells us the parent died
@@ -243,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--admin-port", type=int, default=0)
     args = parser.parse_args(argv)
-    _setup_logging(args.instance)
+    setup_logging(args.instance)
     try:
         import uvloop
     except ImportError:

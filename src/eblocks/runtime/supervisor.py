@@ -188,6 +188,12 @@ class Supervisor:
         self._write_supervisor("stopped", self._failure)
 
     def _prepare(self) -> None:
+        for inst in self.instances:
+            if self.spec.blocks[inst.block].external is not None and inst.id != f"{inst.block}-0":
+                raise SupervisorError(
+                    f"block {inst.block!r} is external: its program listens on one fixed port, "
+                    "so this machine runs one replica of it (set replicas: 1)"
+                )
         self.state.create()
         if self.spec.discovery.mode == "gossip":
             try:
@@ -232,25 +238,12 @@ class Supervisor:
         env["EBLOCKS_SCALER"] = "local"  # pools are ours, even inside a Kubernetes pod
         try:
             inst.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "eblocks.runtime.instance",
-                "--spec",
-                str(self.state.spec),
-                "--state-dir",
-                str(self.state.path),
-                "--block",
-                inst.block,
-                "--instance",
-                inst.id,
-                "--host",
-                inst.host,
-                "--port",
-                str(inst.fixed_port or 0),
+                *self._argv(inst),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=logfile,
                 stderr=logfile,
                 env=env,
+                cwd=spec_dir,  # an external block's command is relative to its spec
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops them
             )
         finally:
@@ -258,6 +251,25 @@ class Supervisor:
         inst.state, inst.started_at = InstanceState.STARTING, time.monotonic()
         self._write_state()
         self._monitors.append(asyncio.create_task(self._monitor(inst, inst.proc)))
+
+    def _argv(self, inst: Instance) -> list[str]:
+        """An instance process; for an ``external`` block, the sidecar proxy and its app."""
+        external = self.spec.blocks[inst.block].external
+        where = ["--spec", str(self.state.spec), "--block", inst.block, "--instance", inst.id]
+        where += ["--host", inst.host, "--port", str(inst.fixed_port or 0)]
+        if external is None:
+            module = [sys.executable, "-m", "eblocks.runtime.instance"]
+            return [*module, *where, "--state-dir", str(self.state.path)]
+        from eblocks.sidecar.options import spec_upstreams
+
+        argv = [sys.executable, "-m", "eblocks", "proxy", *where]
+        argv += ["--mesh-state", str(self.state.path), "--app-port", str(external.port)]
+        argv += ["--supervised"] + (["--tcp"] if external.protocol == "tcp" else [])
+        for up in spec_upstreams(self.spec, inst.block):
+            argv += ["--upstream", str(up)]
+        if external.ready_timeout is not None:
+            argv += ["--ready-timeout", str(external.ready_timeout)]
+        return [*argv, "--", *external.command]
 
     async def _monitor(self, inst: Instance, proc: asyncio.subprocess.Process) -> None:
         """Wait for readiness, then for exit; restart with backoff unless stopping."""

@@ -52,6 +52,13 @@ def check_references(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
         replicas = block.get("replicas", default_replicas)
         if block.get("port") is not None and isinstance(replicas, int) and replicas > 1:
             yield ("blocks", name, "port"), f"a fixed port needs replicas: 1 (block has {replicas})"
+        upstreams = _mapping(_mapping(block.get("external")).get("upstreams"))
+        for target in upstreams:
+            if isinstance(target, str) and target not in blocks and target not in patterns:
+                yield (
+                    ("blocks", name, "external", "upstreams", target),
+                    f"unknown block or pattern {target!r} (expected one of: {known})",
+                )
         yield from _gateway_references(name, _mapping(block.get("gateway")), blocks, patterns)
 
 

@@ -5,8 +5,8 @@ Shape::
     apiVersion: eblocks/v1
     mesh: NAME
     defaults: {replicas, timeout, retries, max_body, drain, ready_timeout, host, access_log}
-    blocks:   {NAME: {handler | app, replicas, port, timeout, retries, access_log, env, labels,
-               resources}}
+    blocks:   {NAME: {handler | app | external, replicas, port, timeout, retries, access_log, env,
+               labels, resources}}
     patterns: {NAME: {pipeline: [BLOCK_OR_PATTERN, ...]}
                     | {manager-worker: {manager, worker, workers, balancer, queue, concurrency,
                                        attempts}}
@@ -55,6 +55,7 @@ __all__ = [
     "DivideConquer",
     "DivideConquerSpec",
     "EndUserSpec",
+    "ExternalSpec",
     "GossipTunables",
     "ManagerWorker",
     "ManagerWorkerSpec",
@@ -144,6 +145,43 @@ class BlockSecurity(Frozen):
     )
 
 
+class ExternalSpec(Frozen):
+    """A program not written for Eblocks, run behind the sidecar proxy (docs/sidecar.md).
+
+    ``eblocks up`` starts ``eblocks proxy ... -- command``: the proxy is the
+    block (mTLS, authorization, metrics, tracing, access log) and forwards to
+    the program at ``127.0.0.1:port``; the program calls other blocks through
+    its ``upstreams``, plaintext local ports whose calls take the mesh's client stack.
+    """
+
+    command: tuple[str, ...] = Field(
+        min_length=1, description="the program and its arguments (run in the spec's folder)"
+    )
+    port: int = Field(ge=1, le=65535, description="the port the program listens on (127.0.0.1)")
+    protocol: Literal["http", "tcp"] = Field(
+        "http", description="`http` (HTTP/1.1 and WebSocket) or `tcp` (opaque bytes, mTLS tunnel)"
+    )
+    upstreams: dict[Name, int] = Field(
+        default_factory=dict,
+        description="block or pattern -> the 127.0.0.1 port the program reaches it on",
+    )
+    ready_timeout: Duration | None = Field(
+        None, description="how long the proxy waits for the port (default: `ready_timeout`)"
+    )
+
+    @model_validator(mode="after")
+    def _ports(self) -> ExternalSpec:
+        for name, port in self.upstreams.items():
+            if not 1 <= port <= 65535:
+                raise ValueError(f"upstream {name!r}: port must be 1..65535, got {port}")
+            if port == self.port:
+                raise ValueError(f"upstream {name!r} uses the program's own port {port}")
+        ports = list(self.upstreams.values())
+        if len(set(ports)) != len(ports):
+            raise ValueError("two upstreams share a local port")
+        return self
+
+
 class BlockSpec(Frozen):
     """A service kind: the user's handler and how many instances run it."""
 
@@ -151,6 +189,9 @@ class BlockSpec(Frozen):
         None, description="`async def h(msg, ctx)` or plain `def`; a manager may leave it out"
     )
     app: HandlerRef | None = Field(None, description="function returning an aiohttp Application")
+    external: ExternalSpec | None = Field(
+        None, description="a program of any language run behind the sidecar proxy"
+    )
     description: str = ""
     replicas: int | None = Field(None, ge=1, le=256, description="instances to run")
     port: int | None = Field(None, ge=1, le=65535, description="fixed port (one replica only)")
@@ -173,9 +214,11 @@ class BlockSpec(Frozen):
 
     @model_validator(mode="after")
     def _one_entry_point(self) -> BlockSpec:
-        chosen = [k for k in ("handler", "app", "gateway") if getattr(self, k) is not None]
+        chosen = [
+            k for k in ("handler", "app", "external", "gateway") if getattr(self, k) is not None
+        ]
         if len(chosen) != 1:
-            raise ValueError("set exactly one of 'handler', 'app' or 'gateway'")
+            raise ValueError("set exactly one of 'handler', 'app', 'external' or 'gateway'")
         return self
 
 
@@ -580,7 +623,8 @@ class MeshSpec(Frozen):
         for name, block in blocks.items():
             if name in managers and isinstance(block, dict | None):
                 block = block or {}
-                if block.get("handler") is None and block.get("app") is None:
+                entry = ("handler", "app", "external")
+                if all(block.get(key) is None for key in entry):
                     blocks[name] = {**block, "handler": MANAGER_HANDLER}
         return {**data, "blocks": blocks}
 

@@ -282,7 +282,7 @@ async def test_context_carries_the_request_headers(session: aiohttp.ClientSessio
 
 
 def test_block_needs_exactly_one_of_handler_or_app() -> None:
-    with pytest.raises(ValueError, match="exactly one of handler= or app="):
+    with pytest.raises(ValueError, match="exactly one of handler=, app= or socket="):
         Block("b")
 
 

@@ -170,7 +170,7 @@ def test_missing_nested_field_names_its_parent() -> None:
 def test_block_needs_exactly_one_entry_point() -> None:
     issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n    app: h:make\n")
     assert issue.path == "blocks.a"
-    assert issue.message == "set exactly one of 'handler', 'app' or 'gateway'"
+    assert issue.message == "set exactly one of 'handler', 'app', 'external' or 'gateway'"
 
 
 def test_bad_block_name_points_at_the_key() -> None:
@@ -245,7 +245,7 @@ def test_a_block_is_a_handler_an_app_or_a_gateway() -> None:
     )
     issue = only_issue(text)
     assert issue.path == "blocks.a"
-    assert "exactly one of 'handler', 'app' or 'gateway'" in issue.message
+    assert "exactly one of 'handler', 'app', 'external' or 'gateway'" in issue.message
     bad_kind = only_issue(HEAD + "blocks:\n  a:\n    gateway: {kind: sideways}\n")
     assert bad_kind.path.startswith("blocks.a.gateway")
 
