@@ -32,7 +32,7 @@ def test_external_and_handler_together_are_refused_at_the_block() -> None:
     text = HEAD + "blocks:\n  a:\n    handler: h:a\n    external: {command: [x], port: 1}\n"
     (issue,) = issues_of(text)
     assert (issue.path, issue.line) == ("blocks.a", 5)
-    assert issue.message == "set exactly one of 'handler', 'app' or 'external'"
+    assert issue.message == "set exactly one of 'handler', 'app', 'external' or 'gateway'"
 
 
 def test_an_external_block_needs_a_command_and_a_port() -> None:
