@@ -12,6 +12,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # chromium: headless, driven over DevTools by the dashboard test.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# nginx-light: a program in C behind the sidecar (tests/integration/test_sidecar.py).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 # openssl: the security tests check the issued certificate chains with the real binary.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then

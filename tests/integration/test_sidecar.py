@@ -160,6 +160,33 @@ async def caller(msg, ctx):
                                                "x-eblocks-method": "GET"}))
 
 intruder = caller  # the same call, from a block an authorization rule denies
+
+async def reader(msg, ctx):  # nginx, a program in C, behind its sidecar
+    path = msg.text() or "/site/hello.txt"
+    reply = await ctx.call("nginx", Message(b"", {"x-eblocks-path": path,
+                                                 "x-eblocks-method": "GET"}))
+    return reply.body
+"""
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location /site/ {{ alias {root}/site/; }}
+    }}
+}}
 """
 
 
@@ -371,6 +398,16 @@ def mesh(box: Sandbox) -> dict[str, int]:
     sandbox.write("app.py", APP)
     sandbox.write("banner.py", BANNER)
     sandbox.write("handlers.py", HANDLERS)
+    ports["nginx"] = _free_port()
+    nginx_root = sandbox.root / "nginx"
+    (nginx_root / "site").mkdir(parents=True)
+    (nginx_root / "site" / "hello.txt").write_text("served by nginx\n")
+    nginx_conf = sandbox.write(
+        "nginx.conf", NGINX_CONF.format(root=nginx_root, port=ports["nginx"])
+    )
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.fail("nginx not installed: run scripts/system-deps.sh")
     python = sys.executable
     spec = sandbox.write(
         "mesh.yaml",
@@ -403,6 +440,16 @@ blocks:
       command: [{python}, banner.py, "{ports["vault"]}"]
       port: {ports["vault"]}
       protocol: tcp
+  nginx:
+    external: {{command: [{nginx}, -c, {nginx_conf}], port: {ports["nginx"]}}}
+  reader: {{handler: "handlers:reader"}}
+policies:
+  routes:
+    - {{name: nginx-retries, to: nginx, timeout: 5s, retries: {{attempts: 3}}}}
+  blocks:
+    nginx:
+      rate_limits: [{{rate: 1000, per: source}}]
+      bulkhead: {{max_concurrent: 32}}
 security:
   authorization:
     rules:
@@ -551,6 +598,19 @@ def test_postgresql_answers_through_the_tcp_tunnel(box: Sandbox, mesh: dict[str,
     with psycopg.connect(url, connect_timeout=15, sslmode="disable") as conn:
         (row,) = conn.execute("select 6 * 7, current_setting('port')::int").fetchall()
     assert row == (42, mesh["pg"])  # the port the server itself listens on
+
+
+def test_nginx_behind_its_sidecar_answers_a_python_block_over_mtls(
+    box: Sandbox, mesh: dict[str, int]
+) -> None:
+    run = box.cmd("call", "reader")
+    assert run.returncode == 0, str(run)
+    assert run.stdout == "served by nginx\n"
+    missing = box.cmd("call", "reader", "--data", "/site/absent.txt")
+    assert missing.returncode != 0
+    assert "404" in missing.output
+    lines = _metric_lines(_row(box, "nginx")["admin_port"])
+    assert _count(lines, 'src_block="reader"', 'status_code="200"') >= 1
 
 
 def test_sigterm_to_the_mesh_stops_the_apps_too(box: Sandbox, mesh: dict[str, int]) -> None:
