@@ -39,6 +39,7 @@ import aiohttp
 __all__ = [
     "NGINX_PACKAGE",
     "NGINX_PAIR",
+    "NGINX_PATH",
     "PAIRS",
     "SIDECAR_PAIR",
     "BenchError",
@@ -53,6 +54,7 @@ SIDECAR_PAIR = "sidecar-pair"
 NGINX_PAIR = "nginx-pair"
 PAIRS = (SIDECAR_PAIR, NGINX_PAIR)
 NGINX_PACKAGE = "nginx-light"
+NGINX_PATH = "/usr/sbin/nginx"  # where Debian installs it (often not on a user's PATH)
 START_TIMEOUT = 20.0  # a process that is not ready by then is broken
 STOP_TIMEOUT = 5.0
 
@@ -109,7 +111,7 @@ class BenchError(RuntimeError):
 
 def find_nginx() -> str:
     """The nginx binary, or a `BenchError` naming the Debian package to install."""
-    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    found = shutil.which("nginx") or NGINX_PATH
     if not Path(found).is_file():
         raise BenchError(
             f"nginx not found (the nginx-pair side needs it): install the Debian package "
