@@ -23,8 +23,8 @@ in-process Eblock path (`sidecars.py` starts them):
 ``sidecar_cells`` compare each pair with bare (direct), round by round.
 
 Every cell (body size x concurrency) is measured in ``rounds`` rounds; inside a
-round the two sides run back to back, the order alternating from round to
-round, each after its own warm-up. A cell reports the median over rounds of
+round the sides run back to back, the order rotating from round to round
+(each side runs first in turn), each after its own warm-up. A cell reports the median over rounds of
 req/s, p50 and p99 and the median of the per-round paired ratios, so a burst
 of noise on the shared machine moves one round, not the result.
 """
@@ -226,7 +226,7 @@ class OverheadReport:
     security_cells: list[SecurityCell] = field(default_factory=list)
     policy_cells: list[PolicyCell] = field(default_factory=list)
     policy_layers: dict[str, Any] | None = None  # in-process CPU cost (`policy_cost.py`)
-    sidecar_cells: list[SecurityCell] = field(default_factory=list)  # bare -> through the proxy
+    sidecar_cells: list[SecurityCell] = field(default_factory=list)  # each pair vs bare (direct)
 
     @property
     def errors(self) -> int:

@@ -85,7 +85,7 @@ def test_the_report_puts_direct_in_process_and_both_pairs_side_by_side() -> None
 def test_without_nginx_the_error_names_the_package(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(sidecars.shutil, "which", lambda _name: None)
+    monkeypatch.setattr("shutil.which", lambda _name: None)
     monkeypatch.setattr(sidecars, "NGINX_PATH", str(tmp_path / "no-nginx"))
     with pytest.raises(BenchError, match="nginx-light"):
         find_nginx()
