@@ -166,9 +166,10 @@ async def nginx_pair(
         for name, listen, upstream in (("b", port_b, app_port), ("a", port_a, port_b)):
             folder = root / name
             conf = _nginx_conf(folder, _addr(host, listen), _addr(host, upstream))
-            proc = await _spawn(nginx, "-c", str(conf), "-p", str(folder))
+            log = folder / "error.log"  # from the start, also for an unprivileged user
+            proc = await _spawn(nginx, "-c", str(conf), "-p", str(folder), "-e", str(log))
             stack.push_async_callback(stop_process, proc)
-            await _wait_tcp(host, listen, f"nginx {name.upper()}", proc, folder / "error.log")
+            await _wait_tcp(host, listen, f"nginx {name.upper()}", proc, log)
             pids.append(proc.pid)
         yield port_a, pids
 
