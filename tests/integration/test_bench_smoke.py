@@ -140,7 +140,7 @@ def test_overhead_policies_smoke_run(tmp_path: Path) -> None:
 
 
 def test_overhead_sidecar_smoke_run(tmp_path: Path) -> None:
-    """`--sidecar` adds a side through `eblocks proxy`: every request gets through."""
+    """`--sidecar`: direct, in process, a pair of `eblocks proxy`, a pair of nginx; all answer."""
     marker = uuid.uuid4().hex
     env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
     args = ["bench", "overhead", "--sidecar", "--duration", "0.2", "--warmup", "0.05"]
@@ -154,13 +154,18 @@ def test_overhead_sidecar_smoke_run(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert _processes_marked(marker) == []  # the proxy is stopped with the servers
+    assert _processes_marked(marker) == []  # both proxies and both nginx stopped too
     report = json.loads((tmp_path / "overhead-sidecar.json").read_text())
     assert report["errors"] == 0
-    assert sorted(s["kind"] for s in report["rounds"]) == ["bare", "eblock", "sidecar"]
-    assert all(s["requests"] > 0 for s in report["rounds"])
-    (cell,) = report["sidecar_cells"]
-    assert cell["side"] == "sidecar"
-    assert cell["plain"].keys() >= SIDE_KEYS
-    assert cell["secure"]["requests"] > 0
-    assert "## Sidecar" in (tmp_path / "overhead-sidecar.md").read_text()
+    kinds = sorted(s["kind"] for s in report["rounds"])
+    assert kinds == ["bare", "eblock", "nginx-pair", "sidecar-pair"]
+    assert all(s["requests"] > 0 for s in report["rounds"])  # every echo checked by the client
+    cells = {c["side"]: c for c in report["sidecar_cells"]}
+    assert set(cells) == {"sidecar-pair", "nginx-pair"}
+    for cell in cells.values():
+        assert cell["plain"].keys() >= SIDE_KEYS
+        assert cell["secure"]["requests"] > 0
+        assert cell["rps_ratio"] > 0
+    markdown = (tmp_path / "overhead-sidecar.md").read_text().split("## Sidecars", 1)[1]
+    for side in ("direct", "eblock (in process)", "sidecar-pair", "nginx-pair"):
+        assert f"| 4 KB | 1 | {side} |" in markdown

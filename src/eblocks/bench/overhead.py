@@ -10,14 +10,21 @@ MeshClient with every traffic and resilience policy configured but none
 triggering (`eblocks.bench.servers.POLICIES_SPEC`), and is compared with the
 plain eblock side of the same rounds (`PolicyCell`).
 
-With ``sidecar`` a third side sends the bare side's requests through
-`eblocks proxy` (its own process) to the same bare server — the data-plane
-shape of other meshes, next to the in-process Eblock path — and
-``sidecar_cells`` compare it with bare, round by round.
+With ``sidecar`` two more sides send the bare side's requests to the same
+bare server through a pair of proxies, the data-plane shape of other meshes
+(one sidecar next to the caller, one next to the server), next to the
+in-process Eblock path (`sidecars.py` starts them):
+
+- ``sidecar-pair``: client -> the caller's `eblocks proxy` (an upstream port,
+  the full client stack) -> mTLS -> the server's `eblocks proxy` -> the app
+- ``nginx-pair``: client -> nginx A -> nginx B -> the app (``proxy_pass`` to a
+  keep-alive upstream on both hops, plaintext; Debian's ``nginx-light``)
+
+``sidecar_cells`` compare each pair with bare (direct), round by round.
 
 Every cell (body size x concurrency) is measured in ``rounds`` rounds; inside a
-round the two sides run back to back, the order alternating from round to
-round, each after its own warm-up. A cell reports the median over rounds of
+round the sides run back to back, the order rotating from round to round
+(each side runs first in turn), each after its own warm-up. A cell reports the median over rounds of
 req/s, p50 and p99 and the median of the per-round paired ratios, so a burst
 of noise on the shared machine moves one round, not the result.
 """
@@ -29,7 +36,6 @@ import collections
 import contextlib
 import datetime
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -46,6 +52,16 @@ import psutil
 from eblocks.batch import percentile
 from eblocks.bench.machine import describe
 from eblocks.bench.servers import POLICIES_SPEC, SECURE_SPECS
+from eblocks.bench.sidecars import (
+    NGINX_PAIR,
+    PAIRS,
+    SIDECAR_PAIR,
+    BenchError,
+    find_nginx,
+    nginx_pair,
+    proxy_pair,
+    stop_process,
+)
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec import parse_spec
@@ -56,6 +72,7 @@ if TYPE_CHECKING:
     from eblocks.security import Auth
 
 __all__ = [
+    "BenchError",
     "CellResult",
     "OverheadReport",
     "OverheadSettings",
@@ -69,7 +86,6 @@ __all__ = [
 ]
 
 KINDS = ("bare", "eblock")
-SIDECAR = "sidecar"
 SPEC = """\
 apiVersion: eblocks/v1
 mesh: bench
@@ -78,12 +94,7 @@ blocks:
     handler: eblocks.bench.servers:echo
 """
 _START_TIMEOUT = 20.0  # a server process that has not said PORT by then is broken
-_STOP_TIMEOUT = 5.0
 Caller = Callable[[bytes], Awaitable[bytes]]
-
-
-class BenchError(RuntimeError):
-    """A benchmark could not run (a server did not start) or a reply was wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +109,7 @@ class OverheadSettings:
     host: str = "127.0.0.1"
     security: bool = False  # a third side: mTLS + tokens + authorization
     policies: bool = False  # a side with every policy configured, none triggering
-    sidecar: bool = False  # a side through `eblocks proxy` to the bare server
+    sidecar: bool = False  # sides through a pair of `eblocks proxy` and a pair of nginx
 
     def __post_init__(self) -> None:
         if self.duration <= 0:
@@ -134,7 +145,7 @@ class Sample:
     warmup_requests: int
     warmup_errors: int
     client_cpu_us: float  # CPU time of the load generator per request
-    server_cpu_us: float  # CPU time of the server process per request
+    server_cpu_us: float  # CPU time per request of the server process (a pair: both proxies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +226,7 @@ class OverheadReport:
     security_cells: list[SecurityCell] = field(default_factory=list)
     policy_cells: list[PolicyCell] = field(default_factory=list)
     policy_layers: dict[str, Any] | None = None  # in-process CPU cost (`policy_cost.py`)
-    sidecar_cells: list[SecurityCell] = field(default_factory=list)  # bare -> through the proxy
+    sidecar_cells: list[SecurityCell] = field(default_factory=list)  # each pair vs bare (direct)
 
     @property
     def errors(self) -> int:
@@ -259,7 +270,8 @@ async def _run(
     kinds: tuple[str, ...] = (*KINDS, *SECURE_SPECS) if settings.security else KINDS
     if settings.policies:
         kinds = (*kinds, "policies")
-    kinds += (SIDECAR,) if settings.sidecar else ()
+    kinds += PAIRS if settings.sidecar else ()
+    nginx = find_nginx() if settings.sidecar else None  # fails before anything starts
     async with AsyncExitStack() as stack:
         bare_port, bare_pid = await stack.enter_async_context(
             _server("bare", settings.host, report)
@@ -269,9 +281,9 @@ async def _run(
         )
         bare = await stack.enter_async_context(_bare_caller(settings.host, bare_port))
         eblock = await stack.enter_async_context(_eblock_caller(settings.host, eblock_port))
-        sides = {
-            "bare": (bare, psutil.Process(bare_pid)),
-            "eblock": (eblock, psutil.Process(eblock_pid)),
+        sides: dict[str, tuple[Caller, list[psutil.Process]]] = {
+            "bare": (bare, [psutil.Process(bare_pid)]),
+            "eblock": (eblock, [psutil.Process(eblock_pid)]),
         }
         if settings.security:
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eblocks-bench-")))
@@ -282,9 +294,19 @@ async def _run(
             caller = await stack.enter_async_context(
                 _eblock_caller(settings.host, port, POLICIES_SPEC)
             )
-            sides["policies"] = (caller, psutil.Process(pid))
+            sides["policies"] = (caller, [psutil.Process(pid)])
         if settings.sidecar:
-            sides[SIDECAR] = await _sidecar_side(stack, settings.host, bare_port)
+            assert nginx is not None
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eblocks-pair-")))
+            host = settings.host
+            pairs = (
+                (SIDECAR_PAIR, proxy_pair(host, bare_port, root / "eblocks")),
+                (NGINX_PAIR, nginx_pair(nginx, host, bare_port, root / "nginx")),
+            )
+            for kind, pair in pairs:
+                port, pids = await stack.enter_async_context(pair)
+                caller = await stack.enter_async_context(_bare_caller(host, port))
+                sides[kind] = (caller, [psutil.Process(pid) for pid in pids])
         cells = [(size, conc) for size in settings.sizes for conc in settings.concurrency]
         for rnd in range(settings.rounds):
             for index, (size, conc) in enumerate(cells):
@@ -311,48 +333,9 @@ async def _run(
     return report
 
 
-async def _sidecar_side(
-    stack: AsyncExitStack, host: str, bare_port: int
-) -> tuple[Caller, psutil.Process]:
-    """`eblocks proxy` in front of the bare server; the bare client pointed at the proxy."""
-    port, admin = _free_port(host), _free_port(host)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "eblocks", "proxy", "--block", "echo", "--host", host,
-        "--app-host", host, "--app-port", str(bare_port), "--port", str(port),
-        "--admin-port", str(admin),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    stack.push_async_callback(_stop, proc)
-    await _wait_ready(proc, f"http://{host}:{admin}/readyz")
-    caller = await stack.enter_async_context(_bare_caller(host, port))
-    return caller, psutil.Process(proc.pid)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-async def _wait_ready(proc: asyncio.subprocess.Process, url: str) -> None:
-    """Until ``url`` answers 200 (bounded by the servers' start timeout)."""
-    deadline = time.monotonic() + _START_TIMEOUT
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
-        while time.monotonic() < deadline:
-            if proc.returncode is not None:
-                raise BenchError(f"the sidecar proxy exited with {proc.returncode}")
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-    raise BenchError(f"the sidecar proxy was not ready within {_START_TIMEOUT:.0f}s")
-
-
 async def _secure_side(
     stack: AsyncExitStack, kind: str, state: Path, host: str, report: OverheadReport
-) -> tuple[Caller, psutil.Process]:
+) -> tuple[Caller, list[psutil.Process]]:
     """Identities from a throw-away mesh CA, the secured server, and a client with an SVID."""
     from eblocks.security import Auth, LocalIssuer
 
@@ -366,12 +349,12 @@ async def _secure_side(
     )
     auth = Auth.for_holder(spec, state, "bench")
     caller = await stack.enter_async_context(_eblock_caller(host, port, text, auth))
-    return caller, psutil.Process(pid)
+    return caller, [psutil.Process(pid)]
 
 
 async def _measure(
     call: Caller,
-    server: psutil.Process,
+    server: Sequence[psutil.Process],
     kind: str,
     size: int,
     concurrency: int,
@@ -408,12 +391,16 @@ async def _measure(
     )
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.NoSuchProcess:
-        raise BenchError(f"server process {process.pid} died during the run") from None
-    return float(times.user + times.system)
+def _cpu_seconds(processes: Sequence[psutil.Process]) -> float:
+    """CPU time of the server side: the server, or both proxies of a pair."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            raise BenchError(f"server process {process.pid} died during the run") from None
+        total += times.user + times.system
+    return total
 
 
 async def _window(
@@ -515,25 +502,11 @@ async def _server(
         report.machine[f"{kind}_server_loop"] = words[2]
         yield int(words[1]), proc.pid
     finally:
-        await _stop(proc)
+        await stop_process(proc)
 
 
 async def _readline(proc: asyncio.subprocess.Process) -> bytes:
     return await proc.stdout.readline() if proc.stdout is not None else b""
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        try:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT)
-        except ProcessLookupError:
-            pass
-        except TimeoutError:
-            proc.kill()
-            await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT)
-    if proc.stdout is not None:  # drain the pipe so its transport closes cleanly
-        await asyncio.wait_for(proc.stdout.read(), _STOP_TIMEOUT)
 
 
 def summarize(samples: Sequence[Sample]) -> list[CellResult]:
@@ -594,15 +567,16 @@ def summarize_security(samples: Sequence[Sample]) -> list[SecurityCell]:
 
 
 def summarize_sidecar(samples: Sequence[Sample]) -> list[SecurityCell]:
-    """Per cell: the sidecar side against the bare side of the same rounds."""
+    """Per cell and pair of proxies: against the bare side (direct) of the same rounds."""
     by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
     for s in samples:
-        if s.kind in ("bare", SIDECAR):
+        if s.kind == "bare" or s.kind in PAIRS:
             by_cell.setdefault((s.size, s.concurrency), {}).setdefault(s.kind, []).append(s)
     return [
-        _security_cell(SIDECAR, size, conc, sides["bare"], sides[SIDECAR])
+        _security_cell(kind, size, conc, sides["bare"], sides[kind])
         for (size, conc), sides in by_cell.items()
-        if SIDECAR in sides and "bare" in sides
+        for kind in PAIRS
+        if kind in sides and "bare" in sides
     ]
 
 

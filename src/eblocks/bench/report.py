@@ -120,7 +120,7 @@ def to_markdown(report: OverheadReport, chart: str | None = None) -> str:
     if report.policy_layers:
         lines += ["", *policy_layers_lines(report.policy_layers)]
     if report.sidecar_cells:
-        lines += ["", *_sidecar_markdown(report.sidecar_cells)]
+        lines += ["", *_sidecar_markdown(report)]
     lines += ["", "Targets:", ""]
     for t in report.targets:
         verdict = "met" if t.ok else "**missed**"
@@ -185,42 +185,81 @@ def _security_markdown(cells: list[SecurityCell]) -> list[str]:
 
 
 _SIDECAR_COLUMNS = (
-    "side",
     "size",
     "concurrency",
-    "direct req/s",
-    "sidecar req/s",
-    "ratio",
-    "direct p50/p99 ms",
-    "sidecar p50/p99 ms",
+    "side",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "req/s ratio",
+    "p99 ratio",
     "added p50 ms",
-    "server µs/req direct/proxy",
+    "server µs/req",
     "errors",
 )
+_SIDE_NAMES = {"bare": "direct", "eblock": "eblock (in process)"}
 
 
-def _sidecar_markdown(cells: list[SecurityCell]) -> list[str]:
+def _sidecar_rows(report: OverheadReport) -> list[list[str]]:
+    """Per cell: direct, the in-process eblock path and each pair, ratios against direct."""
+    pairs: dict[tuple[int, int], list[SecurityCell]] = {}
+    for p in report.sidecar_cells:
+        pairs.setdefault((p.size, p.concurrency), []).append(p)
+    rows: list[list[str]] = []
+    for c in report.cells:
+        sides = [
+            ("bare", c.bare, None),
+            ("eblock", c.eblock, (c.rps_ratio, c.p99_ratio, c.p50_added_ms)),
+        ]
+        sides += [
+            (p.side, p.secure, (p.rps_ratio, p.p99_ratio, p.p50_added_ms))
+            for p in pairs.get((c.size, c.concurrency), [])
+        ]
+        for kind, side, ratios in sides:
+            rows.append(
+                [
+                    _size(c.size),
+                    str(c.concurrency),
+                    _SIDE_NAMES.get(kind, kind),
+                    f"{side.rps:,.0f}",
+                    f"{side.p50_ms:.3f}",
+                    f"{side.p99_ms:.3f}",
+                    "1" if ratios is None else f"{ratios[0]:.2f}",
+                    "1" if ratios is None else f"{ratios[1]:.2f}",
+                    "" if ratios is None else f"{ratios[2]:+.3f}",
+                    f"{side.server_cpu_us:.0f}",
+                    str(side.errors),
+                ]
+            )
+    return rows
+
+
+def _sidecar_markdown(report: OverheadReport) -> list[str]:
     lines = [
-        "## Sidecar: the same calls direct and through `eblocks proxy`",
+        "## Sidecars: the same call direct, in process, through two pairs of proxies",
         "",
-        "`direct` is the bare side above (aiohttp client -> aiohttp echo). Side `sidecar`: "
-        "the same client and server with `eblocks proxy` (its own process, plaintext) in "
-        "between; compare with the eblock side above, the in-process path. Server CPU of "
-        "the sidecar side is the proxy's alone.",
+        "`direct`: the bare side above (aiohttp client -> aiohttp echo). `eblock`: the "
+        "in-process path above (MeshClient -> Block). `sidecar-pair`: the direct client "
+        "and server with two `eblocks proxy` in between (the caller's upstream port and its "
+        "client stack -> mTLS -> the server's proxy -> the app). `nginx-pair`: the same with "
+        "two nginx (`proxy_pass` to a keep-alive upstream on both hops, plaintext). Ratios "
+        "are medians of the per-round ratios against direct (req/s: higher is better, p99: "
+        "lower is better); `server µs/req` is the CPU of the server process, or of both "
+        "proxies for a pair.",
         "",
         "| " + " | ".join(_SIDECAR_COLUMNS) + " |",
         "|" + "|".join("---:" for _ in _SIDECAR_COLUMNS) + "|",
     ]
-    lines += ["| " + " | ".join(_security_row(c)) + " |" for c in cells]
+    lines += ["| " + " | ".join(row) + " |" for row in _sidecar_rows(report)]
     return lines
 
 
 def sidecar_table(report: OverheadReport) -> Table:
-    table = Table(title="sidecar: direct vs through eblocks proxy (medians)")
+    table = Table(title="sidecars: direct, in process, eblocks pair, nginx pair (medians)")
     for column in _SIDECAR_COLUMNS:
         table.add_column(column, justify="right")
-    for c in report.sidecar_cells:
-        table.add_row(*_security_row(c))
+    for row in _sidecar_rows(report):
+        table.add_row(*row)
     return table
 
 
@@ -316,36 +355,69 @@ def console_table(report: OverheadReport) -> Table:
     return table
 
 
+_COLORS = {
+    "bare": "#8c8c8c",
+    "eblock": "#2a6fdb",
+    "sidecar-pair": "#e07b00",
+    "nginx-pair": "#2e9e44",
+}
+
+
 def write_chart(report: OverheadReport, path: Path) -> bool:
-    """Req/s and p50 side by side per cell; False when matplotlib is not installed."""
+    """Req/s and p50 side by side per cell and side; False when matplotlib is not installed.
+
+    With the sidecar pairs, each pair's bars sit next to direct (bare) and eblock.
+    """
     try:
         from matplotlib.figure import Figure
     except ImportError:
         return False
-    labels = [f"{_size(c.size)}\nx{c.concurrency}" for c in report.cells]
+    values: dict[str, dict[tuple[int, int], tuple[float, float, float, float]]] = {}
+    for c in report.cells:
+        key = (c.size, c.concurrency)
+        values.setdefault("bare", {})[key] = (c.bare.rps, c.bare.p50_ms, 1.0, 0.0)
+        values.setdefault("eblock", {})[key] = (
+            c.eblock.rps,
+            c.eblock.p50_ms,
+            c.rps_ratio,
+            c.p50_added_ms,
+        )
+    for p in report.sidecar_cells:
+        values.setdefault(p.side, {})[(p.size, p.concurrency)] = (
+            p.secure.rps,
+            p.secure.p50_ms,
+            p.rps_ratio,
+            p.p50_added_ms,
+        )
+    keys = [(c.size, c.concurrency) for c in report.cells]
+    labels = [f"{_size(size)}\nx{conc}" for size, conc in keys]
     xs = list(range(len(labels)))
-    width = 0.38
-    bars = ((-width / 2, "bare", "#8c8c8c"), (width / 2, "eblock", "#2a6fdb"))
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    kinds = list(values)
+    width = 0.8 / len(kinds)
+    fig = Figure(figsize=(11 + 2 * (len(kinds) - 2), 4.2), layout="constrained")
     rps_ax, lat_ax = fig.subplots(1, 2)
     panels = (
-        (rps_ax, "rps", "req/s (higher is better)"),
-        (lat_ax, "p50_ms", "p50 latency, ms, log scale (lower is better)"),
+        (rps_ax, 0, 2, "req/s (higher is better)", "{:.2f}"),
+        (lat_ax, 1, 3, "p50 latency, ms, log scale (lower is better)", "{:+.2f}"),
     )
-    for ax, attr, title in panels:
-        for offset, kind, color in bars:
-            values = [getattr(getattr(c, kind), attr) for c in report.cells]
-            ax.bar([x + offset for x in xs], values, width, label=kind, color=color)
+    for ax, value_at, note_at, title, note in panels:
+        for i, kind in enumerate(kinds):
+            offset = (i - (len(kinds) - 1) / 2) * width
+            row = [values[kind].get(key, (0.0, 0.0, 0.0, 0.0)) for key in keys]
+            bars = [x + offset for x in xs]
+            color = _COLORS.get(kind, "#555555")
+            ax.bar(bars, [v[value_at] for v in row], width, label=kind, color=color)
+            if kind == "bare":
+                continue
+            for x, v in zip(bars, row, strict=True):
+                ax.annotate(
+                    note.format(v[note_at]), (x, v[value_at]), ha="center", va="bottom", fontsize=7
+                )
         ax.set_xticks(xs, labels)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
     lat_ax.set_yscale("log")  # c=1 (tenths of a ms) and c=32 (ms) on one axis
-    for x, c in zip(xs, report.cells, strict=True):
-        top = (x + width / 2, c.eblock.rps)
-        rps_ax.annotate(f"{c.rps_ratio:.2f}", top, ha="center", va="bottom", fontsize=8)
-        top = (x + width / 2, c.eblock.p50_ms)
-        lat_ax.annotate(f"{c.p50_added_ms:+.2f}", top, ha="center", va="bottom", fontsize=8)
     rps_ax.legend()
-    fig.suptitle("Eblock path vs bare aiohttp, echo (above the eblock bars: ratio, added ms)")
+    fig.suptitle("Echo: bare aiohttp vs each side (above the bars: ratio, added ms vs bare)")
     fig.savefig(path, dpi=110)
     return True

@@ -45,7 +45,9 @@ def overhead(
         False, "--policies", help="add a side with every policy configured, none triggering"
     ),
     sidecar: bool = typer.Option(
-        False, "--sidecar", help="add a side through `eblocks proxy` to the bare server"
+        False,
+        "--sidecar",
+        help="add the bare calls through a pair of `eblocks proxy` and a pair of nginx",
     ),
 ) -> None:
     """Echo through bare aiohttp and through the Eblock stack, side by side."""

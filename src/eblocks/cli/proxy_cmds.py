@@ -25,7 +25,9 @@ def proxy(
     host: str | None = typer.Option(None, "--host", help="address to listen on"),
     app_host: str = typer.Option("127.0.0.1", "--app-host", help="address of the app"),
     upstream: list[str] = typer.Option(
-        [], "--upstream", help="BLOCK=LOCALPORT[/tcp]: a local port the app calls BLOCK on"
+        [],
+        "--upstream",
+        help="BLOCK=LOCALPORT (or BLOCK=LOCALPORT/tcp): a local port the app calls BLOCK on",
     ),
     tcp: bool = typer.Option(False, "--tcp", help="opaque TCP (server-speaks-first protocols)"),
     ready_timeout: float | None = typer.Option(
