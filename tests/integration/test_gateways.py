@@ -52,6 +52,10 @@ async def echo(msg: Message, ctx: Context) -> bytes:
     ).encode()
 
 
+async def wrap(msg: Message, ctx: Context) -> bytes:
+    return b"wrapped:" + msg.body
+
+
 async def fetch(msg: Message, ctx: Context) -> Message:
     url = msg.body.decode()
     reply = await ctx.call(
@@ -171,6 +175,7 @@ security:
 blocks:
   echo: {{handler: handlers:echo}}
   fetch: {{handler: handlers:fetch}}
+  wrap: {{handler: handlers:wrap}}
   edge:
     port: {port}
     gateway:
@@ -179,11 +184,14 @@ blocks:
       routes:
         - {{name: echo, match: {{path: {{prefix: /echo}}}}, to: echo, strip_prefix: /echo}}
         - {{name: fetch, match: {{path: {{exact: /fetch}}, methods: [POST]}}, to: fetch}}
+        - {{name: pipe, match: {{path: {{prefix: /pipe}}}}, to: twice}}
       cors: {{allow_origins: ["https://app.test"]}}
   outbound:
     gateway:
       kind: egress
       allow: [{{host: localhost, scheme: http, ports: [{outside_port}]}}]
+patterns:
+  twice: {{pipeline: [echo, wrap]}}
 policies:
   blocks:
     edge:
@@ -217,6 +225,15 @@ def test_ingress_routes_a_valid_user_to_the_block(gateways: Gateways) -> None:
     answer: dict[str, Any] = json.loads(body)
     assert answer == {"path": "/docs/7?lang=en", "user": "alice", "body": "hi", "leaked": []}
     assert not any(h.startswith("x-eblocks-") for h in headers)
+
+
+def test_ingress_routes_to_a_pattern(gateways: Gateways) -> None:
+    status, _, body = gateways.curl(
+        "/pipe/x", "-X", "POST", "--data-binary", "hi", token=gateways.token()
+    )
+    assert status == 200, body
+    assert body.startswith("wrapped:")  # echo, then wrap: the pipeline ran in order
+    assert json.loads(body.removeprefix("wrapped:"))["body"] == "hi"
 
 
 def test_ingress_refuses_bad_tokens_and_unknown_paths(gateways: Gateways) -> None:
