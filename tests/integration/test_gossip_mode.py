@@ -3,6 +3,12 @@
 Eight instances of the textpipe pipeline (clean x2, tokenize x4, count x2) find
 each other through gossip; each stage resolves the next through its own view.
 Every wait is bounded; no assertion is about speed.
+
+One mesh serves the whole module (starting eight instances is most of the cost).
+A test that freezes, kills or stops an instance waits until every view has it
+alive again before it ends, and every test first waits for converged views, so
+each one starts from the state it would find on a fresh mesh. The key rotation
+changes the key file for good and therefore runs last (file order).
 """
 
 from __future__ import annotations
@@ -56,18 +62,18 @@ INSTANCES = {
 DETECT_BOUND = 20.0  # generous: detection takes ~2 s with the default tunables
 
 
-@pytest.fixture
-def mesh(sandbox: Sandbox) -> Sandbox:
-    folder = sandbox.copy_textpipe().parent
+@pytest.fixture(scope="module")
+def mesh(module_sandbox: Sandbox) -> Sandbox:
+    folder = module_sandbox.copy_textpipe().parent
     spec = folder / "gossip.yaml"
     spec.write_text(SPEC, encoding="utf-8")
-    up = sandbox.up(spec)
+    up = module_sandbox.up(spec)
     assert up.returncode == 0, str(up)
-    return sandbox
+    return module_sandbox
 
 
 @pytest.fixture
-def frozen(sandbox: Sandbox) -> Iterator[list[int]]:
+def frozen() -> Iterator[list[int]]:
     """Pids a test SIGSTOPs; resumed before the sandbox stops the mesh."""
     pids: list[int] = []
     try:
