@@ -201,7 +201,7 @@ class SwimNode:
         self._clock = clock
         self._rng = rng
         # the view: compact arrays by member id (see .viewstore); a simulator shares `directory`
-        self._members = View(directory or Directory())
+        self._members = View(Directory() if directory is None else directory)
         self._names = self._members.directory.names
         self._reachable = IdPool()  # ALIVE and SUSPECT: probed and gossiped to
         self._dead = IdPool()  # DEAD (not LEFT): pinged now and then to heal partitions
@@ -221,6 +221,7 @@ class SwimNode:
         self._started = False
         self._leaving = False
         self._late_until = -math.inf
+        self._gossip_armed = False  # the gossip timer runs only while updates are queued
         self._learned = 0  # members added to the view so far (a join re-sync stops without news)
         self._join_syncs = 0  # join re-syncs still to do
 
@@ -293,12 +294,7 @@ class SwimNode:
         if announce:
             self._broadcast_self()
         self._at(now + self._rng.uniform(0, cfg.probe_interval), "probe")
-        self._at(now + cfg.gossip_interval, "gossip")
-        # a joiner syncs again soon: peers that joined with it are missing from the seeds' state
-        first_sync = cfg.join_retry * self._rng.uniform(1.0, 2.0) if self._seeds else None
-        self._at(
-            now + (first_sync or self._jitter(cfg.sync_period(len(self._members) + 1))), "sync"
-        )
+        self._at(now + self._jitter(cfg.sync_period(len(self._members) + 1)), "sync")
         self._at(now + self._jitter(cfg.load_interval), "load")
         self._at(now + self._jitter(cfg.reconnect_interval), "reconnect")
         if self._seeds:
@@ -318,14 +314,22 @@ class SwimNode:
             self._send_state(addr, Kind.SYNC)
         self._begin_join_syncs()
 
-    def seed(self, records: Iterable[MemberRecord]) -> None:
-        """Put ``records`` in the view as ALIVE at incarnation 0 without gossip (simulation)."""
+    def seed(self, records: Iterable[MemberRecord] | View) -> None:
+        """Put ``records`` in the view as ALIVE without gossip (simulation).
+
+        Given a :class:`View` of the same directory (every member ALIVE), an empty
+        view is copied from it wholesale: how the simulator seeds thousands of nodes.
+        """
         now = self._clock.monotonic()
-        records = list(records)
-        size = max(len(self._members.directory), len(records))
-        self._members.reserve(size)
-        self._reachable.reserve(size)
-        for record in records:
+        if isinstance(records, View) and not len(self._members):
+            self._members.copy_from(records, now)
+            self._reachable = records.pool()
+            me = self._members.directory.find(self._me.instance)
+            self._members.remove(self._me.instance)
+            self._reachable.discard(me)
+            self._alive_count = len(self._members)
+            return
+        for record in records.records() if isinstance(records, View) else records:
             if record.instance != self._me.instance and record.instance not in self._members:
                 st = self._members.add(record, ALIVE, 0, now)
                 self._reachable.add(st.id)
@@ -592,9 +596,10 @@ class SwimNode:
             self._members.remove(str(instance))
 
     def _on_gossip(self, _: object) -> None:
-        self._at(self._clock.monotonic() + self.config.gossip_interval, "gossip")
+        self._gossip_armed = False
         if not len(self._queue):
-            return
+            return  # idle: no timer until the next update is queued
+        self._arm_gossip()
         for instance in self._sample(self._reachable, self.config.gossip_fanout):
             self._send(self._addr(instance), Kind.GOSSIP, 0)
 
@@ -738,6 +743,12 @@ class SwimNode:
         else:
             kind, mult = _STATE, self.config.retransmit_mult
         self._queue.push(update.instance, kind, encode_update(update), limit_mult=mult)
+        self._arm_gossip()
+
+    def _arm_gossip(self) -> None:
+        if self._started and not self._gossip_armed:
+            self._gossip_armed = True
+            self._at(self._clock.monotonic() + self.config.gossip_interval, "gossip")
 
     def _notify(self, st: Entry | None = None) -> None:
         """Tell listeners about a changed member (``None``: this node's own record)."""

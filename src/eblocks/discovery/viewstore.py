@@ -132,6 +132,7 @@ class View:
 
     __slots__ = (
         "_incarnation",
+        "_pool",
         "_records",
         "_seen",
         "_since",
@@ -150,6 +151,7 @@ class View:
         self._records: list[MemberRecord | None] = []
         self._suspect_until: dict[int, float] = {}  # SUSPECT members only
         self._size = 0
+        self._pool: IdPool | None = None  # cached by pool(), dropped on add and remove
 
     def __len__(self) -> int:
         return self._size
@@ -178,6 +180,7 @@ class View:
         self._since[ident] = self._seen[ident] = now
         self._records[ident] = record
         self._size += 1
+        self._pool = None
         return Entry(self, ident)
 
     def remove(self, instance: str) -> None:
@@ -187,10 +190,48 @@ class View:
             self._records[entry.id] = None
             self._suspect_until.pop(entry.id, None)
             self._size -= 1
+            self._pool = None
 
     def ids(self) -> Iterator[int]:
         """The ids this view holds, in id order."""
         return (ident for ident, status in enumerate(self._status) if status != ABSENT)
+
+    def pool(self) -> IdPool:
+        """A new pool of the ids this view holds (a copy of a cached one: C-level)."""
+        if self._pool is None:
+            self._pool = IdPool(self.ids())
+        return self._pool.copy()
+
+    def records(self) -> Iterator[MemberRecord]:
+        for ident in self.ids():
+            record = self._records[ident]
+            assert record is not None
+            yield record
+
+    @classmethod
+    def of(cls, directory: Directory, records: Iterable[MemberRecord], now: float) -> View:
+        """A view holding ``records``, all ALIVE at incarnation 0 (a template to seed from)."""
+        view = cls(directory)
+        for record in records:
+            if view.get(record.instance) is None:
+                view.add(record, MemberStatus.ALIVE, 0, now)
+        return view
+
+    def copy_from(self, other: View, now: float) -> None:
+        """Become a copy of ``other`` (same directory), every entry stamped ``now``.
+
+        Array copies run in C: seeding 10,000 views of 10,000 members takes seconds.
+        """
+        if other.directory is not self.directory:
+            raise ValueError("View.copy_from: the views must share one directory")
+        size = len(other._status)
+        self._status = bytearray(other._status)
+        self._incarnation = array("Q", other._incarnation)
+        self._since = array("d", [now]) * size
+        self._seen = array("d", [now]) * size
+        self._records = list(other._records)
+        self._suspect_until = dict(other._suspect_until)
+        self._size = other._size
 
     def entries(self) -> Iterator[Entry]:
         for ident in self.ids():
@@ -229,6 +270,11 @@ class IdPool:
 
     def __contains__(self, item: int) -> bool:
         return 0 <= item < len(self._pos) and self._pos[item] != 0
+
+    def copy(self) -> IdPool:
+        pool = IdPool()
+        pool._items, pool._pos = array("i", self._items), array("i", self._pos)
+        return pool
 
     def reserve(self, size: int) -> None:
         """Make room for ids below ``size`` at once (a bulk load: no over-allocation)."""
