@@ -149,7 +149,9 @@ async def _round(
     await fleet.wait(
         lambda: all(victim.name in p.down for p in others), bound, f"{victim.name} detected"
     )
-    detect = max(p.down[victim.name][1] for p in others) - t_kill
+    # a survivor that still held the victim DEAD (a false suspicion before the kill, not
+    # refuted since) detected it at once, not before the kill
+    detect = max(max(p.down[victim.name][1] - t_kill, 0.0) for p in others)
     return {
         "converge_s": round(converge, 3),
         "converge_alive_s": None if converge_alive is None else round(converge_alive, 3),

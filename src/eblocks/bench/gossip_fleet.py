@@ -42,7 +42,8 @@ class MemberProcess:
     port: int = 0
     # (ALIVE count, ALIVE + SUSPECT count, t) since the last reset
     alive: list[tuple[int, int, float]] = field(default_factory=list)
-    down: dict[str, tuple[str, float]] = field(default_factory=dict)  # who -> (status, first t)
+    # who -> (status, first t) while down; an "up" report (a refuted false DEAD) removes it
+    down: dict[str, tuple[str, float]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
@@ -202,6 +203,8 @@ class Fleet:
                 member.alive.append((int(event["n"]), int(event["known"]), float(event["t"])))
             elif kind == "down":
                 member.down.setdefault(event["who"], (event["status"], float(event["t"])))
+            elif kind == "up":
+                member.down.pop(event["who"], None)
             elif kind == "stats":
                 member.stats = event
             self._wake()

@@ -599,7 +599,7 @@ class SwimNode:
         self._gossip_armed = False
         if not len(self._queue):
             return  # idle: no timer until the next update is queued
-        self._arm_gossip()
+        self._arm_gossip(self.config.gossip_interval)
         for instance in self._sample(self._reachable, self.config.gossip_fanout):
             self._send(self._addr(instance), Kind.GOSSIP, 0)
 
@@ -745,10 +745,12 @@ class SwimNode:
         self._queue.push(update.instance, kind, encode_update(update), limit_mult=mult)
         self._arm_gossip()
 
-    def _arm_gossip(self) -> None:
+    def _arm_gossip(self, delay: float = 0.0) -> None:
+        """Gossip after ``delay``: news after an idle spell goes out at once (fresh news
+        spreads one network delay a hop), then every ``gossip_interval`` while any is queued."""
         if self._started and not self._gossip_armed:
             self._gossip_armed = True
-            self._at(self._clock.monotonic() + self.config.gossip_interval, "gossip")
+            self._at(self._clock.monotonic() + delay, "gossip")
 
     def _notify(self, st: Entry | None = None) -> None:
         """Tell listeners about a changed member (``None``: this node's own record)."""
