@@ -131,6 +131,8 @@ class SwimConfig:
             raise ValueError("SwimConfig.max_stream must be at least max_packet")
         if self.max_packet < 512:
             raise ValueError("SwimConfig.max_packet must be at least 512 bytes")
+        if self.join_sync <= 0 or self.join_syncs < 0:
+            raise ValueError("SwimConfig.join_sync must be > 0 and join_syncs >= 0")
         if self.gossip_fanout < 1 or self.retransmit_mult < 1:
             raise ValueError("SwimConfig.gossip_fanout and retransmit_mult must be >= 1")
 
