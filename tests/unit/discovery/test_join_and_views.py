@@ -53,7 +53,7 @@ def test_a_crowd_joining_through_three_seeds_converges_within_two_seconds() -> N
 
 def test_without_re_syncs_the_crowd_waits_for_probes_and_periodic_syncs() -> None:
     # the seeds' first answers miss whoever joined later; gossip alone leaves holes
-    net, nodes, t0 = crowd_join(40, config=SwimConfig(join_syncs=0))
+    net, nodes, _t0 = crowd_join(40, config=SwimConfig(join_syncs=0))
     net.run(2.0)
     assert not everyone_known(nodes)
     net.wait_for(lambda: everyone_known(nodes), timeout=60)  # repaired, but much later
@@ -98,7 +98,8 @@ def test_fresh_news_after_an_idle_spell_is_gossiped_at_once() -> None:
 
     net.deliver = deliver  # type: ignore[method-assign]
     net.run(5.0)
-    assert seen and Kind.GOSSIP not in {kind for _, _, kind in seen}  # idle: probes only
+    assert seen
+    assert Kind.GOSSIP not in {kind for _, _, kind in seen}
     a = nodes[2]
     a.update_record(labels={"v": "2"})
     now = net.clock.monotonic()
@@ -120,18 +121,23 @@ def test_view_entries_read_and_write_through_the_arrays() -> None:
     directory = Directory()
     view = View(directory)
     a, b = make_record(1), make_record(2)
-    assert view.get(a.instance) is None and len(view) == 0
+    assert view.get(a.instance) is None
+    assert len(view) == 0
     entry = view.add(a, ALIVE, 3, now=10.0)
     view.add(b, ALIVE, 0, now=11.0)
-    assert directory.find(a.instance) == entry.id == 0 and len(view) == 2
+    assert directory.find(a.instance) == entry.id == 0
+    assert len(view) == 2
     entry.status, entry.incarnation, entry.suspect_until = SUSPECT, 2**40, 12.5
     again = view.get(a.instance)
     assert again is not None
     assert (again.status, again.incarnation, again.suspect_until) == (SUSPECT, 2**40, 12.5)
-    assert again.record is a and again.instance == a.instance
+    assert again.record is a
+    assert again.instance == a.instance
     assert again.snapshot().since == 10.0
     view.remove(a.instance)
-    assert a.instance not in view and b.instance in view and len(view) == 1
+    assert a.instance not in view
+    assert b.instance in view
+    assert len(view) == 1
     assert [e.instance for e in view.entries()] == [b.instance]
     # a re-added member starts afresh (no suspicion left over)
     assert view.add(a, ALIVE, 4, now=13.0).suspect_until == 0.0
@@ -145,30 +151,40 @@ def test_views_of_one_directory_share_records_and_copy_in_bulk() -> None:
     net_view.copy_from(template, now=2.0)
     assert len(net_view) == 50
     got = net_view.get(records[7].instance)
-    assert got is not None and got.record is records[7] and got.since == 2.0
+    assert got is not None
+    assert got.record is records[7]
+    assert got.since == 2.0
     net_view.remove(records[7].instance)  # copies are independent
     assert records[7].instance in template
     with pytest.raises(ValueError, match="directory"):
         View(Directory()).copy_from(template, now=0.0)
     pool = template.pool()
     pool.discard(3)
-    assert 3 not in pool and 3 in template.pool() and len(template.pool()) == 50
+    assert 3 not in pool
+    assert 3 in template.pool()
+    assert len(template.pool()) == 50
 
 
 def test_id_pool_add_discard_and_sample() -> None:
     pool = IdPool([5, 9, 2, 40])
     pool.add(9)
-    assert len(pool) == 4 and 40 in pool and 41 not in pool and -1 not in pool
+    assert len(pool) == 4
+    assert 40 in pool
+    assert 41 not in pool
+    assert -1 not in pool
     pool.discard(9)
     pool.discard(9)
     assert sorted(pool.snapshot()) == [2, 5, 40]
     rng = random.Random(4)
     for _ in range(20):
         picked = pool.sample(rng, 2, exclude=5)
-        assert len(picked) == 2 and 5 not in picked and len(set(picked)) == 2
+        assert len(picked) == 2
+        assert 5 not in picked
+        assert len(set(picked)) == 2
     big = IdPool(range(100))
     picked = big.sample(rng, 3, exclude=7)
-    assert len(set(picked)) == 3 and 7 not in picked
+    assert len(set(picked)) == 3
+    assert 7 not in picked
 
 
 def test_seeding_thousands_of_views_from_a_template_keeps_each_node_out_of_its_own() -> None:
@@ -181,5 +197,6 @@ def test_seeding_thousands_of_views_from_a_template_keeps_each_node_out_of_its_o
     assert all(node.alive_count == node.reachable_count == 299 for node in nodes)
     assert nodes[5].member(records[5].instance) == nodes[5].me()  # itself, not a view entry
     member = nodes[5].member(records[6].instance)
-    assert member is not None and member.record is records[6]
+    assert member is not None
+    assert member.record is records[6]
     assert len(nodes[5].members()) == 300
