@@ -17,11 +17,15 @@ One protocol period (``probe_interval``):
 4. a suspect that does not refute (ALIVE at a higher incarnation) within the
    suspicion timeout becomes DEAD, everywhere the suspicion reached.
 
-Every packet piggybacks queued updates (see :mod:`.broadcast`); every
-``gossip_interval`` a node with queued updates also sends them to
-``gossip_fanout`` random members, so news spreads in O(log N) rounds.
-Joiners and, every ``sync_interval``, every node exchange their full state with
-one member (push-pull). A transport that also implements
+Every packet piggybacks queued updates (see :mod:`.broadcast`); a node with
+queued updates also sends them to ``gossip_fanout`` random members, at once
+when news arrives after an idle spell and then every ``gossip_interval`` while
+any is queued (no gossip timer at all while idle), so news spreads in O(log N)
+network delays. Joiners and, every ``sync_interval``, every node exchange their
+full state with one member (push-pull). Members that join together miss each
+other in the seeds' answers, so a joiner push-pulls again after ``join_sync``,
+then at doubling delays (``join_syncs`` times at most), and stops as soon as a
+re-sync taught it nothing new. A transport that also implements
 :class:`StreamTransport` (the UDP driver: TCP on the same port number) carries
 a push-pull as one signed message each way over a stream; otherwise (the
 simulator) the state goes in datagrams of at most ``max_packet`` bytes.
@@ -311,10 +315,12 @@ class SwimNode:
         if not self._started or self._leaving:
             return
         fresh = tuple(addr for addr in seeds if addr != self._me.gossip_addr)
+        unseen = not set(fresh) <= set(self._seeds)
         self._seeds = tuple(dict.fromkeys((*self._seeds, *fresh)))
         for addr in fresh:
             self._send_state(addr, Kind.SYNC)
-        self._begin_join_syncs()
+        if unseen:  # a seed retried every second (one still down) starts no re-syncs
+            self._begin_join_syncs()
 
     def seed(self, records: Iterable[MemberRecord] | View) -> None:
         """Put ``records`` in the view as ALIVE without gossip (simulation).
