@@ -72,6 +72,12 @@ async def run_loopback(
                     )
                 progress(f"round {r + 1}/{rounds}: converging")
                 results.append(await _round(fleet, procs, steady, settle, bound, rng, progress))
+                last = results[-1]
+                progress(
+                    f"round {r + 1}/{rounds} done: converge {last['converge_s']:.2f} s, "
+                    f"detect {last['detect_s']:.2f} s, {last['bytes_per_member_s']:.0f} B/member/s"
+                    f" (load average {os.getloadavg()[0]:.1f})"
+                )
                 victim = procs.index(next(p for p in procs if p.name == results[-1]["victim"]))
                 procs[victim] = await fleet.spawn(f"m{victim}-x{r}")  # renamed by the reset
         except (TimeoutError, RuntimeError) as exc:
