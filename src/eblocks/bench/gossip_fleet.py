@@ -44,6 +44,7 @@ class MemberProcess:
     alive: list[tuple[int, int, float]] = field(default_factory=list)
     # who -> (status, first t) while down; an "up" report (a refuted false DEAD) removes it
     down: dict[str, tuple[str, float]] = field(default_factory=dict)
+    downs: int = 0  # DEAD/LEFT reports since the last reset (false ones under starvation)
     stats: dict[str, Any] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
@@ -132,6 +133,7 @@ class Fleet:
         """Replace the member's node by a fresh one called ``name`` (the old one just stops)."""
         del self.members[member.name]
         member.name, member.port, member.alive, member.down = name, 0, [], {}
+        member.downs = 0
         member.ready.clear()
         self.members[name] = member
         self.send(member, f"reset {name}")
@@ -203,6 +205,7 @@ class Fleet:
                 member.alive.append((int(event["n"]), int(event["known"]), float(event["t"])))
             elif kind == "down":
                 member.down.setdefault(event["who"], (event["status"], float(event["t"])))
+                member.downs += 1
             elif kind == "up":
                 member.down.pop(event["who"], None)
             elif kind == "stats":
