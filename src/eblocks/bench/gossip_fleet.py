@@ -42,7 +42,9 @@ class MemberProcess:
     port: int = 0
     # (ALIVE count, ALIVE + SUSPECT count, t) since the last reset
     alive: list[tuple[int, int, float]] = field(default_factory=list)
-    down: dict[str, tuple[str, float]] = field(default_factory=dict)  # who -> (status, first t)
+    # who -> (status, first t) while down; an "up" report (a refuted false DEAD) removes it
+    down: dict[str, tuple[str, float]] = field(default_factory=dict)
+    downs: int = 0  # DEAD/LEFT reports since the last reset (false ones under starvation)
     stats: dict[str, Any] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
@@ -131,6 +133,7 @@ class Fleet:
         """Replace the member's node by a fresh one called ``name`` (the old one just stops)."""
         del self.members[member.name]
         member.name, member.port, member.alive, member.down = name, 0, [], {}
+        member.downs = 0
         member.ready.clear()
         self.members[name] = member
         self.send(member, f"reset {name}")
@@ -202,6 +205,9 @@ class Fleet:
                 member.alive.append((int(event["n"]), int(event["known"]), float(event["t"])))
             elif kind == "down":
                 member.down.setdefault(event["who"], (event["status"], float(event["t"])))
+                member.downs += 1
+            elif kind == "up":
+                member.down.pop(event["who"], None)
             elif kind == "stats":
                 member.stats = event
             self._wake()

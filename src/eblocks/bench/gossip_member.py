@@ -8,6 +8,7 @@ with the mesh key in ``EBLOCKS_GOSSIP_KEY`` (hex). It binds a
     {"event": "alive", "name": ..., "n": ..., "known": ..., "t": ...}
         its count of other ALIVE (``n``) or ALIVE + SUSPECT (``known``) members changed
     {"event": "down", "name": ..., "who": ..., "status": "dead"|"left", "t": ...}
+    {"event": "up", "name": ..., "who": ..., "t": ...}   a member reported down is back
     {"event": "stats", "name": ..., "t": ..., "bytes_sent": ..., ...}   answer to ``stats``
 
 ``t`` is wall-clock time (``time.time()``), comparable across processes on one
@@ -51,11 +52,12 @@ class _Member:
         self.gossip: GossipNode | None = None
         self.name = ""
         self._alive = (-1, -1)
+        self._down: set[str] = set()  # members reported down (an "up" event when they return)
 
     async def start(self, name: str) -> None:
         if self.gossip is not None:
             await self.gossip.aclose(graceful=False)
-        self.name, self._alive = name, (-1, -1)
+        self.name, self._alive, self._down = name, (-1, -1), set()
         record = MemberRecord(mesh="bench", block=self.block, instance=name, host=self.host,
                               port=8000, gossip_port=0)  # fmt: skip
         self.gossip = GossipNode(record, keyring=self.keyring, leave_drain=0.3)
@@ -68,8 +70,12 @@ class _Member:
         node = self.gossip.node
         now = time.time()
         if member.instance != self.name and member.status in (MemberStatus.DEAD, MemberStatus.LEFT):
+            self._down.add(member.instance)
             _emit(event="down", name=self.name, who=member.instance,
                   status=member.status.name.lower(), t=now)  # fmt: skip
+        elif member.instance in self._down and member.status.reachable:
+            self._down.discard(member.instance)  # a false DEAD, refuted
+            _emit(event="up", name=self.name, who=member.instance, t=now)
         counts = (node.alive_count, node.reachable_count)
         if counts != self._alive:
             self._alive = counts

@@ -153,10 +153,14 @@ def _bench_loopback(members: int, rounds: int, steady: float, out: Path) -> None
     from eblocks.bench.discovery import run_loopback, to_markdown, write
 
     with console.status("discovery bench") as status:
+
+        def progress(message: str) -> None:
+            status.update(message)
+            if " done: " in message:  # a round's figures: kept in the log if the run stops
+                err.print(message)
+
         try:
-            report = asyncio.run(
-                run_loopback(members, rounds, steady=steady, progress=status.update)
-            )
+            report = asyncio.run(run_loopback(members, rounds, steady=steady, progress=progress))
         except (TimeoutError, RuntimeError, OSError) as exc:
             fail(f"discovery bench failed: {exc}")
     console.print(to_markdown(report))

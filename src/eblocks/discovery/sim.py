@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from eblocks.discovery.member import MemberRecord, MemberStatus
 from eblocks.discovery.swim import Addr, SwimConfig, SwimNode
+from eblocks.discovery.viewstore import Directory, View
 from eblocks.discovery.wire import Keyring
 from eblocks.testing import FakeClock
 
@@ -64,6 +65,7 @@ class SimNetwork:
         self.rng = rng or random.Random(0)
         self.conditions = conditions or NetworkConditions()
         self.nodes: dict[Addr, SwimNode] = {}
+        self.directory = Directory()  # member names interned once for every node's view
         self.delivered = 0
         self.lost = 0
         self._events: list[tuple[float, int, Addr, Addr | None, bytes]] = []
@@ -92,6 +94,7 @@ class SimNetwork:
             rng=random.Random(self.rng.random()),
             config=config,
             incarnation=incarnation,
+            directory=self.directory,
         )
         self.nodes[record.gossip_addr] = node
         return node
@@ -280,8 +283,9 @@ def _join_one(
     config: SwimConfig,
     timeout: float,
 ) -> float:
+    template = View.of(net.directory, records, net.clock.monotonic())
     for node in nodes:
-        node.seed(records)
+        node.seed(template)  # a C-level copy of the template's arrays
         node.start(announce=False)
         net.wake(node.record.gossip_addr)
     net.run(2 * config.probe_interval)

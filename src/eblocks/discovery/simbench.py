@@ -1,9 +1,11 @@
 """The simulated half of ``eblocks bench discovery``: :func:`~.sim.simulate` at several sizes.
 
-Every node of the simulator holds a full view, so memory grows with N²:
-about 0.8 GB at 2,000 members and 4.2 GB at 5,000 on CPython 3.12. A size
-whose estimate does not fit in half the memory available now is *refused*
-with the reason in the report, rather than started and killed by the OOM killer.
+Every node of the simulator holds a full view, so memory grows with N². The
+views are arrays by interned member id (:mod:`.viewstore`), about 60 bytes per
+entry measured: 1.5 GB at 5,000 members, 6 GB at 10,000 (it was 170 bytes, and
+17 GB at 10,000, with one object per entry). A size whose estimate does not fit
+in half the memory available now is *refused* with the reason in the report,
+rather than started and killed by the OOM killer.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ __all__ = [
     "write",
 ]
 
-BYTES_PER_VIEW_ENTRY = 170
-"""Measured: peak RSS ≈ 60 MB + 170 B * N² (1,000 → 0.23 GB, 5,000 → 4.2 GB)."""
+BYTES_PER_VIEW_ENTRY = 60
+"""Measured: peak RSS ≈ 60 MB + 60 B * N² (2,000 → 0.33 GB, 5,000 → 1.5 GB)."""
 BASE_BYTES = 60_000_000
 
 

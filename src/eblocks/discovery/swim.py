@@ -17,11 +17,15 @@ One protocol period (``probe_interval``):
 4. a suspect that does not refute (ALIVE at a higher incarnation) within the
    suspicion timeout becomes DEAD, everywhere the suspicion reached.
 
-Every packet piggybacks queued updates (see :mod:`.broadcast`); every
-``gossip_interval`` a node with queued updates also sends them to
-``gossip_fanout`` random members, so news spreads in O(log N) rounds.
-Joiners and, every ``sync_interval``, every node exchange their full state with
-one member (push-pull). A transport that also implements
+Every packet piggybacks queued updates (see :mod:`.broadcast`); a node with
+queued updates also sends them to ``gossip_fanout`` random members, at once
+when news arrives after an idle spell and then every ``gossip_interval`` while
+any is queued (no gossip timer at all while idle), so news spreads in O(log N)
+network delays. Joiners and, every ``sync_interval``, every node exchange their
+full state with one member (push-pull). Members that join together miss each
+other in the seeds' answers, so a joiner push-pulls again after ``join_sync``,
+then at doubling delays (``join_syncs`` times at most), and stops as soon as a
+re-sync taught it nothing new. A transport that also implements
 :class:`StreamTransport` (the UDP driver: TCP on the same port number) carries
 a push-pull as one signed message each way over a stream; otherwise (the
 simulator) the state goes in datagrams of at most ``max_packet`` bytes.
@@ -37,6 +41,7 @@ import dataclasses
 import heapq
 import math
 import random
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -51,6 +56,7 @@ from eblocks.discovery.member import (
     load_changed,
     supersedes,
 )
+from eblocks.discovery.viewstore import Directory, Entry, IdPool, View
 from eblocks.discovery.wire import (
     OVERHEAD,
     Keyring,
@@ -112,6 +118,8 @@ class SwimConfig:
     load_interval: float = 5.0
     sync_interval: float = 30.0
     join_retry: float = 1.0
+    join_sync: float = 0.25
+    join_syncs: int = 4
     reconnect_interval: float = 2.0
     reap_after: float = 60.0
     max_packet: int = 1400
@@ -127,6 +135,8 @@ class SwimConfig:
             raise ValueError("SwimConfig.max_stream must be at least max_packet")
         if self.max_packet < 512:
             raise ValueError("SwimConfig.max_packet must be at least 512 bytes")
+        if self.join_sync <= 0 or self.join_syncs < 0:
+            raise ValueError("SwimConfig.join_sync must be > 0 and join_syncs >= 0")
         if self.gossip_fanout < 1 or self.retransmit_mult < 1:
             raise ValueError("SwimConfig.gossip_fanout and retransmit_mult must be >= 1")
 
@@ -166,66 +176,10 @@ class Counters:
 
 
 @dataclass(slots=True)
-class _State:
-    record: MemberRecord
-    status: MemberStatus
-    incarnation: int
-    since: float
-    last_seen: float = 0.0
-    suspect_until: float = 0.0
-
-    def snapshot(self) -> Member:
-        return Member(self.record, self.status, self.incarnation, self.since, self.last_seen)
-
-
-@dataclass(slots=True)
 class _Probe:
     seq: int
     target: str
     acked: bool = False
-
-
-class _Pool:
-    """An indexable set: O(1) add, remove and random pick."""
-
-    __slots__ = ("_index", "_items")
-
-    def __init__(self) -> None:
-        self._items: list[str] = []
-        self._index: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, item: str) -> bool:
-        return item in self._index
-
-    def add(self, item: str) -> None:
-        if item not in self._index:
-            self._index[item] = len(self._items)
-            self._items.append(item)
-
-    def discard(self, item: str) -> None:
-        pos = self._index.pop(item, None)
-        if pos is None:
-            return
-        last = self._items.pop()
-        if pos < len(self._items):
-            self._items[pos] = last
-            self._index[last] = pos
-
-    def sample(self, rng: random.Random, k: int, exclude: str = "") -> list[str]:
-        if len(self._items) <= k + 1:
-            return [item for item in self._items if item != exclude][:k]
-        picked: dict[str, None] = {}  # ordered, so a seeded run replays whatever the hash seed
-        while len(picked) < k:
-            item = self._items[rng.randrange(len(self._items))]
-            if item != exclude:
-                picked[item] = None
-        return list(picked)
-
-    def items(self) -> list[str]:
-        return list(self._items)
 
 
 class SwimNode:
@@ -241,6 +195,7 @@ class SwimNode:
         rng: random.Random,
         config: SwimConfig | None = None,
         incarnation: int = 0,
+        directory: Directory | None = None,
     ) -> None:
         self.config = config or SwimConfig()
         self.counters = Counters()
@@ -251,16 +206,19 @@ class SwimNode:
         self._stream = transport if isinstance(transport, StreamTransport) else None
         self._clock = clock
         self._rng = rng
-        self._members: dict[str, _State] = {}
-        self._reachable = _Pool()  # ALIVE and SUSPECT: probed and gossiped to
-        self._dead = _Pool()  # DEAD (not LEFT): pinged now and then to heal partitions
+        # the view: compact arrays by member id (see .viewstore); a simulator shares `directory`
+        self._members = View(Directory() if directory is None else directory)
+        self._names = self._members.directory.names
+        self._reachable = IdPool()  # ALIVE and SUSPECT: probed and gossiped to
+        self._dead = IdPool()  # DEAD (not LEFT): pinged now and then to heal partitions
         self._alive_count = 0
         self._queue = BroadcastQueue()
         self._timers: list[tuple[float, int, str, object]] = []
         self._timer_seq = 0
         self._seq = 0
         self._probe: _Probe | None = None
-        self._order: list[str] = []
+        self._order = array("i")  # this round's probe order, shuffled as it is consumed
+        self._order_at = 0
         self._relays: dict[int, tuple[Addr, int]] = {}
         self._asked: dict[str, float] = {}  # unknown senders we pushed our state to, until when
         self._seeds: tuple[Addr, ...] = ()
@@ -269,6 +227,9 @@ class SwimNode:
         self._started = False
         self._leaving = False
         self._late_until = -math.inf
+        self._gossip_armed = False  # the gossip timer runs only while updates are queued
+        self._learned = 0  # members added to the view so far (a join re-sync stops without news)
+        self._join_syncs = 0  # join re-syncs still to do
 
     # -- public view ---------------------------------------------------------
 
@@ -315,7 +276,7 @@ class SwimNode:
 
     def members(self) -> list[Member]:
         """This node's view, itself included, DEAD and LEFT members too (until reaped)."""
-        return [self.me(), *(st.snapshot() for st in self._members.values())]
+        return [self.me(), *(st.snapshot() for st in self._members.entries())]
 
     def member(self, instance: str) -> Member | None:
         if instance == self._me.instance:
@@ -339,12 +300,7 @@ class SwimNode:
         if announce:
             self._broadcast_self()
         self._at(now + self._rng.uniform(0, cfg.probe_interval), "probe")
-        self._at(now + cfg.gossip_interval, "gossip")
-        # a joiner syncs again soon: peers that joined with it are missing from the seeds' state
-        first_sync = cfg.join_retry * self._rng.uniform(1.0, 2.0) if self._seeds else None
-        self._at(
-            now + (first_sync or self._jitter(cfg.sync_period(len(self._members) + 1))), "sync"
-        )
+        self._at(now + self._jitter(cfg.sync_period(len(self._members) + 1)), "sync")
         self._at(now + self._jitter(cfg.load_interval), "load")
         self._at(now + self._jitter(cfg.reconnect_interval), "reconnect")
         if self._seeds:
@@ -359,17 +315,32 @@ class SwimNode:
         if not self._started or self._leaving:
             return
         fresh = tuple(addr for addr in seeds if addr != self._me.gossip_addr)
+        unseen = not set(fresh) <= set(self._seeds)
         self._seeds = tuple(dict.fromkeys((*self._seeds, *fresh)))
         for addr in fresh:
             self._send_state(addr, Kind.SYNC)
+        if unseen:  # a seed retried every second (one still down) starts no re-syncs
+            self._begin_join_syncs()
 
-    def seed(self, records: Iterable[MemberRecord]) -> None:
-        """Put ``records`` in the view as ALIVE at incarnation 0 without gossip (simulation)."""
+    def seed(self, records: Iterable[MemberRecord] | View) -> None:
+        """Put ``records`` in the view as ALIVE without gossip (simulation).
+
+        Given a :class:`View` of the same directory (every member ALIVE), an empty
+        view is copied from it wholesale: how the simulator seeds thousands of nodes.
+        """
         now = self._clock.monotonic()
-        for record in records:
+        if isinstance(records, View) and not len(self._members):
+            self._members.copy_from(records, now)
+            self._reachable = records.pool()
+            me = self._members.directory.find(self._me.instance)
+            self._members.remove(self._me.instance)
+            self._reachable.discard(me)
+            self._alive_count = len(self._members)
+            return
+        for record in records.records() if isinstance(records, View) else records:
             if record.instance != self._me.instance and record.instance not in self._members:
-                self._members[record.instance] = _State(record, ALIVE, 0, now, now)
-                self._reachable.add(record.instance)
+                st = self._members.add(record, ALIVE, 0, now)
+                self._reachable.add(st.id)
                 self._alive_count += 1
 
     def leave(self) -> None:
@@ -379,7 +350,7 @@ class SwimNode:
         self._leaving = True
         update = StateUpdate(LEFT, self._me.instance, self._incarnation)
         self._push(update)
-        for instance in self._reachable.sample(self._rng, 2 * self.config.gossip_fanout):
+        for instance in self._sample(self._reachable, 2 * self.config.gossip_fanout):
             self._send(self._addr(instance), Kind.GOSSIP, 0)
         self._notify()
 
@@ -527,8 +498,8 @@ class SwimNode:
         if st is None:
             if update.record is None:
                 return  # a rumour about a member we never saw: wait for its ALIVE
-            st = _State(update.record, update.status, update.incarnation, now, now)
-            self._members[update.instance] = st
+            st = self._members.add(update.record, update.status, update.incarnation, now)
+            self._learned += 1
             self._count(st, +1)
         elif supersedes(update.status, update.incarnation, st.status, st.incarnation):
             self._count(st, -1)
@@ -559,9 +530,9 @@ class SwimNode:
             self._push(update)
         self._notify(st)
 
-    def _count(self, st: _State, sign: int) -> None:
+    def _count(self, st: Entry, sign: int) -> None:
         """Keep the pools and the ALIVE count in step as ``st`` leaves (-1) or enters (+1)."""
-        instance = st.record.instance
+        instance = st.id
         if st.status is ALIVE:
             self._alive_count += sign
         if sign < 0:
@@ -603,7 +574,7 @@ class SwimNode:
         if probe is None or probe.seq != seq or probe.acked:
             return
         target_addr = self._addr(probe.target)
-        helpers = self._reachable.sample(self._rng, self.config.indirect_probes + 1, probe.target)
+        helpers = self._sample(self._reachable, self.config.indirect_probes + 1, probe.target)
         for helper in helpers[: self.config.indirect_probes]:
             self._send(
                 self._addr(helper),
@@ -628,21 +599,22 @@ class SwimNode:
         if st is None or st.status.reachable:
             return
         if self._clock.monotonic() - st.since >= self.config.reap_after:
-            self._dead.discard(str(instance))
+            self._dead.discard(st.id)
             self._asked.pop(str(instance), None)
-            del self._members[str(instance)]
+            self._members.remove(str(instance))
 
     def _on_gossip(self, _: object) -> None:
-        self._at(self._clock.monotonic() + self.config.gossip_interval, "gossip")
+        self._gossip_armed = False
         if not len(self._queue):
-            return
-        for instance in self._reachable.sample(self._rng, self.config.gossip_fanout):
+            return  # idle: no timer until the next update is queued
+        self._arm_gossip(self.config.gossip_interval)
+        for instance in self._sample(self._reachable, self.config.gossip_fanout):
             self._send(self._addr(instance), Kind.GOSSIP, 0)
 
     def _on_sync(self, _: object) -> None:
         period = self.config.sync_period(len(self._members) + 1)
         self._at(self._clock.monotonic() + self._jitter(period), "sync")
-        picked = self._reachable.sample(self._rng, 1)
+        picked = self._sample(self._reachable, 1)
         if picked and not self._leaving:
             self._send_state(self._addr(picked[0]), Kind.SYNC)
 
@@ -654,6 +626,32 @@ class SwimNode:
         for addr in self._seeds:
             self._send_state(addr, Kind.SYNC)
         self._at(self._clock.monotonic() + self.config.join_retry, "join")
+        self._begin_join_syncs()
+
+    def _begin_join_syncs(self) -> None:
+        """Push-pull again soon: members that joined at the same moment were missing from
+        the seeds' answers. The delay doubles; the re-syncs stop once one taught nothing."""
+        if self._join_syncs == 0 and self.config.join_syncs > 0:
+            self._join_syncs = self.config.join_syncs
+            self._at(self._clock.monotonic() + self.config.join_sync, "join_sync", (1, -1))
+
+    def _on_join_sync(self, arg: object) -> None:
+        assert isinstance(arg, tuple)
+        step, learned_before = int(arg[0]), int(arg[1])
+        if self._leaving or self._learned == learned_before:
+            self._join_syncs = 0  # the last re-sync brought nothing new: the view is whole
+            return
+        self._join_syncs -= 1
+        # the first re-sync asks a seed (every joiner went through one); later ones ask a
+        # random member, so that a crowd of joiners does not queue at the seeds
+        picked = self._sample(self._reachable, 1)
+        if self._seeds and (step == 1 or not picked):
+            self._send_state(self._seeds[self._rng.randrange(len(self._seeds))], Kind.SYNC)
+        elif picked:
+            self._send_state(self._addr(picked[0]), Kind.SYNC)
+        if self._join_syncs > 0:
+            delay = self.config.join_sync * 2**step
+            self._at(self._clock.monotonic() + delay, "join_sync", (step + 1, self._learned))
 
     def _on_load(self, _: object) -> None:
         self._at(self._clock.monotonic() + self._jitter(self.config.load_interval), "load")
@@ -669,10 +667,10 @@ class SwimNode:
         self._at(
             self._clock.monotonic() + self._jitter(self.config.reconnect_interval), "reconnect"
         )
-        picked = self._dead.sample(self._rng, 1)
-        if not picked or self._leaving:
+        picked = self._sample(self._dead, 1)
+        st = self._members.get(picked[0]) if picked else None
+        if st is None or self._leaving:
             return
-        st = self._members[picked[0]]
         rumour = encode_update(StateUpdate(DEAD, picked[0], st.incarnation))
         addr, seq = self._addr(picked[0]), self._next_seq()
         self._send(addr, Kind.PING, seq, target=picked[0], extra=[rumour])
@@ -703,9 +701,9 @@ class SwimNode:
         entries = [
             encode_update(StateUpdate(ALIVE, self._me.instance, self._incarnation, self._me))
         ]
-        for instance, st in self._members.items():
+        for st in self._members.entries():
             entries.append(
-                encode_update(StateUpdate(st.status, instance, st.incarnation, st.record))
+                encode_update(StateUpdate(st.status, st.instance, st.incarnation, st.record))
             )
         return entries
 
@@ -753,8 +751,16 @@ class SwimNode:
         else:
             kind, mult = _STATE, self.config.retransmit_mult
         self._queue.push(update.instance, kind, encode_update(update), limit_mult=mult)
+        self._arm_gossip()
 
-    def _notify(self, st: _State | None = None) -> None:
+    def _arm_gossip(self, delay: float = 0.0) -> None:
+        """Gossip after ``delay``: news after an idle spell goes out at once (fresh news
+        spreads one network delay a hop), then every ``gossip_interval`` while any is queued."""
+        if self._started and not self._gossip_armed:
+            self._gossip_armed = True
+            self._at(self._clock.monotonic() + delay, "gossip")
+
+    def _notify(self, st: Entry | None = None) -> None:
         """Tell listeners about a changed member (``None``: this node's own record)."""
         if self._listeners:
             member = self.me() if st is None else st.snapshot()
@@ -762,16 +768,28 @@ class SwimNode:
                 listener(member)
 
     def _next_target(self) -> str | None:
-        while self._order:
-            instance = self._order.pop()
-            if instance in self._reachable:
-                return instance
-        self._order = self._reachable.items()
-        self._rng.shuffle(self._order)
-        return self._order.pop() if self._order else None
+        """The next member of a shuffled round-robin order (Fisher-Yates, one step a probe)."""
+        for _ in range(2):
+            order = self._order
+            while self._order_at < len(order):
+                at = self._order_at
+                pick = self._rng.randrange(at, len(order))
+                order[at], order[pick] = order[pick], order[at]
+                self._order_at += 1
+                if order[at] in self._reachable:
+                    return self._names[order[at]]
+            self._order, self._order_at = self._reachable.snapshot(), 0  # a new round
+        return None
+
+    def _sample(self, pool: IdPool, k: int, exclude: str = "") -> list[str]:
+        """Up to ``k`` distinct members of ``pool`` picked at random, by name."""
+        skip = self._members.directory.find(exclude) if exclude else -1
+        return [self._names[ident] for ident in pool.sample(self._rng, k, skip)]
 
     def _addr(self, instance: str) -> Addr:
-        return self._members[instance].record.gossip_addr
+        st = self._members.get(instance)
+        assert st is not None, instance
+        return st.record.gossip_addr
 
     def _next_seq(self) -> int:
         self._seq += 1

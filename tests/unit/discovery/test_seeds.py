@@ -100,7 +100,7 @@ def test_join_after_start_reaches_late_seeds() -> None:
 
 
 def test_sim_bench_refuses_what_cannot_fit() -> None:
-    assert estimate_bytes(10_000) > 16e9
+    assert 4e9 < estimate_bytes(10_000) < 8e9  # compact views: ~60 B per entry
     report = run_simulations([10_000_000], memory_fraction=0.5)
     (row,) = report["results"]
     assert "GB" in row["refused"]
