@@ -32,13 +32,12 @@ from eblocks.deploy.names import (
     ADMIN_PORT,
     HTTP_PORT,
     SPEC_DIR,
-    SPEC_FILE,
     STATE_DIR,
     Names,
     gossip_port,
 )
 from eblocks.deploy.output import dump_documents, dump_spec, header
-from eblocks.deploy.pods import container_security, field_env, pod_security
+from eblocks.deploy.pods import container_security, field_env, instance_args, pod_security
 from eblocks.runtime.scaling import initial_count
 from eblocks.spec.models import ManagerWorkerSpec, MeshSpec, Resources
 
@@ -350,26 +349,6 @@ def _deployment(
             "template": pod,
         },
     }
-
-
-def instance_args(block: str) -> list[str]:
-    """The arguments of ``python -m eblocks.runtime.instance`` in a pod ($(VAR) from env)."""
-    return [
-        "--spec",
-        SPEC_FILE,
-        "--state-dir",
-        STATE_DIR,
-        "--block",
-        block,
-        "--instance",
-        "$(POD_NAME)",
-        "--host",
-        "$(POD_IP)",
-        "--port",
-        str(HTTP_PORT),
-        "--admin-port",
-        str(ADMIN_PORT),
-    ]
 
 
 def downward_env(spec: MeshSpec, block: str) -> list[dict[str, Any]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from eblocks.deploy.names import RUN_AS
+from eblocks.deploy.names import ADMIN_PORT, HTTP_PORT, RUN_AS, SPEC_FILE, STATE_DIR
 
-__all__ = ["container_security", "field_env", "pod_security"]
+__all__ = ["container_security", "field_env", "instance_args", "pod_security"]
 
 
 def pod_security() -> dict[str, Any]:
@@ -31,3 +31,26 @@ def container_security() -> dict[str, Any]:
 def field_env(name: str, path: str) -> dict[str, Any]:
     """An environment variable from the downward API (``metadata.name``, ``status.podIP``)."""
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def instance_args(block: str, state_flag: str = "--state-dir") -> list[str]:
+    """The arguments of ``python -m eblocks.runtime.instance`` in a pod ($(VAR) from env).
+
+    The sidecar proxy takes the same ones, its state dir named by ``--mesh-state``.
+    """
+    return [
+        "--spec",
+        SPEC_FILE,
+        state_flag,
+        STATE_DIR,
+        "--block",
+        block,
+        "--instance",
+        "$(POD_NAME)",
+        "--host",
+        "$(POD_IP)",
+        "--port",
+        str(HTTP_PORT),
+        "--admin-port",
+        str(ADMIN_PORT),
+    ]

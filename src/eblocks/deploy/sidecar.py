@@ -20,8 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from eblocks.deploy.names import ADMIN_PORT, HTTP_PORT, SPEC_FILE, STATE_DIR
-from eblocks.deploy.pods import container_security
+from eblocks.deploy.pods import container_security, instance_args
 from eblocks.sidecar.options import spec_upstreams
 from eblocks.spec.models import ExternalSpec, MeshSpec
 
@@ -40,25 +39,7 @@ def _external(spec: MeshSpec, block: str) -> ExternalSpec:
 def proxy_args(spec: MeshSpec, block: str) -> list[str]:
     """The arguments of ``python -m eblocks proxy`` in the pod ($(VAR) from env)."""
     external = _external(spec, block)
-    args = [
-        "proxy",
-        "--spec",
-        SPEC_FILE,
-        "--mesh-state",
-        STATE_DIR,
-        "--block",
-        block,
-        "--instance",
-        "$(POD_NAME)",
-        "--host",
-        "$(POD_IP)",
-        "--port",
-        str(HTTP_PORT),
-        "--admin-port",
-        str(ADMIN_PORT),
-        "--app-port",
-        str(external.port),
-    ]
+    args = ["proxy", *instance_args(block, "--mesh-state"), "--app-port", str(external.port)]
     if external.protocol == "tcp":
         args.append("--tcp")
     for up in spec_upstreams(spec, block):
