@@ -67,6 +67,69 @@ async def fetch(msg: Message, ctx: Context) -> Message:
 '''
 
 
+MTLS_SERVER = """
+import functools, http.server, ssl, sys
+
+port, ca, cert, key, root = sys.argv[1:6]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ctx.verify_mode = ssl.CERT_REQUIRED  # only clients with a certificate of our CA
+ctx.load_verify_locations(ca)
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), handler)
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _partner_pki(folder: Path) -> None:
+    """An outside partner's CA, its server certificate, and the client certificate it issued us."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "partner CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for name, san in (("server", True), ("client", False)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+        )
+        if san:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(ca_key, hashes.SHA256())
+        (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (folder / f"{name}.key").write_bytes(_pem(key))
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -94,23 +157,25 @@ def _operator_cert(folder: Path) -> None:
         .sign(key, hashes.SHA256())
     )
     (folder / "edge.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "edge.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    (folder / "edge.key").write_bytes(_pem(key))
 
 
 class Gateways:
     """The running mesh, the IdP's key and a curl helper."""
 
-    def __init__(self, sandbox: Sandbox, folder: Path, port: int, idp: ec.EllipticCurvePrivateKey):
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        folder: Path,
+        port: int,
+        idp: ec.EllipticCurvePrivateKey,
+        partner_port: int,
+    ) -> None:
         self.sandbox = sandbox
         self.folder = folder
         self.port = port
         self.idp = idp
+        self.partner_port = partner_port  # an HTTPS server that wants our client certificate
 
     def token(self, sub: str = "alice", key: ec.EllipticCurvePrivateKey | None = None) -> str:
         now = int(time.time())
@@ -165,6 +230,10 @@ def _mesh(sandbox: Sandbox) -> Iterator[Gateways]:
     (folder / "site").mkdir()
     (folder / "site" / "hello.txt").write_text("hello from outside\n")
     outside_port = _free_port()
+    partner_port = _free_port()
+    (folder / "tls").mkdir()
+    _partner_pki(folder / "tls")
+    (folder / "partner.py").write_text(MTLS_SERVER)
     port = _free_port()
     (folder / "mesh.yaml").write_text(
         f"""apiVersion: eblocks/v1
@@ -189,7 +258,11 @@ blocks:
   outbound:
     gateway:
       kind: egress
-      allow: [{{host: localhost, scheme: http, ports: [{outside_port}]}}]
+      allow:
+        - {{host: localhost, scheme: http, ports: [{outside_port}]}}
+        - {{host: localhost, ports: [{partner_port}], ca_file: tls/ca.pem,
+           client_cert: tls/client.pem, client_key: tls/client.key}}
+        - {{host: 127.0.0.1, ports: [{partner_port}], ca_file: tls/ca.pem}}  # no client cert
 patterns:
   twice: {{pipeline: [echo, wrap]}}
 policies:
@@ -205,13 +278,21 @@ policies:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    tls = folder / "tls"
+    partner = subprocess.Popen(
+        [sys.executable, str(folder / "partner.py"), str(partner_port), str(tls / "ca.pem"),
+         str(tls / "server.pem"), str(tls / "server.key"), str(folder / "site")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
         up = sandbox.up(folder / "mesh.yaml")
         assert up.returncode == 0, str(up)
-        yield Gateways(sandbox, folder, port, idp)
+        yield Gateways(sandbox, folder, port, idp, partner_port)
     finally:
-        outside.terminate()
-        outside.wait(timeout=10)
+        for server in (outside, partner):
+            server.terminate()
+            server.wait(timeout=10)
 
 
 def test_ingress_routes_a_valid_user_to_the_block(gateways: Gateways) -> None:
@@ -351,3 +432,23 @@ def test_a_flood_from_one_client_gets_429_while_others_pass(gateways: Gateways) 
     assert set(statuses) == {200, 429}
     # one bucket per client (the verified user): bob is not slowed down by alice
     assert gateways.curl("/echo/flood", "-X", "POST", token=gateways.token("bob"))[0] == 200
+
+
+def test_egress_originates_mtls_where_configured(gateways: Gateways) -> None:
+    port, token = gateways.partner_port, gateways.token()
+    url = f"https://localhost:{port}/hello.txt"  # allowed with our client certificate
+
+    def fetched() -> tuple[int, dict[str, str], str] | None:
+        answer = gateways.curl("/fetch", "-X", "POST", "--data-binary", url, token=token)
+        return answer if answer[1].get("x-eblocks-error") != "connect" else None  # not up yet
+
+    status, _, body = wait_for(fetched, timeout=30, what="the partner's HTTPS server")
+    assert status == 200, body
+    assert body == "hello from outside\n"
+    # the same server by another allowed name whose entry has no client certificate:
+    # the partner refuses the handshake, the gateway answers `connect`
+    bare = f"https://127.0.0.1:{port}/hello.txt"
+    refused = gateways.curl("/fetch", "-X", "POST", "--data-binary", bare, token=token)
+    assert refused[0] == 502
+    assert refused[1]["x-eblocks-error"] == "connect"
+    assert refused[1]["x-eblocks-origin"] == "outbound"
