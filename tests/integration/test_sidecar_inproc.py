@@ -20,6 +20,7 @@ from eblocks.message import Message
 from eblocks.sidecar.options import Upstream
 from eblocks.sidecar.proxy import Sidecar
 from eblocks.spec import parse_spec
+from eblocks.spec.models import Defaults, resolve_settings
 from eblocks.testing import StaticResolver
 
 pytestmark = pytest.mark.integration
@@ -90,17 +91,21 @@ async def test_status_and_headers_of_the_app_pass_through(
 async def test_an_app_that_refuses_gives_a_connect_error_naming_the_block(
     session: aiohttp.ClientSession,
 ) -> None:
-    sidecar = await _started(Sidecar("web", ("127.0.0.1", _free_port())))
-    try:
-        async with session.get(f"http://127.0.0.1:{sidecar.block.port}/x") as resp:
-            body = await resp.json()
-            assert resp.status == 502
-            assert resp.headers["x-eblocks-error"] == "connect"
-            assert resp.headers["x-eblocks-origin"] == "web"
-            assert "refused the connection" in body["message"]
-    finally:
-        await sidecar.stop_block()
-        await sidecar.close_upstreams()
+    # a port bound but not listening refuses connections, and no one else (the proxy's
+    # own port 0 included) can be given it while the test holds it
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        sidecar = await _started(Sidecar("web", ("127.0.0.1", closed.getsockname()[1])))
+        try:
+            async with session.get(f"http://127.0.0.1:{sidecar.block.port}/x") as resp:
+                body = await resp.json()
+        finally:
+            await sidecar.stop_block()
+            await sidecar.close_upstreams()
+    assert resp.status == 502
+    assert resp.headers["x-eblocks-error"] == "connect"
+    assert resp.headers["x-eblocks-origin"] == "web"
+    assert "refused the connection" in body["message"]
 
 
 async def test_the_callers_deadline_bounds_the_wait_for_the_app(
@@ -115,6 +120,32 @@ async def test_the_callers_deadline_bounds_the_wait_for_the_app(
     finally:
         await sidecar.stop_block()
         await sidecar.close_upstreams()
+
+
+async def test_a_silent_app_is_bounded_when_the_caller_gives_no_deadline(
+    session: aiohttp.ClientSession,
+) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepts the connection and never answers
+
+    silent = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    settings = resolve_settings("web", None, Defaults(timeout=0.3))
+    sidecar = await _started(Sidecar("web", ("127.0.0.1", port), settings=settings))
+    try:
+        async with session.get(f"http://127.0.0.1:{sidecar.block.port}/x") as resp:
+            assert resp.status == 504
+            assert resp.headers["x-eblocks-error"] == "timeout"
+            assert "0.3s of silence" in (await resp.json())["message"]
+    finally:
+        await sidecar.stop_block()
+        await sidecar.close_upstreams()
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
 
 
 async def test_an_upstream_port_is_a_mesh_call_with_path_and_method(

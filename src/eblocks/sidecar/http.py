@@ -30,7 +30,7 @@ from eblocks.sidecar.headers import deadline_of, request_target, to_app, to_call
 from eblocks.sidecar.websocket import is_upgrade, relay
 from eblocks.telemetry.tracing import traceparent
 
-__all__ = ["HttpForwarder"]
+__all__ = ["DEFAULT_IDLE", "HttpForwarder"]
 
 log = logging.getLogger("eblocks.sidecar")
 
@@ -38,12 +38,26 @@ _CHUNK = 64 * 1024
 _SMALL = 64 * 1024  # a body of known length up to this is sent in one write, not streamed
 
 
+DEFAULT_IDLE = 30.0
+"""Seconds an app may stay silent when neither the caller nor the spec bounds it."""
+
+
 class HttpForwarder:
     """Forwards the requests of one proxy to ``http://host:port`` over a pooled session."""
 
-    def __init__(self, block: str, host: str, port: int, *, connections: int = 256) -> None:
+    def __init__(
+        self,
+        block: str,
+        host: str,
+        port: int,
+        *,
+        connections: int = 256,
+        idle: float = DEFAULT_IDLE,
+    ) -> None:
+        """``idle``: the longest the app may stay silent (no caller deadline bounds it)."""
         self.block = block
         self.base = f"http://{host}:{port}"
+        self._idle = idle
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -87,7 +101,11 @@ class HttpForwarder:
         span = trace.get_current_span()  # the block's server span, when tracing is on
         if span.get_span_context().is_valid:
             headers.update(traceparent(span))  # the app's spans become the proxy span's children
-        timeout = aiohttp.ClientTimeout(total=deadline_of(request.headers), sock_connect=5.0)
+        # the caller's deadline bounds the whole exchange; without one, the app's
+        # silence is bounded (a long stream that keeps moving is not cut)
+        timeout = aiohttp.ClientTimeout(
+            total=deadline_of(request.headers), sock_connect=5.0, sock_read=self._idle
+        )
         body: bytes | aiohttp.StreamReader | None = None
         if request.body_exists:
             small = request.content_length is not None and request.content_length <= _SMALL
@@ -104,7 +122,11 @@ class HttpForwarder:
             ) as resp:
                 return await _stream_back(request, resp)
         except TimeoutError as exc:
-            raise MeshTimeoutError("the app did not answer within the caller's deadline") from exc
+            raise MeshTimeoutError(
+                f"the app did not answer within the caller's deadline "
+                f"or {self._idle:g}s of silence",
+                detail={"app": self.base},
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise ConnectError(
                 f"the app at {self.base} refused the connection: {exc.os_error}",

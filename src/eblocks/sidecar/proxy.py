@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from eblocks.block import Block, MeshClient
-from eblocks.sidecar.http import HttpForwarder
+from eblocks.sidecar.http import DEFAULT_IDLE, HttpForwarder
 from eblocks.sidecar.options import Upstream
 from eblocks.sidecar.outbound import UpstreamPort
 from eblocks.sidecar.tcp import TcpPort, TcpUpstream
@@ -78,7 +78,8 @@ class Sidecar:
     ) -> Block:
         plan = client.plan if client is not None else None
         if not tcp:
-            app = HttpForwarder(name, *self.app).application()
+            idle = settings.timeout if settings is not None else DEFAULT_IDLE
+            app = HttpForwarder(name, *self.app, idle=idle).application()
             return Block(
                 name,
                 app=app,
