@@ -44,7 +44,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import psutil
@@ -511,25 +511,17 @@ async def _readline(proc: asyncio.subprocess.Process) -> bytes:
 
 def summarize(samples: Sequence[Sample]) -> list[CellResult]:
     """Medians over rounds per cell, and the medians of the per-round paired ratios."""
-    by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
-    for s in samples:
-        if s.kind in KINDS:
-            by_cell.setdefault((s.size, s.concurrency), {k: [] for k in KINDS})[s.kind].append(s)
-    cells: list[CellResult] = []
-    for (size, conc), sides in by_cell.items():
-        pairs = list(zip(sides["bare"], sides["eblock"], strict=True))
-        cells.append(
-            CellResult(
-                size=size,
-                concurrency=conc,
-                bare=_side(sides["bare"]),
-                eblock=_side(sides["eblock"]),
-                rps_ratio=_median([_ratio(e.rps, b.rps) for b, e in pairs]),
-                p50_added_ms=_median([e.p50_ms - b.p50_ms for b, e in pairs]),
-                p99_ratio=_median([_ratio(e.p99_ms, b.p99_ms) for b, e in pairs]),
-            )
+    return [
+        CellResult(
+            size,
+            conc,
+            _side(sides["bare"]),
+            _side(sides["eblock"]),
+            *_paired(sides, "bare", "eblock"),
         )
-    return cells
+        for (size, conc), sides in _by_cell(samples, ("bare", "eblock")).items()
+        if "bare" in sides and "eblock" in sides
+    ]
 
 
 def check_targets(
@@ -540,118 +532,102 @@ def check_targets(
     Added p50 is judged at concurrency 1, where it is the cost of one request;
     under load p50 also holds the queueing that follows from the req/s ratio.
     """
-    targets: list[Target] = []
-    for c in cells:
-        if c.concurrency == 32:
-            ok = c.rps_ratio >= min_ratio
-            targets.append(Target("req/s ratio", c.size, 32, c.rps_ratio, min_ratio, ok))
-        if c.size == 4096 and c.concurrency == 1:
-            ok = c.p50_added_ms <= max_added_p50_ms
-            targets.append(Target("added p50 ms", 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
-    return targets
+    return _goals(cells, lambda _: "", min_ratio, max_added_p50_ms)
 
 
 def summarize_security(samples: Sequence[Sample]) -> list[SecurityCell]:
     """Per cell and secured side: against the plain eblock side of the same rounds."""
-    by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
-    for s in samples:
-        if s.kind == "eblock" or s.kind in SECURE_SPECS:
-            cell = by_cell.setdefault((s.size, s.concurrency), {})
-            cell.setdefault(s.kind, []).append(s)
-    cells: list[SecurityCell] = []
-    for (size, conc), sides in by_cell.items():
-        for kind in SECURE_SPECS:
-            if kind in sides:
-                cells.append(_security_cell(kind, size, conc, sides["eblock"], sides[kind]))
-    return cells
+    return _compared(samples, "eblock", tuple(SECURE_SPECS))
 
 
 def summarize_sidecar(samples: Sequence[Sample]) -> list[SecurityCell]:
     """Per cell and pair of proxies: against the bare side (direct) of the same rounds."""
-    by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
-    for s in samples:
-        if s.kind == "bare" or s.kind in PAIRS:
-            by_cell.setdefault((s.size, s.concurrency), {}).setdefault(s.kind, []).append(s)
+    return _compared(samples, "bare", tuple(PAIRS))
+
+
+def _compared(samples: Sequence[Sample], base: str, kinds: tuple[str, ...]) -> list[SecurityCell]:
+    """One cell per (cell, side of ``kinds``) against side ``base`` of the same rounds."""
     return [
-        _security_cell(kind, size, conc, sides["bare"], sides[kind])
-        for (size, conc), sides in by_cell.items()
-        for kind in PAIRS
-        if kind in sides and "bare" in sides
+        SecurityCell(
+            kind, size, conc, _side(sides[base]), _side(sides[kind]), *_paired(sides, base, kind)
+        )
+        for (size, conc), sides in _by_cell(samples, (base, *kinds)).items()
+        for kind in kinds
+        if kind in sides and base in sides
     ]
-
-
-def _security_cell(
-    kind: str, size: int, conc: int, plain: Sequence[Sample], secured: Sequence[Sample]
-) -> SecurityCell:
-    pairs = list(zip(plain, secured, strict=True))
-    return SecurityCell(
-        side=kind,
-        size=size,
-        concurrency=conc,
-        plain=_side(plain),
-        secure=_side(secured),
-        rps_ratio=_median([_ratio(x.rps, p.rps) for p, x in pairs]),
-        p50_added_ms=_median([x.p50_ms - p.p50_ms for p, x in pairs]),
-        p99_ratio=_median([_ratio(x.p99_ms, p.p99_ms) for p, x in pairs]),
-    )
 
 
 def check_security_targets(
     cells: Sequence[SecurityCell], *, min_ratio: float = 0.85, max_added_p50_ms: float = 0.1
 ) -> list[Target]:
     """Issue 6's goals: <= 0.1 ms added p50 (keep-alive, c=1), <= 15 % req/s cost at c=32."""
-    targets: list[Target] = []
-    for c in cells:
-        if c.concurrency == 32:
-            ok = c.rps_ratio >= min_ratio
-            name = f"{c.side} req/s ratio"
-            targets.append(Target(name, c.size, 32, c.rps_ratio, min_ratio, ok))
-        if c.size == 4096 and c.concurrency == 1:
-            ok = c.p50_added_ms <= max_added_p50_ms
-            name = f"{c.side} added p50 ms"
-            targets.append(Target(name, 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
-    return targets
+    return _goals(cells, lambda c: f"{c.side} ", min_ratio, max_added_p50_ms)
 
 
 def summarize_policies(samples: Sequence[Sample]) -> list[PolicyCell]:
     """Per cell: the policies side against the plain eblock side of the same rounds."""
-    by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
-    for s in samples:
-        if s.kind in ("eblock", "policies"):
-            by_cell.setdefault((s.size, s.concurrency), {}).setdefault(s.kind, []).append(s)
-    cells: list[PolicyCell] = []
-    for (size, conc), sides in by_cell.items():
-        if "policies" not in sides:
-            continue
-        pairs = list(zip(sides["eblock"], sides["policies"], strict=True))
-        cells.append(
-            PolicyCell(
-                size=size,
-                concurrency=conc,
-                none=_side(sides["eblock"]),
-                policies=_side(sides["policies"]),
-                rps_ratio=_median([_ratio(x.rps, p.rps) for p, x in pairs]),
-                p50_added_ms=_median([x.p50_ms - p.p50_ms for p, x in pairs]),
-                p99_ratio=_median([_ratio(x.p99_ms, p.p99_ms) for p, x in pairs]),
-            )
+    return [
+        PolicyCell(
+            size,
+            conc,
+            _side(sides["eblock"]),
+            _side(sides["policies"]),
+            *_paired(sides, "eblock", "policies"),
         )
-    return cells
+        for (size, conc), sides in _by_cell(samples, ("eblock", "policies")).items()
+        if "eblock" in sides and "policies" in sides
+    ]
 
 
 def check_policy_targets(
     cells: Sequence[PolicyCell], *, min_ratio: float = 0.90, max_added_p50_ms: float = 0.05
 ) -> list[Target]:
     """Issue 8's goals: <= 0.05 ms added p50 (4 KB, c=1), <= 10 % req/s cost (c=32)."""
+    return _goals(cells, lambda _: "policies ", min_ratio, max_added_p50_ms)
+
+
+_Cell = TypeVar("_Cell", CellResult, SecurityCell, PolicyCell)
+
+
+def _goals(
+    cells: Sequence[_Cell],
+    prefix: Callable[[_Cell], str],
+    min_ratio: float,
+    max_added_p50_ms: float,
+) -> list[Target]:
+    """The req/s ratio at concurrency 32 and the added p50 at 4 KB, concurrency 1."""
     targets: list[Target] = []
     for c in cells:
         if c.concurrency == 32:
             ok = c.rps_ratio >= min_ratio
-            targets.append(Target("policies req/s ratio", c.size, 32, c.rps_ratio, min_ratio, ok))
+            name = f"{prefix(c)}req/s ratio"
+            targets.append(Target(name, c.size, 32, c.rps_ratio, min_ratio, ok))
         if c.size == 4096 and c.concurrency == 1:
             ok = c.p50_added_ms <= max_added_p50_ms
-            name = "policies added p50 ms"
+            name = f"{prefix(c)}added p50 ms"
             targets.append(Target(name, 4096, 1, c.p50_added_ms, max_added_p50_ms, ok))
     return targets
+
+
+def _by_cell(
+    samples: Sequence[Sample], kinds: tuple[str, ...]
+) -> dict[tuple[int, int], dict[str, list[Sample]]]:
+    """The samples of ``kinds``, by (size, concurrency) and kind, in round order."""
+    by_cell: dict[tuple[int, int], dict[str, list[Sample]]] = {}
+    for s in samples:
+        if s.kind in kinds:
+            by_cell.setdefault((s.size, s.concurrency), {}).setdefault(s.kind, []).append(s)
+    return by_cell
+
+
+def _paired(sides: dict[str, list[Sample]], base: str, other: str) -> tuple[float, float, float]:
+    """Medians of the per-round paired figures: req/s ratio, added p50 ms, p99 ratio."""
+    pairs = list(zip(sides[base], sides[other], strict=True))
+    return (
+        _median([_ratio(o.rps, b.rps) for b, o in pairs]),
+        _median([o.p50_ms - b.p50_ms for b, o in pairs]),
+        _median([_ratio(o.p99_ms, b.p99_ms) for b, o in pairs]),
+    )
 
 
 def _side(samples: Sequence[Sample]) -> Side:
