@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -75,54 +76,51 @@ def test_overhead_smoke_run_writes_json_markdown_and_chart(tmp_path: Path) -> No
     assert (tmp_path / "overhead.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_overhead_security_smoke_run(tmp_path: Path) -> None:
-    """`--security` adds the mtls and secure sides; every request succeeds through them."""
+@pytest.fixture(scope="module")
+def sides(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """One run with every optional side (`--security --policies --sidecar`): the report
+    and the Markdown; each test below checks its own sides in it."""
+    out = tmp_path_factory.mktemp("sides")
     marker = uuid.uuid4().hex
     env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
-    args = ["bench", "overhead", "--security", "--duration", "0.2", "--warmup", "0.05"]
-    args += ["--rounds", "1", "--sizes", "4KiB", "--concurrency", "1", "--out", str(tmp_path)]
+    args = ["bench", "overhead", "--security", "--policies", "--sidecar"]
+    args += ["--duration", "0.2", "--warmup", "0.05", "--rounds", "1"]
+    args += ["--sizes", "4KiB", "--concurrency", "1", "--out", str(out)]
     done = subprocess.run(
         [sys.executable, "-m", "eblocks", *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert _processes_marked(marker) == []
-    report = json.loads((tmp_path / "overhead-security.json").read_text())
+    assert _processes_marked(marker) == []  # servers, both proxies and both nginx stopped
+    name = "overhead-security-policies-sidecar"
+    report = json.loads((out / f"{name}.json").read_text())
     assert report["errors"] == 0
-    assert sorted(s["kind"] for s in report["rounds"]) == ["bare", "eblock", "mtls", "secure"]
-    assert all(s["requests"] > 0 for s in report["rounds"])
+    kinds = sorted(s["kind"] for s in report["rounds"])
+    assert kinds == [
+        "bare", "eblock", "mtls", "nginx-pair", "policies", "secure", "sidecar-pair"
+    ]  # fmt: skip
+    assert all(s["requests"] > 0 and s["errors"] == 0 for s in report["rounds"])
+    return report, (out / f"{name}.md").read_text()
+
+
+def test_overhead_security_smoke_run(sides: tuple[dict[str, Any], str]) -> None:
+    """`--security` adds the mtls and secure sides; every request succeeds through them."""
+    report, markdown = sides
     cells = report["security_cells"]
     assert [c["side"] for c in cells] == ["mtls", "secure"]
     assert all(c["secure"].keys() >= SIDE_KEYS for c in cells)
     assert {t["name"] for t in report["targets"]} >= {"mtls added p50 ms", "secure added p50 ms"}
-    assert "## Security" in (tmp_path / "overhead-security.md").read_text()
+    assert "## Security" in markdown
 
 
-def test_overhead_policies_smoke_run(tmp_path: Path) -> None:
+def test_overhead_policies_smoke_run(sides: tuple[dict[str, Any], str]) -> None:
     """`--policies` adds a side with every policy configured; none refuses a request."""
-    marker = uuid.uuid4().hex
-    env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
-    args = ["bench", "overhead", "--policies", "--duration", "0.2", "--warmup", "0.05"]
-    args += ["--rounds", "1", "--sizes", "4KiB", "--concurrency", "1", "--out", str(tmp_path)]
-    done = subprocess.run(
-        [sys.executable, "-m", "eblocks", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert _processes_marked(marker) == []
-    report = json.loads((tmp_path / "overhead-policies.json").read_text())
-    assert report["errors"] == 0
+    report, markdown = sides
     assert report["settings"]["policies"] is True
-    assert sorted(s["kind"] for s in report["rounds"]) == ["bare", "eblock", "policies"]
-    assert all(s["requests"] > 0 and s["errors"] == 0 for s in report["rounds"])
     (cell,) = report["policy_cells"]
     assert (cell["size"], cell["concurrency"]) == (4096, 1)
     assert set(cell["none"]) == SIDE_KEYS
@@ -134,38 +132,19 @@ def test_overhead_policies_smoke_run(tmp_path: Path) -> None:
     assert set(layers["us_per_call"]) == {"no layers", "no rules", "every rule"}
     assert all(value > 0 for value in layers["us_per_call"].values())
     assert set(layers["added_us"]) == {"no rules", "every rule"}
-    markdown = (tmp_path / "overhead-policies.md").read_text()
     assert "## Policies: every layer configured, none triggering" in markdown
     assert "| every rule |" in markdown
 
 
-def test_overhead_sidecar_smoke_run(tmp_path: Path) -> None:
+def test_overhead_sidecar_smoke_run(sides: tuple[dict[str, Any], str]) -> None:
     """`--sidecar`: direct, in process, a pair of `eblocks proxy`, a pair of nginx; all answer."""
-    marker = uuid.uuid4().hex
-    env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
-    args = ["bench", "overhead", "--sidecar", "--duration", "0.2", "--warmup", "0.05"]
-    args += ["--rounds", "1", "--sizes", "4KiB", "--concurrency", "1", "--out", str(tmp_path)]
-    done = subprocess.run(
-        [sys.executable, "-m", "eblocks", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert _processes_marked(marker) == []  # both proxies and both nginx stopped too
-    report = json.loads((tmp_path / "overhead-sidecar.json").read_text())
-    assert report["errors"] == 0
-    kinds = sorted(s["kind"] for s in report["rounds"])
-    assert kinds == ["bare", "eblock", "nginx-pair", "sidecar-pair"]
-    assert all(s["requests"] > 0 for s in report["rounds"])  # every echo checked by the client
+    report, markdown = sides
     cells = {c["side"]: c for c in report["sidecar_cells"]}
     assert set(cells) == {"sidecar-pair", "nginx-pair"}
     for cell in cells.values():
         assert cell["plain"].keys() >= SIDE_KEYS
         assert cell["secure"]["requests"] > 0
         assert cell["rps_ratio"] > 0
-    markdown = (tmp_path / "overhead-sidecar.md").read_text().split("## Sidecars", 1)[1]
+    table = markdown.split("## Sidecars", 1)[1]
     for side in ("direct", "eblock (in process)", "sidecar-pair", "nginx-pair"):
-        assert f"| 4 KB | 1 | {side} |" in markdown
+        assert f"| 4 KB | 1 | {side} |" in table
