@@ -24,8 +24,6 @@ from eblocks.spec import load_spec
 
 from .helpers import Sandbox
 
-pytest.importorskip("eblocks.layers.route", reason="the route layer is not in this tree")
-
 pytestmark = pytest.mark.integration
 
 HANDLERS = '''\

@@ -131,17 +131,17 @@ class Mesh:
         url = f"http://{self.driver['host']}:{self.driver['admin_port']}/metrics"
         with urllib.request.urlopen(url, timeout=5.0) as resp:
             text: str = resp.read().decode()
-        promtool = shutil.which("promtool")
-        if promtool is not None:  # the Debian package `prometheus` (scripts/system-deps.sh)
-            done = subprocess.run(
-                [promtool, "check", "metrics"],
-                input=text.encode(),
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-            assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
-            assert done.stdout.strip() == b"", done.stdout.decode()
+        promtool = shutil.which("promtool")  # Debian `prometheus`, from scripts/system-deps.sh
+        assert promtool is not None, "promtool missing: run scripts/system-deps.sh"
+        done = subprocess.run(
+            [promtool, "check", "metrics"],
+            input=text.encode(),
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+        assert done.stdout.strip() == b"", done.stdout.decode()
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text)
