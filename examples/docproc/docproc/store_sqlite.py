@@ -15,6 +15,7 @@ import functools
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,6 +87,24 @@ def _transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[
     conn.execute("COMMIT")
 
 
+def _wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL; the journal mode it is in afterwards.
+
+    Switching needs an exclusive lock, and a connection whose switch could
+    deadlock with another's gets "database is locked" at once, without the busy
+    handler (stores opened at the same moment on a new file): try again, with a
+    short pause, within the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     with _transaction(conn):
         conn.execute(
@@ -132,7 +151,7 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open SQLite store {path}: {exc}") from exc
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _wal(conn)
             if mode != "wal":
                 raise StoreError(f"{path}: SQLite refused WAL mode (journal_mode is {mode!r})")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL's usual setting
