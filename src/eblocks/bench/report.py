@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from rich.table import Table
 
-from eblocks.bench.overhead import CellResult, OverheadReport, PolicyCell, SecurityCell
+from eblocks.bench.overhead import CellResult, OverheadReport, PolicyCell, SecurityCell, Side
 
 __all__ = [
     "console_table",
@@ -96,10 +97,8 @@ def to_markdown(report: OverheadReport, chart: str | None = None) -> str:
         f"(+{s['warmup_s']} s warm-up); medians over rounds. `ratio` is the median of the "
         "per-round eblock/bare req/s; `added p50` the median of the per-round differences.",
         "",
-        "| " + " | ".join(_COLUMNS) + " |",
-        "|" + "|".join("---:" for _ in _COLUMNS) + "|",
     ]
-    lines += ["| " + " | ".join(_row(c)) + " |" for c in report.cells]
+    lines += _table(_COLUMNS, [_row(c) for c in report.cells])
     lines += [
         "",
         "CPU time per request (µs, medians over rounds) — less moved by a busy machine than req/s:",
@@ -155,17 +154,32 @@ _SECURITY_COLUMNS = (
 def _security_row(c: SecurityCell) -> list[str]:
     return [
         c.side,
-        _size(c.size),
-        str(c.concurrency),
-        f"{c.plain.rps:,.0f}",
-        f"{c.secure.rps:,.0f}",
-        f"{c.rps_ratio:.2f}",
-        f"{c.plain.p50_ms:.3f} / {c.plain.p99_ms:.3f}",
-        f"{c.secure.p50_ms:.3f} / {c.secure.p99_ms:.3f}",
-        f"{c.p50_added_ms:+.3f}",
-        f"{c.plain.server_cpu_us:.0f} / {c.secure.server_cpu_us:.0f}",
-        str(c.plain.errors + c.secure.errors),
+        *_compared(c.size, c.concurrency, c.plain, c.secure, c.rps_ratio, c.p50_added_ms),
     ]
+
+
+def _compared(
+    size: int, concurrency: int, base: Side, side: Side, rps_ratio: float, p50_added_ms: float
+) -> list[str]:
+    """A side against its baseline: req/s, ratio, p50/p99, added p50, server CPU, errors."""
+    return [
+        _size(size),
+        str(concurrency),
+        f"{base.rps:,.0f}",
+        f"{side.rps:,.0f}",
+        f"{rps_ratio:.2f}",
+        f"{base.p50_ms:.3f} / {base.p99_ms:.3f}",
+        f"{side.p50_ms:.3f} / {side.p99_ms:.3f}",
+        f"{p50_added_ms:+.3f}",
+        f"{base.server_cpu_us:.0f} / {side.server_cpu_us:.0f}",
+        str(base.errors + side.errors),
+    ]
+
+
+def _table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table, every column right-aligned."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---:" for _ in columns) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _security_markdown(cells: list[SecurityCell]) -> list[str]:
@@ -177,10 +191,8 @@ def _security_markdown(cells: list[SecurityCell]) -> list[str]:
         "rules. Side `secure`: `mtls` plus a fresh ES256 token per request (minted by the "
         "client, verified with the replay check by the server).",
         "",
-        "| " + " | ".join(_SECURITY_COLUMNS) + " |",
-        "|" + "|".join("---:" for _ in _SECURITY_COLUMNS) + "|",
     ]
-    lines += ["| " + " | ".join(_security_row(c)) + " |" for c in cells]
+    lines += _table(_SECURITY_COLUMNS, [_security_row(c) for c in cells])
     return lines
 
 
@@ -247,10 +259,8 @@ def _sidecar_markdown(report: OverheadReport) -> list[str]:
         "lower is better); `server µs/req` is the CPU of the server process, or of both "
         "proxies for a pair.",
         "",
-        "| " + " | ".join(_SIDECAR_COLUMNS) + " |",
-        "|" + "|".join("---:" for _ in _SIDECAR_COLUMNS) + "|",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in _sidecar_rows(report)]
+    lines += _table(_SIDECAR_COLUMNS, _sidecar_rows(report))
     return lines
 
 
@@ -287,18 +297,7 @@ _POLICY_COLUMNS = (
 
 
 def _policy_row(c: PolicyCell) -> list[str]:
-    return [
-        _size(c.size),
-        str(c.concurrency),
-        f"{c.none.rps:,.0f}",
-        f"{c.policies.rps:,.0f}",
-        f"{c.rps_ratio:.2f}",
-        f"{c.none.p50_ms:.3f} / {c.none.p99_ms:.3f}",
-        f"{c.policies.p50_ms:.3f} / {c.policies.p99_ms:.3f}",
-        f"{c.p50_added_ms:+.3f}",
-        f"{c.none.server_cpu_us:.0f} / {c.policies.server_cpu_us:.0f}",
-        str(c.none.errors + c.policies.errors),
-    ]
+    return _compared(c.size, c.concurrency, c.none, c.policies, c.rps_ratio, c.p50_added_ms)
 
 
 def _policies_markdown(cells: list[PolicyCell]) -> list[str]:
@@ -310,10 +309,8 @@ def _policies_markdown(cells: list[PolicyCell]) -> list[str]:
         "retry budget, outlier detection, connection limits, a per-source rate limit and a "
         "bulkhead far above the load, and a fault rule for a header nobody sends.",
         "",
-        "| " + " | ".join(_POLICY_COLUMNS) + " |",
-        "|" + "|".join("---:" for _ in _POLICY_COLUMNS) + "|",
     ]
-    lines += ["| " + " | ".join(_policy_row(c)) + " |" for c in cells]
+    lines += _table(_POLICY_COLUMNS, [_policy_row(c) for c in cells])
     return lines
 
 
