@@ -26,6 +26,7 @@ import orjson
 import psycopg
 import pytest
 
+from eblocks.bench.sidecars import nginx_conf
 from eblocks.telemetry.traces import Span, read_spans
 
 from .helpers import Sandbox, wait_for
@@ -166,27 +167,6 @@ async def reader(msg, ctx):  # nginx, a program in C, behind its sidecar
     reply = await ctx.call("nginx", Message(b"", {"x-eblocks-path": path,
                                                  "x-eblocks-method": "GET"}))
     return reply.body
-"""
-
-NGINX_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/nginx-error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location /site/ {{ alias {root}/site/; }}
-    }}
-}}
 """
 
 
@@ -402,8 +382,14 @@ def mesh(box: Sandbox) -> dict[str, int]:
     nginx_root = sandbox.root / "nginx"
     (nginx_root / "site").mkdir(parents=True)
     (nginx_root / "site" / "hello.txt").write_text("served by nginx\n")
-    nginx_conf = sandbox.write(
-        "nginx.conf", NGINX_CONF.format(root=nginx_root, port=ports["nginx"])
+    nginx_conf_path = sandbox.write(
+        "nginx.conf",
+        nginx_conf(
+            nginx_root,
+            f"        listen 127.0.0.1:{ports['nginx']};\n"
+            f"        location /site/ {{ alias {nginx_root}/site/; }}\n",
+            connections=64,
+        ),
     )
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
@@ -441,7 +427,7 @@ blocks:
       port: {ports["vault"]}
       protocol: tcp
   nginx:
-    external: {{command: [{nginx}, -c, {nginx_conf}], port: {ports["nginx"]}}}
+    external: {{command: [{nginx}, -c, {nginx_conf_path}], port: {ports["nginx"]}}}
   reader: {{handler: "handlers:reader"}}
 policies:
   routes:

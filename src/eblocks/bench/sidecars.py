@@ -45,6 +45,7 @@ __all__ = [
     "BenchError",
     "find_nginx",
     "free_port",
+    "nginx_conf",
     "nginx_pair",
     "proxy_pair",
     "stop_process",
@@ -69,13 +70,17 @@ blocks:
 """
 """Two external blocks; ``caller`` reaches ``echo`` through its upstream port (mTLS strict)."""
 
-NGINX_CONF = """\
+
+def nginx_conf(root: Path, server: str, *, connections: int = 1024, http: str = "") -> str:
+    """An nginx.conf that runs unprivileged from ``root`` (no daemon, no master process,
+    every file and temp path under it), with ``http`` settings and one ``server`` block."""
+    return f"""\
 daemon off;
 master_process off;
 worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     client_body_temp_path {root}/body;
@@ -83,15 +88,25 @@ http {{
     fastcgi_temp_path {root}/fastcgi;
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
+{http}    server {{
+{server}    }}
+}}
+"""
+
+
+def _proxy_conf(root: Path, listen: str, upstream: str) -> str:
+    """One sidecar-style nginx: every request to a keep-alive upstream, HTTP/1.1 on both sides."""
+    http = f"""\
     client_max_body_size 0;
     client_body_buffer_size 1m;
     keepalive_requests 1000000;
     keepalive_timeout 60s;
     upstream next {{
-        server {next};
+        server {upstream};
         keepalive 64;
     }}
-    server {{
+"""
+    server = f"""\
         listen {listen};
         location / {{
             proxy_pass http://next;
@@ -99,10 +114,8 @@ http {{
             proxy_set_header Connection "";
             proxy_buffers 16 64k;
         }}
-    }}
-}}
 """
-"""One sidecar-style nginx: every request to a keep-alive upstream, HTTP/1.1 on both sides."""
+    return nginx_conf(root, server, http=http)
 
 
 class BenchError(RuntimeError):
@@ -201,7 +214,7 @@ def _prepare_mesh(
 def _nginx_conf(folder: Path, listen: str, upstream: str) -> Path:
     folder.mkdir(parents=True)
     conf = folder / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(root=folder, listen=listen, next=upstream), "utf-8")
+    conf.write_text(_proxy_conf(folder, listen, upstream), "utf-8")
     return conf
 
 
