@@ -432,7 +432,7 @@ async def _window(
 
 @asynccontextmanager
 async def _bare_caller(host: str, port: int) -> AsyncIterator[Caller]:
-    """One aiohttp session with the session options the mesh transport uses."""
+    """One aiohttp session: connection limit 256, keep-alive 30 s, no auto headers."""
     url = f"http://{host}:{port}/"
     connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30.0)
     async with aiohttp.ClientSession(

@@ -5,8 +5,8 @@ The bound is the target's ``limits.max_pending`` in the policies in force
 `OverloadedError` (``overloaded``, 503) — nothing waits in a queue. It sits
 below the retry layer, so it bounds tries; a refused try is not retried (an
 overloaded answer is not a transient failure of one endpoint).
-``max_connections`` is not a layer: the client's transport keeps a pool of
-that many connections for the target (`eblocks.transport.http`).
+``max_connections`` is not a layer: the client's transport lets the target's
+calls hold at most that many connections at once (`eblocks.transport.http`).
 """
 
 from __future__ import annotations
