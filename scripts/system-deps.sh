@@ -10,8 +10,9 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # prometheus: its `promtool check metrics` validates the real /metrics output.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-# chromium: headless, driven over DevTools by the dashboard test.
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# chromium: headless, driven by Playwright (executable path /usr/bin/chromium) in the
+# dashboard and docproc UI tests; Playwright downloads no browser of its own.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 # nginx-light: a program in C behind the sidecar (tests/integration/test_sidecar.py).
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 # openssl: the security tests check the issued certificate chains with the real binary.

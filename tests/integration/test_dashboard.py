@@ -10,33 +10,18 @@ screenshot is kept in build/artifacts/.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from typing import Any
 
 import pytest
+from playwright.async_api import Page, expect
 
-from .cdp import Browser
+from .browser import TIMEOUT_MS, chromium_page
 from .helpers import REPO, Sandbox, make_documents, wait_for
 
 pytestmark = pytest.mark.integration
 
 ARTIFACTS = REPO / "build" / "artifacts"
 BLOCKS = ["clean", "count", "tokenize"]
-PANELS = (
-    "JSON.stringify(Object.fromEntries([...document.querySelectorAll('.panel')]"
-    ".map(p => [p.dataset.block, Number(p.dataset.requests)])))"
-)
-NODES = "JSON.stringify([...document.querySelectorAll('#graph .node')].map(n => n.dataset.block))"
-EDGES = (
-    "JSON.stringify([...document.querySelectorAll('#edges tbody tr')]"
-    ".map(r => [r.dataset.src, r.dataset.dst]))"
-)
-UPDATED = "document.body.dataset.updated || ''"
-TRACES = (
-    "JSON.stringify([...document.querySelectorAll('#traces tbody tr[data-trace]')]"
-    ".map(r => r.cells[1].textContent))"
-)
 
 
 def _submit(sandbox: Sandbox, folder: str, count: int, seed: int) -> None:
@@ -47,13 +32,13 @@ def _submit(sandbox: Sandbox, folder: str, count: int, seed: int) -> None:
     assert run.returncode == 0, str(run)
 
 
-async def _until(browser: Browser, expression: str, check: Any, what: str) -> Any:
-    for _ in range(150):  # bounded: 30 s
-        value = await browser.evaluate(expression)
-        if value and check(value):
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the page never showed {what}; last: {value!r}")
+async def _panels_at(page: Page, requests: int) -> None:
+    """Wait (bounded) until there is one panel per block, each at `requests` all-time."""
+    await expect(page.locator(".panel")).to_have_count(len(BLOCKS), timeout=TIMEOUT_MS)
+    for block in BLOCKS:
+        await expect(page.locator(f".panel[data-block={block}]")).to_have_attribute(
+            "data-requests", str(requests), timeout=TIMEOUT_MS
+        )
 
 
 def test_dashboard_in_headless_chromium(sandbox: Sandbox) -> None:
@@ -74,41 +59,38 @@ def test_dashboard_in_headless_chromium(sandbox: Sandbox) -> None:
 
 
 async def _drive(sandbox: Sandbox, address: str) -> None:
-    async with Browser() as browser:
-        await browser.goto(address)
-        panels = await _until(
-            browser, PANELS, lambda v: json.loads(v) == dict.fromkeys(BLOCKS, 20), "20 per block"
+    async with chromium_page() as tab:
+        page = tab.page
+        await page.goto(address)
+        await _panels_at(page, 20)
+        nodes = await page.locator("#graph .node").evaluate_all(
+            "nodes => nodes.map(n => n.dataset.block)"
         )
-        assert json.loads(panels) == dict.fromkeys(BLOCKS, 20)
-        nodes = json.loads(await browser.evaluate(NODES))
         assert sorted(nodes) == sorted([*BLOCKS, "cli"])
-        edges = {tuple(e) for e in json.loads(await browser.evaluate(EDGES))}
-        assert {("cli", "clean"), ("clean", "tokenize"), ("tokenize", "count")} <= edges
-        before = await browser.evaluate(UPDATED)
+        edges = await page.locator("#edges tbody tr").evaluate_all(
+            "rows => rows.map(r => [r.dataset.src, r.dataset.dst])"
+        )
+        assert {("cli", "clean"), ("clean", "tokenize"), ("tokenize", "count")} <= {
+            tuple(e) for e in edges
+        }
+        before = await page.locator("body").get_attribute("data-updated")
+        await page.evaluate("window.eblocksSameDocument = true")  # gone if the page reloads
 
         await asyncio.to_thread(_submit, sandbox, "second", 15, 2)  # more load, no reload
-        await _until(
-            browser, PANELS, lambda v: json.loads(v) == dict.fromkeys(BLOCKS, 35), "35 per block"
-        )
-        assert await browser.evaluate(UPDATED) != before
+        await _panels_at(page, 35)
+        assert await page.evaluate("window.eblocksSameDocument") is True
+        assert await page.locator("body").get_attribute("data-updated") != before
         # The CLI does not trace, so each trace's root is clean's server span. Blocks export
         # their spans independently (batched): until clean's span of a trace is written, a
         # later hop's span stands as its root for a moment. The listing settles to clean.
-        roots = await _until(
-            browser,
-            TRACES,
-            lambda v: len(json.loads(v)) == 10 and set(json.loads(v)) == {"clean ingest"},
-            "10 traces rooted at clean",
-        )
-        assert set(json.loads(roots)) == {"clean ingest"}
-        rate = await browser.evaluate(
-            "document.querySelector('.panel[data-block=clean] [data-field=success]').textContent"
-        )
+        roots = page.locator("#traces tbody tr[data-trace] td:nth-child(2)")
+        await expect(roots).to_have_text(["clean ingest"] * 10, timeout=TIMEOUT_MS)
+        rate = await page.locator(".panel[data-block=clean] [data-field=success]").text_content()
         assert rate in ("100.00%", "\N{EN DASH}")  # a dash once the window has no request
-        png = await browser.screenshot()
+        png = await page.screenshot(full_page=True)
         assert png.startswith(b"\x89PNG")
         await asyncio.to_thread(_save, png)
-        assert browser.errors == []
+        assert tab.errors == []
 
 
 def _save(png: bytes) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import ssl
 import urllib.error
@@ -14,8 +15,9 @@ from typing import Any
 
 import psutil
 import pytest
+from playwright.async_api import expect
 
-from .cdp import Browser
+from .browser import TIMEOUT_MS, chromium_page
 from .helpers import REPO, Sandbox, alive, parse_table, wait_for
 
 pytestmark = pytest.mark.integration
@@ -182,21 +184,6 @@ def test_router_uploads_searches_and_opens_by_permission(sandbox: Sandbox, keys:
     assert counters["store"]["total"] == 2, counters
 
 
-ROWS = (
-    "JSON.stringify([...document.querySelectorAll('#rows tr')].map(r => r.children[0].textContent))"
-)
-
-
-async def _page_until(browser: Browser, expression: str, check: Any, what: str) -> Any:
-    value = None
-    for _ in range(150):  # bounded: 30 s
-        value = await browser.evaluate(expression)
-        if value is not None and check(value):
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the page never showed {what}; last: {value!r}")
-
-
 def test_the_ui_uploads_lists_and_opens_in_headless_chromium(sandbox: Sandbox, keys: Path) -> None:
     env = _env(sandbox, keys, DOCPROC_READER_TOKEN="letmein")
     up = sandbox.up(DOCPROC / "mesh.yaml", env=env)
@@ -211,51 +198,37 @@ def test_the_ui_uploads_lists_and_opens_in_headless_chromium(sandbox: Sandbox, k
 
 
 async def _drive_ui(address: str, files: list[str]) -> None:
-    async with Browser() as browser:
-        # The router's certificate is the mesh's SVID: trusted by the bundle, not by Chromium.
-        await browser.send("Security.setIgnoreCertificateErrors", ignore=True)
-        await browser.goto(address)
-        await _page_until(
-            browser,
-            "document.getElementById('c-processed').textContent",
-            lambda v: v == "0",
-            "the counters",
-        )
-        document = await browser.send("DOM.getDocument")
-        node = await browser.send(
-            "DOM.querySelector", nodeId=document["root"]["nodeId"], selector="#files"
-        )
-        await browser.send("DOM.setFileInputFiles", files=files, nodeId=node["nodeId"])
-        await browser.evaluate("document.querySelector('#upload button').click()")
+    # The router's certificate is the mesh's SVID: trusted by the bundle, not by Chromium.
+    async with chromium_page(ignore_https_errors=True) as tab:
+        page = tab.page
+        await page.goto(address)
+        processed = page.locator("#c-processed")
+        await expect(processed).to_have_text("0", timeout=TIMEOUT_MS)
+        await page.set_input_files("#files", files)
+        await page.click("#upload button")
 
-        names = await _page_until(
-            browser, ROWS, lambda v: len(json.loads(v)) == 2, "both uploads in the list"
+        rows = page.locator("#rows tr")
+        await expect(rows).to_have_count(2, timeout=TIMEOUT_MS)
+        assert sorted(await rows.locator("td:first-child").all_text_contents()) == [
+            "card.txt",
+            "plain.txt",
+        ]
+        await expect(processed).to_have_text("2", timeout=TIMEOUT_MS)
+        levels = await rows.evaluate_all(
+            "rows => Object.fromEntries("
+            "rows.map(r => [r.cells[0].textContent, r.cells[1].textContent]))"
         )
-        assert sorted(json.loads(names)) == ["card.txt", "plain.txt"]
-        await _page_until(
-            browser,
-            "document.getElementById('c-processed').textContent",
-            lambda v: v == "2",
-            "2 processed",
-        )
-        levels = await browser.evaluate(
-            "JSON.stringify(Object.fromEntries([...document.querySelectorAll('#rows tr')]"
-            ".map(r => [r.children[0].textContent, r.children[1].textContent])))"
-        )
-        assert json.loads(levels)["card.txt"] == "high", levels
-        open_card = (
-            "[...document.querySelectorAll('#rows tr')]"
-            ".find(r => r.children[0].textContent === 'card.txt').querySelector('button').click()"
-        )
-        await browser.evaluate(open_card)  # without the token: refused
-        text = "document.getElementById('viewer-text').textContent"
-        refused = await _page_until(browser, text, lambda v: v.startswith("Not allowed"), "refusal")
-        assert "reader token" in refused
-        await browser.evaluate("document.getElementById('token').value = 'letmein'")
-        await browser.evaluate(open_card)
-        opened = await _page_until(browser, text, lambda v: "4111" in v, "the decrypted text")
-        assert opened == "Refund to card 4111 1111 1111 1111 please.\n"
-        assert browser.errors == []
+        assert levels["card.txt"] == "high", levels
+        card = rows.filter(has=page.locator("td:first-child", has_text="card.txt"))
+        viewer = page.locator("#viewer-text")
+        await card.locator("button").click()  # without the token: refused
+        await expect(viewer).to_have_text(re.compile("^Not allowed"), timeout=TIMEOUT_MS)
+        assert "reader token" in (await viewer.text_content() or "")
+        await page.fill("#token", "letmein")
+        await card.locator("button").click()
+        await expect(viewer).to_contain_text("4111", timeout=TIMEOUT_MS)
+        assert await viewer.text_content() == "Refund to card 4111 1111 1111 1111 please.\n"
+        assert tab.errors == []
 
 
 def test_the_demo_runs_end_to_end_and_stops_its_mesh(sandbox: Sandbox) -> None:
