@@ -78,12 +78,12 @@ def test_overhead_smoke_run_writes_json_markdown_and_chart(tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def sides(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    """One run with every optional side (`--security --policies --sidecar`): the report
-    and the Markdown; each test below checks its own sides in it."""
+    """One run with every optional side (`--security --policies --sidecar --telemetry`): the
+    report and the Markdown; each test below checks its own sides in it."""
     out = tmp_path_factory.mktemp("sides")
     marker = uuid.uuid4().hex
     env = {**os.environ, "EBLOCKS_BENCH_SMOKE": marker}
-    args = ["bench", "overhead", "--security", "--policies", "--sidecar"]
+    args = ["bench", "overhead", "--security", "--policies", "--sidecar", "--telemetry"]
     args += ["--duration", "0.2", "--warmup", "0.05", "--rounds", "1"]
     args += ["--sizes", "4KiB", "--concurrency", "1", "--out", str(out)]
     done = subprocess.run(
@@ -96,12 +96,13 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert _processes_marked(marker) == []  # servers, both proxies and both nginx stopped
-    name = "overhead-security-policies-sidecar"
+    name = "overhead-security-policies-sidecar-telemetry"
     report = json.loads((out / f"{name}.json").read_text())
     assert report["errors"] == 0
     kinds = sorted(s["kind"] for s in report["rounds"])
     assert kinds == [
-        "bare", "eblock", "mtls", "nginx-pair", "policies", "secure", "sidecar-pair"
+        "bare", "eblock", "mtls", "nginx-pair", "policies", "secure", "sidecar-pair",
+        "telemetry", "telemetry-off",
     ]  # fmt: skip
     assert all(s["requests"] > 0 and s["errors"] == 0 for s in report["rounds"])
     return report, (out / f"{name}.md").read_text()
@@ -148,3 +149,21 @@ def test_overhead_sidecar_smoke_run(sides: tuple[dict[str, Any], str]) -> None:
     table = markdown.split("## Sidecars", 1)[1]
     for side in ("direct", "eblock (in process)", "sidecar-pair", "nginx-pair"):
         assert f"| 4 KB | 1 | {side} |" in table
+
+
+def test_overhead_telemetry_smoke_run(sides: tuple[dict[str, Any], str]) -> None:
+    """`--telemetry`: metrics (the eblock side) and metrics + tracing 10 % against telemetry off."""
+    report, markdown = sides
+    assert report["settings"]["telemetry"] is True
+    cells = {c["side"]: c for c in report["telemetry_cells"]}
+    assert set(cells) == {"eblock", "telemetry"}
+    for cell in cells.values():
+        assert (cell["size"], cell["concurrency"]) == (4096, 1)
+        assert cell["plain"].keys() >= SIDE_KEYS
+        assert cell["plain"]["requests"] > 0
+        assert cell["secure"]["requests"] > 0
+        assert cell["rps_ratio"] > 0
+    assert {t["name"] for t in report["targets"]} >= {"telemetry added p50 ms"}
+    table = markdown.split("## Telemetry", 1)[1]
+    for side in ("metrics", "metrics + tracing 10%"):
+        assert f"| {side} | 4 KB | 1 |" in table

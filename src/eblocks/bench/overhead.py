@@ -10,6 +10,12 @@ MeshClient with every traffic and resilience policy configured but none
 triggering (`eblocks.bench.servers.POLICIES_SPEC`), and is compared with the
 plain eblock side of the same rounds (`PolicyCell`).
 
+With ``telemetry`` two more sides run the same Block and MeshClient with
+per-request telemetry off (``telemetry-off``: what ``telemetry: {metrics:
+false}`` gives) and with metrics and tracing sampled at 10 % (``telemetry``);
+``telemetry_cells`` compare ``telemetry`` and the plain eblock side (metrics
+only, the default) with ``telemetry-off``, round by round.
+
 With ``sidecar`` two more sides send the bare side's requests to the same
 bare server through a pair of proxies, the data-plane shape of other meshes
 (one sidecar next to the caller, one next to the server), next to the
@@ -62,10 +68,10 @@ from eblocks.bench.sidecars import (
     proxy_pair,
     stop_process,
 )
+from eblocks.bench.telemetry import SIDES, side_telemetry
 from eblocks.block import MeshClient
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec import parse_spec
-from eblocks.telemetry import Telemetry
 from eblocks.testing import StaticResolver
 
 if TYPE_CHECKING:
@@ -83,6 +89,7 @@ __all__ = [
     "Target",
     "run_overhead",
     "summarize_sidecar",
+    "summarize_telemetry",
 ]
 
 KINDS = ("bare", "eblock")
@@ -110,6 +117,7 @@ class OverheadSettings:
     security: bool = False  # a third side: mTLS + tokens + authorization
     policies: bool = False  # a side with every policy configured, none triggering
     sidecar: bool = False  # sides through a pair of `eblocks proxy` and a pair of nginx
+    telemetry: bool = False  # sides with per-request telemetry off, and metrics + tracing 10 %
 
     def __post_init__(self) -> None:
         if self.duration <= 0:
@@ -227,6 +235,7 @@ class OverheadReport:
     policy_cells: list[PolicyCell] = field(default_factory=list)
     policy_layers: dict[str, Any] | None = None  # in-process CPU cost (`policy_cost.py`)
     sidecar_cells: list[SecurityCell] = field(default_factory=list)  # each pair vs bare (direct)
+    telemetry_cells: list[SecurityCell] = field(default_factory=list)  # eblock, telemetry vs off
 
     @property
     def errors(self) -> int:
@@ -265,11 +274,13 @@ async def _run(
             "security": settings.security,
             "policies": settings.policies,
             "sidecar": settings.sidecar,
+            "telemetry": settings.telemetry,
         },
     )
     kinds: tuple[str, ...] = (*KINDS, *SECURE_SPECS) if settings.security else KINDS
     if settings.policies:
         kinds = (*kinds, "policies")
+    kinds += SIDES if settings.telemetry else ()
     kinds += PAIRS if settings.sidecar else ()
     nginx = find_nginx() if settings.sidecar else None  # fails before anything starts
     async with AsyncExitStack() as stack:
@@ -289,12 +300,9 @@ async def _run(
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eblocks-bench-")))
             for kind in SECURE_SPECS:
                 sides[kind] = await _secure_side(stack, kind, state, settings.host, report)
-        if settings.policies:
-            port, pid = await stack.enter_async_context(_server("policies", settings.host, report))
-            caller = await stack.enter_async_context(
-                _eblock_caller(settings.host, port, POLICIES_SPEC)
-            )
-            sides["policies"] = (caller, [psutil.Process(pid)])
+        for kind in kinds:
+            if kind == "policies" or kind in SIDES:
+                sides[kind] = await _eblock_side(stack, kind, settings.host, report)
         if settings.sidecar:
             assert nginx is not None
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eblocks-pair-")))
@@ -330,7 +338,20 @@ async def _run(
         report.policy_cells = summarize_policies(report.samples)
         report.targets += check_policy_targets(report.policy_cells)
     report.sidecar_cells = summarize_sidecar(report.samples)
+    if settings.telemetry:
+        report.telemetry_cells = summarize_telemetry(report.samples)
+        report.targets += check_telemetry_targets(report.telemetry_cells)
     return report
+
+
+async def _eblock_side(
+    stack: AsyncExitStack, kind: str, host: str, report: OverheadReport
+) -> tuple[Caller, list[psutil.Process]]:
+    """A plaintext eblock side: its server process and a MeshClient that calls it."""
+    port, pid = await stack.enter_async_context(_server(kind, host, report))
+    spec = POLICIES_SPEC if kind == "policies" else SPEC
+    caller = await stack.enter_async_context(_eblock_caller(host, port, spec, kind=kind))
+    return caller, [psutil.Process(pid)]
 
 
 async def _secure_side(
@@ -454,15 +475,19 @@ async def _bare_caller(host: str, port: int) -> AsyncIterator[Caller]:
 
 @asynccontextmanager
 async def _eblock_caller(
-    host: str, port: int, spec_text: str = SPEC, auth: Auth | None = None
+    host: str, port: int, spec_text: str = SPEC, auth: Auth | None = None, *, kind: str = "eblock"
 ) -> AsyncIterator[Caller]:
     """`MeshClient` with a parsed spec and a resolver that points at the server."""
     spec = parse_spec(spec_text, "<bench overhead>")
     resolver = StaticResolver({"echo": [f"{host}:{port}"]})
     counter = iter(range(1 << 62))
     # a block's client counts its calls: the telemetry layers are part of the measured path
-    telemetry = Telemetry("bench", "bench-0")
-    async with MeshClient(spec, resolver, source="bench", telemetry=telemetry, auth=auth) as client:
+    telemetry = side_telemetry(kind, "bench", "bench-0")
+    async with AsyncExitStack() as closing:
+        closing.push_async_callback(telemetry.aclose)  # tracing: flushes and stops its thread
+        client = await closing.enter_async_context(
+            MeshClient(spec, resolver, source="bench", telemetry=telemetry, auth=auth)
+        )
 
         async def call(body: bytes) -> bytes:
             # an idempotency key, as `eblocks submit` sends, so the retry layer is armed
@@ -562,6 +587,21 @@ def check_security_targets(
 ) -> list[Target]:
     """Issue 6's goals: <= 0.1 ms added p50 (keep-alive, c=1), <= 15 % req/s cost at c=32."""
     return _goals(cells, lambda c: f"{c.side} ", min_ratio, max_added_p50_ms)
+
+
+def summarize_telemetry(samples: Sequence[Sample]) -> list[SecurityCell]:
+    """Per cell: the eblock side (metrics) and ``telemetry`` (metrics + tracing 10 %) against
+    ``telemetry-off`` (no per-request telemetry) of the same rounds."""
+    return _compared(samples, "telemetry-off", ("eblock", "telemetry"))
+
+
+def check_telemetry_targets(
+    cells: Sequence[SecurityCell], *, min_ratio: float = 0.90, max_added_p50_ms: float = 0.05
+) -> list[Target]:
+    """Issue 7's goals for ``telemetry`` (tracing at 10 %) against ``telemetry-off``:
+    <= 0.05 ms added p50 (4 KB, c=1), <= 10 % req/s cost (c=32)."""
+    traced = [c for c in cells if c.side == "telemetry"]
+    return _goals(traced, lambda _: "telemetry ", min_ratio, max_added_p50_ms)
 
 
 def summarize_policies(samples: Sequence[Sample]) -> list[PolicyCell]:

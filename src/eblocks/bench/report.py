@@ -17,6 +17,7 @@ __all__ = [
     "policies_table",
     "security_table",
     "sidecar_table",
+    "telemetry_table",
     "to_json",
     "to_markdown",
     "write_chart",
@@ -61,6 +62,7 @@ def to_json(report: OverheadReport) -> dict[str, Any]:
         "policy_cells": [dataclasses.asdict(c) for c in report.policy_cells],
         "policy_layers": report.policy_layers,
         "sidecar_cells": [dataclasses.asdict(c) for c in report.sidecar_cells],
+        "telemetry_cells": [dataclasses.asdict(c) for c in report.telemetry_cells],
         "rounds": [dataclasses.asdict(s) for s in report.samples],
     }
 
@@ -120,6 +122,8 @@ def to_markdown(report: OverheadReport, chart: str | None = None) -> str:
         lines += ["", *policy_layers_lines(report.policy_layers)]
     if report.sidecar_cells:
         lines += ["", *_sidecar_markdown(report)]
+    if report.telemetry_cells:
+        lines += ["", *_telemetry_markdown(report.telemetry_cells)]
     lines += ["", "Targets:", ""]
     for t in report.targets:
         verdict = "met" if t.ok else "**missed**"
@@ -151,9 +155,10 @@ _SECURITY_COLUMNS = (
 )
 
 
-def _security_row(c: SecurityCell) -> list[str]:
+def _side_row(c: SecurityCell) -> list[str]:
+    """A named side against its baseline (a secured side, or a telemetry side spelled out)."""
     return [
-        c.side,
+        _TELEMETRY_SIDES.get(c.side, c.side),
         *_compared(c.size, c.concurrency, c.plain, c.secure, c.rps_ratio, c.p50_added_ms),
     ]
 
@@ -182,6 +187,16 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def _console(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """A rich table for the terminal, every column right-aligned."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _security_markdown(cells: list[SecurityCell]) -> list[str]:
     lines = [
         "## Security: mTLS + request tokens + authorization vs the same calls without",
@@ -192,7 +207,7 @@ def _security_markdown(cells: list[SecurityCell]) -> list[str]:
         "client, verified with the replay check by the server).",
         "",
     ]
-    lines += _table(_SECURITY_COLUMNS, [_security_row(c) for c in cells])
+    lines += _table(_SECURITY_COLUMNS, [_side_row(c) for c in cells])
     return lines
 
 
@@ -265,21 +280,51 @@ def _sidecar_markdown(report: OverheadReport) -> list[str]:
 
 
 def sidecar_table(report: OverheadReport) -> Table:
-    table = Table(title="sidecars: direct, in process, eblocks pair, nginx pair (medians)")
-    for column in _SIDECAR_COLUMNS:
-        table.add_column(column, justify="right")
-    for row in _sidecar_rows(report):
-        table.add_row(*row)
-    return table
+    title = "sidecars: direct, in process, eblocks pair, nginx pair (medians)"
+    return _console(title, _SIDECAR_COLUMNS, _sidecar_rows(report))
 
 
 def security_table(report: OverheadReport) -> Table:
-    table = Table(title="security: mtls (+ authz), secure (+ tokens) vs plain eblock (medians)")
-    for column in _SECURITY_COLUMNS:
-        table.add_column(column, justify="right")
-    for c in report.security_cells:
-        table.add_row(*_security_row(c))
-    return table
+    title = "security: mtls (+ authz), secure (+ tokens) vs plain eblock (medians)"
+    return _console(title, _SECURITY_COLUMNS, map(_side_row, report.security_cells))
+
+
+_TELEMETRY_SIDES = {"eblock": "metrics", "telemetry": "metrics + tracing 10%"}
+_TELEMETRY_COLUMNS = (
+    "side",
+    "size",
+    "concurrency",
+    "off req/s",
+    "side req/s",
+    "ratio",
+    "off p50/p99 ms",
+    "side p50/p99 ms",
+    "added p50 ms",
+    "server µs/req off/side",
+    "errors",
+)
+
+
+def _telemetry_markdown(cells: list[SecurityCell]) -> list[str]:
+    lines = [
+        "## Telemetry: metrics, and metrics + tracing at 10 %, vs per-request telemetry off",
+        "",
+        "`off`: side `telemetry-off`, the same MeshClient -> Block with per-request telemetry "
+        "off on both ends (what `telemetry: {metrics: false}` gives: no counting layer, no "
+        "span). `metrics`: the eblock side above (a block's default: counters and windows on "
+        "both ends). `metrics + tracing 10%`: side `telemetry`, metrics plus OpenTelemetry on "
+        "both ends, new traces sampled at 10 %, spans batched by the SDK's processor into an "
+        "exporter that drops them. Ratios and added p50 are medians of the per-round figures "
+        "against `off`.",
+        "",
+    ]
+    lines += _table(_TELEMETRY_COLUMNS, [_side_row(c) for c in cells])
+    return lines
+
+
+def telemetry_table(report: OverheadReport) -> Table:
+    title = "telemetry: metrics, metrics + tracing 10% vs off (medians)"
+    return _console(title, _TELEMETRY_COLUMNS, map(_side_row, report.telemetry_cells))
 
 
 _POLICY_COLUMNS = (
@@ -332,12 +377,8 @@ def policy_layers_lines(cost: dict[str, Any]) -> list[str]:
 
 
 def policies_table(report: OverheadReport) -> Table:
-    table = Table(title="policies: all configured, none triggering, vs none (medians)")
-    for column in _POLICY_COLUMNS:
-        table.add_column(column, justify="right")
-    for c in report.policy_cells:
-        table.add_row(*_policy_row(c))
-    return table
+    title = "policies: all configured, none triggering, vs none (medians)"
+    return _console(title, _POLICY_COLUMNS, map(_policy_row, report.policy_cells))
 
 
 def console_table(report: OverheadReport) -> Table:

@@ -12,6 +12,9 @@ when its parent process is gone. Both run on uvloop when it is installed.
 - ``secure``: as ``mtls``, plus a required request token on every call.
 - ``policies``: the plain Block with every traffic and resilience policy
   configured but none triggering (`POLICIES_SPEC`).
+- ``telemetry-off``: the plain Block with per-request telemetry off (what
+  ``telemetry: {metrics: false}`` gives); ``telemetry``: with metrics and
+  tracing sampled at 10 % (`eblocks.bench.telemetry.side_telemetry`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from eblocks.bench.telemetry import SIDES, side_telemetry
 from eblocks.block import Block
 from eblocks.message import Message
 from eblocks.policies import LivePolicies
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KINDS", "POLICIES_SPEC", "SECURE_SPEC", "SECURE_SPECS", "bare_app", "echo", "main"]
 
-KINDS = ("bare", "eblock", "mtls", "secure", "policies")
+KINDS = ("bare", "eblock", "mtls", "secure", "policies", *SIDES)
 SECURE_SPEC = """\
 apiVersion: eblocks/v1
 mesh: bench
@@ -119,15 +123,8 @@ async def _serve(kind: str, host: str, state: Path | None = None) -> None:
         await site.start()
         port: int = runner.addresses[0][1]
         stop_server = runner.cleanup
-    elif kind == "policies":
-        policies = LivePolicies.of(parse_spec(POLICIES_SPEC, "<bench policies>").policies)
-        block = Block("echo", echo, policies=policies)
-        await block.start(host, 0)
-        port = block.port
-        stop_server = block.stop
     else:
-        auth = _secure_auth(kind, state) if kind in SECURE_SPECS else None
-        block = Block("echo", echo, auth=auth)
+        block = _block(kind, state)
         await block.start(host, 0)
         port = block.port
         stop_server = block.stop
@@ -143,6 +140,17 @@ async def _serve(kind: str, host: str, state: Path | None = None) -> None:
     finally:
         watchdog.cancel()
         await stop_server()
+
+
+def _block(kind: str, state: Path | None) -> Block:
+    """The echo Block of side ``kind`` (any side but ``bare``)."""
+    if kind == "policies":
+        policies = LivePolicies.of(parse_spec(POLICIES_SPEC, "<bench policies>").policies)
+        return Block("echo", echo, policies=policies)
+    if kind in SIDES:
+        return Block("echo", echo, telemetry=side_telemetry(kind, "echo", "echo-0"))
+    auth = _secure_auth(kind, state) if kind in SECURE_SPECS else None
+    return Block("echo", echo, auth=auth)
 
 
 def _secure_auth(kind: str, state: Path | None) -> Auth:

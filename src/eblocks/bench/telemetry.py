@@ -17,6 +17,9 @@ sampled at 10 %, spans dropped by a null exporter: the cost at a mesh's
 entry), ``tracing, unsampled`` (the same, inside a caller's unsampled trace:
 the cost at every later hop), ``access log`` (metrics plus a JSON line per
 request to a temporary file).
+
+`side_telemetry` builds the telemetry of the ``--telemetry`` sides of
+`eblocks bench overhead` (the same tracing set-up, end to end over HTTP).
 """
 
 from __future__ import annotations
@@ -48,9 +51,11 @@ from eblocks.telemetry.inbound import observe
 from eblocks.telemetry.tracing import Tracing
 from eblocks.testing import StaticResolver, transport_from
 
-__all__ = ["VARIANTS", "run_telemetry_bench"]
+__all__ = ["SIDES", "VARIANTS", "run_telemetry_bench", "side_telemetry"]
 
 VARIANTS = ("off", "metrics", "tracing 10%", "tracing, unsampled", "access log")
+SIDES = ("telemetry-off", "telemetry")
+"""The sides `bench overhead --telemetry` adds; `side_telemetry` builds what each runs."""
 _UNSAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
 _SPEC = "apiVersion: eblocks/v1\nmesh: bench\nblocks:\n  echo: {handler: a:b}\n"
 
@@ -60,12 +65,28 @@ class _NullExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def _sampled(block: str, instance: str) -> Tracing:
+    """Tracing at 10 %: spans go through the SDK's batch processor to a null exporter."""
+    return Tracing.create(block, instance, sampling=0.1, exporter=_NullExporter())
+
+
+def side_telemetry(kind: str, block: str, instance: str) -> Telemetry:
+    """The `Telemetry` of a block (or a block's client) on side ``kind`` of `bench overhead`.
+
+    ``telemetry-off``: what ``telemetry: {metrics: false}`` gives (no per-request
+    layer); ``telemetry``: metrics and tracing sampled at 10 %; any other side:
+    metrics only, a block's default.
+    """
+    if kind == "telemetry-off":
+        return Telemetry(block, instance, requests=False)
+    tracing = _sampled(block, instance) if kind == "telemetry" else None
+    return Telemetry(block, instance, tracing=tracing)
+
+
 def _telemetry(variant: str, folder: Path) -> Telemetry | None:
     if variant == "off":
         return None
-    tracing = None
-    if variant.startswith("tracing"):
-        tracing = Tracing.create("bench", "bench-0", sampling=0.1, exporter=_NullExporter())
+    tracing = _sampled("bench", "bench-0") if variant.startswith("tracing") else None
     log = (
         AccessLog(folder / f"access-{uuid.uuid4().hex}.jsonl") if variant == "access log" else None
     )

@@ -170,13 +170,15 @@ class Block:
             )
             self._handle = server_stack(roles, self._clock, self.admission)
             app = web.Application(client_max_size=self.settings.max_body)
-            app.router.add_route("*", "/{tail:.*}", observe(self.telemetry, self._serve))
+            serve = observe(self.telemetry, self._serve) if self.telemetry.requests else self._serve
+            app.router.add_route("*", "/{tail:.*}", serve)
         elif app is not None:
             app.middlewares.insert(0, app_admission(self.admission, _peer_of))
             app.middlewares.insert(0, self._track)
             if client is not None:
                 app[_MESH_CLIENT] = client
-            app.middlewares.insert(0, middleware(self.telemetry))
+            if self.telemetry.requests:
+                app.middlewares.insert(0, middleware(self.telemetry))
         self._pm: PmSocket = socket or self._http_listener(app, auth, server_ssl)
         self._admin_routes = self._admin_app()
         self._admin = Listener(self._admin_routes, block=name, drain=1.0)

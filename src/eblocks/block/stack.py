@@ -23,7 +23,8 @@ To one endpoint chosen by a pattern's manager (its own balancer and retries)::
     telemetry -> deadline (the worker's timeout: one try) -> tries -> token -> transport
 
 The telemetry layers (`eblocks.layers.telemetry`) are there when the client
-has a `Telemetry` (a block's client; the CLI's has none). The token layer
+has a `Telemetry` that counts requests (a block's client, unless the spec sets
+``telemetry.metrics: false``; the CLI's has none). The token layer
 (per-hop request JWT, `eblocks.security`) is there when the mesh's
 ``security.tokens.mode`` is not ``off``; it signs once per try.
 
@@ -103,7 +104,7 @@ def client_stack(
     ]
     if routing is not None:
         layers.insert(0, route(routing, target.name))
-    if telemetry is not None:
+    if telemetry is not None and telemetry.requests:
         layers.insert(0, observe(telemetry, target.name))
         layers.append(tries(telemetry, target.name))
     if token is not None:
@@ -120,7 +121,7 @@ def endpoint_stack(
 ) -> Send:
     """The outbound `Send` for calls whose `Call.endpoint` the caller already chose."""
     layers: list[Layer] = [deadline(target.timeout, clock)]
-    if telemetry is not None:
+    if telemetry is not None and telemetry.requests:
         layers = [observe(telemetry, target.name), *layers, tries(telemetry, target.name)]
     if token is not None:
         layers.append(token)

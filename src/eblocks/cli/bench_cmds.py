@@ -49,6 +49,11 @@ def overhead(
         "--sidecar",
         help="add the bare calls through a pair of `eblocks proxy` and a pair of nginx",
     ),
+    telemetry: bool = typer.Option(
+        False,
+        "--telemetry",
+        help="add sides with per-request telemetry off, and with metrics + tracing at 10%",
+    ),
 ) -> None:
     """Echo through bare aiohttp and through the Eblock stack, side by side."""
     from eblocks.bench.overhead import BenchError, OverheadSettings, run_overhead
@@ -57,6 +62,7 @@ def overhead(
         policies_table,
         security_table,
         sidecar_table,
+        telemetry_table,
         write_results,
     )
 
@@ -70,6 +76,7 @@ def overhead(
             security=security,
             policies=policies,
             sidecar=sidecar,
+            telemetry=telemetry,
         )
     except ValueError as exc:
         fail(str(exc))
@@ -91,13 +98,20 @@ def overhead(
         )
     if report.sidecar_cells:
         console.print(sidecar_table(report))
+    if report.telemetry_cells:
+        console.print(telemetry_table(report))
     for target in report.targets:
         mark = "[green]met[/]" if target.ok else "[bold red]missed[/]"
         console.print(
             f"target {target.name} @ {target.size} B x{target.concurrency}: "
             f"{target.value:.3f} (limit {target.limit}) {mark}"
         )
-    sides = [("security", security), ("policies", policies), ("sidecar", sidecar)]
+    sides = [
+        ("security", security),
+        ("policies", policies),
+        ("sidecar", sidecar),
+        ("telemetry", telemetry),
+    ]
     name = "-".join(["overhead", *(side for side, on in sides if on)])
     for path in write_results(report, out, name):
         console.print(f"wrote {path}")

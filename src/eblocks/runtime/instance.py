@@ -101,7 +101,10 @@ def mesh_parts(
     if spec.settings(block).access_log:
         access_log = AccessLog(state.path / "logs" / f"{instance}.access.jsonl")
     tracing = tracing_from_spec(spec.telemetry.tracing, block, instance, state.path / "logs")
-    telemetry = Telemetry(block, instance, access_log=access_log, tracing=tracing)
+    requests = spec.telemetry.metrics  # false: the spec check refused an access log and tracing
+    telemetry = Telemetry(
+        block, instance, access_log=access_log, tracing=tracing, requests=requests
+    )
     auth = Auth.for_holder(
         spec,
         state.path,
@@ -154,7 +157,11 @@ def _gateway(
         raise ValueError(f"block {args.block!r} is not a gateway")
     if gateway.kind == "egress":
         egress = Egress(
-            args.block, gateway, spec_dir=spec_dir, max_body=max_body, telemetry=telemetry
+            args.block,
+            gateway,
+            spec_dir=spec_dir,
+            max_body=max_body,
+            telemetry=telemetry if telemetry.requests else None,  # it counts each request
         )
         block = Block.in_mesh(
             args.block, egress, app=None, client=client, instance=args.instance, auth=auth

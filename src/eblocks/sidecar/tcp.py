@@ -316,6 +316,8 @@ def _record(
     tel: Telemetry, inbound: bool, peer: str, status: int, took: float, sizes: tuple[int, int]
 ) -> None:
     """One connection as one request of route ``tcp`` (metrics, access log, tap)."""
+    if not tel.requests:  # telemetry.metrics: false
+        return
     nin, nout = sizes
     table = tel.inbound if inbound else tel.outbound
     table.get(peer, ROUTE).add(status, took, nin, nout, tel.clock.monotonic())

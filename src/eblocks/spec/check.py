@@ -60,6 +60,19 @@ def check_references(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
                     f"unknown block or pattern {target!r} (expected one of: {known})",
                 )
         yield from _gateway_references(name, _mapping(block.get("gateway")), blocks, patterns)
+    yield from _access_logs(data, blocks)
+
+
+def _access_logs(data: Mapping[str, Any], blocks: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
+    """No access log is asked for where ``telemetry.metrics: false`` leaves out its layers."""
+    if _mapping(data.get("telemetry")).get("metrics") is not False:
+        return
+    why = "an access log is written by the per-request layers that 'telemetry.metrics: false' "
+    if _mapping(data.get("defaults")).get("access_log") is True:
+        yield ("defaults", "access_log"), why + "leaves out"
+    for name, block in blocks.items():
+        if _mapping(block).get("access_log") is True:
+            yield ("blocks", name, "access_log"), why + "leaves out"
 
 
 def _gateway_references(

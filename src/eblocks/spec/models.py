@@ -13,7 +13,7 @@ Shape::
                     | {divide-conquer: {divide, worker, combine, attempts, parallel}}}
     policies: {}
     discovery: {mode: supervisor|gossip, key | key_file, seeds, dns, port, tunables}
-    telemetry: {tracing: {sampling, exporter, endpoint}}
+    telemetry: {metrics, tracing: {sampling, exporter, endpoint}}
     security: {trust_domain, mtls, svid_ttl, key_type, tokens, end_user, authorization, anomaly}
 
 Cross-references (unknown blocks, cycles) are checked in `check.py`, where the
@@ -442,9 +442,23 @@ class TracingSpec(Frozen):
 
 
 class TelemetrySpec(Frozen):
-    """Monitoring settings shared by every block (metrics are always on)."""
+    """Monitoring settings shared by every block (`/metrics` is always served)."""
 
+    metrics: bool = Field(
+        True,
+        description="per-request metrics, tap and access log; false skips the counting layers "
+        "on both sides: what the benchmark's off side runs",
+    )
     tracing: TracingSpec = Field(TracingSpec(), description="OpenTelemetry traces")
+
+    @model_validator(mode="after")
+    def _layers(self) -> TelemetrySpec:
+        if not self.metrics and self.tracing.exporter != "none":
+            raise ValueError(
+                "'metrics: false' leaves out the layers that make spans too: "
+                "set 'tracing.exporter: none' or 'metrics: true'"
+            )
+        return self
 
 
 class TokenSpec(Frozen):
@@ -599,7 +613,9 @@ class MeshSpec(Frozen):
         DiscoverySpec(), description="how instances find each other (supervisor or gossip)"
     )
     telemetry: TelemetrySpec = Field(
-        TelemetrySpec(), description="tracing (metrics are always served on the admin port)"
+        TelemetrySpec(),
+        description="per-request metrics and tracing (`/metrics` is always served on the admin "
+        "port)",
     )
     security: SecuritySpec = Field(
         SecuritySpec(), description="identity, mTLS, request tokens, authorization"

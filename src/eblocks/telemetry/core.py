@@ -109,7 +109,14 @@ class Telemetry:
         access_log: AccessLog | None = None,
         tap: Tap | None = None,
         tracing: Tracing | None = None,
+        requests: bool = True,
     ) -> None:
+        """``requests=False`` (the spec's ``telemetry.metrics: false``): no per-request layers."""
+        if not requests and (access_log is not None or tracing is not None):
+            raise ValueError(
+                f"telemetry of {instance!r}: requests=False leaves out the layers that write "
+                "the access log and make spans; pass neither access_log nor tracing"
+            )
         self.block = block
         self.instance = instance
         self.clock = clock or SystemClock()
@@ -122,6 +129,10 @@ class Telemetry:
         self.tap = tap or Tap()
         self.tap.on_change = self._update_sinks
         self.tracing = tracing
+        self.requests = requests
+        """Whether the stacks count each request (read once, when a stack is built): when off,
+        the inbound and outbound telemetry layers are left out, so no series, access log, tap
+        or span; ``/metrics`` still serves the process metrics and the hooks' gauges."""
         self.sinks = False
         """Whether anybody wants per-request summaries (the access log or a tap reader)."""
         self._update_sinks()

@@ -9,9 +9,11 @@ from eblocks.bench.overhead import (
     check_policy_targets,
     check_security_targets,
     check_targets,
+    check_telemetry_targets,
     summarize,
     summarize_policies,
     summarize_security,
+    summarize_telemetry,
 )
 
 
@@ -59,3 +61,36 @@ def test_policies_and_security_against_eblock() -> None:
     (at32,) = summarize_policies(_samples(conc=32))
     (target,) = check_policy_targets([at32])
     assert (target.name, target.ok) == ("policies req/s ratio", True)  # 0.9 >= 0.9
+
+
+TELEMETRY_ROUNDS = [  # (telemetry-off, eblock = metrics, telemetry = + tracing) per round
+    ((1000, 1.00), (960, 1.02), (900, 1.06)),
+    ((400, 2.50), (390, 2.52), (380, 2.60)),  # a slow round moves all three together
+    ((1000, 1.00), (980, 1.01), (920, 1.04)),
+]
+
+
+def _telemetry_samples(conc: int) -> list[Sample]:
+    kinds = ("telemetry-off", "eblock", "telemetry")
+    return [
+        _sample(kind, rnd, rps, p50, conc)
+        for rnd, sides in enumerate(TELEMETRY_ROUNDS)
+        for kind, (rps, p50) in zip(kinds, sides, strict=True)
+    ]
+
+
+def test_metrics_and_tracing_against_telemetry_off() -> None:
+    metrics, traced = summarize_telemetry(_telemetry_samples(1))
+    assert (metrics.side, traced.side) == ("eblock", "telemetry")
+    assert metrics.plain.rps == traced.plain.rps == 1000  # both against telemetry-off
+    assert metrics.rps_ratio == pytest.approx(0.975)  # median of 0.96, 0.975, 0.98
+    assert traced.rps_ratio == pytest.approx(0.92)  # 0.9, 0.95, 0.92
+    assert traced.p50_added_ms == pytest.approx(0.06)  # 0.06, 0.10, 0.04
+    (target,) = check_telemetry_targets([metrics, traced])  # only the traced side is judged
+    assert (target.name, target.value, target.ok) == (
+        "telemetry added p50 ms",
+        traced.p50_added_ms,
+        False,
+    )
+    (at32,) = check_telemetry_targets(summarize_telemetry(_telemetry_samples(32)))
+    assert (at32.name, at32.concurrency, at32.ok) == ("telemetry req/s ratio", 32, True)  # 0.92
