@@ -35,7 +35,7 @@ import asyncio
 import collections
 import ssl as _ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -86,8 +86,11 @@ def _check_name(name: str) -> None:
 class Connection(asyncio.Protocol):
     """One keep-alive connection; `request` sends a request and waits for its reply."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Connection], None]
+    ) -> None:
         self._loop = loop
+        self._on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Reply] | None = None
@@ -121,6 +124,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
+        self._on_lost(self)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             if not self._in_head and _delimited_by_close(self._headers):
@@ -236,8 +240,14 @@ class Pool:
     def __init__(self, keepalive: float) -> None:
         self._keepalive = keepalive
         self._idle: dict[tuple[str, int, bool], list[Connection]] = {}
+        self._where: dict[Connection, tuple[str, int, bool]] = {}  # idle ones: their list
         self._busy: set[Connection] = set()
         self.closed = False
+
+    @property
+    def idle(self) -> int:
+        """How many idle connections the pool holds."""
+        return len(self._where)
 
     async def acquire(
         self, host: str, port: int, ssl: _ssl.SSLContext | None, name: str
@@ -250,6 +260,7 @@ class Pool:
             oldest = time.monotonic() - self._keepalive
             while idle:
                 conn = idle.pop()
+                self._where.pop(conn, None)
                 if conn.reusable and conn.idle_since > oldest:
                     self._busy.add(conn)
                     return conn
@@ -257,7 +268,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(_CONNECT_TIMEOUT):
             _, conn = await loop.create_connection(
-                lambda: Connection(loop),
+                lambda: Connection(loop, self._lost),
                 host,
                 port,
                 ssl=ssl,
@@ -271,9 +282,20 @@ class Pool:
         self._busy.discard(conn)
         if conn.reusable and not self.closed:
             conn.idle_since = time.monotonic()
-            self._idle.setdefault((host, port, tls), []).append(conn)
+            key = (host, port, tls)
+            self._idle.setdefault(key, []).append(conn)
+            self._where[conn] = key
         else:
             conn.close()
+
+    def _lost(self, conn: Connection) -> None:
+        """An idle connection the server closed leaves the pool at once (no dead entries)."""
+        key = self._where.pop(conn, None)
+        if key is not None:
+            idle = self._idle[key]
+            idle.remove(conn)
+            if not idle:
+                del self._idle[key]
 
     def close(self) -> None:
         """Close every connection, idle or in use (the calls in flight fail)."""
@@ -282,6 +304,7 @@ class Pool:
             for conn in conns:
                 conn.close()
         self._idle.clear()
+        self._where.clear()
         for conn in list(self._busy):
             conn.close()
         self._busy.clear()

@@ -139,6 +139,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(
     async with HttpTransport() as transport:
         assert (await transport.send(call(raw.port))).body == b"ok"
         await asyncio.sleep(0.05)  # the FIN reaches the client's loop
+        assert transport._pool.idle == 0  # the closed connection left the pool by itself
         assert (await transport.send(call(raw.port))).body == b"ok"
     assert raw.connections == 2
 
