@@ -150,10 +150,13 @@ class RecordedSpan(Span):
             and self._end is None
             and self._sink.plain
             and len(mine) + len(attributes) <= self._sink.max_attributes
-            and all(type(v) in _PLAIN and type(k) is str and k for k, v in attributes.items())
         ):
-            mine.update(attributes)  # the mesh's own attributes: all plain
-            return
+            for key, value in attributes.items():
+                if type(value) not in _PLAIN or type(key) is not str or not key:
+                    break
+            else:
+                mine.update(attributes)  # the mesh's own attributes: all plain
+                return
         for key, value in attributes.items():
             self.set_attribute(key, value)
 

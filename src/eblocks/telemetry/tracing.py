@@ -73,13 +73,15 @@ __all__ = [
     "current_trace_id",
     "parse_traceparent",
     "propagator",
-    "stamp",
     "traceparent",
     "tracing_from_spec",
 ]
 
 
 _ROOT = Context()  # an empty context: no parent, whatever is current
+# ids as the SDK's RandomIdGenerator draws them: the random module's generator, reseeded in a
+# forked child (an instance of our own would give a forked child its parent's ids)
+_random_bits = random.getrandbits
 _LOW64 = (1 << 64) - 1  # TraceIdRatioBased decides on the trace id's 64 low-order bits
 # W3C traceparent, as OpenTelemetry's propagator reads it: lower-case hex only
 _TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
@@ -135,13 +137,13 @@ class JsonLinesSpanExporter(SpanExporter):
 class Tracing:
     """One instance's tracer and provider; ``shutdown()`` flushes what is pending.
 
-    With ``sink`` and ``ratio`` (what `create` passes: the provider's sampler
-    is ``ParentBased(TraceIdRatioBased(ratio))`` and ``sink`` holds its span
+    With a ``sink`` (what `create` passes: the provider's sampler is
+    ``ParentBased(TraceIdRatioBased(ratio))`` and ``sink`` holds its span
     processor), every span is made here: new traces decided with the
     sampler's rule, recorded spans as `RecordedSpan` handed to the processor
-    when they end. Without them, spans that may be recorded come from the
-    provider's tracer (its sampler, the SDK's span); children of unsampled
-    parents are made here either way.
+    when they end. Without one, spans that may be recorded come from the
+    provider's tracer (its sampler, the SDK's span; ``ratio`` is unused);
+    children of unsampled parents are made here either way.
     """
 
     def __init__(
@@ -151,7 +153,6 @@ class Tracing:
         self.tracer: Tracer = provider.get_tracer("eblocks")
         self.propagator = propagator()
         self._sink = sink
-        self._ids = random.Random()  # trace and span ids, as the SDK's RandomIdGenerator
         self._bound = TraceIdRatioBased.get_bound_for_rate(ratio)
 
     def start_span(self, name: str, kind: SpanKind, context: Context | None = None) -> Span:
@@ -199,7 +200,7 @@ class Tracing:
             span: Span = self._root(self._sink, name, SpanKind.CLIENT, trace_id)
         else:
             span = self.start_span(name, SpanKind.CLIENT)
-        stamp(headers, span)
+        _stamp(headers, span)
         return span if span.is_recording() else None
 
     def server_span(self, name: str, traceparent: str | None, tracestate: str | None) -> Span:
@@ -239,13 +240,13 @@ class Tracing:
         return UnsampledSpan(own, None, _NEW_UNSAMPLED_SUFFIX, None)
 
     def _trace_id(self) -> int:
-        trace_id = self._ids.getrandbits(128)
+        trace_id = _random_bits(128)
         while not trace_id:
-            trace_id = self._ids.getrandbits(128)
+            trace_id = _random_bits(128)
         return trace_id
 
     def _span_id(self) -> int:
-        return self._ids.getrandbits(64) or 1
+        return _random_bits(64) or 1
 
     @classmethod
     def create(
@@ -306,11 +307,11 @@ def _parts(found: re.Match[str]) -> tuple[str, str, str] | None:
 def traceparent(span: Span) -> dict[str, str]:
     """The W3C headers that make ``span`` the parent downstream (``propagator.inject``, cheaper)."""
     headers: dict[str, str] = {}
-    stamp(headers, span)
+    _stamp(headers, span)
     return headers
 
 
-def stamp(headers: dict[str, str], span: Span) -> None:
+def _stamp(headers: dict[str, str], span: Span) -> None:
     """Set ``traceparent`` (and ``tracestate``, if any) of ``span`` in ``headers``."""
     if type(span) is UnsampledSpan:
         headers["traceparent"] = f"{span.prefix}{span.get_span_context().span_id:016x}{span.suffix}"
