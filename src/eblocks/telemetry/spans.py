@@ -40,7 +40,7 @@ from opentelemetry.util import types
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.sdk.util.instrumentation import InstrumentationInfo, InstrumentationScope
 
 __all__ = ["RecordedSpan", "SpanSink", "UnsampledSpan"]
 
@@ -86,10 +86,13 @@ class SpanSink:
         resource: Resource,
         scope: InstrumentationScope,
         limits: SpanLimits,
+        info: InstrumentationInfo | None = None,
     ) -> None:
         self.processor = processor
         self.resource = resource
         self.scope = scope
+        self.info = info
+        """The SDK tracer's deprecated `InstrumentationInfo`, for exporters that still read it."""
         self.limits = limits
         found = limits.max_span_attributes
         self.max_attributes = found if found is not None else sys.maxsize
@@ -275,5 +278,6 @@ class RecordedSpan(Span):
                 start_time=self._start,
                 end_time=self._end,
                 instrumentation_scope=sink.scope,
+                instrumentation_info=sink.info,
             )
         )

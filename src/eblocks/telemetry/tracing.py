@@ -267,8 +267,9 @@ class Tracing:
         )
         processor = BatchSpanProcessor(exporter, schedule_delay_millis=delay * 1000)
         provider.add_span_processor(processor)  # the tracer's spans, and shutdown's flush
-        scope = InstrumentationScope("eblocks")
-        return cls(provider, SpanSink(processor, resource, scope, limits), sampling)
+        scope = InstrumentationScope("eblocks")  # the scope of provider.get_tracer("eblocks")
+        info = getattr(provider.get_tracer("eblocks"), "instrumentation_info", None)
+        return cls(provider, SpanSink(processor, resource, scope, limits, info), sampling)
 
     def shutdown(self) -> None:
         self.provider.shutdown()

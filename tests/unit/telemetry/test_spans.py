@@ -186,6 +186,10 @@ def test_a_sampled_caller_gets_recorded_spans_that_are_exported() -> None:
     assert got.resource.attributes["service.name"] == "b"
     assert got.instrumentation_scope is not None
     assert got.instrumentation_scope.name == "eblocks"
+    with pytest.deprecated_call():  # still read by older exporters
+        info = got.instrumentation_info
+    assert info is not None
+    assert info.name == "eblocks"
     assert got.context.trace_state.to_header() == "vendor=x"
     assert call.parent is not None
     assert call.parent.span_id == got.context.span_id
