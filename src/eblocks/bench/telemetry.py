@@ -15,8 +15,10 @@ Variants: ``off`` (no telemetry), ``metrics`` (counters and windows),
 ``tracing 10%`` (metrics plus OpenTelemetry; every request starts a trace,
 sampled at 10 %, spans dropped by a null exporter: the cost at a mesh's
 entry), ``tracing, unsampled`` (the same, inside a caller's unsampled trace:
-the cost at every later hop), ``access log`` (metrics plus a JSON line per
-request to a temporary file).
+the cost at every later hop; outbound, the calls run under the server span
+the inbound side makes for such a request, current for the whole round as
+it is for a handler's calls: its cost is the inbound side's), ``access log``
+(metrics plus a JSON line per request to a temporary file).
 
 `side_telemetry` builds the telemetry of the ``--telemetry`` sides of
 `eblocks bench overhead` (the same tracing set-up, end to end over HTTP).
@@ -40,7 +42,7 @@ from aiohttp.test_utils import make_mocked_request
 from opentelemetry.context import attach, detach
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from opentelemetry.trace import Span, set_span_in_context
 
 from eblocks._types import Call, Send, SystemClock
 from eblocks.block.stack import client_stack
@@ -97,14 +99,11 @@ def _outbound(stack: Send, message: Message) -> Awaitable[Message]:
     return stack(Call("echo", message))
 
 
-async def _outbound_unsampled(stack: Send, message: Message) -> Message:
-    """A call made while handling a request of an unsampled trace (attach costs included)."""
-    parent = NonRecordingSpan(SpanContext(0x4BF92F35, 0xF067AA0B, True, TraceFlags(0)))
-    token = attach(set_span_in_context(parent))
-    try:
-        return await stack(Call("echo", message))
-    finally:
-        detach(token)
+def _unsampled_parent(tel: Telemetry | None) -> Span | None:
+    """The server span of a request of an unsampled trace, as the inbound side makes it."""
+    if tel is None or tel.tracing is None:
+        return None
+    return tel.tracing.server_span("echo direct", _UNSAMPLED, None)
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -132,6 +131,7 @@ async def _run(calls: int, rounds: int, progress: Callable[[str], None]) -> dict
     samples: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="eblocks-bench-") as tmp:
         sides: dict[str, Callable[[], Awaitable[object]]] = {}
+        parents: dict[str, Span | None] = {}
         opened: list[Telemetry] = []
         for variant in VARIANTS:
             out_tel, in_tel = _telemetry(variant, Path(tmp)), _telemetry(variant, Path(tmp))
@@ -141,36 +141,47 @@ async def _run(calls: int, rounds: int, progress: Callable[[str], None]) -> dict
             )
             handler = _echo if in_tel is None else observe(in_tel, _echo)
             unsampled = variant == "tracing, unsampled"
-            send = _outbound_unsampled if unsampled else _outbound
-            sides[f"outbound {variant}"] = functools.partial(send, stack, message)
+            sides[f"outbound {variant}"] = functools.partial(_outbound, stack, message)
             sides[f"inbound {variant}"] = functools.partial(
                 handler, child if unsampled else request
             )
+            if unsampled:
+                parents[f"outbound {variant}"] = _unsampled_parent(out_tel)
         for tel in opened:
             await tel.start()
         try:
-            for side in sides.values():  # warm-up
-                for _ in range(min(calls, 2000)):
-                    await side()
+            for name, side in sides.items():  # warm-up
+                await _time(side, min(calls, 2000), parents.get(name))
             for rnd in range(rounds):
                 names = list(sides) if rnd % 2 == 0 else list(sides)[::-1]
                 for name in names:
                     progress(f"round {rnd + 1}/{rounds}: {name}")
-                    samples.setdefault(name, []).append(await _time(sides[name], calls))
+                    cost = await _time(sides[name], calls, parents.get(name))
+                    samples.setdefault(name, []).append(cost)
         finally:
             for tel in opened:
                 await tel.aclose()
     return _summary(samples, calls, rounds)
 
 
-async def _time(side: Callable[[], Awaitable[object]], calls: int) -> float:
-    """CPU µs per call, the process's threads included (the access log's writer too)."""
-    began = time.process_time()
-    for index in range(calls):
-        await side()
-        if index % 100 == 0:
-            await asyncio.sleep(0)  # let background work (the access log writer) run
-    return (time.process_time() - began) / calls * 1e6
+async def _time(
+    side: Callable[[], Awaitable[object]], calls: int, parent: Span | None = None
+) -> float:
+    """CPU µs per call, the process's threads included (the access log's writer too).
+
+    ``parent``: the span current while the calls run (made current once).
+    """
+    token = attach(set_span_in_context(parent)) if parent is not None else None
+    try:
+        began = time.process_time()
+        for index in range(calls):
+            await side()
+            if index % 100 == 0:
+                await asyncio.sleep(0)  # let background work (the access log writer) run
+        return (time.process_time() - began) / calls * 1e6
+    finally:
+        if token is not None:
+            detach(token)
 
 
 def _summary(samples: dict[str, list[float]], calls: int, rounds: int) -> dict[str, Any]:

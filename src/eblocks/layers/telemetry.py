@@ -17,7 +17,7 @@ import contextvars
 from collections.abc import Awaitable
 
 from opentelemetry.context import attach, detach
-from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import Span, Status, StatusCode, set_span_in_context
 
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import MeshError
@@ -25,7 +25,7 @@ from eblocks.message import PATTERN_HEADER, REQUEST_ID_HEADER, Message
 from eblocks.respond import status_of
 from eblocks.telemetry.core import Telemetry
 from eblocks.telemetry.inbound import CLIENT_CLOSED, DIRECT, TRACEPARENT, trace_id_of
-from eblocks.telemetry.tracing import Tracing, current_trace_id, traceparent
+from eblocks.telemetry.tracing import Tracing, current_trace_id
 
 __all__ = ["telemetry", "tries"]
 
@@ -109,55 +109,64 @@ def tries(tel: Telemetry, target: str) -> Layer:
 def _traced_tries(tel: Telemetry, tracing: Tracing, target: str) -> Layer:
     """Each try in a client span; its context goes out in ``traceparent``/``tracestate``.
 
-    Started, made current and ended by hand, attributes only on recorded spans
-    (as the inbound side does): most calls are not sampled.
+    An unsampled span (most of them) is only its headers: the try goes on
+    with no coroutine of this layer around it, and the span is never made
+    current (nothing below this layer reads the current span; the caller's
+    stays current, same trace, same decision). A recorded span is current
+    during the try and gets its attributes and status (`_recorded`).
     """
     table = tel.outbound
+    name = f"call {target}"
 
     def layer(inner: Send) -> Send:
-        async def send(call: Call) -> Message:
-            route = call.message.headers.get(PATTERN_HEADER) or DIRECT
+        def send(call: Call) -> Awaitable[Message]:
             if call.attempt != 1:
+                route = call.message.headers.get(PATTERN_HEADER) or DIRECT
                 table.get(target, route).retries += 1
                 _ATTEMPT.set(call.attempt)
-            span = tracing.start_span(f"call {target}", SpanKind.CLIENT)
-            recording = span.is_recording()
-            if recording:
-                span.set_attributes(_client_attributes(call, target, route))
+            message = call.message
+            headers = dict(message.headers)
+            span = tracing.client_span(name, headers)
             traced = Call(
                 call.target,
-                call.message.replace(headers=traceparent(span)),
+                Message(message.body, headers),
                 call.deadline,
                 call.endpoint,
                 call.attempt,
                 call.route,
                 call.subset,
             )
-            token = attach(set_span_in_context(span))
-            try:
-                reply = await inner(traced)
-            except MeshError as exc:
-                if recording:
-                    status, reason = status_of(exc)
-                    span.set_attribute("http.response.status_code", status)
-                    span.set_attribute("eblocks.error", reason)
-                    span.set_status(Status(StatusCode.ERROR, reason))
-                raise
-            except BaseException as exc:
-                if recording:
-                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
-            else:
-                if recording:
-                    span.set_attribute("http.response.status_code", 200)
-                return reply
-            finally:
-                detach(token)
-                span.end()
+            if span is None:
+                return inner(traced)
+            return _recorded(inner, traced, span, target)
 
         return send
 
     return layer
+
+
+async def _recorded(inner: Send, call: Call, span: Span, target: str) -> Message:
+    """One try inside a recorded client span: current while the try runs, ended after it."""
+    route = call.message.headers.get(PATTERN_HEADER) or DIRECT
+    span.set_attributes(_client_attributes(call, target, route))
+    token = attach(set_span_in_context(span))
+    try:
+        reply = await inner(call)
+    except MeshError as exc:
+        status, reason = status_of(exc)
+        span.set_attribute("http.response.status_code", status)
+        span.set_attribute("eblocks.error", reason)
+        span.set_status(Status(StatusCode.ERROR, reason))
+        raise
+    except BaseException as exc:
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
+    else:
+        span.set_attribute("http.response.status_code", 200)
+        return reply
+    finally:
+        detach(token)
+        span.end()
 
 
 def _client_attributes(call: Call, target: str, route: str) -> dict[str, str | int]:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from opentelemetry.context import attach, detach
-from opentelemetry.trace import Status, StatusCode, set_span_in_context
+from opentelemetry.context import Context, attach, detach
+from opentelemetry.trace import Span, Status, StatusCode, set_span_in_context
 
 from eblocks.message import (
     ERROR_HEADER,
@@ -40,6 +41,7 @@ CLIENT_CLOSED = 499
 """The status counted for a request whose caller went away (nginx's convention)."""
 
 TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
 
 AioHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RouteOf = Callable[[web.Request], str]
@@ -50,17 +52,15 @@ def observe(tel: Telemetry, handler: AioHandler) -> AioHandler:
 
     A partial, not a closure: one coroutine frame less on every request.
     """
-    inner = _observed if tel.tracing is None else _traced
-    return functools.partial(inner, tel, handler, _pattern_route)
+    return functools.partial(_observed, tel, handler, _pattern_route)
 
 
 def middleware(tel: Telemetry) -> Middleware:
     """An aiohttp middleware with inbound telemetry for an application block."""
-    inner = _observed if tel.tracing is None else _traced
 
     @web.middleware
     async def telemetry(request: web.Request, handler: AioHandler) -> web.StreamResponse:
-        return await inner(tel, handler, _path_route, request)
+        return await _observed(tel, handler, _path_route, request)
 
     return telemetry
 
@@ -82,8 +82,27 @@ def _path_route(request: web.Request) -> str:
 async def _observed(
     tel: Telemetry, handler: AioHandler, route_of: RouteOf, request: web.Request
 ) -> web.StreamResponse:
+    """Count the request; with tracing, inside a server span whose parent is ``traceparent``.
+
+    One coroutine for both (no frame of its own for the span). The span is
+    started, made current and ended by hand (not with the SDK's nested
+    context managers), and its attributes and status are only set when it is
+    recorded: most requests are not sampled (docs/benchmarks.md).
+    """
     headers = request.headers
     route = route_of(request)
+    tracing = tel.tracing
+    span: Span | None = None
+    token: Token[Context] | None = None
+    recording = False
+    if tracing is not None:
+        span = tracing.server_span(
+            f"{tel.block} {route}", headers.get(TRACEPARENT), headers.get(TRACESTATE)
+        )
+        recording = span.is_recording()
+        if recording:
+            span.set_attributes(_server_attributes(tel, request, route))
+        token = attach(set_span_in_context(span))
     peer = tel.peer(headers.get(SOURCE_HEADER))
     series = tel.inbound.get(peer, route)
     series.inflight += 1
@@ -95,11 +114,19 @@ async def _observed(
         response = await handler(request)
         status = response.status
         return response
-    except web.HTTPException as exc:
+    except web.HTTPException as exc:  # an application block's 404 and the like
         status = exc.status
+        if recording:
+            _answered(span, status, exc.reason)
         raise
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         status = CLIENT_CLOSED
+        if recording:
+            _failed(span, exc)
+        raise
+    except BaseException as exc:
+        if recording:
+            _failed(span, exc)
         raise
     finally:
         series.inflight -= 1
@@ -127,53 +154,29 @@ async def _observed(
                 0,
                 reason,
                 headers.get(REQUEST_ID_HEADER),
-                current_trace_id() if tel.tracing else trace_id_of(headers.get(TRACEPARENT)),
+                current_trace_id() if tracing else trace_id_of(headers.get(TRACEPARENT)),
             )
+        if span is not None:
+            if recording and response is not None:
+                _answered(span, status, reason or str(status))
+            if token is not None:
+                detach(token)
+            span.end()
 
 
-async def _traced(
-    tel: Telemetry, handler: AioHandler, route_of: RouteOf, request: web.Request
-) -> web.StreamResponse:
-    """`_observed` inside a server span whose parent is the caller's ``traceparent``.
+def _answered(span: Span | None, status: int, reason: str) -> None:
+    """A recorded server span's answer: its status code, an error from 500 up."""
+    if span is not None:
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR, reason))
 
-    The span is started, made current and ended by hand (not with the SDK's
-    nested context managers), and its attributes are only built when it is
-    recorded: most requests are not sampled (docs/benchmarks.md).
-    """
-    tracing = tel.tracing
-    if tracing is None:
-        return await _observed(tel, handler, route_of, request)
-    headers = request.headers
-    route = route_of(request)
-    span = tracing.server_span(
-        f"{tel.block} {route}", headers.get(TRACEPARENT), headers.get("tracestate")
-    )
-    if span.is_recording():
-        span.set_attributes(_server_attributes(tel, request, route))
-    token = attach(set_span_in_context(span))
-    try:
-        response = await _observed(tel, handler, route_of, request)
-    except web.HTTPException as exc:  # an application block's 404 and the like
-        if span.is_recording():
-            span.set_attribute("http.response.status_code", exc.status)
-            if exc.status >= 500:
-                span.set_status(Status(StatusCode.ERROR, exc.reason))
-        raise
-    except BaseException as exc:
-        if span.is_recording():
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-        raise
-    else:
-        if span.is_recording():
-            span.set_attribute("http.response.status_code", response.status)
-            if response.status >= 500:
-                reason = response.headers.get(ERROR_HEADER) or str(response.status)
-                span.set_status(Status(StatusCode.ERROR, reason))
-        return response
-    finally:
-        detach(token)
-        span.end()
+
+def _failed(span: Span | None, exc: BaseException) -> None:
+    """A recorded server span whose handler raised (a bug, or the caller went away)."""
+    if span is not None:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 def _server_attributes(tel: Telemetry, request: web.Request, route: str) -> dict[str, str]:

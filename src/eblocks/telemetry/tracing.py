@@ -16,11 +16,20 @@ the optional ``eblocks[otlp]`` extra), ``console`` (stderr), ``file`` (one
 JSON span per line in ``logs/<instance>.spans.jsonl``, read by ``eblocks
 trace``). Spans leave through a batch processor's thread: exporting never
 runs on the event loop.
+
+`Tracing` makes its spans itself (`eblocks.telemetry.spans`, docs/decisions.md)
+with the sampler's rules: a new trace is decided as ``TraceIdRatioBased``
+decides (on a trace id drawn here), a child follows its parent. An unsampled
+span (most of them) is only ids, with its trace's ``traceparent`` prefix at
+hand; a recorded one is handed, ended, to the batch processor as the SDK's
+`ReadableSpan`. The SDK keeps the provider (resource, processor, flush on
+shutdown), the exporters and ``tracing.tracer`` for anyone's own spans.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -30,7 +39,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -38,6 +47,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
@@ -51,6 +61,8 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from eblocks.telemetry.spans import RecordedSpan, SpanSink, UnsampledSpan
 
 if TYPE_CHECKING:
     from eblocks.spec.models import TracingSpec
@@ -67,6 +79,27 @@ __all__ = [
 
 
 _ROOT = Context()  # an empty context: no parent, whatever is current
+# ids as the SDK's RandomIdGenerator draws them: the random module's generator, reseeded in a
+# forked child (an instance of our own would give a forked child its parent's ids)
+_random_bits = random.getrandbits
+_LOW64 = (1 << 64) - 1  # TraceIdRatioBased decides on the trace id's 64 low-order bits
+# W3C traceparent, as OpenTelemetry's propagator reads it: lower-case hex only
+_TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
+_NO_TRACE, _NO_SPAN = "0" * 32, "0" * 16
+_RANDOM = TraceFlags.RANDOM_TRACE_ID  # the only flag a child keeps besides "sampled"
+# a new trace's flags, as the SDK's (its ids are random: W3C level 2's random-trace-id)
+_NEW_SAMPLED = TraceFlags(TraceFlags.SAMPLED | _RANDOM)
+_NEW_UNSAMPLED = TraceFlags(_RANDOM)
+_NEW_UNSAMPLED_SUFFIX = f"-{_NEW_UNSAMPLED:02x}"
+# traceparent flags (hex) -> (flags, an unsampled child's flags, its suffix; None: sampled)
+_FLAGS: dict[str, tuple[TraceFlags, TraceFlags, str | None]] = {
+    f"{v:02x}": (
+        TraceFlags(v),
+        TraceFlags(v & _RANDOM),
+        None if v & TraceFlags.SAMPLED else f"-{v & _RANDOM:02x}",
+    )
+    for v in range(256)
+}
 
 
 def propagator() -> TextMapPropagator:
@@ -102,37 +135,118 @@ class JsonLinesSpanExporter(SpanExporter):
 
 
 class Tracing:
-    """One instance's tracer and provider; ``shutdown()`` flushes what is pending."""
+    """One instance's tracer and provider; ``shutdown()`` flushes what is pending.
 
-    def __init__(self, provider: TracerProvider) -> None:
+    With a ``sink`` (what `create` passes: the provider's sampler is
+    ``ParentBased(TraceIdRatioBased(ratio))`` and ``sink`` holds its span
+    processor), every span is made here: new traces decided with the
+    sampler's rule, recorded spans as `RecordedSpan` handed to the processor
+    when they end. Without one, spans that may be recorded come from the
+    provider's tracer (its sampler, the SDK's span; ``ratio`` is unused);
+    children of unsampled parents are made here either way.
+    """
+
+    def __init__(
+        self, provider: TracerProvider, sink: SpanSink | None = None, ratio: float = 1.0
+    ) -> None:
         self.provider = provider
         self.tracer: Tracer = provider.get_tracer("eblocks")
         self.propagator = propagator()
-        self._ids = random.Random()  # span ids, as the SDK's RandomIdGenerator (not secrets)
+        self._sink = sink
+        self._bound = TraceIdRatioBased.get_bound_for_rate(ratio)
 
     def start_span(self, name: str, kind: SpanKind, context: Context | None = None) -> Span:
         """A span under ``context`` (default: the current one), not yet current.
 
-        The sampler is ``ParentBased``, so a child of an unsampled parent is
-        never recorded: that span (most of them, at a low ratio) is made here
-        without the SDK's sampling path — same trace id and flags, a new id.
+        The sampler is ``ParentBased``: a child of a sampled parent is
+        recorded, a child of an unsampled one never is — that span (most of
+        them, at a low ratio) is only new ids in the parent's trace.
         """
-        parent = get_current_span(context).get_span_context()
-        if parent.is_valid and not parent.trace_flags.sampled:
-            span_id = self._ids.getrandbits(64) or 1
-            own = SpanContext(
-                parent.trace_id, span_id, False, parent.trace_flags, parent.trace_state
-            )
-            return NonRecordingSpan(own)
-        return self.tracer.start_span(name, context=context, kind=kind, record_exception=False)
+        parent = get_current_span(context)
+        if type(parent) is UnsampledSpan:
+            return parent.child(self._span_id())
+        ctx = parent.get_span_context()
+        if not ctx.is_valid:
+            return self._new_trace(name, kind)
+        if not ctx.trace_flags.sampled:
+            flags = TraceFlags(ctx.trace_flags & _RANDOM)
+            own = SpanContext(ctx.trace_id, self._span_id(), False, flags, ctx.trace_state)
+            state = ctx.trace_state.to_header() if ctx.trace_state else None
+            return UnsampledSpan(own, None, f"-{flags:02x}", state)
+        if self._sink is None:
+            return self.tracer.start_span(name, context, kind, record_exception=False)
+        return _recorded(self._sink, name, kind, ctx, self._span_id())
+
+    def client_span(self, name: str, headers: dict[str, str]) -> Span | None:
+        """A client span under the current span: its W3C headers set in ``headers``.
+
+        The span itself only when it is recorded. An unsampled one (most of
+        them) is only its ids: nobody needs it current nor ended, so under an
+        unsampled span of ours, or starting a trace it does not record, not
+        even its object is made.
+        """
+        parent = get_current_span()
+        if type(parent) is UnsampledSpan:
+            headers["traceparent"] = f"{parent.prefix}{self._span_id():016x}{parent.suffix}"
+            if parent.state is not None:
+                headers["tracestate"] = parent.state
+            return None
+        if self._sink is not None and not parent.get_span_context().is_valid:
+            trace_id = self._trace_id()
+            if trace_id & _LOW64 >= self._bound:  # a new trace, not recorded
+                span_id = self._span_id()
+                headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}{_NEW_UNSAMPLED_SUFFIX}"
+                return None
+            span: Span = self._root(self._sink, name, SpanKind.CLIENT, trace_id)
+        else:
+            span = self.start_span(name, SpanKind.CLIENT)
+        _stamp(headers, span)
+        return span if span.is_recording() else None
 
     def server_span(self, name: str, traceparent: str | None, tracestate: str | None) -> Span:
         """The span of a request that arrived with these W3C headers (``extract``, cheaper)."""
-        parent = parse_traceparent(traceparent, tracestate) if traceparent else None
-        if parent is None:
-            return self.start_span(name, SpanKind.SERVER, _ROOT)
-        context = set_span_in_context(NonRecordingSpan(parent))
-        return self.start_span(name, SpanKind.SERVER, context)
+        found = _TRACEPARENT.fullmatch(traceparent) if traceparent else None
+        parts = _parts(found) if found is not None else None
+        if parts is None:
+            return self._new_trace(name, SpanKind.SERVER)
+        trace, span, flags = parts
+        trace_flags, child_flags, suffix = _FLAGS[flags]
+        state = TraceState.from_header([tracestate]) if tracestate else None
+        if suffix is not None:  # the caller's trace, not recorded: ids only
+            own = SpanContext(int(trace, 16), self._span_id(), False, child_flags, state)
+            header = state.to_header() if state else None
+            return UnsampledSpan(own, f"00-{trace}-", suffix, header)
+        parent = SpanContext(int(trace, 16), int(span, 16), True, trace_flags, state)
+        if self._sink is None:
+            context = set_span_in_context(NonRecordingSpan(parent))
+            return self.tracer.start_span(name, context, SpanKind.SERVER, record_exception=False)
+        return _recorded(self._sink, name, SpanKind.SERVER, parent, self._span_id())
+
+    def _new_trace(self, name: str, kind: SpanKind) -> Span:
+        """The root span of a new trace, recorded with probability ``ratio``."""
+        if self._sink is None:
+            return self.tracer.start_span(name, _ROOT, kind, record_exception=False)
+        return self._root(self._sink, name, kind, self._trace_id())
+
+    def _root(self, sink: SpanSink, name: str, kind: SpanKind, trace_id: int) -> Span:
+        """The root span of the trace ``trace_id``, decided as ``TraceIdRatioBased`` does.
+
+        Recorded when the trace id's 64 low-order bits are under the bound.
+        """
+        if trace_id & _LOW64 < self._bound:
+            own = SpanContext(trace_id, self._span_id(), False, _NEW_SAMPLED)
+            return RecordedSpan(sink, name, own, None, kind)
+        own = SpanContext(trace_id, self._span_id(), False, _NEW_UNSAMPLED)
+        return UnsampledSpan(own, None, _NEW_UNSAMPLED_SUFFIX, None)
+
+    def _trace_id(self) -> int:
+        trace_id = _random_bits(128)
+        while not trace_id:
+            trace_id = _random_bits(128)
+        return trace_id
+
+    def _span_id(self) -> int:
+        return _random_bits(64) or 1
 
     @classmethod
     def create(
@@ -145,49 +259,70 @@ class Tracing:
         delay: float = 0.5,
     ) -> Tracing:
         resource = Resource.create({"service.name": block, "service.instance.id": instance})
+        limits = SpanLimits()
         provider = TracerProvider(
-            resource=resource, sampler=ParentBased(TraceIdRatioBased(sampling))
+            resource=resource,
+            sampler=ParentBased(TraceIdRatioBased(sampling)),
+            span_limits=limits,
         )
-        provider.add_span_processor(
-            BatchSpanProcessor(exporter, schedule_delay_millis=delay * 1000)
-        )
-        return cls(provider)
+        processor = BatchSpanProcessor(exporter, schedule_delay_millis=delay * 1000)
+        provider.add_span_processor(processor)  # the tracer's spans, and shutdown's flush
+        scope = InstrumentationScope("eblocks")  # the scope of provider.get_tracer("eblocks")
+        info = getattr(provider.get_tracer("eblocks"), "instrumentation_info", None)
+        return cls(provider, SpanSink(processor, resource, scope, limits, info), sampling)
 
     def shutdown(self) -> None:
         self.provider.shutdown()
 
 
+def _recorded(
+    sink: SpanSink, name: str, kind: SpanKind, parent: SpanContext, span_id: int
+) -> RecordedSpan:
+    """A recorded child of the sampled span ``parent`` (its trace id, state, random flag)."""
+    flags = TraceFlags(TraceFlags.SAMPLED | (parent.trace_flags & _RANDOM))
+    own = SpanContext(parent.trace_id, span_id, False, flags, parent.trace_state)
+    return RecordedSpan(sink, name, own, parent, kind)
+
+
 def parse_traceparent(value: str, tracestate: str | None = None) -> SpanContext | None:
     """A caller's span context from W3C ``traceparent`` (None when malformed: a new trace)."""
-    parts = value.strip().split("-")
-    if (
-        len(parts) < 4
-        or len(parts[0]) != 2
-        or parts[0] == "ff"
-        or (parts[0] == "00" and len(parts) != 4)
-    ):
+    found = _TRACEPARENT.fullmatch(value)
+    parts = _parts(found) if found is not None else None
+    if parts is None:
         return None
-    version, trace, span, flags = parts[:4]
-    if len(trace) != 32 or len(span) != 16 or len(flags) != 2:
-        return None
-    try:
-        trace_id, span_id, trace_flags = int(trace, 16), int(span, 16), int(flags, 16)
-        int(version, 16)
-    except ValueError:
-        return None
-    if trace_id == 0 or span_id == 0:
-        return None
+    trace, span, flags = parts
     state = TraceState.from_header([tracestate]) if tracestate else None
-    return SpanContext(trace_id, span_id, True, TraceFlags(trace_flags), state)
+    return SpanContext(int(trace, 16), int(span, 16), True, TraceFlags(int(flags, 16)), state)
+
+
+def _parts(found: re.Match[str]) -> tuple[str, str, str] | None:
+    """Trace id, parent id and flags of a matched ``traceparent``, if the version allows them."""
+    version, trace, span, flags, rest = found.groups()
+    if version == "ff" or (version == "00" and rest is not None):
+        return None  # ff: invalid; version 00 has exactly four fields
+    if trace == _NO_TRACE or span == _NO_SPAN:
+        return None
+    return trace, span, flags
 
 
 def traceparent(span: Span) -> dict[str, str]:
     """The W3C headers that make ``span`` the parent downstream (``propagator.inject``, cheaper)."""
+    headers: dict[str, str] = {}
+    _stamp(headers, span)
+    return headers
+
+
+def _stamp(headers: dict[str, str], span: Span) -> None:
+    """Set ``traceparent`` (and ``tracestate``, if any) of ``span`` in ``headers``."""
+    if type(span) is UnsampledSpan:
+        headers["traceparent"] = f"{span.prefix}{span.get_span_context().span_id:016x}{span.suffix}"
+        if span.state is not None:
+            headers["tracestate"] = span.state
+        return
     ctx = span.get_span_context()
-    headers = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"}
+    headers["traceparent"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
     if ctx.trace_state:
         headers["tracestate"] = ctx.trace_state.to_header()
-    return headers
 
 
 def tracing_from_spec(

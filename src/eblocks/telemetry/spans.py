@@ -1,0 +1,283 @@
+"""The spans `Tracing` makes itself: unsampled ones (ids only) and recorded ones.
+
+An `UnsampledSpan` is a `NonRecordingSpan` that keeps the ``traceparent``
+parts its trace shares (``00-<trace id>-`` and ``-<flags>``, and the
+``tracestate`` header), so a child's headers cost one hex span id.
+
+A `RecordedSpan` keeps what the SDK's span keeps (name, kind, ids, parent,
+times, attributes, events, links, status) in plain attributes; when it ends
+it becomes the SDK's `ReadableSpan` and goes to the span processor (the
+batch processor), which exports it as it would the SDK's own. Attributes of
+plain types (str, bool, int, float) under the span's count limit, with no
+length limit set, are stored as given; anything else goes through the
+SDK's `BoundedAttributes`, which checks, converts and bounds them as the
+SDK's span does. Processors get `on_end` only (`on_start` takes the SDK's
+span type; the batch processor does nothing there).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from time import time_ns
+from typing import TYPE_CHECKING
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+)
+from opentelemetry.util import types
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationInfo, InstrumentationScope
+
+__all__ = ["RecordedSpan", "SpanSink", "UnsampledSpan"]
+
+logger = logging.getLogger(__name__)
+
+_PLAIN = frozenset({str, bool, int, float})
+_UNSET = Status(StatusCode.UNSET)
+
+
+class UnsampledSpan(NonRecordingSpan):
+    """A span nobody records, with its trace's ``traceparent`` parts at hand.
+
+    ``prefix`` is ``00-<trace id>-`` (formatted when first asked), ``suffix``
+    ``-<flags>`` and ``state`` the ``tracestate`` header (None: none).
+    """
+
+    def __init__(
+        self, context: SpanContext, prefix: str | None, suffix: str, state: str | None
+    ) -> None:
+        self._context = context
+        self._prefix = prefix
+        self.suffix = suffix
+        self.state = state
+
+    @property
+    def prefix(self) -> str:
+        if self._prefix is None:  # a new trace: formatted when a child first needs it
+            self._prefix = f"00-{self._context.trace_id:032x}-"
+        return self._prefix
+
+    def child(self, span_id: int) -> UnsampledSpan:
+        ctx = self._context
+        own = SpanContext(ctx.trace_id, span_id, False, ctx.trace_flags, ctx.trace_state)
+        return UnsampledSpan(own, self.prefix, self.suffix, self.state)
+
+
+class SpanSink:
+    """Where ended `RecordedSpan` go, with what every one of them shares."""
+
+    def __init__(
+        self,
+        processor: SpanProcessor,
+        resource: Resource,
+        scope: InstrumentationScope,
+        limits: SpanLimits,
+        info: InstrumentationInfo | None = None,
+    ) -> None:
+        self.processor = processor
+        self.resource = resource
+        self.scope = scope
+        self.info = info
+        """The SDK tracer's deprecated `InstrumentationInfo`, for exporters that still read it."""
+        self.limits = limits
+        found = limits.max_span_attributes
+        self.max_attributes = found if found is not None else sys.maxsize
+        self.plain = limits.max_span_attribute_length is None
+        """Plain values can be stored as given: no length limit to apply."""
+
+
+class RecordedSpan(Span):
+    """A sampled span: plain fields while it runs, a `ReadableSpan` for the processor at its end."""
+
+    def __init__(
+        self,
+        sink: SpanSink,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+    ) -> None:
+        self._sink = sink
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._kind = kind
+        self._attributes: dict[str, types.AttributeValue] | BoundedAttributes = {}
+        self._events: BoundedList[Event] | None = None
+        self._links: BoundedList[Link] | None = None
+        self._status = _UNSET
+        self._start = time_ns()
+        self._end: int | None = None
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return self._end is None
+
+    def set_attribute(self, key: str, value: types.AttributeValue) -> None:
+        if self._end is not None:
+            logger.warning("Setting attribute on ended span.")
+            return
+        attributes = self._attributes
+        if (
+            type(attributes) is dict
+            and type(value) in _PLAIN
+            and self._sink.plain
+            and type(key) is str
+            and key
+            and (key in attributes or len(attributes) < self._sink.max_attributes)
+        ):
+            attributes[key] = value
+        else:
+            self._bounded()[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
+        mine = self._attributes
+        if (
+            type(mine) is dict
+            and self._end is None
+            and self._sink.plain
+            and len(mine) + len(attributes) <= self._sink.max_attributes
+        ):
+            for key, value in attributes.items():
+                if type(value) not in _PLAIN or type(key) is not str or not key:
+                    break
+            else:
+                mine.update(attributes)  # the mesh's own attributes: all plain
+                return
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def _bounded(self) -> BoundedAttributes:
+        """The attributes as the SDK's span keeps them (from the first value that needs it)."""
+        if type(self._attributes) is dict:
+            limits = self._sink.limits
+            self._attributes = BoundedAttributes(
+                limits.max_span_attributes,
+                self._attributes,
+                immutable=False,
+                max_value_len=limits.max_span_attribute_length,
+            )
+        return self._attributes  # type: ignore[return-value]  # a BoundedAttributes now
+
+    def add_event(
+        self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
+    ) -> None:
+        if self._end is not None:
+            logger.warning("Calling add_event on an ended span.")
+            return
+        limits = self._sink.limits
+        if self._events is None:
+            self._events = BoundedList(limits.max_events)
+        bounded = BoundedAttributes(
+            limits.max_event_attributes,
+            attributes,
+            max_value_len=limits.max_attribute_length,
+            immutable=True,
+        )
+        self._events.append(Event(name, bounded, timestamp))
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        if self._end is not None:
+            logger.warning("Calling add_link on an ended span.")
+            return
+        if not (context and (context.is_valid or attributes or context.trace_state)):
+            return
+        limits = self._sink.limits
+        if self._links is None:
+            self._links = BoundedList(limits.max_links)
+        bounded = BoundedAttributes(
+            limits.max_link_attributes,
+            attributes,
+            max_value_len=limits.max_attribute_length,
+            immutable=True,
+        )
+        self._links.append(Link(context, bounded))
+
+    def update_name(self, name: str) -> None:
+        if self._end is not None:
+            logger.warning("Calling update_name on an ended span.")
+            return
+        self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """As the SDK's span: an OK status is final, UNSET is ignored."""
+        if self._end is not None:
+            logger.warning("Calling set_status on an ended span.")
+            return
+        if self._status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, Status):
+            if status.status_code is StatusCode.UNSET:
+                return
+            if description is not None:
+                logger.warning(
+                    "Description %s ignored. Use either `Status` or `(StatusCode, Description)`",
+                    description,
+                )
+            self._status = status
+        elif status is not StatusCode.UNSET:
+            self._status = Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        """An ``exception`` event with the SDK's attributes (type, message, stack trace)."""
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        found: dict[str, types.AttributeValue] = {
+            "exception.type": f"{module}.{qualname}"
+            if module and module != "builtins"
+            else qualname,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            found.update(attributes)
+        self.add_event("exception", found, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end is not None:
+            logger.warning("Calling end() on an ended span.")
+            return
+        self._end = end_time if end_time is not None else time_ns()
+        sink = self._sink
+        events: Sequence[Event] = self._events if self._events is not None else ()
+        links: Sequence[Link] = self._links if self._links is not None else ()
+        sink.processor.on_end(
+            ReadableSpan(
+                name=self._name,
+                context=self._context,
+                parent=self._parent,
+                resource=sink.resource,
+                attributes=self._attributes,
+                events=events,
+                links=links,
+                kind=self._kind,
+                status=self._status,
+                start_time=self._start,
+                end_time=self._end,
+                instrumentation_scope=sink.scope,
+                instrumentation_info=sink.info,
+            )
+        )
