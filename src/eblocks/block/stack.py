@@ -69,7 +69,7 @@ from eblocks.layers.telemetry import telemetry as observe
 from eblocks.layers.telemetry import tries
 from eblocks.policies import LivePolicies
 from eblocks.policies.inbound import source_of, view_of_request
-from eblocks.policies.match import RequestView
+from eblocks.policies.match import RequestView, view_applies
 from eblocks.spec.models import BlockSettings
 from eblocks.spec.policies import Policies
 from eblocks.telemetry.core import Telemetry
@@ -197,11 +197,12 @@ def app_admission(admission: Admission, peer_of: Callable[[web.Request], str | N
         def view() -> RequestView:
             return view_of_request(request.method, request.path, request.query, request.headers)
 
+        applies = view_applies(view)  # one view per request, built if a rule needs it
         if limiters:
-            limits.admit(limiters, view, source_of(peer_of(request), request.headers))
-        entered = compartment is not None and bulkheads.enter(compartment, view)
+            limits.admit(limiters, applies, source_of(peer_of(request), request.headers))
+        entered = compartment is not None and bulkheads.enter(compartment, applies)
         try:
-            plan = faults.decide(rules, view) if rules else None
+            plan = faults.decide(rules, applies) if rules else None
             if plan is not None:
                 if plan.delay > 0:
                     faults.delayed(plan)

@@ -14,7 +14,7 @@ keeps its counts across policy versions while the rule is unchanged.
 from __future__ import annotations
 
 from eblocks._types import Clock
-from eblocks.policies import LivePolicies
+from eblocks.policies import LivePolicies, PolicyState
 from eblocks.spec.policies import RetryBudget
 
 __all__ = ["BUCKETS", "Budget", "Budgets"]
@@ -84,17 +84,22 @@ class Budget:
 class Budgets:
     """The `Budget` of calls to one target under the policies in force, if it has one."""
 
-    __slots__ = ("_budget", "_clock", "_live", "_rule", "_target")
+    __slots__ = ("_budget", "_clock", "_live", "_rule", "_state", "_target")
 
     def __init__(self, live: LivePolicies, target: str, clock: Clock) -> None:
         self._live = live
         self._target = target
         self._clock = clock
+        self._state: PolicyState | None = None  # the version the budget was looked up in
         self._rule: RetryBudget | None = None
         self._budget: Budget | None = None
 
     def __call__(self) -> Budget | None:
-        rule = self._live.current.block(self._target).retry_budget
+        state = self._live.current
+        if state is self._state:
+            return self._budget  # the common case: the same version, one identity test
+        self._state = state
+        rule = state.block(self._target).retry_budget
         if rule is not self._rule:
             if rule is None:
                 self._budget = None
