@@ -15,8 +15,11 @@ Inbound (`inbound_cost`): the same `server_stack` over an echo handler,
   a bulkhead, a fault rule matching a header nobody sends).
 
 Client (`client_cost`): a `MeshClient` calling ``echo`` through its whole
-stack (route, deadline, retry, limits, balancer, per-try deadline) over a
-transport that answers at once, no telemetry,
+stack (telemetry, route, deadline, retry, limits, balancer, per-try
+deadline), as the benchmark's client does: 32 calls at a time, with a
+metrics `Telemetry`, over a transport that answers on the next turn of the
+event loop (a call suspends once, as it does on a socket, so each layer's
+frame is suspended and resumed as it is over the network),
 
 - ``no policies``: the spec of `POLICIES_SPEC` with empty policies;
 - ``every rule``: with its policies (a route matching every call with one
@@ -26,6 +29,7 @@ transport that answers at once, no telemetry,
 
 from __future__ import annotations
 
+import asyncio
 import random
 import statistics
 import time
@@ -34,6 +38,7 @@ from typing import Any
 
 from eblocks._types import Call, SystemClock
 from eblocks.bench.servers import POLICIES_SPEC
+from eblocks.bench.telemetry import side_telemetry
 from eblocks.block.client import MeshClient
 from eblocks.block.context import Context
 from eblocks.block.stack import Admission, server_stack
@@ -86,53 +91,78 @@ async def inbound_cost(
 
 
 class _Answer(HttpTransport):
-    """A transport that answers every call at once with its body: no socket, no pool."""
+    """A transport that answers every call with its body on the next loop turn: no socket."""
 
     async def send(self, call: Call) -> Message:
+        await asyncio.sleep(0)
         return Message(call.message.body)
 
 
 def bench_client(policies: bool) -> MeshClient:
-    """A client of ``echo`` with `POLICIES_SPEC`'s policies (or none), answered at once."""
+    """The benchmark's client of ``echo`` (`POLICIES_SPEC`'s policies, or none), in process."""
     spec = parse_spec(POLICIES_SPEC, "<bench policies>")
     return MeshClient(
         spec,
         StaticResolver({"echo": ["127.0.0.1:1"]}),
         source="bench",
         transport=_Answer(),
+        telemetry=side_telemetry("policies", "bench", "bench-0"),
         policies=LivePolicies.of(spec.policies if policies else Policies()),
     )
 
 
 async def client_cost(
-    calls: int = 20_000, rounds: int = 5, progress: Progress | None = None
+    calls: int = 20_000,
+    rounds: int = 5,
+    progress: Progress | None = None,
+    concurrency: int = 32,
 ) -> dict[str, Any]:
     """CPU µs per call of each client variant (medians), and what ``every rule`` adds."""
+    if concurrency < 1 or calls % concurrency:
+        raise ValueError(f"calls ({calls}) must be a multiple of concurrency ({concurrency})")
     clients = {name: bench_client(name == "every rule") for name in CLIENT_VARIANTS}
     # an idempotency key, as the benchmark's client sends, so the retry layer is armed
     msg = Message(b"x" * 64, {IDEMPOTENCY_HEADER: "k"})
 
     def side(client: MeshClient) -> Side:
-        return lambda: client.call("echo", msg)
+        async def caller() -> None:
+            for _ in range(calls // concurrency):
+                await client.call("echo", msg)
+
+        async def batch() -> None:  # ``calls`` calls, ``concurrency`` at a time
+            await asyncio.gather(*(caller() for _ in range(concurrency)))
+
+        return batch
 
     try:
         sides = {name: side(client) for name, client in clients.items()}
-        return await _cost(sides, calls, rounds, progress, "client policy layers")
+        return await _cost(sides, calls, rounds, progress, "client policy layers", batched=True)
     finally:
         for client in clients.values():
             await client.aclose()
+            if client.telemetry is not None:
+                await client.telemetry.aclose()
 
 
 async def _cost(
-    sides: Mapping[str, Side], calls: int, rounds: int, progress: Progress | None, what: str
+    sides: Mapping[str, Side],
+    calls: int,
+    rounds: int,
+    progress: Progress | None,
+    what: str,
+    batched: bool = False,
 ) -> dict[str, Any]:
-    """Time ``sides`` (the first is the base), interleaved round by round."""
+    """Time ``sides`` (the first is the base), interleaved round by round.
+
+    A side makes one call, or with ``batched`` all ``calls`` of a round.
+    """
     if calls < 1 or rounds < 1:
         raise ValueError(f"calls and rounds must be >= 1, got {calls} and {rounds}")
     progress = progress or (lambda _: None)
     names = list(sides)
+    repeat = 1 if batched else calls
     for side in sides.values():  # warm-up: caches, compiled rules, first buckets
-        for _ in range(min(calls, 1000)):
+        for _ in range(1 if batched else min(calls, 1000)):
             await side()
     per_call: dict[str, list[float]] = {name: [] for name in names}
     for rnd in range(rounds):
@@ -141,7 +171,7 @@ async def _cost(
         for name in names[shift:] + names[:shift]:
             side = sides[name]
             began = time.process_time()
-            for _ in range(calls):
+            for _ in range(repeat):
                 await side()
             per_call[name].append((time.process_time() - began) / calls * 1e6)
     base = per_call[names[0]]

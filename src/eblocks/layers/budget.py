@@ -50,8 +50,10 @@ class Budget:
 
     def first(self) -> None:
         """Count a first try (every call, retried or not, deposits into the budget)."""
-        slot = self._roll()
-        self._firsts[slot] += 1
+        epoch = int(self._clock.monotonic() // self._width)  # `_roll`, inlined: every call
+        if epoch != self._epoch:
+            self._forget(epoch)
+        self._firsts[epoch % BUCKETS] += 1
         self.firsts += 1
 
     def try_retry(self) -> bool:
@@ -72,13 +74,17 @@ class Budget:
         """Forget the buckets that left the window; the index of the current one."""
         epoch = int(self._clock.monotonic() // self._width)
         if epoch != self._epoch:
-            for passed in range(max(self._epoch + 1, epoch - BUCKETS + 1), epoch + 1):
-                slot = passed % BUCKETS
-                self.firsts -= self._firsts[slot]
-                self.retries -= self._retries[slot]
-                self._firsts[slot] = self._retries[slot] = 0
-            self._epoch = epoch
+            self._forget(epoch)
         return epoch % BUCKETS
+
+    def _forget(self, epoch: int) -> None:
+        """Empty the buckets of the epochs after the last one seen, up to ``epoch``."""
+        for passed in range(max(self._epoch + 1, epoch - BUCKETS + 1), epoch + 1):
+            slot = passed % BUCKETS
+            self.firsts -= self._firsts[slot]
+            self.retries -= self._retries[slot]
+            self._firsts[slot] = self._retries[slot] = 0
+        self._epoch = epoch
 
 
 class Budgets:

@@ -39,9 +39,8 @@ def deadline(timeout: float, clock: Clock) -> Layer:
     def layer(inner: Send) -> Send:
         def send(call: Call) -> Awaitable[Message]:
             route = call.route
-            if route is not None and route.timeout is not None:
-                return _bounded(call, route.timeout, clock, watch, inner, False)
-            return _bounded(call, timeout, clock, watch, inner, False)
+            seconds = route.timeout if route is not None and route.timeout is not None else timeout
+            return _bounded(call, None, seconds, clock, watch, inner, False)
 
         return send
 
@@ -63,11 +62,10 @@ def per_try_deadline(clock: Clock) -> Layer:
             if route is None or route.per_try_timeout is None:
                 return inner(call)
             seconds, deadline = route.per_try_timeout, call.deadline
-            if deadline is not None:
-                now = clock.monotonic()
-                if now < deadline <= now + seconds:
-                    return inner(call)  # (a passed deadline: `_bounded` raises at once)
-            return _bounded(call, seconds, clock, watch, inner, True)
+            now = clock.monotonic()
+            if deadline is not None and now < deadline <= now + seconds:
+                return inner(call)  # (a passed deadline: `_bounded` raises at once)
+            return _bounded(call, now, seconds, clock, watch, inner, True)
 
         return send
 
@@ -75,9 +73,16 @@ def per_try_deadline(clock: Clock) -> Layer:
 
 
 async def _bounded(
-    call: Call, seconds: float, clock: Clock, watch: Watch, inner: Send, per_try: bool
+    call: Call,
+    now: float | None,  # the time the caller read just before (the per-try layer's)
+    seconds: float,
+    clock: Clock,
+    watch: Watch,
+    inner: Send,
+    per_try: bool,
 ) -> Message:
-    now = clock.monotonic()
+    if now is None:
+        now = clock.monotonic()
     limit = now + seconds
     if call.deadline is not None and call.deadline < limit:
         limit = call.deadline

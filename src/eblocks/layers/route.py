@@ -113,6 +113,7 @@ class _Rule:
     matches: MessageMatcher
     ways: tuple[_Way, ...]
     bounds: tuple[int, ...]  # running sums of the weights; the last is the total
+    only: _Way | None  # the destination of a route that has one: no draw, no hash
     sticky: str | None  # the key header of a sticky route
     hash_header: str | None  # a sticky key header other than the idempotency key
     mirror: Mirror | None  # None too at 0 %: such a mirror copies nothing, and draws nothing
@@ -141,6 +142,7 @@ class _Rule:
             compile_message_any(route.match),
             ways,
             bounds,
+            ways[0] if len(ways) == 1 else None,
             sticky,
             sticky if sticky != IDEMPOTENCY_HEADER else None,
             mirror,
@@ -187,10 +189,13 @@ def route(routing: Routing, target: str) -> Layer:
             rules = table.rules if state is table.state else table.refresh(state)
             if not rules or call.route is not None:
                 return inner(call)
-            rule = _first_match(rules, call.message)
-            if rule is None:
-                return inner(call)
-            sent_by = call.message.headers.get(ROUTE_HEADER)
+            message = call.message
+            for rule in rules:
+                if rule.matches is every_message or rule.matches(message):
+                    break
+            else:
+                return inner(call)  # no route of the target matches
+            sent_by = message.headers.get(ROUTE_HEADER)
             if sent_by is not None and sent_by in table.names:
                 return inner(call)  # a route of this target sent it to a pattern: no loop
             return _dispatch(routing, rule, call, inner)
@@ -200,17 +205,10 @@ def route(routing: Routing, target: str) -> Layer:
     return layer
 
 
-def _first_match(rules: tuple[_Rule, ...], message: Message) -> _Rule | None:
-    for rule in rules:
-        if rule.matches is every_message or rule.matches(message):
-            return rule
-    return None
-
-
 def _dispatch(routing: Routing, rule: _Rule, call: Call, inner: Send) -> Awaitable[Message]:
     route_ = rule.route
     message = call.message
-    way = rule.pick(message, routing.rng)
+    way = rule.only or rule.pick(message, routing.rng)
     routing.stats.counts[way.counted] += 1
     if rule.mirror is not None:
         routing.mirrors.copy(route_, rule.mirror, call)

@@ -152,8 +152,7 @@ def compile_message_match(match: RouteMatch | None, method: str = "POST") -> Mes
         return lambda message: on_view(view_of_message(message, method))
     checks: list[MessageMatcher] = []
     if match.path is not None:
-        on_path = compile_string(match.path)
-        checks.append(lambda message: on_path(_path_of(message)))
+        checks.append(_path(match.path))
     for name, condition in match.headers.items():
         checks.append(_header(name, compile_string(condition)))
     return _all_of(checks)
@@ -214,6 +213,18 @@ def _all_of(checks: list[MessageMatcher]) -> MessageMatcher:
         first, second = checks
         return lambda message: first(message) and second(message)
     return lambda message: all(check(message) for check in checks)
+
+
+def _path(condition: StringMatch) -> MessageMatcher:
+    """A path condition over a mesh call: `compile_string` on `_path_of`, one call less."""
+    if condition.exact is not None:
+        exact = condition.exact
+        return lambda message: _path_of(message) == exact
+    if condition.prefix is not None:
+        prefix = condition.prefix
+        return lambda message: _path_of(message).startswith(prefix)
+    on_path = compile_string(condition)
+    return lambda message: on_path(_path_of(message))
 
 
 def _header(name: str, check: Callable[[str], bool]) -> MessageMatcher:

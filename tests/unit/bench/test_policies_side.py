@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from eblocks.bench.policy_cost import CLIENT_VARIANTS, VARIANTS, bench_client, client_cost
 from eblocks.bench.servers import POLICIES_SPEC
 from eblocks.block.context import Context
@@ -63,12 +65,16 @@ async def test_the_client_with_policies_routes_and_budgets_every_call_and_refuse
         assert client.routing.mirrors.counts == {}  # 0 %: no copy
         assert plain.routing.stats.counts == {}
     finally:
-        await client.aclose()
-        await plain.aclose()
+        for mesh in (client, plain):
+            await mesh.aclose()
+            assert mesh.telemetry is not None  # a block's client counts its calls
+            await mesh.telemetry.aclose()
 
 
 async def test_the_client_cost_times_both_variants() -> None:
-    cost = await client_cost(calls=50, rounds=2)
+    with pytest.raises(ValueError, match="multiple of concurrency"):
+        await client_cost(calls=50, rounds=1)
+    cost = await client_cost(calls=64, rounds=2)
     assert list(cost["us_per_call"]) == list(CLIENT_VARIANTS) == ["no policies", "every rule"]
     assert all(value > 0 for value in cost["us_per_call"].values())
     assert list(cost["added_us"]) == ["every rule"]
