@@ -14,9 +14,10 @@ mirror copies run in tasks of their own through the mirror block's stack.
 
 The deadline is the call's route's ``timeout`` (else the block's) and the
 per-try deadline its ``per_try_timeout``; below the retry layer, a slow try is
-retried. The retry budget, ``limits.max_pending`` and outlier detection are
-read from the live policies (`eblocks.policies`) on each request: they cost a
-lookup when the target's policies set none.
+retried. The retry budget, ``limits.max_pending`` and outlier detection
+follow the live policies (`eblocks.policies`): each request compares the
+version in force with the one they looked theirs up in (an identity test),
+and looks again only when it changed.
 
 To one endpoint chosen by a pattern's manager (its own balancer and retries)::
 
@@ -37,7 +38,10 @@ are in front of all of these, in `block.py`)::
 Rate limit, bulkhead and fault enforce the block's own policies
 (``policies.blocks.<name>``, read from the live `PolicyState` on each
 request; `Admission` holds their state across versions). A block whose
-policies have none of them pays one cached lookup per layer. An application
+policies have none of them pays one cached lookup per layer, and no
+coroutine frame: a layer with nothing to do hands its inner layer's awaitable
+back (so do the bulkhead for a request it does not count and the fault layer
+for one no fault applies to). An application
 block (an aiohttp app) gets the same three, in the same order, as one
 middleware (`app_admission`) over its real method, path and query.
 
