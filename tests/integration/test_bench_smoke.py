@@ -133,6 +133,10 @@ def test_overhead_policies_smoke_run(sides: tuple[dict[str, Any], str]) -> None:
     assert set(layers["us_per_call"]) == {"no layers", "no rules", "every rule"}
     assert all(value > 0 for value in layers["us_per_call"].values())
     assert set(layers["added_us"]) == {"no rules", "every rule"}
+    client = report["policy_client_layers"]
+    assert set(client["us_per_call"]) == {"no policies", "every rule"}
+    assert all(value > 0 for value in client["us_per_call"].values())
+    assert "Client policy layers alone" in markdown
     assert "## Policies: every layer configured, none triggering" in markdown
     assert "| every rule |" in markdown
 

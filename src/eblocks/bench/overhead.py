@@ -233,7 +233,8 @@ class OverheadReport:
     targets: list[Target] = field(default_factory=list)
     security_cells: list[SecurityCell] = field(default_factory=list)
     policy_cells: list[PolicyCell] = field(default_factory=list)
-    policy_layers: dict[str, Any] | None = None  # in-process CPU cost (`policy_cost.py`)
+    policy_layers: dict[str, Any] | None = None  # inbound, in-process CPU (`policy_cost.py`)
+    policy_client_layers: dict[str, Any] | None = None  # the client's, likewise
     sidecar_cells: list[SecurityCell] = field(default_factory=list)  # each pair vs bare (direct)
     telemetry_cells: list[SecurityCell] = field(default_factory=list)  # eblock, telemetry vs off
 
@@ -332,9 +333,10 @@ async def _run(
         report.security_cells = summarize_security(report.samples)
         report.targets += check_security_targets(report.security_cells)
     if settings.policies:
-        from eblocks.bench.policy_cost import inbound_cost
+        from eblocks.bench.policy_cost import client_cost, inbound_cost
 
         report.policy_layers = await inbound_cost(rounds=settings.rounds, progress=progress)
+        report.policy_client_layers = await client_cost(rounds=settings.rounds, progress=progress)
         report.policy_cells = summarize_policies(report.samples)
         report.targets += check_policy_targets(report.policy_cells)
     report.sidecar_cells = summarize_sidecar(report.samples)

@@ -61,6 +61,7 @@ def to_json(report: OverheadReport) -> dict[str, Any]:
         "security_cells": [dataclasses.asdict(c) for c in report.security_cells],
         "policy_cells": [dataclasses.asdict(c) for c in report.policy_cells],
         "policy_layers": report.policy_layers,
+        "policy_client_layers": report.policy_client_layers,
         "sidecar_cells": [dataclasses.asdict(c) for c in report.sidecar_cells],
         "telemetry_cells": [dataclasses.asdict(c) for c in report.telemetry_cells],
         "rounds": [dataclasses.asdict(s) for s in report.samples],
@@ -120,6 +121,8 @@ def to_markdown(report: OverheadReport, chart: str | None = None) -> str:
         lines += ["", *_policies_markdown(report.policy_cells)]
     if report.policy_layers:
         lines += ["", *policy_layers_lines(report.policy_layers)]
+    if report.policy_client_layers:
+        lines += ["", *policy_layers_lines(report.policy_client_layers, side="Client")]
     if report.sidecar_cells:
         lines += ["", *_sidecar_markdown(report)]
     if report.telemetry_cells:
@@ -359,13 +362,13 @@ def _policies_markdown(cells: list[PolicyCell]) -> list[str]:
     return lines
 
 
-def policy_layers_lines(cost: dict[str, Any]) -> list[str]:
-    """The in-process CPU cost of the inbound policy layers, as Markdown."""
+def policy_layers_lines(cost: dict[str, Any], side: str = "Inbound") -> list[str]:
+    """The in-process CPU cost of one side's policy layers (`policy_cost.py`), as Markdown."""
     per_call, added = cost["us_per_call"], cost["added_us"]
     lines = [
-        "Inbound policy layers alone, in process (CPU µs per call, median of "
-        f"{cost['rounds']} rounds x {cost['calls']:,} calls; no sockets, so a busy machine "
-        "moves it far less than the figures above):",
+        f"{side} policy layers alone, in process (CPU µs per call, median of "
+        f"{cost['rounds']} rounds x {cost['calls']:,} calls; added: median of the per-round "
+        "differences; no sockets, so a busy machine moves it far less than the figures above):",
         "",
         "| variant | µs per call | added µs |",
         "|---|---:|---:|",

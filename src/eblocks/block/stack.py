@@ -14,9 +14,10 @@ mirror copies run in tasks of their own through the mirror block's stack.
 
 The deadline is the call's route's ``timeout`` (else the block's) and the
 per-try deadline its ``per_try_timeout``; below the retry layer, a slow try is
-retried. The retry budget, ``limits.max_pending`` and outlier detection are
-read from the live policies (`eblocks.policies`) on each request: they cost a
-lookup when the target's policies set none.
+retried. The retry budget, ``limits.max_pending`` and outlier detection
+follow the live policies (`eblocks.policies`): each request compares the
+version in force with the one they looked theirs up in (an identity test),
+and looks again only when it changed.
 
 To one endpoint chosen by a pattern's manager (its own balancer and retries)::
 
@@ -37,7 +38,10 @@ are in front of all of these, in `block.py`)::
 Rate limit, bulkhead and fault enforce the block's own policies
 (``policies.blocks.<name>``, read from the live `PolicyState` on each
 request; `Admission` holds their state across versions). A block whose
-policies have none of them pays one cached lookup per layer. An application
+policies have none of them pays one cached lookup per layer, and no
+coroutine frame: a layer with nothing to do hands its inner layer's awaitable
+back (so do the bulkhead for a request it does not count and the fault layer
+for one no fault applies to). An application
 block (an aiohttp app) gets the same three, in the same order, as one
 middleware (`app_admission`) over its real method, path and query.
 
@@ -69,7 +73,7 @@ from eblocks.layers.telemetry import telemetry as observe
 from eblocks.layers.telemetry import tries
 from eblocks.policies import LivePolicies
 from eblocks.policies.inbound import source_of, view_of_request
-from eblocks.policies.match import RequestView
+from eblocks.policies.match import RequestView, view_applies
 from eblocks.spec.models import BlockSettings
 from eblocks.spec.policies import Policies
 from eblocks.telemetry.core import Telemetry
@@ -197,11 +201,12 @@ def app_admission(admission: Admission, peer_of: Callable[[web.Request], str | N
         def view() -> RequestView:
             return view_of_request(request.method, request.path, request.query, request.headers)
 
+        applies = view_applies(view)  # one view per request, built if a rule needs it
         if limiters:
-            limits.admit(limiters, view, source_of(peer_of(request), request.headers))
-        entered = compartment is not None and bulkheads.enter(compartment, view)
+            limits.admit(limiters, applies, source_of(peer_of(request), request.headers))
+        entered = compartment is not None and bulkheads.enter(compartment, applies)
         try:
-            plan = faults.decide(rules, view) if rules else None
+            plan = faults.decide(rules, applies) if rules else None
             if plan is not None:
                 if plan.delay > 0:
                     faults.delayed(plan)

@@ -96,6 +96,12 @@ def overhead(
             "inbound policy layers, CPU µs per call added (in process): "
             f"no rules {added['no rules']:+.2f}, every rule {added['every rule']:+.2f}"
         )
+    if report.policy_client_layers:
+        added = report.policy_client_layers["added_us"]
+        console.print(
+            "client policy layers, CPU µs per call added (in process): "
+            f"every rule {added['every rule']:+.2f}"
+        )
     if report.sidecar_cells:
         console.print(sidecar_table(report))
     if report.telemetry_cells:

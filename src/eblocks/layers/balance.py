@@ -82,7 +82,9 @@ def balance(
     feedback = balancer if isinstance(balancer, Feedback) else None
 
     def layer(inner: Send) -> Send:
-        async def send(call: Call) -> Message:
+        def send(call: Call) -> Awaitable[Message]:
+            # a plain function: no frame of its own (a refusal is raised when it is
+            # called, inside the caller's `await inner(call)`)
             endpoints = resolver.endpoints(call.target)
             if call.subset is not None:
                 endpoints = in_subset(endpoints, call.subset)
@@ -90,8 +92,8 @@ def balance(
                 raise _no_endpoints(call)
             current = guard() if guard is not None else None
             if current is not None:
-                return await guarded(call, current, current.admit(endpoints))
-            return await one(call, balancer.pick(endpoints, hash_key(call.message)))
+                return guarded(call, current, current.admit(endpoints))
+            return one(call, balancer.pick(endpoints, hash_key(call.message)))
 
         def one(call: Call, endpoint: Endpoint) -> Awaitable[Message]:
             # a plain function: no frame of its own without feedback

@@ -14,7 +14,7 @@ keeps its counts across policy versions while the rule is unchanged.
 from __future__ import annotations
 
 from eblocks._types import Clock
-from eblocks.policies import LivePolicies
+from eblocks.policies import LivePolicies, PolicyState
 from eblocks.spec.policies import RetryBudget
 
 __all__ = ["BUCKETS", "Budget", "Budgets"]
@@ -50,8 +50,10 @@ class Budget:
 
     def first(self) -> None:
         """Count a first try (every call, retried or not, deposits into the budget)."""
-        slot = self._roll()
-        self._firsts[slot] += 1
+        epoch = int(self._clock.monotonic() // self._width)  # `_roll`, inlined: every call
+        if epoch != self._epoch:
+            self._forget(epoch)
+        self._firsts[epoch % BUCKETS] += 1
         self.firsts += 1
 
     def try_retry(self) -> bool:
@@ -72,29 +74,38 @@ class Budget:
         """Forget the buckets that left the window; the index of the current one."""
         epoch = int(self._clock.monotonic() // self._width)
         if epoch != self._epoch:
-            for passed in range(max(self._epoch + 1, epoch - BUCKETS + 1), epoch + 1):
-                slot = passed % BUCKETS
-                self.firsts -= self._firsts[slot]
-                self.retries -= self._retries[slot]
-                self._firsts[slot] = self._retries[slot] = 0
-            self._epoch = epoch
+            self._forget(epoch)
         return epoch % BUCKETS
+
+    def _forget(self, epoch: int) -> None:
+        """Empty the buckets of the epochs after the last one seen, up to ``epoch``."""
+        for passed in range(max(self._epoch + 1, epoch - BUCKETS + 1), epoch + 1):
+            slot = passed % BUCKETS
+            self.firsts -= self._firsts[slot]
+            self.retries -= self._retries[slot]
+            self._firsts[slot] = self._retries[slot] = 0
+        self._epoch = epoch
 
 
 class Budgets:
     """The `Budget` of calls to one target under the policies in force, if it has one."""
 
-    __slots__ = ("_budget", "_clock", "_live", "_rule", "_target")
+    __slots__ = ("_budget", "_clock", "_live", "_rule", "_state", "_target")
 
     def __init__(self, live: LivePolicies, target: str, clock: Clock) -> None:
         self._live = live
         self._target = target
         self._clock = clock
+        self._state: PolicyState | None = None  # the version the budget was looked up in
         self._rule: RetryBudget | None = None
         self._budget: Budget | None = None
 
     def __call__(self) -> Budget | None:
-        rule = self._live.current.block(self._target).retry_budget
+        state = self._live.current
+        if state is self._state:
+            return self._budget  # the common case: the same version, one identity test
+        self._state = state
+        rule = state.block(self._target).retry_budget
         if rule is not self._rule:
             if rule is None:
                 self._budget = None

@@ -17,7 +17,7 @@ ever counted twice or forgotten.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from eblocks.block.inbound import Handle, InboundLayer
@@ -25,7 +25,15 @@ from eblocks.errors import OverloadedError
 from eblocks.message import Message
 from eblocks.policies import LivePolicies, PolicyState
 from eblocks.policies.inbound import PerVersion, rule_keys
-from eblocks.policies.match import Matcher, RequestView, compile_match, match_all, view_of_message
+from eblocks.policies.match import (
+    Applies,
+    Matcher,
+    MessageMatcher,
+    compile_match,
+    compile_message_match,
+    match_all,
+    message_applies,
+)
 from eblocks.spec.policies import Bulkhead
 
 if TYPE_CHECKING:
@@ -40,12 +48,13 @@ NAME = "bulkhead"
 class Compartment:
     """The requests a bulkhead counts: ``inside`` of at most ``limit``."""
 
-    __slots__ = ("inside", "key", "limit", "matches", "name")
+    __slots__ = ("inside", "key", "limit", "matches", "matches_message", "name")
 
     def __init__(self, rule: Bulkhead, key: str) -> None:
         self.key = key
         self.limit = rule.max_concurrent
         self.matches: Matcher = compile_match(rule.match)
+        self.matches_message: MessageMatcher = compile_message_match(rule.match)
         self.inside = 0
         self.name = NAME
 
@@ -80,10 +89,10 @@ class Bulkheads:
             return previous
         return Compartment(rule, key)
 
-    def enter(self, compartment: Compartment, view: Callable[[], RequestView]) -> bool:
+    def enter(self, compartment: Compartment, applies: Applies) -> bool:
         """True if the request is counted in (the caller must `leave`); False if it is
         not one the bulkhead counts; `OverloadedError` if the compartment is full."""
-        if compartment.matches is not match_all and not compartment.matches(view()):
+        if compartment.matches is not match_all and not applies(compartment):
             return False
         if compartment.enter():
             return True
@@ -102,12 +111,14 @@ def bulkhead(bulkheads: Bulkheads) -> InboundLayer:
     cache = bulkheads.cache
 
     def layer(inner: Handle) -> Handle:
-        async def handle(msg: Message, ctx: Context) -> Message:
+        def handle(msg: Message, ctx: Context) -> Awaitable[Message]:
+            # a plain function: a request the bulkhead does not count costs no frame
             compartment = cache.value if cache.state is cache.live.current else cache.refresh()
-            if compartment is None or not bulkheads.enter(
-                compartment, lambda: view_of_message(msg)
-            ):
-                return await inner(msg, ctx)
+            if compartment is None or not bulkheads.enter(compartment, message_applies(msg)):
+                return inner(msg, ctx)
+            return counted(msg, ctx, compartment)
+
+        async def counted(msg: Message, ctx: Context, compartment: Compartment) -> Message:
             try:
                 return await inner(msg, ctx)
             finally:

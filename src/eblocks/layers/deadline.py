@@ -3,7 +3,8 @@
 `deadline` bounds the whole call by the matched route's ``timeout`` when it
 has one, else the target block's. `per_try_deadline` sits below the retry
 layer and bounds one try by the route's ``per_try_timeout`` (if any), so a
-slow try fails with ``timeout`` and is retried while the call's time lasts.
+slow try fails with ``timeout`` and is retried while the call's time lasts;
+a try that the call's deadline ends first gets no watch of its own.
 
 The call's deadline becomes ``min(inherited deadline, now + timeout)``; a call
 whose deadline has passed fails at once with ``timeout`` and never reaches the
@@ -38,9 +39,8 @@ def deadline(timeout: float, clock: Clock) -> Layer:
     def layer(inner: Send) -> Send:
         def send(call: Call) -> Awaitable[Message]:
             route = call.route
-            if route is not None and route.timeout is not None:
-                return _bounded(call, route.timeout, clock, watch, inner, False)
-            return _bounded(call, timeout, clock, watch, inner, False)
+            seconds = route.timeout if route is not None and route.timeout is not None else timeout
+            return _bounded(call, None, seconds, clock, watch, inner, False)
 
         return send
 
@@ -48,7 +48,12 @@ def deadline(timeout: float, clock: Clock) -> Layer:
 
 
 def per_try_deadline(clock: Clock) -> Layer:
-    """Bound each try by its route's ``per_try_timeout``; without one, pass it on as is."""
+    """Bound each try by its route's ``per_try_timeout``; without one, pass it on as is.
+
+    A try whose per-try timeout would end at or after the call's deadline is
+    passed on as is too: the call's deadline (the `deadline` layer's watch)
+    already ends it first, so a second watch would change nothing.
+    """
     watch = Watch()
 
     def layer(inner: Send) -> Send:
@@ -56,7 +61,11 @@ def per_try_deadline(clock: Clock) -> Layer:
             route = call.route
             if route is None or route.per_try_timeout is None:
                 return inner(call)
-            return _bounded(call, route.per_try_timeout, clock, watch, inner, True)
+            seconds, deadline = route.per_try_timeout, call.deadline
+            now = clock.monotonic()
+            if deadline is not None and now < deadline <= now + seconds:
+                return inner(call)  # (a passed deadline: `_bounded` raises at once)
+            return _bounded(call, now, seconds, clock, watch, inner, True)
 
         return send
 
@@ -64,9 +73,16 @@ def per_try_deadline(clock: Clock) -> Layer:
 
 
 async def _bounded(
-    call: Call, seconds: float, clock: Clock, watch: Watch, inner: Send, per_try: bool
+    call: Call,
+    now: float | None,  # the time the caller read just before (the per-try layer's)
+    seconds: float,
+    clock: Clock,
+    watch: Watch,
+    inner: Send,
+    per_try: bool,
 ) -> Message:
-    now = clock.monotonic()
+    if now is None:
+        now = clock.monotonic()
     limit = now + seconds
     if call.deadline is not None and call.deadline < limit:
         limit = call.deadline
@@ -87,6 +103,10 @@ async def _bounded(
         raise
     finally:
         entry.close()
+
+
+_running_loop, _current_task = asyncio.get_running_loop, asyncio.current_task
+_push, _pop = heapq.heappush, heapq.heappop  # module globals: one lookup each, per call
 
 
 class _Entry:
@@ -130,18 +150,18 @@ class Watch:
 
     def add(self, remaining: float) -> _Entry:
         """Watch the current task: cancel it unless it finishes within ``remaining``."""
-        task = asyncio.current_task()
+        loop = _running_loop()
+        task = _current_task(loop)
         if task is None:
             raise RuntimeError("the deadline layer must run inside an asyncio task")
-        loop = task.get_loop()
         if loop is not self._loop:  # a new event loop: the old timer died with the old one
             self._loop, self._heap, self._handle = loop, [], None
         entry = _Entry(task)
         when = loop.time() + remaining
         heap = self._heap
-        heapq.heappush(heap, (when, next(self._order), entry))
+        _push(heap, (when, next(self._order), entry))
         while heap[0][2].done:
-            heapq.heappop(heap)
+            _pop(heap)
         if self._handle is None or when < self._when:
             self._arm(loop, when)
         return entry

@@ -14,7 +14,7 @@ Faults keep no state, so a new policy version only recompiles the matchers.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,15 @@ from eblocks.errors import FaultInjectedError
 from eblocks.message import Message
 from eblocks.policies import LivePolicies, PolicyState
 from eblocks.policies.inbound import PerVersion
-from eblocks.policies.match import Matcher, RequestView, compile_match, match_all, view_of_message
+from eblocks.policies.match import (
+    Applies,
+    Matcher,
+    MessageMatcher,
+    compile_match,
+    compile_message_match,
+    match_all,
+    message_applies,
+)
 
 if TYPE_CHECKING:
     from eblocks.block.context import Context
@@ -41,6 +49,7 @@ DELAYED = "fault_delayed"
 class _Rule:
     name: str
     matches: Matcher
+    matches_message: MessageMatcher
     delay_percent: float
     delay: float
     abort_percent: float
@@ -82,6 +91,7 @@ class Faults:
                 _Rule(
                     f"faults[{index}]",
                     compile_match(rule.match),
+                    compile_message_match(rule.match),
                     delay.percent if delay is not None else 0.0,
                     delay.delay if delay is not None else 0.0,
                     abort.percent if abort is not None else 0.0,
@@ -90,14 +100,11 @@ class Faults:
             )
         return tuple(rules)
 
-    def decide(self, rules: tuple[_Rule, ...], view: Callable[[], RequestView]) -> FaultPlan | None:
-        """The fault a request gets from the first matching rule, or None."""
-        seen: RequestView | None = None
+    def decide(self, rules: tuple[_Rule, ...], applies: Applies) -> FaultPlan | None:
+        """The fault a request gets from the first rule that applies, or None."""
         for rule in rules:
-            if rule.matches is not match_all:
-                seen = seen or view()
-                if not rule.matches(seen):
-                    continue
+            if rule.matches is not match_all and not applies(rule):
+                continue
             delayed = rule.delay_percent > 0 and self._rng.random() * 100 < rule.delay_percent
             aborted = rule.abort_percent > 0 and self._rng.random() * 100 < rule.abort_percent
             if not (delayed or aborted):
@@ -127,16 +134,20 @@ def fault(faults: Faults, clock: Clock) -> InboundLayer:
     cache = faults.cache
 
     def layer(inner: Handle) -> Handle:
-        async def handle(msg: Message, ctx: Context) -> Message:
+        def handle(msg: Message, ctx: Context) -> Awaitable[Message]:
+            # a plain function: a request no fault applies to costs no frame
             rules = cache.value if cache.state is cache.live.current else cache.refresh()
-            if rules:
-                plan = faults.decide(rules, lambda: view_of_message(msg))
-                if plan is not None:
-                    if plan.delay > 0:
-                        faults.delayed(plan)
-                        await clock.sleep(plan.delay)
-                    if plan.status is not None:
-                        raise faults.abort(plan.rule, plan.status)
+            plan = faults.decide(rules, message_applies(msg)) if rules else None
+            if plan is None:
+                return inner(msg, ctx)
+            return injected(msg, ctx, plan)
+
+        async def injected(msg: Message, ctx: Context, plan: FaultPlan) -> Message:
+            if plan.delay > 0:
+                faults.delayed(plan)
+                await clock.sleep(plan.delay)
+            if plan.status is not None:
+                raise faults.abort(plan.rule, plan.status)
             return await inner(msg, ctx)
 
         return handle

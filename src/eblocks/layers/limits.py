@@ -1,7 +1,8 @@
 """Limits: at most ``max_pending`` tries in flight from this caller to one target.
 
 The bound is the target's ``limits.max_pending`` in the policies in force
-(`ConnectionLimits`), read on each try; past it the try fails at once with
+(`ConnectionLimits`), looked up again when the version changes (each try
+compares versions by identity); past it the try fails at once with
 `OverloadedError` (``overloaded``, 503) — nothing waits in a queue. It sits
 below the retry layer, so it bounds tries; a refused try is not retried (an
 overloaded answer is not a transient failure of one endpoint).
@@ -16,7 +17,7 @@ from collections.abc import Awaitable
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import OverloadedError
 from eblocks.message import Message
-from eblocks.policies import LivePolicies
+from eblocks.policies import LivePolicies, PolicyState
 
 __all__ = ["Pending", "limits"]
 
@@ -32,13 +33,18 @@ class Pending:
 
 def limits(live: LivePolicies, target: str, pending: Pending | None = None) -> Layer:
     inflight = pending or Pending()
+    seen: PolicyState | None = None  # the version `most` was read from
+    most: int | None = None
 
     def layer(inner: Send) -> Send:
         def send(call: Call) -> Awaitable[Message]:
             # a plain function: without a bound, no frame and no count (a bound
             # set later counts the tries that start after it)
-            bound = live.current.block(target).limits
-            most = bound.max_pending if bound is not None else None
+            nonlocal seen, most
+            state = live.current
+            if state is not seen:
+                bound = state.block(target).limits
+                seen, most = state, bound.max_pending if bound is not None else None
             if most is None:
                 return inner(call)
             return counted(call, most)

@@ -1,8 +1,8 @@
 """Mirror: copy a share of a route's requests to a shadow block, fire-and-forget.
 
 The route layer (`eblocks.layers.route`) hands every request of a route that
-has a ``mirror`` to `Mirrors.copy`, which decides synchronously and never
-waits::
+has a ``mirror`` above 0 % to `Mirrors.copy` (at 0 % nothing is copied and
+nothing drawn), which decides synchronously and never waits::
 
     request ──> sampled out (1 - percent)            nothing
             └─> sampled in ──> max_inflight reached  dropped

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 
 from eblocks._types import Clock, Endpoint
 from eblocks.errors import CircuitOpenError
-from eblocks.policies import LivePolicies
+from eblocks.policies import LivePolicies, PolicyState
 from eblocks.spec.policies import Outlier
 
 __all__ = ["MAX_EJECTION", "Breaker", "Detector", "Detectors"]
@@ -175,12 +175,13 @@ class Detector:
 class Detectors:
     """The `Detector` of calls to one target under the policies in force (or none)."""
 
-    __slots__ = ("_clock", "_detector", "_live", "_past", "_target")
+    __slots__ = ("_clock", "_detector", "_live", "_past", "_state", "_target")
 
     def __init__(self, live: LivePolicies, target: str, clock: Clock) -> None:
         self._live = live
         self._target = target
         self._clock = clock
+        self._state: PolicyState | None = None  # the version the detector was looked up in
         self._detector: Detector | None = None
         self._past = 0  # ejections by the detectors of earlier rules
 
@@ -191,7 +192,11 @@ class Detectors:
 
     def current(self) -> Detector | None:
         """The detector of the rule in force (the balance layer's guard), or None."""
-        rule = self._live.current.block(self._target).outlier
+        state = self._live.current
+        if state is self._state:
+            return self._detector  # the common case: the same version, one identity test
+        self._state = state
+        rule = state.block(self._target).outlier
         detector = self._detector
         if detector is None and rule is None:
             return None

@@ -22,7 +22,7 @@ rule starts with full ones.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from eblocks._types import Clock
@@ -31,7 +31,15 @@ from eblocks.errors import RateLimitedError
 from eblocks.message import Message
 from eblocks.policies import LivePolicies, PolicyState
 from eblocks.policies.inbound import PerVersion, glob_match, rule_keys, source_of
-from eblocks.policies.match import Matcher, RequestView, compile_match, match_all, view_of_message
+from eblocks.policies.match import (
+    Applies,
+    Matcher,
+    MessageMatcher,
+    compile_match,
+    compile_message_match,
+    match_all,
+    message_applies,
+)
 from eblocks.spec.policies import RateLimit
 
 if TYPE_CHECKING:
@@ -89,10 +97,13 @@ class RateLimiter:
         "_buckets",
         "_clock",
         "_index",
+        "_last",
         "_max",
         "_overrides",
+        "_per_source",
         "_rates",
         "matches",
+        "matches_message",
         "name",
         "rule",
     )
@@ -100,11 +111,15 @@ class RateLimiter:
     def __init__(
         self, rule: RateLimit, name: str, clock: Clock, max_sources: int = MAX_SOURCES
     ) -> None:
+        if max_sources < 1:
+            raise ValueError(f"max_sources must be >= 1, got {max_sources}")
         self.rule = rule
         self.name = name  # where the rule is in this version: "rate_limits[0]"
         self.matches: Matcher = compile_match(rule.match)
+        self.matches_message: MessageMatcher = compile_message_match(rule.match)
         self._clock = clock
         self._max = max_sources
+        self._per_source = rule.per == "source"
         # index 0: the rule's own rate; 1..n: its overrides, in order
         self._rates = [(rule.rate, _burst(rule.rate, rule.burst))]
         self._rates += [(o.rate, _burst(o.rate, o.burst)) for o in rule.overrides]
@@ -113,6 +128,10 @@ class RateLimiter:
             collections.OrderedDict()
         )
         self._index: dict[str, int] = {}  # source -> its override (0: none); globs once each
+        # the source and bucket of the last request: the most recently used bucket,
+        # which is never the one dropped, so a run of requests from one source
+        # skips the lookups (and moving it to the end, where it already is)
+        self._last: tuple[str, TokenBucket] | None = None
 
     def override(self, source: str) -> int:
         """Which rate applies to ``source``: 0 the rule's, n its n-th override's."""
@@ -130,17 +149,21 @@ class RateLimiter:
 
     def bucket(self, source: str) -> TokenBucket:
         """The bucket a request from ``source`` takes its token from (made when needed)."""
+        last = self._last
+        if last is not None and last[0] == source:
+            return last[1]
         index = self.override(source)
-        key = (index, source if self.rule.per == "source" else "")
+        key = (index, source if self._per_source else "")
         buckets = self._buckets
         found = buckets.get(key)
         if found is None:
             rate, burst = self._rates[index]
             found = buckets[key] = TokenBucket(rate, burst, self._clock.monotonic())
             if len(buckets) > self._max:
-                buckets.popitem(last=False)
+                buckets.popitem(last=False)  # never `found`: max_sources >= 1
         else:
             buckets.move_to_end(key)
+        self._last = (source, found)
         return found
 
     def __len__(self) -> int:
@@ -179,18 +202,13 @@ class RateLimits:
             limiters.append(limiter)
         return tuple(limiters)
 
-    def admit(
-        self, limiters: tuple[RateLimiter, ...], view: Callable[[], RequestView], source: str
-    ) -> None:
-        """Take a token from each rule that matches; `RateLimitedError` if one has none."""
+    def admit(self, limiters: tuple[RateLimiter, ...], applies: Applies, source: str) -> None:
+        """Take a token from each rule that applies; `RateLimitedError` if one has none."""
         taken: list[TokenBucket] = []
-        seen: RequestView | None = None
         now = self._clock.monotonic()
         for limiter in limiters:
-            if limiter.matches is not match_all:
-                seen = seen or view()
-                if not limiter.matches(seen):
-                    continue
+            if limiter.matches is not match_all and not applies(limiter):
+                continue
             bucket = limiter.bucket(source)
             wait = bucket.take(now)
             if wait > 0.0:
@@ -217,13 +235,13 @@ def rate_limit(limits: RateLimits) -> InboundLayer:
     cache = limits.cache
 
     def layer(inner: Handle) -> Handle:
-        async def handle(msg: Message, ctx: Context) -> Message:
+        def handle(msg: Message, ctx: Context) -> Awaitable[Message]:
+            # a plain function: no frame of its own (a refusal is raised when it is
+            # called, inside the outer layer's `await inner(...)`)
             limiters = cache.value if cache.state is cache.live.current else cache.refresh()
             if limiters:
-                limits.admit(
-                    limiters, lambda: view_of_message(msg), source_of(ctx.peer, msg.headers)
-                )
-            return await inner(msg, ctx)
+                limits.admit(limiters, message_applies(msg), source_of(ctx.peer, msg.headers))
+            return inner(msg, ctx)
 
         return handle
 

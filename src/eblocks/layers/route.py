@@ -37,8 +37,8 @@ from eblocks.balance._hash import hash64
 from eblocks.layers.mirror import Mirrors
 from eblocks.message import HASH_KEY_HEADER, IDEMPOTENCY_HEADER, ROUTE_HEADER, Message
 from eblocks.policies import LivePolicies, PolicyState
-from eblocks.policies.match import Matcher, compile_any, match_all, view_of_message
-from eblocks.spec.policies import Destination, Route
+from eblocks.policies.match import MessageMatcher, compile_message_any, every_message
+from eblocks.spec.policies import Destination, Mirror, Route
 from eblocks.telemetry.core import Hooks
 
 __all__ = ["RouteStats", "Routing", "destination_label", "route"]
@@ -102,17 +102,21 @@ class _Way:
     pattern: str | None
     subset: Mapping[str, str] | None
     label: str
+    counted: tuple[str, str]  # (route name, label): its key in `RouteStats.counts`
 
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    """One route, compiled: its matcher and its cumulative weights."""
+    """One route, compiled: its matcher, its cumulative weights, what it does per call."""
 
     route: Route
-    matches: Matcher
+    matches: MessageMatcher
     ways: tuple[_Way, ...]
     bounds: tuple[int, ...]  # running sums of the weights; the last is the total
+    only: _Way | None  # the destination of a route that has one: no draw, no hash
     sticky: str | None  # the key header of a sticky route
+    hash_header: str | None  # a sticky key header other than the idempotency key
+    mirror: Mirror | None  # None too at 0 %: such a mirror copies nothing, and draws nothing
 
     @classmethod
     def of(cls, route: Route) -> _Rule:
@@ -123,7 +127,8 @@ class _Rule:
                 None if d.pattern is not None else d.block or route.to,
                 d.pattern,
                 d.subset or None,
-                destination_label(route.to, d),
+                label := destination_label(route.to, d),
+                (route.name, label),
             )
             for d in kept
         )
@@ -131,7 +136,17 @@ class _Rule:
         sticky = None
         if route.sticky is not None:
             sticky = (route.sticky.header or IDEMPOTENCY_HEADER).lower()
-        return cls(route, compile_any(route.match), ways, bounds, sticky)
+        mirror = route.mirror if route.mirror is not None and route.mirror.percent > 0 else None
+        return cls(
+            route,
+            compile_message_any(route.match),
+            ways,
+            bounds,
+            ways[0] if len(ways) == 1 else None,
+            sticky,
+            sticky if sticky != IDEMPOTENCY_HEADER else None,
+            mirror,
+        )
 
     def pick(self, message: Message, rng: random.Random) -> _Way:
         """The destination of one call: by its sticky key when it has one, else at random."""
@@ -174,10 +189,13 @@ def route(routing: Routing, target: str) -> Layer:
             rules = table.rules if state is table.state else table.refresh(state)
             if not rules or call.route is not None:
                 return inner(call)
-            rule = _first_match(rules, call.message)
-            if rule is None:
-                return inner(call)
-            sent_by = call.message.headers.get(ROUTE_HEADER)
+            message = call.message
+            for rule in rules:
+                if rule.matches is every_message or rule.matches(message):
+                    break
+            else:
+                return inner(call)  # no route of the target matches
+            sent_by = message.headers.get(ROUTE_HEADER)
             if sent_by is not None and sent_by in table.names:
                 return inner(call)  # a route of this target sent it to a pattern: no loop
             return _dispatch(routing, rule, call, inner)
@@ -187,30 +205,18 @@ def route(routing: Routing, target: str) -> Layer:
     return layer
 
 
-def _first_match(rules: tuple[_Rule, ...], message: Message) -> _Rule | None:
-    view = None
-    for rule in rules:
-        if rule.matches is match_all:
-            return rule
-        if view is None:
-            view = view_of_message(message)
-        if rule.matches(view):
-            return rule
-    return None
-
-
 def _dispatch(routing: Routing, rule: _Rule, call: Call, inner: Send) -> Awaitable[Message]:
     route_ = rule.route
     message = call.message
-    way = rule.pick(message, routing.rng)
-    routing.stats.counts[route_.name, way.label] += 1
-    if route_.mirror is not None:
-        routing.mirrors.copy(route_, route_.mirror, call)
+    way = rule.only or rule.pick(message, routing.rng)
+    routing.stats.counts[way.counted] += 1
+    if rule.mirror is not None:
+        routing.mirrors.copy(route_, rule.mirror, call)
     if way.pattern is not None:
         tagged = message.replace(headers={ROUTE_HEADER: route_.name})
         return routing.run_pattern(way.pattern, tagged, call.deadline)
-    if rule.sticky is not None and rule.sticky != IDEMPOTENCY_HEADER:
-        key = message.headers.get(rule.sticky)
+    if rule.hash_header is not None:
+        key = message.headers.get(rule.hash_header)
         if key and HASH_KEY_HEADER not in message.headers:
             # one key, one endpoint too, when the destination's balancer hashes
             message = message.replace(headers={HASH_KEY_HEADER: key})

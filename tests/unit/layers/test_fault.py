@@ -114,7 +114,7 @@ def test_the_same_seed_gives_the_same_faults() -> None:
         faults = Faults(live, "store", random.Random(3))
         rules = faults.cache.get()
         draws.append(
-            [faults.decide(rules, lambda: pytest.fail("no match to test")) for _ in range(50)]
+            [faults.decide(rules, lambda _rule: pytest.fail("no match to test")) for _ in range(50)]
         )
     assert draws[0] == draws[1]
     assert any(d is None for d in draws[0])

@@ -11,7 +11,7 @@ from eblocks.errors import RateLimitedError
 from eblocks.layers.ratelimit import RateLimiter, RateLimits, TokenBucket, rate_limit
 from eblocks.message import PATH_HEADER, SOURCE_HEADER, Message
 from eblocks.policies import LivePolicies, PolicyState
-from eblocks.policies.match import RequestView, view_of_message
+from eblocks.policies.match import RequestView, view_applies, view_of_message
 from eblocks.spec.policies import Policies
 from eblocks.testing import FakeClock
 
@@ -26,7 +26,7 @@ def view(path: str = "/") -> RequestView:
 
 def admitted(limits: RateLimits, source: str = "a", path: str = "/") -> bool:
     try:
-        limits.admit(limits.cache.get(), lambda: view(path), source)
+        limits.admit(limits.cache.get(), view_applies(lambda: view(path)), source)
     except RateLimitedError:
         return False
     return True
@@ -62,7 +62,7 @@ def test_the_refusal_names_the_rule_and_the_time_to_the_next_token() -> None:
     assert admitted(limits)
     clock.advance(0.05)
     with pytest.raises(RateLimitedError) as caught:
-        limits.admit(limits.cache.get(), view, "a")
+        limits.admit(limits.cache.get(), view_applies(view), "a")
     err = caught.value
     assert (err.status, err.reason, err.origin) == (429, "rate_limited", "store")
     assert err.detail["rule"] == "rate_limits[0]"
@@ -80,6 +80,24 @@ def test_per_source_buckets_are_separate_and_bounded() -> None:
         admitted(limits, source)
     assert len(limiter) == 3  # the least recently used ("a", "b") were dropped
     assert admitted(limits, "a")  # and "a" comes back with a full bucket
+
+
+def test_a_run_of_requests_from_one_source_keeps_it_the_most_recently_used() -> None:
+    clock = FakeClock()
+    live = LivePolicies.of(policies({"rate": 1, "burst": 3, "per": "source"}))
+    limits = RateLimits(live, "store", clock, max_sources=2)
+    (limiter,) = limits.cache.get()
+    assert [admitted(limits, s) for s in ("a", "b", "a", "a")] == [True] * 4
+    assert admitted(limits, "c")  # drops "b", the least recently used, not "a"
+    assert limiter.bucket("a").tokens(clock.monotonic()) == 0.0  # "a" kept its empty bucket
+    assert not admitted(limits, "a")
+    assert [admitted(limits, "b") for _ in range(4)] == [True, True, True, False]  # new, full
+
+
+def test_a_rule_keeps_at_least_one_source() -> None:
+    rule = Policies.model_validate({"blocks": {"s": {"rate_limits": [{"rate": 1}]}}})
+    with pytest.raises(ValueError, match="max_sources must be >= 1"):
+        RateLimiter(rule.blocks["s"].rate_limits[0], "r", FakeClock(), max_sources=0)
 
 
 def test_overrides_give_matching_sources_their_rate() -> None:
@@ -129,7 +147,7 @@ def test_a_new_version_with_the_same_rule_keeps_its_bucket() -> None:
     moved = policies({"rate": 50}, {"rate": 1, "burst": 2})
     assert live.swap(PolicyState.of(moved, version=2))
     with pytest.raises(RateLimitedError) as caught:
-        limits.admit(limits.cache.get(), view, "a")
+        limits.admit(limits.cache.get(), view_applies(view), "a")
     assert caught.value.detail["rule"] == "rate_limits[1]"
     # the rule itself changes: a new, full bucket
     assert live.swap(PolicyState.of(policies({"rate": 1, "burst": 3}), version=3))

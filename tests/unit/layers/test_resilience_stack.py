@@ -67,6 +67,25 @@ async def test_without_retries_a_slow_try_is_a_timeout_with_per_try_detail() -> 
     assert caught.value.detail == {"target": "b", "per_try": True}
 
 
+async def test_a_per_try_timeout_past_the_calls_deadline_leaves_that_deadline_in_charge() -> None:
+    never = asyncio.Event()
+    tries: list[float | None] = []
+
+    async def transport(call: Call) -> Message:
+        tries.append(call.deadline)
+        await never.wait()  # the real loop's timer (20 ms) ends it
+        return Message()
+
+    clock = FakeClock(start=100.0)
+    route = Route(name="r", to="b", timeout=0.02, per_try_timeout=0.02)
+    send = client_stack(SETTINGS, StaticResolver({"b": THREE}), transport, clock, random.Random(1))
+    with pytest.raises(MeshTimeoutError) as caught:
+        await send(Call("b", keyed(), route=route))
+    # the call's timeout, not a try's: nothing is left to retry in
+    assert caught.value.detail == {"target": "b"}
+    assert tries == [pytest.approx(100.02)]
+
+
 SPEC_POLICIES = Policies.model_validate(
     {
         "blocks": {

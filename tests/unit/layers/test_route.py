@@ -29,7 +29,7 @@ from eblocks.message import (
     Message,
 )
 from eblocks.policies import LivePolicies, PolicyState
-from eblocks.policies.match import Matcher, compile_any
+from eblocks.policies.match import MessageMatcher, compile_message_any
 from eblocks.spec import parse_spec
 from eblocks.spec.policies import Policies, RouteMatch
 from eblocks.telemetry.core import Telemetry
@@ -221,6 +221,23 @@ async def test_a_split_follows_the_weights(make: Make) -> None:
     )
 
 
+async def test_a_mirror_at_0_percent_copies_nothing_and_leaves_the_split_as_it_was(
+    make: Make,
+) -> None:
+    mirror = "    mirror: {to: shadow, percent: 0}\n"
+    mirrored = SPLIT.replace("    to: store\n", "    to: store\n" + mirror)
+    assert mirrored != SPLIT
+    plain, shadowed = make(SPLIT, seed=11), make(mirrored, seed=11)
+    for _ in range(200):
+        await ask(plain)
+        await ask(shadowed)
+    # the same seed, the same destinations: the mirror drew nothing from the shared RNG
+    assert [r.instance for r in received(shadowed).received] == [
+        r.instance for r in received(plain).received
+    ]
+    assert shadowed.routing.mirrors.counts == Counter()
+
+
 STICKY = """
 routes:
   - name: canary
@@ -317,13 +334,13 @@ async def test_routes_compile_once_per_policy_version(
     make: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     compiled: list[tuple[RouteMatch, ...]] = []
-    real = compile_any
+    real = compile_message_any
 
-    def counting(matches: tuple[RouteMatch, ...]) -> Matcher:
+    def counting(matches: tuple[RouteMatch, ...]) -> MessageMatcher:
         compiled.append(matches)
         return real(matches)
 
-    monkeypatch.setattr("eblocks.layers.route.compile_any", counting)
+    monkeypatch.setattr("eblocks.layers.route.compile_message_any", counting)
     client = make(PRECEDENCE)
     for _ in range(50):
         await ask(client, x_tenant="beta")
