@@ -200,18 +200,23 @@ def _console(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) 
     return table
 
 
+def _section(
+    title: str, text: str, columns: Sequence[str], rows: Iterable[Sequence[str]]
+) -> list[str]:
+    """A Markdown section of the report: its heading, what it compares, its table."""
+    return [title, "", text, "", *_table(columns, rows)]
+
+
 def _security_markdown(cells: list[SecurityCell]) -> list[str]:
-    lines = [
+    return _section(
         "## Security: mTLS + request tokens + authorization vs the same calls without",
-        "",
         "`plain` is the eblock side above. Side `mtls`: the same Block and MeshClient with "
         "mTLS (strict, keep-alive, TLS 1.3, P-256) and default-deny authorization with two "
         "rules. Side `secure`: `mtls` plus a fresh ES256 token per request (minted by the "
         "client, verified with the replay check by the server).",
-        "",
-    ]
-    lines += _table(_SECURITY_COLUMNS, [_side_row(c) for c in cells])
-    return lines
+        _SECURITY_COLUMNS,
+        [_side_row(c) for c in cells],
+    )
 
 
 _SIDECAR_COLUMNS = (
@@ -265,9 +270,8 @@ def _sidecar_rows(report: OverheadReport) -> list[list[str]]:
 
 
 def _sidecar_markdown(report: OverheadReport) -> list[str]:
-    lines = [
+    return _section(
         "## Sidecars: the same call direct, in process, through two pairs of proxies",
-        "",
         "`direct`: the bare side above (aiohttp client -> aiohttp echo). `eblock`: the "
         "in-process path above (MeshClient -> Block). `sidecar-pair`: the direct client "
         "and server with two `eblocks proxy` in between (the caller's upstream port and its "
@@ -276,10 +280,9 @@ def _sidecar_markdown(report: OverheadReport) -> list[str]:
         "are medians of the per-round ratios against direct (req/s: higher is better, p99: "
         "lower is better); `server µs/req` is the CPU of the server process, or of both "
         "proxies for a pair.",
-        "",
-    ]
-    lines += _table(_SIDECAR_COLUMNS, _sidecar_rows(report))
-    return lines
+        _SIDECAR_COLUMNS,
+        _sidecar_rows(report),
+    )
 
 
 def sidecar_table(report: OverheadReport) -> Table:
@@ -309,9 +312,8 @@ _TELEMETRY_COLUMNS = (
 
 
 def _telemetry_markdown(cells: list[SecurityCell]) -> list[str]:
-    lines = [
+    return _section(
         "## Telemetry: metrics, and metrics + tracing at 10 %, vs per-request telemetry off",
-        "",
         "`off`: side `telemetry-off`, the same MeshClient -> Block with per-request telemetry "
         "off on both ends (what `telemetry: {metrics: false}` gives: no counting layer, no "
         "span). `metrics`: the eblock side above (a block's default: counters and windows on "
@@ -319,10 +321,9 @@ def _telemetry_markdown(cells: list[SecurityCell]) -> list[str]:
         "both ends, new traces sampled at 10 %, spans batched by the SDK's processor into an "
         "exporter that drops them. Ratios and added p50 are medians of the per-round figures "
         "against `off`.",
-        "",
-    ]
-    lines += _table(_TELEMETRY_COLUMNS, [_side_row(c) for c in cells])
-    return lines
+        _TELEMETRY_COLUMNS,
+        [_side_row(c) for c in cells],
+    )
 
 
 def telemetry_table(report: OverheadReport) -> Table:
@@ -349,17 +350,15 @@ def _policy_row(c: PolicyCell) -> list[str]:
 
 
 def _policies_markdown(cells: list[PolicyCell]) -> list[str]:
-    lines = [
+    return _section(
         "## Policies: every layer configured, none triggering, vs no policies",
-        "",
         "`none` is the eblock side above. Side `policies`: the same Block and MeshClient with "
         "a route matching every call (one destination, mirror 0 %, timeouts, retries), a "
         "retry budget, outlier detection, connection limits, a per-source rate limit and a "
         "bulkhead far above the load, and a fault rule for a header nobody sends.",
-        "",
-    ]
-    lines += _table(_POLICY_COLUMNS, [_policy_row(c) for c in cells])
-    return lines
+        _POLICY_COLUMNS,
+        [_policy_row(c) for c in cells],
+    )
 
 
 def policy_layers_lines(cost: dict[str, Any], side: str = "Inbound") -> list[str]:
