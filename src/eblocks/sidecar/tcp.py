@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl as _ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from eblocks._types import Endpoint
@@ -88,11 +89,25 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> i
     return total
 
 
-class _Connections:
-    """Open connections of one listener, so closing it can wait for them (bounded)."""
+_Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
-    def __init__(self) -> None:
+
+class _Listener:
+    """A listening socket and its open connections, so closing it waits for them (bounded)."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.server: asyncio.Server | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(
+        self, serve: _Serve, sock: socket.socket, ssl: _ssl.SSLContext | None = None
+    ) -> int:
+        self.server = await asyncio.start_server(
+            serve, sock=sock, ssl=ssl, ssl_handshake_timeout=5.0 if ssl else None
+        )
+        port: int = sock.getsockname()[1]
+        return port
 
     def track(self) -> None:
         task = asyncio.current_task()
@@ -100,9 +115,12 @@ class _Connections:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def drain(self, grace: float) -> None:
+    async def close(self) -> None:
+        """Stop accepting, let open connections finish within the grace, then cut them."""
+        if self.server is not None:
+            self.server.close()
         if self.tasks:
-            _, late = await asyncio.wait(set(self.tasks), timeout=grace)
+            _, late = await asyncio.wait(set(self.tasks), timeout=self.grace)
             for task in late:
                 task.cancel()
             if late:
@@ -130,25 +148,19 @@ class TcpPort:
         self.port = 0
         self._tel = telemetry
         self._auth = auth
-        self._drain = drain
         self._ssl = auth.files.server_ssl() if auth is not None and auth.mode != "disable" else None
-        self._server: asyncio.Server | None = None
-        self._open = _Connections()
+        self._open = _Listener(drain)
         self.on_count = on_count
 
     async def start(self, host: str, port: int) -> int:
-        sock = bind_socket(self.block, host, port)
-        self.port = sock.getsockname()[1]
-        self._server = await asyncio.start_server(
-            self._serve, sock=sock, ssl=self._ssl, ssl_handshake_timeout=5.0 if self._ssl else None
+        self.port = await self._open.start(
+            self._serve, bind_socket(self.block, host, port), self._ssl
         )
         return self.port
 
     async def close(self) -> None:
         """Stop accepting, let open connections finish within the drain, then cut them."""
-        if self._server is not None:
-            self._server.close()
-        await self._open.drain(self._drain)
+        await self._open.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._open.track()
@@ -241,21 +253,16 @@ class TcpUpstream:
         self._ssl = (
             auth.client_ssl() if auth is not None and target not in auth.plain_targets else None
         )
-        self._drain = drain
         self._rng = rng or random.Random()
-        self._server: asyncio.Server | None = None
-        self._open = _Connections()
+        self._open = _Listener(drain)
 
     async def start(self, port: int, host: str = "127.0.0.1") -> int:
         sock = bind_socket(f"{self.source} upstream {self.target}", host, port)
-        self.port = sock.getsockname()[1]
-        self._server = await asyncio.start_server(self._serve, sock=sock)
+        self.port = await self._open.start(self._serve, sock)
         return self.port
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        await self._open.drain(self._drain)
+        await self._open.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._open.track()
