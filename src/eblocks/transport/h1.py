@@ -37,9 +37,12 @@ import ssl as _ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
+
+if TYPE_CHECKING:
+    from eblocks.security.identity import Identity
 
 __all__ = ["Connection", "Pool", "ProtocolError", "Reply", "Slots", "request_head"]
 
@@ -102,7 +105,7 @@ class Connection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self.reusable = True  # False once closed, failed or told to close
         self.idle_since = 0.0
-        self.identity: object | None = None  # the peer's mesh identity, read once (mTLS)
+        self.identity: Identity | None = None  # the peer's mesh identity, read once (mTLS)
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -249,9 +252,7 @@ class Pool:
         """How many idle connections the pool holds."""
         return len(self._where)
 
-    async def acquire(
-        self, host: str, port: int, ssl: _ssl.SSLContext | None, name: str
-    ) -> Connection:
+    async def acquire(self, host: str, port: int, ssl: _ssl.SSLContext | None) -> Connection:
         """An idle connection to ``host:port`` that is still open, else a new one."""
         if self.closed:
             raise ConnectionResetError("the transport is closed")
@@ -272,7 +273,7 @@ class Pool:
                 host,
                 port,
                 ssl=ssl,
-                server_hostname=name if ssl is not None else None,
+                server_hostname=host if ssl is not None else None,
             )
         self._busy.add(conn)
         return conn

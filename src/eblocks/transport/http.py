@@ -33,7 +33,6 @@ from eblocks.errors import (
 )
 from eblocks.message import DEADLINE_HEADER, Message
 from eblocks.respond import error_from_response
-from eblocks.security.identity import Identity
 from eblocks.security.tls import peer_identity
 from eblocks.transport.h1 import Connection, Pool, ProtocolError, Slots, request_head
 
@@ -102,7 +101,7 @@ class HttpTransport:
             slots = self._slots_for(call.target)
             await slots.take()
             try:
-                conn = await self._pool.acquire(host, port, ssl, host)
+                conn = await self._pool.acquire(host, port, ssl)
                 try:
                     reply = await conn.request(head, body)
                     if ssl is not None:
@@ -160,7 +159,6 @@ def _check_server(conn: Connection, status: int, target: str, address: str) -> N
             raise UnauthenticatedError(
                 f"{address} has no valid mesh identity: {exc}", origin=target
             ) from exc
-    assert isinstance(identity, Identity)
     if identity.block != target:
         raise UnauthenticatedError(
             f"{address} is {identity}, not an instance of {target!r}",
