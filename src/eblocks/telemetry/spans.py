@@ -130,8 +130,7 @@ class RecordedSpan(Span):
         return self._end is None
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
-        if self._end is not None:
-            logger.warning("Setting attribute on ended span.")
+        if self._ended("Setting attribute on ended span."):
             return
         attributes = self._attributes
         if (
@@ -178,47 +177,45 @@ class RecordedSpan(Span):
     def add_event(
         self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
     ) -> None:
-        if self._end is not None:
-            logger.warning("Calling add_event on an ended span.")
+        if self._ended("Calling add_event on an ended span."):
             return
         limits = self._sink.limits
         if self._events is None:
             self._events = BoundedList(limits.max_events)
-        bounded = BoundedAttributes(
-            limits.max_event_attributes,
-            attributes,
-            max_value_len=limits.max_attribute_length,
-            immutable=True,
+        self._events.append(
+            Event(name, self._frozen(limits.max_event_attributes, attributes), timestamp)
         )
-        self._events.append(Event(name, bounded, timestamp))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
-        if self._end is not None:
-            logger.warning("Calling add_link on an ended span.")
+        if self._ended("Calling add_link on an ended span."):
             return
         if not (context and (context.is_valid or attributes or context.trace_state)):
             return
         limits = self._sink.limits
         if self._links is None:
             self._links = BoundedList(limits.max_links)
-        bounded = BoundedAttributes(
-            limits.max_link_attributes,
-            attributes,
-            max_value_len=limits.max_attribute_length,
-            immutable=True,
-        )
-        self._links.append(Link(context, bounded))
+        self._links.append(Link(context, self._frozen(limits.max_link_attributes, attributes)))
+
+    def _frozen(self, limit: int | None, attributes: types.Attributes) -> BoundedAttributes:
+        """An event's or a link's attributes, checked and bounded as the SDK's span does."""
+        max_len = self._sink.limits.max_attribute_length
+        return BoundedAttributes(limit, attributes, max_value_len=max_len, immutable=True)
+
+    def _ended(self, warning: str) -> bool:
+        """True, and the SDK's warning logged, when the span has ended already."""
+        if self._end is None:
+            return False
+        logger.warning(warning)
+        return True
 
     def update_name(self, name: str) -> None:
-        if self._end is not None:
-            logger.warning("Calling update_name on an ended span.")
+        if self._ended("Calling update_name on an ended span."):
             return
         self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         """As the SDK's span: an OK status is final, UNSET is ignored."""
-        if self._end is not None:
-            logger.warning("Calling set_status on an ended span.")
+        if self._ended("Calling set_status on an ended span."):
             return
         if self._status.status_code is StatusCode.OK:
             return
@@ -257,8 +254,7 @@ class RecordedSpan(Span):
         self.add_event("exception", found, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._end is not None:
-            logger.warning("Calling end() on an ended span.")
+        if self._ended("Calling end() on an ended span."):
             return
         self._end = end_time if end_time is not None else time_ns()
         sink = self._sink
