@@ -44,6 +44,7 @@ class SourceState:
     """What the detector remembers about one source."""
 
     buckets: dict[int, list[int]] = field(default_factory=dict)  # second -> [req, auth, deny, err]
+    totals: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # the buckets' sums
     state: TrustState = TrustState.TRUSTED
     since: float = 0.0  # when the current state began
     ewma: float = 0.0
@@ -76,8 +77,10 @@ class AnomalyDetector:
     def allow(self, source: str) -> tuple[bool, float]:
         """May ``source`` be served now, and its trust score."""
         state = self.sources.get(source)
-        if state is None or state.state is TrustState.TRUSTED:
-            return True, self.trust(source)
+        if state is None:
+            return True, 1.0
+        if state.state is TrustState.TRUSTED:
+            return True, self._trusted(state)
         now = self._now()
         spec = self.spec
         if state.state is TrustState.QUARANTINED:
@@ -85,6 +88,7 @@ class AnomalyDetector:
                 return False, 0.0
             state.state, state.since = TrustState.READMITTING, now
             state.buckets.clear()
+            state.totals = [0, 0, 0, 0]
         share = min(1.0, (now - state.since) / spec.readmit) if spec.readmit > 0 else 1.0
         if share >= 1.0:
             state.state, state.since = TrustState.TRUSTED, now
@@ -110,6 +114,11 @@ class AnomalyDetector:
         bucket[_AUTH] += auth_failure
         bucket[_DENY] += denied
         bucket[_ERR] += error
+        totals = state.totals
+        totals[_REQ] += 1
+        totals[_AUTH] += auth_failure
+        totals[_DENY] += denied
+        totals[_ERR] += error
         if state.state is TrustState.QUARANTINED:
             return
         if not (auth_failure or denied or error or self.spec.rate_factor is not None):
@@ -126,6 +135,12 @@ class AnomalyDetector:
             return 0.0
         if state.state is TrustState.READMITTING:
             return min(1.0, (self._now() - state.since) / max(self.spec.readmit, 1e-9))
+        return self._trusted(state)
+
+    def _trusted(self, state: SourceState) -> float:
+        """The trust score of a source that is not quarantined: 1 less its nearest pressure."""
+        if not (state.totals[_AUTH] or state.totals[_DENY]):
+            return 1.0  # nothing held against it anywhere in its buckets: no window to sum
         totals = self._totals(state)
         spec = self.spec
         pressure = max(totals[_AUTH] / spec.max_auth_failures, totals[_DENY] / spec.max_denials)
@@ -177,17 +192,18 @@ class AnomalyDetector:
             state.seconds_seen += 1 + idle
         state.last_second = second
         oldest = second - int(self.spec.window) + 1
+        totals = state.totals
         for old in [s for s in state.buckets if s < oldest]:
-            del state.buckets[old]
+            gone = state.buckets.pop(old)
+            for i in range(4):
+                totals[i] -= gone[i]
 
     def _totals(self, state: SourceState) -> list[int]:
-        oldest = int(self._now()) - int(self.spec.window) + 1
-        totals = [0, 0, 0, 0]
-        for second, bucket in state.buckets.items():
-            if second >= oldest:
-                for i in range(4):
-                    totals[i] += bucket[i]
-        return totals
+        """The sums over the window ending now (rolling the window first if a second passed)."""
+        second = int(self._now())
+        if second > state.last_second:
+            self._roll(state, second)
+        return state.totals
 
     def _forget_idle(self, now: float) -> None:
         horizon = int(now) - int(self.spec.window)

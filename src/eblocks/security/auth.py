@@ -115,8 +115,10 @@ class Auth:
             self._anchors,
             skew=sec.tokens.skew,
             replay=ReplayCache(sec.tokens.replay_cache, now=now),
+            reuse=sec.tokens.reuse,
             now=now,
         )
+        self._reuse = sec.tokens.reuse
         self._end_user: EndUserVerifier | None = None
         self._user_required = False
         if sec.end_user is not None and block is not None:
@@ -330,15 +332,26 @@ class Auth:
     # -- outbound ------------------------------------------------------------------------
 
     def token_layer(self) -> Layer | None:
-        """The client stack's token layer (innermost: one fresh token per try)."""
+        """The client stack's token layer (innermost: a token per try, reused over mTLS).
+
+        With ``tokens.reuse`` a target reached over mTLS gets the minter's current
+        token for it and the end user; a plaintext target (``disable``) and every
+        target without ``reuse`` get a fresh single-use token.
+        """
         if self._tokens == "off":
             return None
+        minter = self._minter
+        reusable = (lambda target: target not in self.plain_targets) if self._reuse else None
 
         def layer(inner: Send) -> Send:
             async def send(call: Call) -> Message:
                 msg = call.message
                 user = msg.headers.get(USER_HEADER)
-                token = self._minter.mint(self.audience(call.target), user)
+                aud = self.audience(call.target)
+                if reusable is not None and reusable(call.target):
+                    token = minter.token(aud, user)
+                else:
+                    token = minter.mint(aud, user)
                 if user is None:
                     msg = msg.replace(headers={TOKEN_HEADER: token})
                 else:

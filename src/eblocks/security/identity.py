@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eblocks.errors import IdentityError
@@ -28,9 +28,14 @@ class Identity:
     mesh: str
     name: str
     kind: str = "block"  # or "client": a caller that serves nothing (the CLI)
+    uri: str = field(init=False, repr=False, compare=False)  # the SPIFFE ID, made once
+
+    def __post_init__(self) -> None:
+        uri = f"spiffe://{self.trust_domain}/mesh/{self.mesh}/{self.kind}/{self.name}"
+        object.__setattr__(self, "uri", uri)
 
     def __str__(self) -> str:
-        return f"spiffe://{self.trust_domain}/mesh/{self.mesh}/{self.kind}/{self.name}"
+        return self.uri
 
     @property
     def block(self) -> str | None:

@@ -11,6 +11,10 @@ anything). ``from`` globs are tried against the caller's block name, against
 ``client/<name>`` for a client identity, and against the full SPIFFE ID; a
 caller without a verified identity (plaintext, mTLS permissive) matches only a
 rule without ``from``.
+
+A decision depends only on the request's facts, so the engine remembers the
+last few thousand (a block sees few distinct callers and routes); claims are
+part of the key only when some rule looks at them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from eblocks.security.svid import Identity
 from eblocks.spec.models import AuthzRule, MeshSpec
 
 __all__ = ["Decision", "PolicyEngine", "RequestFacts"]
+
+_REMEMBERED = 4096  # decisions kept per engine; all forgotten at once when full
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +70,22 @@ class PolicyEngine:
         }
         self._mesh_default = authz.default
         self.trivial = not authz.rules and set(self._defaults.values()) == {"allow"}
+        self._uses_claims = any(rule.claims for rule in authz.rules)
+        self._decided: dict[tuple[str, Identity | None, str, str, str | None], Decision] = {}
 
     def authorize(self, facts: RequestFacts) -> Decision:
+        if facts.claims and self._uses_claims:
+            return self._decide(facts)
+        key = (facts.target, facts.source, facts.method, facts.path, facts.pattern)
+        decision = self._decided.get(key)
+        if decision is None:
+            decision = self._decide(facts)
+            if len(self._decided) >= _REMEMBERED:
+                self._decided.clear()
+            self._decided[key] = decision
+        return decision
+
+    def _decide(self, facts: RequestFacts) -> Decision:
         for rule in self._deny:
             if _matches(rule, facts):
                 return Decision(False, rule.name, f"denied by rule {rule.name!r}")

@@ -3,7 +3,7 @@
 Per-hop tokens are standard compact JWS made by `eblocks.security.jws` (fast:
 see docs/decisions.md); end-user tokens of any provider are checked by PyJWT.
 
-The caller signs one token per try with its SVID key::
+The caller signs a token per hop (target block and end user) with its SVID key::
 
     header  {"alg": "ES256"|"EdDSA", "typ": "JWT", "x5c": [leaf, intermediates...]}
     claims  {"iss"/"sub": caller SPIFFE ID, "aud": target block's SPIFFE ID,
@@ -16,6 +16,15 @@ the signature, ``aud`` = its own identity, ``iat``/``exp`` within ``skew``, and
 that the ``jti`` was not seen before (`ReplayCache`). Carrying the certificate
 makes rotation safe: a token signed with a new key verifies on a connection
 that was opened with the old certificate.
+
+With ``reuse`` (the default) a token is sender-constrained instead of single
+use: the caller sends the same token to the same target for the same end user
+for half its lifetime, and the receiver accepts it again only over mTLS from
+the identity the token names (the certificate is the proof of possession, as
+in RFC 8705), checking the signature once and ``exp`` and the peer on every
+use. Anywhere else (a plaintext connection of a ``permissive`` block) a ``jti``
+seen before is a replay. Without ``reuse`` every try carries a fresh token and
+every ``jti`` is single use. docs/decisions.md (D58) has the costs.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ __all__ = [
 
 _ALGS = ("ES256", "EdDSA")
 _REQUIRED = ("exp", "iat", "jti", "aud", "sub")
+_REMEMBERED = 4096  # tokens kept for reuse by a minter, verified ones by a verifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +84,22 @@ class TokenMinter:
         self._ttl = int(ttl)
         self._now = now
         self._cached: tuple[Svid, str, str] | None = None
+        self._made: dict[tuple[str, str | None], tuple[str, float, Svid]] = {}
+
+    def token(self, audience: str, user: str | None = None) -> str:
+        """A token for ``audience`` to send again: the last one made, until half its life."""
+        made = self._made.get((audience, user))
+        now = self._now()
+        if made is not None and made[1] > now and made[2] is self._svid():
+            return made[0]
+        token = self.mint(audience, user)
+        if len(self._made) >= _REMEMBERED:
+            self._made.clear()
+        self._made[(audience, user)] = (token, now + self._ttl / 2, self._svid())
+        return token
 
     def mint(self, audience: str, user: str | None = None) -> str:
+        """A fresh token (its own ``jti``)."""
         svid, header, sub = self._material()
         now = int(self._now())
         claims: dict[str, Any] = {
@@ -144,6 +168,7 @@ class TokenVerifier:
         *,
         skew: float,
         replay: ReplayCache,
+        reuse: bool = False,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._aud = str(audience)
@@ -151,12 +176,18 @@ class TokenVerifier:
         self._anchors = anchors
         self._skew = skew
         self._replay = replay
+        self._reuse = reuse
         self._now = now
         self._signers: dict[str, _Signer] = {}
+        self._verified: dict[str, tuple[Claims, float]] = {}  # reusable token -> claims, exp
 
     def verify(self, token: str, peer: Identity | None) -> Claims:
         """The token's claims, or `UnauthenticatedError` with ``detail["token"]`` = why."""
         now = self._now()
+        if peer is not None:
+            known = self._verified.get(token)
+            if known is not None and known[0].caller == peer and known[1] + self._skew >= now:
+                return known[0]  # sent again by its holder over mTLS, still valid
         try:
             header, payload, signature = jws.split(token)
             signer = self._signers.get(header)
@@ -184,10 +215,17 @@ class TokenVerifier:
             raise _reject("wrong_subject", "the token's subject is not its certificate's identity")
         if peer is not None and peer != caller:
             raise _reject("peer_mismatch", f"token of {caller} sent over {peer}'s connection")
-        if not self._replay.add(str(claims["jti"]), float(claims["exp"])):
+        first = self._replay.add(str(claims["jti"]), float(claims["exp"]))
+        bound = self._reuse and peer is not None  # (and peer == caller, checked above)
+        if not first and not bound:
             raise _reject("replayed", "the request token was already used")
         user = claims.get("usr")
-        return Claims(caller, user if isinstance(user, str) else None, claims)
+        verified = Claims(caller, user if isinstance(user, str) else None, claims)
+        if bound:
+            if len(self._verified) >= _REMEMBERED:
+                self._verified.clear()
+            self._verified[token] = (verified, float(claims["exp"]))
+        return verified
 
     def _signer(self, segment: str, now: float) -> _Signer:
         """Check the certificate chain in a header (once per header, then cached)."""

@@ -472,6 +472,12 @@ class TokenSpec(Frozen):
     replay_cache: int = Field(
         100_000, ge=1000, le=10_000_000, description="token ids remembered per instance"
     )
+    reuse: bool = Field(
+        True,
+        description="a caller sends one token per target and end user for half its ttl, "
+        "accepted again only over mTLS from the identity it names; false: a fresh single-use "
+        "token per try",
+    )
 
 
 class EndUserSpec(Frozen):

@@ -71,6 +71,23 @@ def test_failures_outside_the_window_do_not_count() -> None:
     assert events == []
 
 
+def test_trust_recovers_as_failures_leave_the_window_without_new_requests() -> None:
+    d, clock, _ = detector()
+    d.record("s", auth_failure=True)
+    clock.t += 4
+    for _ in range(2):
+        d.record("s", auth_failure=True)
+    assert d.trust("s") == pytest.approx(0.4)  # 3 of 5 inside the window
+    clock.t += 7  # the first failure is out of the 10 s window; nothing recorded since
+    assert d.trust("s") == pytest.approx(0.6)
+    allowed, trust = d.allow("s")
+    assert allowed
+    assert trust == pytest.approx(0.6)
+    clock.t += 10
+    assert d.trust("s") == 1.0
+    assert d.sources["s"].totals == [0, 0, 0, 0]  # the running sums left with their buckets
+
+
 def test_denials_and_error_ratio_thresholds() -> None:
     d, _, events = detector(max_denials=3, max_error_ratio=0.5, min_requests=4)
     for _ in range(3):

@@ -68,6 +68,21 @@ def test_engine_decides_and_names_the_rule(
     assert bool(decision) is allowed
 
 
+def test_remembered_decisions_follow_every_fact_and_the_claims(engine: PolicyEngine) -> None:
+    """The same request twice decides the same; a claim or a method makes a new decision."""
+    asked = [
+        RequestFacts("back", None, path="/admin/x"),
+        RequestFacts("back", None, path="/admin/x", claims={"role": "admin"}),
+        RequestFacts("back", None, path="/admin/x", claims={"role": "user"}),
+        RequestFacts("back", ident("front")),
+        RequestFacts("back", ident("front"), method="GET"),
+        RequestFacts("back", ident("front"), pattern="p"),
+    ]
+    first = [engine.authorize(f).rule for f in asked]
+    assert first == ["default", "admins", "default", "front-to-back", "default", "front-to-back"]
+    assert [engine.authorize(f).rule for f in reversed(asked)] == first[::-1]
+
+
 def test_default_allow_with_no_rules_is_trivial() -> None:
     engine = PolicyEngine(make_spec())
     assert engine.trivial

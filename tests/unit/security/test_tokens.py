@@ -114,8 +114,10 @@ async def test_bad_tokens_are_refused_with_401(
     assert any("unauthenticated POST / at front" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_replayed_token_is_refused(secure_mesh: Callable[..., SecureMesh]) -> None:
-    mesh = secure_mesh(make_spec(TOKENS))
+async def test_a_replayed_token_is_refused_when_tokens_are_single_use(
+    secure_mesh: Callable[..., SecureMesh],
+) -> None:
+    mesh = secure_mesh(make_spec("security: {tokens: {mode: required, reuse: false}}"))
     block = await mesh.start("front", whoami)
     token = _cli_minter(mesh).mint(AUD_FRONT)
     ctx = _ctx(identity_folder(mesh.state, "cli"))
@@ -128,6 +130,53 @@ async def test_a_replayed_token_is_refused(secure_mesh: Callable[..., SecureMesh
         "unauthenticated",
         "replayed",
     )
+
+
+async def test_a_reused_token_is_accepted_only_from_its_holder_over_mtls(
+    secure_mesh: Callable[..., SecureMesh],
+) -> None:
+    """``reuse`` (the default): sender-constrained over mTLS, single use over plaintext."""
+    mesh = secure_mesh(make_spec("security: {mtls: permissive, tokens: {mode: required}}"))
+    block = await mesh.start("front", whoami)
+    minter = _cli_minter(mesh)
+    token = minter.token(AUD_FRONT)
+    assert minter.token(AUD_FRONT) == token  # the minter sends it again
+    assert minter.token(AUD_FRONT, "alice") != token  # one per end user
+    ctx = _ctx(identity_folder(mesh.state, "cli"))
+    for _ in range(3):
+        status, _, body = await _post(block.port, ctx, {TOKEN_HEADER: token})
+        assert (status, body["peer"]) == (200, "spiffe://eblocks.local/mesh/sec/client/cli")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{block.port}/", data=b"x", headers={TOKEN_HEADER: token}
+        ) as resp,
+    ):  # the same token without the certificate that holds it
+        assert resp.status == 401
+        assert (await resp.json(content_type=None))["token"] == "replayed"
+    fresh = minter.mint(AUD_FRONT)
+    statuses = []
+    for _ in range(2):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"http://127.0.0.1:{block.port}/", data=b"x", headers={TOKEN_HEADER: fresh}
+            ) as resp,
+        ):
+            statuses.append(resp.status)
+    assert statuses == [200, 401]  # over plaintext every token is single use
+
+
+def test_the_minter_renews_a_reused_token_at_half_its_life(
+    secure_mesh: Callable[..., SecureMesh],
+) -> None:
+    now = [time.time()]
+    minter = _cli_minter(secure_mesh(make_spec(TOKENS)), now=lambda: now[0])
+    first = minter.token(AUD_FRONT)
+    now[0] += 29
+    assert minter.token(AUD_FRONT) == first
+    now[0] += 2
+    assert minter.token(AUD_FRONT) != first
 
 
 async def test_a_token_of_another_identity_on_this_connection_is_refused(
