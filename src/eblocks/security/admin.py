@@ -17,8 +17,9 @@ supervisor's ``client/supervisor``.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -75,7 +76,10 @@ class AdminAccess:
 
     @property
     def ssl(self) -> ssl.SSLContext | None:
-        """The holder's client context (server verified against the bundle), or None."""
+        """The holder's client context (server verified against the bundle), or None.
+
+        Safe to pass for an ``http`` URL too: urllib and aiohttp use it only for https.
+        """
         return self._tls.client_ssl() if self._tls is not None else None
 
     def tls(self, block: str) -> bool:
@@ -87,9 +91,9 @@ class AdminAccess:
         address = f"[{host}]" if ":" in host else host
         return f"{scheme}://{address}:{port}{path}"
 
-    def row_url(self, row: dict[str, object], path: str) -> str:
+    def row_url(self, row: Mapping[str, Any], path: str) -> str:
         """The URL of ``path`` on the instance of a state-dir row (block, host, admin_port)."""
-        return self.url(str(row["block"]), str(row["host"]), int(str(row["admin_port"])), path)
+        return self.url(str(row["block"]), str(row["host"]), int(row["admin_port"]), path)
 
     def session(self, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
         """A client session that shows the holder's certificate to every https URL."""
