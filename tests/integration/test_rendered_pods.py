@@ -319,7 +319,9 @@ def _start(
         "http",
         [],
     )
-    image_env = {**os.environ, "PYTHONPATH": str(TEXTPIPE)}  # the image's /app
+    # the image's /app, then the runner's PYTHONPATH (the eblocks under test, if set there)
+    path = os.pathsep.join(p for p in (str(TEXTPIPE), os.environ.get("PYTHONPATH", "")) if p)
+    image_env = {**os.environ, "PYTHONPATH": path}
     for container in [*spec.get("initContainers", []), *spec["containers"]]:
         env = kubelet.env(container, downward)
         argv = kubelet.argv(container, env, volumes)
