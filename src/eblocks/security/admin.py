@@ -16,6 +16,7 @@ supervisor's ``client/supervisor``.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from eblocks.errors import UnauthenticatedError
+from eblocks.errors import IdentityError, UnauthenticatedError
 from eblocks.respond import error_response
 from eblocks.security.local import identity_folder
 from eblocks.security.modes import admin_tls, uses_mtls
@@ -104,4 +105,5 @@ class AdminAccess:
     def refresh(self) -> None:
         """Load a renewed SVID into the same context (a long-running holder calls this)."""
         if self._tls is not None:
-            self._tls.reload()
+            with contextlib.suppress(IdentityError):  # half-written: keep the current one
+                self._tls.reload()

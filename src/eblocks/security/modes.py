@@ -38,4 +38,4 @@ def admin_tls(spec: MeshSpec, block: str) -> bool:
     Exactly when the block's own port does: any mode but ``disable`` (``permissive``
     also takes plaintext, but answers only the probes over it).
     """
-    return uses_mtls(spec) and mtls_mode(spec, block) != "disable"
+    return mtls_mode(spec, block) != "disable"  # (then the mesh uses mTLS: it has an SVID)

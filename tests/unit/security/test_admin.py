@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from eblocks import Block, Context, Message
 from eblocks.security import Identity, MeshCA
@@ -108,6 +109,29 @@ async def test_strict_data_with_the_cli_certificate(
                 assert r.status == 200, path
     assert block.auth is not None
     assert block.auth.counters["admin_unauthenticated"] == 0
+
+
+async def test_a_route_added_later_is_guarded_too(
+    secure_mesh: Callable[..., SecureMesh],
+) -> None:
+    """The guard is the app's middleware: `/v1/members` (added by discovery) needs no code."""
+    mesh = secure_mesh(make_spec())
+    auth = mesh.auth("front-0", "front")
+    block = Block.in_mesh(
+        "front", echo, app=None, client=mesh.client(auth=auth), instance="front-0", auth=auth
+    )
+
+    async def members(_: web.Request) -> web.Response:
+        return web.json_response({"members": []})
+
+    block.add_admin_get("/v1/members", members)
+    async with block:
+        status, _, _ = await _get(_admin(block, "/v1/members"), _anonymous(mesh))
+        assert status == 401
+        access = _cli(mesh)
+        url = access.url("front", "127.0.0.1", block.admin_port, "/v1/members")
+        status, _, body = await _get(url, access.ssl)
+        assert (status, body) == (200, b'{"members": []}')
 
 
 async def test_a_block_certificate_is_accepted_too(
