@@ -24,6 +24,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,10 @@ from typing import Any, TypeVar
 
 import orjson
 import psutil
+
+from eblocks.security.admin import AdminAccess
+from eblocks.security.local import CLI_HOLDER
+from eblocks.spec import load_spec
 
 __all__ = [
     "CLI_TIMEOUT",
@@ -148,6 +154,37 @@ class Sandbox:
     def instances(self, mesh: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self.state_info(mesh).get("instances", [])
         return rows
+
+    # -- admin API ---------------------------------------------------------------
+
+    def admin_access(self, mesh: str) -> AdminAccess:
+        """How the CLI reaches ``mesh``'s admin ports (https with its SVID where TLS)."""
+        state = self.mesh_dir(mesh)
+        return AdminAccess.of(load_spec(state / "spec.yaml"), state, CLI_HOLDER)
+
+    def admin(
+        self,
+        mesh: str,
+        row: Mapping[str, Any],
+        path: str,
+        *,
+        data: bytes | None = None,
+        timeout: float = 5.0,
+    ) -> tuple[int, bytes]:
+        """``GET`` (or with ``data``, ``POST``) ``path`` on an instance's admin port as the CLI."""
+        access = self.admin_access(mesh)
+        request = urllib.request.Request(access.row_url(row, path), data=data)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=access.ssl) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def admin_ok(self, mesh: str, row: Mapping[str, Any], path: str, timeout: float = 5.0) -> bytes:
+        """The body of a 200 answer from an instance's admin port (anything else fails)."""
+        status, body = self.admin(mesh, row, path, timeout=timeout)
+        assert status == 200, f"{row.get('instance')} {path}: {status} {body[:200]!r}"
+        return body
 
     # -- commands ----------------------------------------------------------------
 

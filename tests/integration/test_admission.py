@@ -138,7 +138,7 @@ def test_rate_limit_fault_aborts_and_bulkhead_in_real_processes(sandbox: Sandbox
     assert refused > admitted, outcomes  # the load was far above the rate
     expected = RATE * window + BURST
     assert abs(admitted - expected) <= 0.05 * expected, (admitted, expected, window)
-    text = scrape(found["limited"])
+    text = scrape(sandbox, "admission", found["limited"])
     check_with_promtool(text)
     denials = [
         v

@@ -15,8 +15,6 @@ import collections
 import dataclasses
 import re
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,30 +93,23 @@ def write(spec: Path, name: str, text: str) -> Path:
     return path
 
 
-def admin(row: dict[str, Any], path: str) -> bytes:
-    with urllib.request.urlopen(f"http://127.0.0.1:{row['admin_port']}{path}", timeout=5) as resp:
-        data: bytes = resp.read()
-        return data
+def admin(sandbox: Sandbox, mesh: str, row: dict[str, Any], path: str) -> bytes:
+    """As the CLI asks it: https with the CLI's certificate (mTLS strict by default)."""
+    return sandbox.admin_ok(mesh, row, path)
 
 
 def reported(sandbox: Sandbox, mesh: str) -> dict[str, tuple[int, str]]:
     """Each instance's (version, digest) as its GET /v1/policies says."""
     out = {}
     for row in sandbox.instances(mesh):
-        bundle = parse_bundle(admin(row, "/v1/policies"))
+        bundle = parse_bundle(admin(sandbox, mesh, row, "/v1/policies"))
         out[row["instance"]] = (bundle.version, bundle.digest)
     return out
 
 
-def post(row: dict[str, Any], body: bytes) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{row['admin_port']}/v1/policies", data=body, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            return resp.status, orjson.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read())
+def post(sandbox: Sandbox, row: dict[str, Any], body: bytes) -> tuple[int, dict[str, Any]]:
+    status, answer = sandbox.admin("reload", row, "/v1/policies", data=body)
+    return status, orjson.loads(answer)
 
 
 def count_of(metrics: str, reason: str) -> float:
@@ -227,7 +218,9 @@ async def test_diff_then_apply_under_load_drops_nothing(shared: tuple[Sandbox, P
         ("clean-0", "tokenize-0", "tokenize-1", "count-0", "count-1"), (new, want)
     )
     for row in sandbox.instances("reload"):
-        assert f"eblocks_policy_version {new}.0" in admin(row, "/metrics").decode()
+        assert (
+            f"eblocks_policy_version {new}.0" in admin(sandbox, "reload", row, "/metrics").decode()
+        )
 
     again = await asyncio.to_thread(sandbox.cmd, "diff", str(changed))
     assert again.returncode == 0, str(again)
@@ -248,7 +241,7 @@ def test_bundles_posted_by_hand_are_checked(shared: tuple[Sandbox, Path]) -> Non
     sandbox, spec = shared
     rows = {r["instance"]: r for r in sandbox.instances("reload")}
     target = rows["count-1"]
-    current = parse_bundle(admin(target, "/v1/policies"))
+    current = parse_bundle(admin(sandbox, "reload", target, "/v1/policies"))
     new = current.version + 1
     key = load_signing_key(sandbox.mesh_dir("reload"))
     run = read_run(sandbox.mesh_dir("reload"))
@@ -256,28 +249,28 @@ def test_bundles_posted_by_hand_are_checked(shared: tuple[Sandbox, Path]) -> Non
     mesh_spec: MeshSpec = load_spec(spec)
     good = sign_bundle("reload", new, mesh_spec.policies, key, run=run)
     refused_before = {
-        reason: count_of(admin(target, "/metrics").decode(), reason)
+        reason: count_of(admin(sandbox, "reload", target, "/metrics").decode(), reason)
         for reason in ("bad_signature", "wrong_mesh", "other_run", "stale")
     }
 
     tampered = dataclasses.replace(good, version=new + 5)
-    status, body = post(target, tampered.dumps())
+    status, body = post(sandbox, target, tampered.dumps())
     assert (status, body["reason"]) == (403, "bad_signature")
     assert body["error"] == ("policy bundle refused (bad_signature): the signature does not verify")
     other_mesh = sign_bundle("other", new, mesh_spec.policies, key, run=run)
-    status, body = post(target, other_mesh.dumps())
+    status, body = post(sandbox, target, other_mesh.dumps())
     assert (status, body["reason"]) == (403, "wrong_mesh")
     earlier_run = sign_bundle("reload", new, mesh_spec.policies, key, run="0123456789abcdef")
-    status, body = post(target, earlier_run.dumps())
+    status, body = post(sandbox, target, earlier_run.dumps())
     assert (status, body["reason"]) == (403, "other_run")
     data = mesh_spec.policies.model_dump(mode="json")
     data["routes"][0]["to"] = "ghost"
     forged_ref = dataclasses.replace(good, policies=data, digest="x")
-    status, body = post(target, forged_ref.dumps())
+    status, body = post(sandbox, target, forged_ref.dumps())
     assert (status, body["reason"]) == (403, "bad_signature")  # the signature is checked first
-    assert parse_bundle(admin(target, "/v1/policies")) == current
+    assert parse_bundle(admin(sandbox, "reload", target, "/v1/policies")) == current
 
-    metrics = admin(target, "/metrics").decode()
+    metrics = admin(sandbox, "reload", target, "/metrics").decode()
     assert count_of(metrics, "bad_signature") == refused_before["bad_signature"] + 2
     assert count_of(metrics, "wrong_mesh") == refused_before["wrong_mesh"] + 1
     assert count_of(metrics, "other_run") == refused_before["other_run"] + 1
@@ -285,11 +278,14 @@ def test_bundles_posted_by_hand_are_checked(shared: tuple[Sandbox, Path]) -> Non
     assert "policy bundle refused (bad_signature)" in log
     assert f"bundle v{new + 5} from POST by 127.0.0.1" in log
 
-    status, body = post(target, good.dumps())
+    status, body = post(sandbox, target, good.dumps())
     assert status == 200, body
-    status, body = post(target, good.dumps())
+    status, body = post(sandbox, target, good.dumps())
     assert (status, body["reason"]) == (409, "stale")
-    assert count_of(admin(target, "/metrics").decode(), "stale") == refused_before["stale"] + 1
+    assert (
+        count_of(admin(sandbox, "reload", target, "/metrics").decode(), "stale")
+        == refused_before["stale"] + 1
+    )
     wait_for(
         lambda: {v for v, _ in reported(sandbox, "reload").values()} == {new},
         timeout=20,
@@ -311,13 +307,13 @@ def test_gossip_mode_carries_the_version_and_peers_fetch_it(sandbox: Sandbox) ->
     wait_for(
         lambda: all(
             m["policy_version"] == 1
-            for m in orjson.loads(admin(row, "/v1/members"))["members"]
+            for m in orjson.loads(admin(sandbox, "gossipy", row, "/v1/members"))["members"]
             if m["status"] == "alive"
         ),
         timeout=20,
         what="every gossip record at policy version 1",
     )
-    assert len(orjson.loads(admin(row, "/v1/members"))["members"]) == 5
+    assert len(orjson.loads(admin(sandbox, "gossipy", row, "/v1/members"))["members"]) == 5
     sources: collections.Counter[str] = collections.Counter()
     for r in sandbox.instances("gossipy"):
         log = (sandbox.mesh_dir("gossipy") / "logs" / f"{r['instance']}.log").read_text()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import json
 import re
-import urllib.request
 from typing import Any
 
 import psutil
@@ -76,10 +75,8 @@ def _pools_json(sandbox: Sandbox) -> dict[str, Any]:
     return data
 
 
-def _admin_pools(row: dict[str, Any]) -> dict[str, Any]:
-    url = f"http://{row['host']}:{row['admin_port']}/v1/pools"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        data: dict[str, Any] = json.loads(resp.read())
+def _admin_pools(sandbox: Sandbox, row: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(sandbox.admin_ok("scaled", row, "/v1/pools"))
     return data
 
 
@@ -149,7 +146,7 @@ def test_load_grows_the_pool_to_max_and_idleness_shrinks_it_to_min(sandbox: Sand
         assert reply["n"] == len(body)
 
     (manager,) = [r for r in sandbox.instances("scaled") if r["block"] == "dispatcher"]
-    (row,) = _admin_pools(manager)["pools"]
+    (row,) = _admin_pools(sandbox, manager)["pools"]
     assert row["pattern"] == "pool"
     assert (row["active"], row["queued"], row["workers_ready"]) == (0, 0, 1)
     scaling = row["autoscale"]

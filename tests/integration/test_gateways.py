@@ -405,14 +405,10 @@ def gateways_outside_port(gateways: Gateways) -> int:
 
 
 def _egress_metrics(gateways: Gateways, port: int) -> str | None:
-    import urllib.request
-
     for row in gateways.sandbox.instances("gw"):
         if row.get("block") != "outbound":
             continue
-        url = f"http://{row['host']}:{row['admin_port']}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            text: str = answer.read().decode()
+        text = gateways.sandbox.admin_ok("gw", row, "/metrics", timeout=10).decode()
         if f'dst_block="localhost:{port}"' in text:
             return text
     return None

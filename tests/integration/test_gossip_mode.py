@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,20 +83,21 @@ def frozen() -> Iterator[list[int]]:
                 os.kill(pid, signal.SIGCONT)
 
 
-def _view(row: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+def _view(sandbox: Sandbox, row: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """One instance's /v1/members by instance id, or None if it does not answer."""
-    url = f"http://{row['host']}:{row['admin_port']}/v1/members"
     try:
-        with urllib.request.urlopen(url, timeout=2.0) as resp:
-            body = orjson.loads(resp.read())
+        status, answer = sandbox.admin(MESH, row, "/v1/members", timeout=2.0)
     except OSError:
         return None
+    if status != 200:
+        return None
+    body = orjson.loads(answer)
     return {m["instance"]: m for m in body["members"]}
 
 
 def _views(sandbox: Sandbox, skip: str = "") -> dict[str, dict[str, dict[str, Any]] | None]:
     return {
-        row["instance"]: _view(row)
+        row["instance"]: _view(sandbox, row)
         for row in sandbox.instances(MESH)
         if row["instance"] != skip and row["ready"]
     }
@@ -232,9 +232,10 @@ def test_gossip_key_file_is_private(mesh: Sandbox) -> None:
 def _counters(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     found = {}
     for row in sandbox.instances(MESH):
-        url = f"http://{row['host']}:{row['admin_port']}/v1/members"
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2.0) as resp:
-            found[row["instance"]] = orjson.loads(resp.read())["counters"]
+        with contextlib.suppress(OSError):
+            status, answer = sandbox.admin(MESH, row, "/v1/members", timeout=2.0)
+            if status == 200:
+                found[row["instance"]] = orjson.loads(answer)["counters"]
     return found
 
 

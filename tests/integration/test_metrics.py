@@ -44,9 +44,11 @@ def promtool() -> str:
     return found
 
 
-def scrape(row: dict[str, Any]) -> str:
-    url = f"http://{row['host']}:{row['admin_port']}/metrics"
-    with urllib.request.urlopen(url, timeout=5.0) as resp:
+def scrape(sandbox: Sandbox, mesh: str, row: dict[str, Any]) -> str:
+    """``/metrics`` as a Prometheus with the mesh's client certificate scrapes it (https)."""
+    access = sandbox.admin_access(mesh)
+    url = access.row_url(row, "/metrics")
+    with urllib.request.urlopen(url, timeout=5.0, context=access.ssl) as resp:
         assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
         text: str = resp.read().decode()
         return text
@@ -97,7 +99,8 @@ def test_metrics_of_a_pipeline_under_a_known_load(sandbox: Sandbox) -> None:
 
     by_block: dict[str, list[Samples]] = defaultdict(list)
     for row in sandbox.instances("textpipe"):
-        text = scrape(row)
+        assert sandbox.admin_access("textpipe").tls(row["block"])  # mTLS strict: https
+        text = scrape(sandbox, "textpipe", row)
         check_with_promtool(text)
         by_block[row["block"]].append(samples(text))
     assert sorted(by_block) == ["clean", "count", "tokenize"]
@@ -157,10 +160,14 @@ def test_gossip_members_by_status(sandbox: Sandbox) -> None:
 
     def all_see_three() -> bool:
         return all(
-            total([samples(scrape(r))], "eblocks_gossip_members", status="alive") == 3 for r in rows
+            total(
+                [samples(scrape(sandbox, "gossipm", r))], "eblocks_gossip_members", status="alive"
+            )
+            == 3
+            for r in rows
         )
 
     wait_for(all_see_three, timeout=30, what="every instance to count 3 alive members")
-    text = scrape(rows[0])
+    text = scrape(sandbox, "gossipm", rows[0])
     check_with_promtool(text)
     assert total([samples(text)], "eblocks_gossip_members", status="dead") == 0

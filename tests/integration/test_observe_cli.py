@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import urllib.request
 from collections import Counter
 from typing import Any
 
@@ -29,10 +28,8 @@ patterns:
 """
 
 
-def _tap_subscribers(row: dict[str, Any]) -> float:
-    url = f"http://{row['host']}:{row['admin_port']}/metrics"
-    with urllib.request.urlopen(url, timeout=5.0) as resp:
-        text = resp.read().decode()
+def _tap_subscribers(sandbox: Sandbox, row: dict[str, Any]) -> float:
+    text = sandbox.admin_ok("observe", row, "/metrics").decode()
     found = re.search(r"^eblocks_tap_subscribers (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
@@ -51,7 +48,7 @@ def test_stat_top_tap_and_access_log(sandbox: Sandbox) -> None:
     # tap: subscribed before the load, ends by itself after --limit requests
     clean = next(r for r in sandbox.instances("observe") if r["block"] == "clean")
     tapping = sandbox.start("tap", "clean", "--limit", "5", "--json", "--seconds", "60")
-    wait_for(lambda: _tap_subscribers(clean) == 1, timeout=30, what="the tap to subscribe")
+    wait_for(lambda: _tap_subscribers(sandbox, clean) == 1, timeout=30, what="the tap to subscribe")
 
     run = sandbox.cmd("submit", "ingest", "docs", "--concurrency", "4")
     assert run.returncode == 0, str(run)

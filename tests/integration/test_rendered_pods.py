@@ -66,6 +66,7 @@ class Pod:
     grace: int
     admin_port: int
     probes: Mapping[str, str]
+    scheme: str  # the rendered probes' (HTTPS: the admin port is TLS)
     procs: list[subprocess.Popen[bytes]]
 
 
@@ -176,11 +177,19 @@ class Netns:
     def exec(self, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
 
-    def get(self, url: str) -> tuple[int, bytes]:
+    def get(self, url: str, identity: Path | None = None) -> tuple[int, bytes]:
+        """GET ``url`` inside the namespace: as kubelet (https unverified, no certificate),
+        or with the SVID in the folder ``identity`` (verified against its bundle)."""
         script = (
-            "import sys, urllib.request, urllib.error\n"
+            "import ssl, sys, urllib.request, urllib.error\n"
+            "ctx = ssl._create_unverified_context()\n"
+            "if len(sys.argv) > 2:\n"
+            "    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+            "    ctx.check_hostname = False\n"
+            "    ctx.load_cert_chain(sys.argv[2] + '/svid.pem', sys.argv[2] + '/svid.key')\n"
+            "    ctx.load_verify_locations(sys.argv[2] + '/bundle.pem')\n"
             "try:\n"
-            "    r = urllib.request.urlopen(sys.argv[1], timeout=2)\n"
+            "    r = urllib.request.urlopen(sys.argv[1], timeout=2, context=ctx)\n"
             "    code, body = r.status, r.read()\n"
             "except urllib.error.HTTPError as e:\n"
             "    code, body = e.code, e.read()\n"
@@ -189,7 +198,9 @@ class Netns:
             "sys.stdout.buffer.write(str(code).encode() + b'\\n' + body)\n"
         )
         done = subprocess.run(
-            self.exec(sys.executable, "-c", script, url), capture_output=True, timeout=BOUND
+            self.exec(sys.executable, "-c", script, url, *([str(identity)] if identity else [])),
+            capture_output=True,
+            timeout=BOUND,
         )
         head, _, body = done.stdout.partition(b"\n")
         return int(head or 0), body
@@ -305,9 +316,12 @@ def _start(
         spec.get("terminationGracePeriodSeconds", 30),
         0,
         {},
+        "http",
         [],
     )
-    image_env = {**os.environ, "PYTHONPATH": str(TEXTPIPE)}  # the image's /app
+    # the image's /app, then the runner's PYTHONPATH (the eblocks under test, if set there)
+    path = os.pathsep.join(p for p in (str(TEXTPIPE), os.environ.get("PYTHONPATH", "")) if p)
+    image_env = {**os.environ, "PYTHONPATH": path}
     for container in [*spec.get("initContainers", []), *spec["containers"]]:
         env = kubelet.env(container, downward)
         argv = kubelet.argv(container, env, volumes)
@@ -336,6 +350,7 @@ def _start(
         pod.probes = {
             k: main[f"{k}Probe"]["httpGet"]["path"] for k in ("startup", "liveness", "readiness")
         }
+        pod.scheme = main["readinessProbe"]["httpGet"]["scheme"].lower()
     return pod
 
 
@@ -361,7 +376,7 @@ def test_rendered_pods_join_probe_gossip_serve_and_drain(
 
     def all_probes_pass() -> bool:
         return all(
-            netns.get(f"http://{pod.ip}:{pod.admin_port}{path}")[0] == 200
+            netns.get(f"{pod.scheme}://{pod.ip}:{pod.admin_port}{path}")[0] == 200
             for pod in blocks
             for path in pod.probes.values()
         )
@@ -369,18 +384,7 @@ def test_rendered_pods_join_probe_gossip_serve_and_drain(
     _wait(all_probes_pass, "the rendered probes to pass", tmp_path)
     expected = {pod.name for pod in blocks}
     first = next(pod for pod in blocks if pod.block == "clean")
-
-    def clean_sees_everyone() -> bool:
-        code, body = netns.get(f"http://{first.ip}:{first.admin_port}/v1/members")
-        if code != 200:
-            return False
-        rows = orjson.loads(body)["members"]
-        # off loopback a gossip id is `<instance>@<host>` (ids stay unique across hosts)
-        alive = {r["instance"].partition("@")[0] for r in rows if r.get("status") == "alive"}
-        return alive >= expected
-
-    _wait(clean_sees_everyone, "gossip to converge", tmp_path)
-
+    assert first.scheme == "https"  # mTLS strict: probes over TLS, no client certificate
     client = tmp_path / "client-identity"  # a caller outside the mesh joins like a pod
     join = subprocess.run(
         netns.exec(
@@ -400,6 +404,20 @@ def test_rendered_pods_join_probe_gossip_serve_and_drain(
         timeout=BOUND,
     )
     assert join.returncode == 0, join.stderr
+    url = f"https://{first.ip}:{first.admin_port}/v1/members"
+    assert netns.get(url)[0] == 401  # data needs a certificate of the mesh
+
+    def clean_sees_everyone() -> bool:
+        code, body = netns.get(url, client)
+        if code != 200:
+            return False
+        rows = orjson.loads(body)["members"]
+        # off loopback a gossip id is `<instance>@<host>` (ids stay unique across hosts)
+        alive = {r["instance"].partition("@")[0] for r in rows if r.get("status") == "alive"}
+        return alive >= expected
+
+    _wait(clean_sees_everyone, "gossip to converge", tmp_path)
+
     call = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"

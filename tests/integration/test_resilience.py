@@ -128,9 +128,7 @@ class Mesh:
         return len(path.read_text().splitlines()) if path.exists() else 0
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        url = f"http://{self.driver['host']}:{self.driver['admin_port']}/metrics"
-        with urllib.request.urlopen(url, timeout=5.0) as resp:
-            text: str = resp.read().decode()
+        text = self.sandbox.admin_ok("resilient", self.driver, "/metrics").decode()
         promtool = shutil.which("promtool")  # Debian `prometheus`, from scripts/system-deps.sh
         assert promtool is not None, "promtool missing: run scripts/system-deps.sh"
         done = subprocess.run(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -94,10 +93,8 @@ policies:
 Samples = list[tuple[str, dict[str, str], float]]
 
 
-def scrape(row: dict[str, Any]) -> Samples:
-    url = f"http://{row['host']}:{row['admin_port']}/metrics"
-    with urllib.request.urlopen(url, timeout=5.0) as resp:
-        text = resp.read().decode()
+def scrape(sandbox: Sandbox, row: dict[str, Any]) -> Samples:
+    text = sandbox.admin_ok("routing", row, "/metrics").decode()
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool is missing: run `bash scripts/system-deps.sh` (Debian: prometheus)")
@@ -122,7 +119,7 @@ def total(scraped: Samples, name: str, **labels: str) -> float:
 
 
 def metrics(sandbox: Sandbox) -> dict[str, Samples]:
-    return {row["block"]: scrape(row) for row in sandbox.instances("routing")}
+    return {row["block"]: scrape(sandbox, row) for row in sandbox.instances("routing")}
 
 
 def received(scraped: Samples, source: str) -> float:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -59,10 +61,22 @@ def _openssl_verify(bundle: Path, cert: Path) -> subprocess.CompletedProcess[str
 
 def _admin(sandbox: Sandbox, instance: str, path: str) -> dict[str, object]:
     row = next(r for r in sandbox.instances("guarded") if r["instance"] == instance)
-    url = f"http://{row['host']}:{row['admin_port']}{path}"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        body: dict[str, object] = json.loads(resp.read())
+    body: dict[str, object] = json.loads(sandbox.admin_ok("guarded", row, path))
     return body
+
+
+def _anonymous(sandbox: Sandbox, instance: str, path: str) -> tuple[int, dict[str, str]]:
+    """``path`` over TLS without a client certificate, as kubelet (or plain curl) asks."""
+    row = next(r for r in sandbox.instances("guarded") if r["instance"] == instance)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(sandbox.mesh_dir("guarded") / "ca" / "bundle.pem")
+    url = f"https://{row['host']}:{row['admin_port']}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=ctx) as resp:
+            return resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
 
 
 def test_mesh_with_mtls_tokens_and_rules(sandbox: Sandbox) -> None:
@@ -89,6 +103,16 @@ def test_mesh_with_mtls_tokens_and_rules(sandbox: Sandbox) -> None:
     log = (state / "logs" / "back-0.log").read_text()
     assert "deny spiffe://eblocks.local/mesh/guarded/client/cli -> back POST / rule=default" in log
 
+    # the admin port: probes open, data only with a certificate of the mesh
+    assert _anonymous(sandbox, "back-0", "/readyz")[0] == 200
+    status, headers = _anonymous(sandbox, "back-0", "/v1/stats")
+    assert (status, headers["x-eblocks-error"]) == (401, "unauthenticated")
+    counters = _admin(sandbox, "back-0", "/v1/security")["counters"]
+    assert isinstance(counters, dict)
+    assert counters["admin_unauthenticated"] == 1
+    log = (state / "logs" / "back-0.log").read_text()
+    assert "unauthenticated admin GET /v1/stats" in log
+
     for holder in ("front-0", "back-0", "cli"):
         done = _openssl_verify(
             state / "ca" / "bundle.pem", state / "identity" / holder / "svid.pem"
@@ -113,7 +137,10 @@ def test_mesh_with_mtls_tokens_and_rules(sandbox: Sandbox) -> None:
     wait_for(reissued, timeout=45, what="SVIDs re-issued from the new root")
 
     def reloaded() -> bool:
-        counters = _admin(sandbox, "front-0", "/v1/security")["counters"]
+        try:  # until front-0 reloads, it does not trust the CLI's new certificate
+            counters = _admin(sandbox, "front-0", "/v1/security")["counters"]
+        except OSError:
+            return False
         return isinstance(counters, dict) and counters.get("rotations", 0) >= 1
 
     wait_for(reloaded, timeout=10, what="front-0 reloads its SVID")

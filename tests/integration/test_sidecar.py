@@ -192,8 +192,18 @@ def _ready(admin: int) -> bool:
 
 
 def _metric_lines(admin: int) -> list[str]:
+    """``eblocks_requests_total`` of a proxy without a mesh (no identity: plaintext admin)."""
     status, body = _get(f"http://127.0.0.1:{admin}/metrics")
     assert status == 200
+    return _request_lines(body)
+
+
+def _mesh_metric_lines(sandbox: Sandbox, row: dict[str, int]) -> list[str]:
+    """The same of a proxy in mesh ``side`` (mTLS: https with the CLI's certificate)."""
+    return _request_lines(sandbox.admin_ok("side", row, "/metrics"))
+
+
+def _request_lines(body: bytes) -> list[str]:
     return [
         line for line in body.decode().splitlines() if line.startswith("eblocks_requests_total")
     ]
@@ -506,7 +516,7 @@ def test_an_external_block_answers_the_mesh_over_mtls(box: Sandbox, mesh: dict[s
     (span,) = wait_for(proxy_span, timeout=15, what="the proxy's span in the span files")
     assert span.name.startswith("web ")
     web = _row(sandbox, "web")
-    lines = _metric_lines(web["admin_port"])
+    lines = _mesh_metric_lines(sandbox, web)
     assert _count(lines, 'src_block="caller"', 'dst_block="web"', 'status_code="200"') == 1
     log = sandbox.mesh_dir("side") / "logs" / "web-0.access.jsonl"
     assert any(orjson.loads(line)["source"] == "caller" for line in log.read_text().splitlines())
@@ -524,7 +534,7 @@ def test_the_app_calls_a_block_through_its_upstream_port(
     )  # fmt: skip
     assert run.returncode == 0, str(run)
     assert orjson.loads(run.stdout) == {"body": "", "path": "/a/b?q=1", "method": "DELETE"}
-    lines = _metric_lines(_row(sandbox, "echo")["admin_port"])
+    lines = _mesh_metric_lines(sandbox, _row(sandbox, "echo"))
     assert _count(lines, 'direction="inbound"', 'src_block="web"', 'dst_block="echo"') == 1
 
 
@@ -540,7 +550,7 @@ def test_tcp_mode_tunnels_a_server_speaks_first_protocol(
     db = _row(sandbox, "db")
 
     def counted() -> bool:
-        lines = _metric_lines(db["admin_port"])
+        lines = _mesh_metric_lines(sandbox, db)
         return _count(lines, 'src_block="web"', 'route="tcp"', 'status_code="200"') == 1
 
     wait_for(counted, timeout=10, what="the tunnelled connection in db's metrics")
@@ -560,7 +570,7 @@ def test_authorization_rules_hold_for_http_and_tcp(box: Sandbox, mesh: dict[str,
     assert run.returncode != 0
     assert "forbidden" in run.output
     web = _row(box, "web")
-    lines = _metric_lines(web["admin_port"])
+    lines = _mesh_metric_lines(box, web)
     assert _count(lines, 'src_block="intruder"', 'status_code="403"') == 1
     assert _count(lines, 'src_block="intruder"', 'status_code="200"') == 0
     # a denied tunnel is closed before the program speaks
@@ -570,7 +580,7 @@ def test_authorization_rules_hold_for_http_and_tcp(box: Sandbox, mesh: dict[str,
     vault = _row(box, "vault")
 
     def refused() -> bool:
-        lines = _metric_lines(vault["admin_port"])
+        lines = _mesh_metric_lines(box, vault)
         return _count(lines, 'src_block="web"', 'route="tcp"', 'status_code="403"') == 1
 
     wait_for(refused, timeout=10, what="the refused tunnel in vault's metrics")
@@ -595,7 +605,7 @@ def test_nginx_behind_its_sidecar_answers_a_python_block_over_mtls(
     missing = box.cmd("call", "reader", "--data", "/site/absent.txt")
     assert missing.returncode != 0
     assert "404" in missing.output
-    lines = _metric_lines(_row(box, "nginx")["admin_port"])
+    lines = _mesh_metric_lines(box, _row(box, "nginx"))
     assert _count(lines, 'src_block="reader"', 'status_code="200"') >= 1
 
 

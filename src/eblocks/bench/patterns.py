@@ -45,6 +45,8 @@ from eblocks.discovery import SupervisorResolver
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.runtime import StateDir, Supervisor
 from eblocks.security import Auth
+from eblocks.security.admin import AdminAccess
+from eblocks.security.local import CLI_HOLDER
 from eblocks.spec import MeshSpec, parse_spec
 
 __all__ = [
@@ -336,7 +338,8 @@ async def _reactions(
 ) -> None:
     call = _caller(client, AUTO, iters, settings.parts)
     counter = iter(range(1 << 62))
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as http:
+    access = AdminAccess.of(spec, state.path, CLI_HOLDER)  # /v1/pools needs a mesh certificate
+    async with access.session(aiohttp.ClientTimeout(total=2.0)) as http:
         for rnd in range(settings.rounds):
             progress(f"reaction {rnd + 1}/{settings.rounds}: waiting for the pool to idle at 1")
             await _until(lambda: _pool_size(state) == (1, 1), "the autoscaled pool at 1 worker")
@@ -357,7 +360,7 @@ async def _reactions(
                 raise BenchError(
                     f"{len(failures)} task(s) failed during the load step, first: {failures[0]}"
                 )
-            reported = await _reported(http, state, client)
+            reported = await _reported(http, access, state)
             report.reactions.append(Reaction(rnd, observed, reported))
 
 
@@ -388,12 +391,12 @@ def _pool_size(state: StateDir) -> tuple[int, int] | None:
 
 
 async def _reported(
-    http: aiohttp.ClientSession, state: StateDir, client: MeshClient
+    http: aiohttp.ClientSession, access: AdminAccess, state: StateDir
 ) -> float | None:
     """The manager's own scale-up time (it sees the worker a tick after the bench may)."""
     rows = orjson.loads(state.state.read_bytes()).get("instances", [])
     (boss,) = [r for r in rows if r["block"] == "boss-auto"]
-    url = f"http://{boss['host']}:{boss['admin_port']}/v1/pools"
+    url = access.row_url(boss, "/v1/pools")
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         async with http.get(url) as resp:

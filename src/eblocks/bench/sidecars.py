@@ -33,8 +33,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from eblocks.security.admin import AdminAccess
 
 __all__ = [
     "NGINX_PACKAGE",
@@ -147,7 +151,7 @@ def _addr(host: str, port: int) -> str:
 async def proxy_pair(host: str, app_port: int, root: Path) -> AsyncIterator[tuple[int, list[int]]]:
     """Two `eblocks proxy` in front of ``app_port``: the caller's upstream port and both pids."""
     upstream, server_port = free_port(host), free_port(host)
-    spec_file, state = _prepare_mesh(host, app_port, upstream, server_port, root)
+    spec_file, state, access = _prepare_mesh(host, app_port, upstream, server_port, root)
     async with AsyncExitStack() as stack:
         pids = []
         for block, port, extra in (
@@ -162,7 +166,8 @@ async def proxy_pair(host: str, app_port: int, root: Path) -> AsyncIterator[tupl
                 "--app-host", host, "--app-port", str(app_port), *extra,
             )  # fmt: skip
             stack.push_async_callback(stop_process, proc)
-            await _wait_http(proc, f"http://{_addr(host, admin)}/readyz", f"eblocks proxy {block}")
+            url = access.url(block, host, admin, "/readyz")
+            await _wait_http(proc, access, url, f"eblocks proxy {block}")
             pids.append(proc.pid)
         await _wait_tcp(host, upstream, f"the caller proxy's upstream port {upstream}")
         yield upstream, pids
@@ -189,12 +194,14 @@ async def nginx_pair(
 
 def _prepare_mesh(
     host: str, app_port: int, upstream: int, server_port: int, root: Path
-) -> tuple[Path, Path]:
-    """The pair's spec file and state dir: the mesh CA, both SVIDs, ``echo`` published."""
+) -> tuple[Path, Path, AdminAccess]:
+    """The pair's spec file and state dir (the mesh CA, both SVIDs, ``echo`` published)
+    and the bench's own access to the proxies' admin ports (TLS: ``client/bench``)."""
     from eblocks._types import Endpoint
     from eblocks.discovery import write_endpoints
     from eblocks.runtime.state import StateDir
     from eblocks.security import LocalIssuer
+    from eblocks.security.admin import AdminAccess
     from eblocks.spec import parse_spec
 
     text = PAIR_SPEC.format(app_port=app_port, upstream=upstream)
@@ -207,8 +214,9 @@ def _prepare_mesh(
     issuer = LocalIssuer(spec, state.path)
     issuer.issue_block("echo-0", "echo")
     issuer.issue_block("caller-0", "caller")
+    issuer.issue_client("bench")
     write_endpoints(state.path, [Endpoint("echo", "echo-0", host, server_port, {})])
-    return spec_file, state.path
+    return spec_file, state.path, AdminAccess.of(spec, state.path, "bench")
 
 
 def _nginx_conf(folder: Path, listen: str, upstream: str) -> Path:
@@ -231,10 +239,12 @@ async def _spawn(*argv: str) -> asyncio.subprocess.Process:
     )
 
 
-async def _wait_http(proc: asyncio.subprocess.Process, url: str, what: str) -> None:
+async def _wait_http(
+    proc: asyncio.subprocess.Process, access: AdminAccess, url: str, what: str
+) -> None:
     """Until ``url`` answers 200 (bounded by `START_TIMEOUT`)."""
     deadline = time.monotonic() + START_TIMEOUT
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
+    async with access.session(aiohttp.ClientTimeout(total=1.0)) as session:
         while time.monotonic() < deadline:
             if proc.returncode is not None:
                 raise BenchError(f"{what} exited with {proc.returncode}: {await _output(proc)}")

@@ -40,6 +40,7 @@ from eblocks.message import (
 from eblocks.patterns import Plan
 from eblocks.policies import LivePolicies
 from eblocks.respond import error_response
+from eblocks.security.admin import admin_guard
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
 from eblocks.spec.policies import Policies
 from eblocks.telemetry import Telemetry
@@ -181,7 +182,7 @@ class Block:
                 app.middlewares.insert(0, middleware(self.telemetry))
         self._pm: PmSocket = socket or self._http_listener(app, auth, server_ssl)
         self._admin_routes = self._admin_app()
-        self._admin = Listener(self._admin_routes, block=name, drain=1.0)
+        self._admin = self._admin_listener(self._admin_routes, auth)
 
     def _http_listener(
         self, app: web.Application | None, auth: Auth | None, server_ssl: ssl.SSLContext | None
@@ -197,6 +198,22 @@ class Block:
             permissive=auth is not None and auth.mode == "permissive",
             on_plaintext=auth.plaintext_connection if auth is not None else None,
             on_refused=auth.connection_refused if auth is not None else None,
+        )
+
+    def _admin_listener(self, app: web.Application, auth: Auth | None) -> Listener:
+        """TLS with the SVID unless mTLS is off here; data routes then need a mesh certificate."""
+        admin_ssl = auth.admin_ssl() if auth is not None else None
+        if auth is None or admin_ssl is None:
+            return Listener(app, block=self.name, drain=1.0)
+        app.middlewares.append(admin_guard(auth, self.name))
+        return Listener(
+            app,
+            block=self.name,
+            drain=1.0,
+            ssl=admin_ssl,
+            permissive=auth.mode == "permissive",  # probes answer; data routes get a 401
+            on_plaintext=auth.admin_plaintext_connection,
+            on_refused=auth.admin_connection_refused,
         )
 
     @classmethod

@@ -1,18 +1,29 @@
-"""Helpers shared by the command modules: consoles, errors, spec loading."""
+"""Helpers shared by the command modules: consoles, errors, spec loading, the admin API."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 
-from eblocks.errors import SpecError, SupervisorError
+from eblocks.errors import SecurityError, SpecError, SupervisorError
 from eblocks.runtime import StateDir, find_state
 from eblocks.spec import MeshSpec, load_spec
 
-__all__ = ["EXIT_INVALID", "console", "err", "fail", "load_or_exit", "state_or_exit"]
+if TYPE_CHECKING:
+    from eblocks.security.admin import AdminAccess
+
+__all__ = [
+    "EXIT_INVALID",
+    "admin_access",
+    "console",
+    "err",
+    "fail",
+    "load_or_exit",
+    "state_or_exit",
+]
 
 EXIT_INVALID = 2
 console = Console(highlight=False)
@@ -39,3 +50,18 @@ def state_or_exit(mesh: str | None, root: Path | None) -> StateDir:
         return find_state(mesh, root)
     except SupervisorError as exc:
         fail(str(exc))
+
+
+def admin_access(state: StateDir, code: int = 1) -> AdminAccess:
+    """How the CLI reaches the running mesh's admin ports: https with its SVID where TLS.
+
+    The scheme of each block follows from the spec the mesh runs (``spec.yaml``
+    in the state dir); the certificate is the CLI's (``client/cli``).
+    """
+    from eblocks.security.admin import AdminAccess
+    from eblocks.security.local import CLI_HOLDER
+
+    try:
+        return AdminAccess.of(load_spec(state.spec), state.path, CLI_HOLDER)
+    except (SpecError, SecurityError) as exc:
+        fail(f"cannot reach the admin API of mesh {state.mesh!r}: {exc}", code)

@@ -13,7 +13,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from eblocks.cli.common import console, err, fail, state_or_exit
+from eblocks.cli.common import admin_access, console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
@@ -32,11 +32,12 @@ def _ask(state: StateDir, block: str | None) -> dict[str, Any]:
     if not live:
         fail(f"no running member in mesh {state.mesh!r} (start it with `eblocks up`)")
     query = f"?block={block}" if block else ""
+    access = admin_access(state)
     errors = []
     for row in live:
-        url = f"http://{row['host']}:{row['admin_port']}/v1/members{query}"
+        url = access.row_url(row, f"/v1/members{query}")
         try:
-            with urllib.request.urlopen(url, timeout=2.0) as resp:
+            with urllib.request.urlopen(url, timeout=2.0, context=access.ssl) as resp:
                 data: dict[str, Any] = orjson.loads(resp.read())
                 return data
         except (OSError, urllib.error.URLError, orjson.JSONDecodeError) as exc:

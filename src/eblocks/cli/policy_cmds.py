@@ -23,7 +23,7 @@ import orjson
 import typer
 from pydantic import ValidationError
 
-from eblocks.cli.common import EXIT_INVALID, console, err, fail, load_or_exit
+from eblocks.cli.common import EXIT_INVALID, admin_access, console, err, fail, load_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.errors import PolicyBundleError, SecurityError, SpecError, SupervisorError
 from eblocks.policies.bundle import Bundle, check_policies, parse_bundle, sign_bundle
@@ -31,6 +31,7 @@ from eblocks.policies.diff import Change, diff_policies, render, spec_changes
 from eblocks.policies.keys import load_signing_key, read_run
 from eblocks.runtime import StateDir, find_state
 from eblocks.runtime.state import pid_alive, read_json
+from eblocks.security.admin import AdminAccess
 from eblocks.spec import MeshSpec, load_spec
 from eblocks.spec.policies import Policies
 
@@ -62,12 +63,9 @@ def _members(state: StateDir) -> list[dict[str, Any]]:
     ]
 
 
-def _url(row: dict[str, Any]) -> str:
-    return f"http://{row['host']}:{row['admin_port']}/v1/policies"
-
-
-def _get_bundle(row: dict[str, Any]) -> Bundle:
-    with urllib.request.urlopen(_url(row), timeout=_HTTP_TIMEOUT) as resp:
+def _get_bundle(access: AdminAccess, row: dict[str, Any]) -> Bundle:
+    url = access.row_url(row, "/v1/policies")
+    with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT, context=access.ssl) as resp:
         return parse_bundle(resp.read())
 
 
@@ -76,10 +74,11 @@ def _running(state: StateDir) -> Bundle:
     live = _members(state)
     if not live:
         fail(f"no running member in mesh {state.mesh!r} (start it with `eblocks up`)", TROUBLE)
+    access = admin_access(state, TROUBLE)
     errors = []
     for row in live:
         try:
-            return _get_bundle(row)
+            return _get_bundle(access, row)
         except (OSError, PolicyBundleError) as exc:
             errors.append(f"{row['instance']}: {exc}")
     return fail("no member answered GET /v1/policies: " + "; ".join(errors), TROUBLE)
@@ -169,16 +168,17 @@ def apply(
 
 def _deliver(state: StateDir, bundle: Bundle) -> str:
     """POST the bundle to the first member that takes it; the instance's name."""
+    access = admin_access(state)
     errors = []
     for row in _members(state):
         request = urllib.request.Request(
-            _url(row),
+            access.row_url(row, "/v1/policies"),
             data=bundle.dumps(),
             method="POST",
             headers={"content-type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT):
+            with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT, context=access.ssl):
                 return str(row["instance"])
         except urllib.error.HTTPError as exc:
             body = _error_body(exc)
@@ -199,9 +199,10 @@ def _error_body(exc: urllib.error.HTTPError) -> dict[str, Any]:
 def _versions(state: StateDir) -> dict[str, int | None]:
     """Each running instance's policy version (None: it did not answer)."""
     out: dict[str, int | None] = {}
+    access = admin_access(state)
     for row in _members(state):
         try:
-            out[str(row["instance"])] = _get_bundle(row).version
+            out[str(row["instance"])] = _get_bundle(access, row).version
         except (OSError, PolicyBundleError):
             out[str(row["instance"])] = None
     return out

@@ -3,12 +3,14 @@
 Three sources, each read once: the spec the mesh runs (``spec.yaml``), the
 supervisor's pool view (``pools.json``: bounds and targets of autoscaled
 pools) and ``GET /v1/pools`` of every ready manager and divider instance
-(queues, in-flight tasks and the last scale-up time, live). An instance that
-does not answer within a second is shown as such, never waited on.
+(queues, in-flight tasks and the last scale-up time, live), asked as the CLI
+(`AdminAccess`: https with its SVID where the admin port is TLS). An instance
+that does not answer within a second is shown as such, never waited on.
 """
 
 from __future__ import annotations
 
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Collection, Mapping, Sequence
@@ -17,8 +19,10 @@ from typing import Any
 import orjson
 from rich.table import Table
 
-from eblocks.errors import SpecError, SupervisorError
+from eblocks.errors import SecurityError, SpecError, SupervisorError
 from eblocks.runtime.state import StateDir, read_json
+from eblocks.security.admin import AdminAccess
+from eblocks.security.local import CLI_HOLDER
 from eblocks.spec import MeshSpec, load_spec
 from eblocks.spec.models import DivideConquerSpec, ManagerWorkerSpec, PipelineSpec
 
@@ -27,11 +31,12 @@ __all__ = ["fetch_pools", "pattern_table"]
 _COLUMNS = ("pattern", "kind", "roles", "workers", "ready/target", "active", "queued", "scale-up")
 
 
-def fetch_pools(host: str, admin_port: int, timeout: float = 1.0) -> dict[str, Any] | None:
+def fetch_pools(
+    url: str, context: ssl.SSLContext | None, timeout: float = 1.0
+) -> dict[str, Any] | None:
     """One instance's ``/v1/pools`` answer, or None when it does not answer in time."""
-    url = f"http://{host}:{admin_port}/v1/pools"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             data = orjson.loads(resp.read())
     except (OSError, urllib.error.URLError, orjson.JSONDecodeError):
         return None
@@ -48,7 +53,7 @@ def pattern_table(state: StateDir, running: bool) -> Table | None:
     if not spec.patterns:
         return None
     rows = (read_json(state.state) or {}).get("instances", [])
-    live = _live_pools(spec, rows) if running else {}
+    live = _live_pools(spec, state, rows) if running else {}
     table = Table(title="patterns")
     for column in _COLUMNS:
         table.add_column(column, justify="right" if column in {"active", "queued"} else "left")
@@ -62,9 +67,13 @@ def pattern_table(state: StateDir, running: bool) -> Table | None:
 
 
 def _live_pools(
-    spec: MeshSpec, rows: Sequence[Mapping[str, Any]]
+    spec: MeshSpec, state: StateDir, rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, list[dict[str, Any]]]:
     """pattern -> the ``/v1/pools`` rows of it from every ready instance that holds a role."""
+    try:
+        access = AdminAccess.of(spec, state.path, CLI_HOLDER)
+    except SecurityError:
+        return {}  # no CLI identity (yet): the table shows what the files say
     holders = set()
     for pattern in spec.patterns.values():
         if isinstance(pattern, ManagerWorkerSpec):
@@ -75,7 +84,7 @@ def _live_pools(
     for row in rows:
         if row["block"] not in holders or not row.get("ready") or not row.get("admin_port"):
             continue
-        answer = fetch_pools(row["host"], int(row["admin_port"]))
+        answer = fetch_pools(access.row_url(row, "/v1/pools"), access.ssl)
         for pool in (answer or {}).get("pools", []):
             found.setdefault(pool["pattern"], []).append(pool)
     return found

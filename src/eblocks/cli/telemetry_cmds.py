@@ -23,10 +23,11 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from eblocks.cli.common import console, err, fail, state_or_exit
+from eblocks.cli.common import admin_access, console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
+from eblocks.security.admin import AdminAccess
 from eblocks.telemetry.aggregate import Red, block_rows, edge_rows
 
 __all__ = ["admin_rows", "fetch_stats", "register"]
@@ -48,12 +49,14 @@ def admin_rows(state: StateDir, block: str | None = None) -> list[dict[str, Any]
     ]
 
 
-async def fetch_stats(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+async def fetch_stats(
+    rows: Sequence[dict[str, Any]], access: AdminAccess
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Every instance's ``/v1/stats``, asked concurrently, and which instances did not answer."""
-    async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+    async with access.session(_TIMEOUT) as session:
 
         async def one(row: dict[str, Any]) -> dict[str, Any] | str:
-            url = f"http://{row['host']}:{row['admin_port']}/v1/stats"
+            url = access.row_url(row, "/v1/stats")
             try:
                 async with session.get(url) as resp:
                     resp.raise_for_status()
@@ -122,7 +125,7 @@ def _gather(state: StateDir, block: str | None) -> tuple[list[dict[str, Any]], l
     if block is not None and not any(r.get("block") == block for r in rows):
         known = ", ".join(sorted({str(r.get("block")) for r in rows}))
         fail(f"no running instance of block {block!r} (running: {known})")
-    return asyncio.run(fetch_stats(rows))
+    return asyncio.run(fetch_stats(rows, admin_access(state)))
 
 
 def _check_window(window: str) -> str:
@@ -205,22 +208,27 @@ def tap(
         query["route"] = route
     if direction != "both":
         query["direction"] = direction
-    printed = asyncio.run(_tap(rows, query, limit, seconds, as_json))
+    printed = asyncio.run(_tap(rows, admin_access(state), query, limit, seconds, as_json))
     if not as_json:
         err.print(f"{printed} request(s)")
 
 
 async def _tap(
-    rows: Sequence[dict[str, Any]], query: dict[str, str], limit: int, seconds: float, raw: bool
+    rows: Sequence[dict[str, Any]],
+    access: AdminAccess,
+    query: dict[str, str],
+    limit: int,
+    seconds: float,
+    raw: bool,
 ) -> int:
     printed = 0
     done = asyncio.Event()
     timeout = aiohttp.ClientTimeout(total=seconds + 5, sock_connect=3)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with access.session(timeout) as session:
 
         async def follow(row: dict[str, Any]) -> None:
             nonlocal printed
-            url = f"http://{row['host']}:{row['admin_port']}/v1/tap"
+            url = access.row_url(row, "/v1/tap")
             try:
                 async with session.get(url, params=query) as resp:
                     if resp.status != 200:
@@ -314,9 +322,11 @@ def dashboard(
     from eblocks.dashboard import Dashboard
 
     state = state_or_exit(mesh, state_dir)
+    access = admin_access(state)
 
     async def fetch() -> tuple[list[dict[str, Any]], list[str]]:
-        return await fetch_stats(admin_rows(state))
+        access.refresh()  # the supervisor renews the CLI's SVID while the page runs
+        return await fetch_stats(admin_rows(state), access)
 
     from eblocks.telemetry.traces import recent_traces
 

@@ -26,6 +26,7 @@ from eblocks.deploy.names import ADMIN_PORT, HTTP_PORT, RUN_AS, SPEC_FILE, STATE
 from eblocks.deploy.names import gossip_port as _gossip_port
 from eblocks.deploy.output import dump_documents, dump_spec, header
 from eblocks.errors import RenderError
+from eblocks.security.modes import admin_tls
 from eblocks.spec.models import MeshSpec
 
 __all__ = ["PYTHON_IMAGE", "DockerOptions", "docker_files"]
@@ -34,10 +35,11 @@ PYTHON_IMAGE = "python:3.12-slim"
 
 # The container's own address: what it binds and publishes to the gossip.
 _ADDRESS = "$(hostname -i | cut -d' ' -f1)"
-_PROBE = (
-    "import socket, urllib.request; "
-    "urllib.request.urlopen('http://%s:{port}{path}' % "
-    "socket.gethostbyname(socket.gethostname()), timeout=2)"
+_PROBE = (  # like kubelet's HTTPS probes: the server's certificate is not checked
+    "import socket, ssl, urllib.request; "
+    "urllib.request.urlopen('{scheme}://%s:{port}{path}' % "
+    "socket.gethostbyname(socket.gethostname()), timeout=2, "
+    "context=ssl._create_unverified_context())"
 )
 
 
@@ -81,7 +83,8 @@ def dockerfile(spec: MeshSpec, block: str, source: str) -> str:
     args[args.index("$(POD_NAME)")] = '"$(hostname)"'
     args[args.index("$(POD_IP)")] = f'"{_ADDRESS}"'
     run = "exec python -m eblocks.runtime.instance " + " ".join(args)
-    probe = _PROBE.format(port=ADMIN_PORT, path="/readyz")
+    scheme = "https" if admin_tls(spec, block) else "http"  # probes need no certificate
+    probe = _PROBE.format(scheme=scheme, port=ADMIN_PORT, path="/readyz")
     lines = [
         header(source, f"image of block {block!r} of mesh {spec.mesh!r}").rstrip("\n"),
         "# Build from the spec's folder, with the eblocks wheel in its wheels/ folder:",

@@ -39,6 +39,7 @@ from eblocks.deploy.names import (
 from eblocks.deploy.output import dump_documents, dump_spec, header
 from eblocks.deploy.pods import container_security, field_env, instance_args, pod_security
 from eblocks.runtime.scaling import initial_count
+from eblocks.security.modes import admin_tls
 from eblocks.spec.models import ManagerWorkerSpec, MeshSpec, Resources
 
 __all__ = [
@@ -311,6 +312,8 @@ def _deployment(
                 "prometheus.io/scrape": "true",
                 "prometheus.io/port": str(ADMIN_PORT),
                 "prometheus.io/path": "/metrics",
+                # https: the scraper shows a client certificate of the mesh (kubernetes.md)
+                "prometheus.io/scheme": _admin_scheme(spec, block).lower(),
                 # Pods roll when the spec changes, although the ConfigMap keeps its name.
                 "eblocks.io/spec-sha256": digest,
             },
@@ -419,7 +422,7 @@ def _container(
         },
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    admin_probe = {"port": "admin", "scheme": "HTTP"}
+    admin_probe = {"port": "admin", "scheme": _admin_scheme(spec, block)}
     ready_timeout = spec.defaults.ready_timeout
     return {
         "name": "block",
@@ -454,6 +457,11 @@ def _container(
         "securityContext": container_security(),
         "volumeMounts": mounts,
     }
+
+
+def _admin_scheme(spec: MeshSpec, block: str) -> str:
+    """``HTTPS`` when the block's admin port is TLS: probes need no certificate, data does."""
+    return "HTTPS" if admin_tls(spec, block) else "HTTP"
 
 
 def _volumes(names: Names) -> list[Manifest]:

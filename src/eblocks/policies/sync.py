@@ -42,6 +42,7 @@ from eblocks.errors import PolicyBundleError
 from eblocks.policies import LivePolicies, PolicyState
 from eblocks.policies.bundle import Bundle, bootstrap, parse_bundle, verify_bundle
 from eblocks.policies.keys import bundle_file
+from eblocks.security.admin import AdminAccess
 from eblocks.security.identity import replace_file
 from eblocks.spec.models import MeshSpec
 from eblocks.telemetry.core import Hooks
@@ -64,6 +65,7 @@ class Peer:
     """A member that may hold a newer bundle, as its gossip record says."""
 
     instance: str
+    block: str  # its admin port's scheme follows the block's mTLS mode
     host: str
     admin_port: int
     policy_version: int
@@ -82,7 +84,9 @@ class PolicySync:
         watch_file: bool,
         run: str = "",
         interval: float = 0.5,
+        admin: AdminAccess | None = None,
     ) -> None:
+        """``admin``: how this instance reaches its peers' admin ports (its SVID)."""
         self.spec = spec
         self.live = live
         self.state = state
@@ -90,6 +94,7 @@ class PolicySync:
         self.watch_file = watch_file
         self.run_id = run
         self.interval = interval
+        self.admin = admin or AdminAccess(spec, None)
         self.bundle: Bundle = bootstrap(spec.mesh, run, live.current)
         self.refused: collections.Counter[str] = collections.Counter()
         self.swaps = 0
@@ -169,7 +174,7 @@ class PolicySync:
     async def run(self, peers: Callable[[], Iterable[Peer]] | None = None) -> None:
         """Until cancelled: watch the state dir's bundle and/or fetch from newer peers."""
         timeout = aiohttp.ClientTimeout(total=2.0)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with self.admin.session(timeout) as http:
             while True:
                 try:
                     if self.watch_file:
@@ -200,7 +205,7 @@ class PolicySync:
                 return
 
     async def _fetch_from(self, http: aiohttp.ClientSession, peer: Peer) -> bool:
-        url = f"http://{_host(peer.host)}:{peer.admin_port}/v1/policies"
+        url = self.admin.url(peer.block, peer.host, peer.admin_port, "/v1/policies")
         source = f"peer {peer.instance} ({peer.host}:{peer.admin_port})"
         try:
             async with http.get(url) as resp:
@@ -261,7 +266,3 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (stat.st_mtime_ns, stat.st_size)
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -34,6 +34,7 @@ from eblocks.policies.keys import load_public_key, read_run
 from eblocks.policies.sync import PolicySync
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
+from eblocks.security.admin import AdminAccess
 from eblocks.spec import MeshSpec, load_spec
 from eblocks.telemetry import AccessLog, Telemetry
 from eblocks.telemetry.tracing import tracing_from_spec
@@ -192,6 +193,7 @@ def _policy_sync(spec: MeshSpec, block: Block, state: StateDir) -> PolicySync:
         load_public_key(state.path),
         watch_file=spec.discovery.mode != "gossip",  # gossip mode: records carry the version
         run=read_run(state.path),
+        admin=AdminAccess(spec, block.auth.files if block.auth is not None else None),
     )
     sync.resume()  # before serving: the first request already sees the applied version
     block.add_admin_get("/v1/policies", sync.get)

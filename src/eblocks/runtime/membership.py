@@ -176,7 +176,13 @@ class Membership:
             return []
         me = self.gossip.node.record.instance
         return [
-            Peer(m.instance, m.record.host, m.record.admin_port, m.record.policy_version)
+            Peer(
+                m.instance,
+                m.record.block,
+                m.record.host,
+                m.record.admin_port,
+                m.record.policy_version,
+            )
             for m in self.gossip.node.members()
             if m.instance != me and m.status.reachable
         ]

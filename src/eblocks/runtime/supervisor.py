@@ -21,7 +21,9 @@ returns once every instance's ``/v1/members`` lists every instance alive.
 
 Unless ``security.mtls`` is ``disable`` everywhere, the supervisor holds the
 mesh CA (`eblocks.security.LocalIssuer`): it writes each instance's SVID before
-spawning it, one for the CLI, and renews them at half their lifetime.
+spawning it, one for the CLI and its own (``client/supervisor``: the admin
+ports then speak TLS, and ``/v1/members`` needs a mesh certificate), and renews
+them at half their lifetime.
 
 It also keeps the policy signing key in ``<state>/policy/`` (`eblocks apply`
 signs with it, instances verify with its public half), names each run with a
@@ -53,6 +55,7 @@ from eblocks.policies.keys import bundle_file, ensure_signing_key, new_run, poli
 from eblocks.runtime.scaling import PoolController, initial_count
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, read_json, write_json
 from eblocks.security import LocalIssuer
+from eblocks.security.admin import SUPERVISOR_HOLDER, AdminAccess
 from eblocks.spec import MeshSpec
 
 __all__ = ["InstanceState", "Supervisor", "restart_delay"]
@@ -121,6 +124,7 @@ class Supervisor:
         self._stopping = False
         self._monitors: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
+        self._admin = AdminAccess(spec, None)  # with its identity once _prepare issued it
         self._failure = ""  # why start() failed; kept in supervisor.json after stop()
         self._pools = PoolController(self)
         self._pools_task: asyncio.Task[None] | None = None
@@ -129,7 +133,8 @@ class Supervisor:
     async def start(self) -> None:
         """Start every instance and wait (bounded) until all are ready."""
         self._prepare()
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0))
+        self._admin = AdminAccess.of(self.spec, self.state.path, SUPERVISOR_HOLDER)
+        self._http = self._admin.session(aiohttp.ClientTimeout(total=1.0))
         self._write_supervisor("starting")
         for inst in self.instances:
             await self._spawn(inst)
@@ -205,6 +210,7 @@ class Supervisor:
         if self._issuer.enabled:
             try:
                 self._issuer.issue_client()
+                self._issuer.issue_client(SUPERVISOR_HOLDER)  # probes and /v1/members
             except SecurityError as exc:
                 raise SupervisorError(f"mesh identity: {exc}") from exc
             self._monitors.append(asyncio.create_task(self._renew_svids()))
@@ -346,7 +352,7 @@ class Supervisor:
     async def _idle(self, inst: Instance) -> None:
         """Return once ``inst`` reports no request in flight (or stops answering)."""
         assert self._http is not None
-        url = f"http://{inst.host}:{inst.admin_port}/readyz"
+        url = self._admin.url(inst.block, inst.host, inst.admin_port, "/readyz")
         while inst.pid is not None:
             try:
                 async with self._http.get(url) as resp:
@@ -379,13 +385,14 @@ class Supervisor:
                 log.error("SVID renewal failed: %s", exc)
                 continue
             if renewed:
+                self._admin.refresh()
                 log.info("renewed SVIDs: %s", ", ".join(renewed))
 
     async def _wait_ready(self, inst: Instance, proc: asyncio.subprocess.Process) -> None:
         run_file = self.state.run_file(inst.id)
         while proc.returncode is None:
             info = read_json(run_file)
-            if info is not None and await self._probe(inst.host, int(info["admin_port"])):
+            if info is not None and await self._probe(inst, int(info["admin_port"])):
                 if inst.state is not InstanceState.STARTING:
                     return  # retired while it started: never publish it
                 inst.port, inst.admin_port = int(info["port"]), int(info["admin_port"])
@@ -395,10 +402,11 @@ class Supervisor:
                 return
             await asyncio.sleep(0.05)
 
-    async def _probe(self, host: str, admin_port: int) -> bool:
+    async def _probe(self, inst: Instance, admin_port: int) -> bool:
         assert self._http is not None  # set in start() before any instance is spawned
         try:
-            async with self._http.get(f"http://{host}:{admin_port}/readyz") as resp:
+            url = self._admin.url(inst.block, inst.host, admin_port, "/readyz")
+            async with self._http.get(url) as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
@@ -418,7 +426,7 @@ class Supervisor:
         if inst.state is not InstanceState.READY:
             return set()
         try:
-            url = f"http://{inst.host}:{inst.admin_port}/v1/members"
+            url = self._admin.url(inst.block, inst.host, inst.admin_port, "/v1/members")
             async with self._http.get(url) as resp:
                 body = await resp.json()
         except (aiohttp.ClientError, TimeoutError, ValueError):

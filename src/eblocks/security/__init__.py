@@ -14,9 +14,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from eblocks.security.auth import Auth, Peer, mtls_mode
+    from eblocks.security.auth import Auth, Peer
     from eblocks.security.ca import DEFAULT_TRUST_DOMAIN, MeshCA
     from eblocks.security.local import LocalIssuer
+    from eblocks.security.modes import admin_tls, mtls_mode
     from eblocks.security.policy import Decision, PolicyEngine, RequestFacts
     from eblocks.security.svid import Identity, Svid
 
@@ -31,13 +32,15 @@ __all__ = [
     "PolicyEngine",
     "RequestFacts",
     "Svid",
+    "admin_tls",
     "mtls_mode",
 ]
 
 _HOME = {
     "Auth": "auth",
     "Peer": "auth",
-    "mtls_mode": "auth",
+    "admin_tls": "modes",
+    "mtls_mode": "modes",
     "DEFAULT_TRUST_DOMAIN": "ca",
     "MeshCA": "ca",
     "LocalIssuer": "local",

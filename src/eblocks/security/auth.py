@@ -34,6 +34,7 @@ from eblocks.errors import ForbiddenError, IdentityError, UnauthenticatedError
 from eblocks.message import PATTERN_HEADER, Message
 from eblocks.security.anomaly import AnomalyDetector
 from eblocks.security.local import CLI_HOLDER, identity_folder
+from eblocks.security.modes import mtls_mode, uses_mtls
 from eblocks.security.policy import Decision, PolicyEngine, RequestFacts
 from eblocks.security.svid import Identity, Svid, load_certs
 from eblocks.security.tls import TlsFiles, peer_identity
@@ -52,19 +53,6 @@ __all__ = ["Auth", "Peer", "mtls_mode"]
 
 audit = logging.getLogger("eblocks.audit")
 log = logging.getLogger("eblocks.security")
-
-
-def mtls_mode(spec: MeshSpec, block: str) -> MtlsMode:
-    """A block's mTLS mode: its own, else the mesh's (``ingress`` for an ingress gateway)."""
-    spec_of = spec.blocks.get(block)
-    own = spec_of.security if spec_of is not None else None
-    if own is not None and own.mtls is not None:
-        return own.mtls
-    mode = spec.security.mtls
-    gateway = spec_of.gateway if spec_of is not None else None
-    if mode == "strict" and gateway is not None and gateway.kind == "ingress":
-        return "ingress"  # outside clients have no SVID; mesh callers still show theirs
-    return mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +140,7 @@ class Auth:
         spec_dir: Path | None = None,
     ) -> Auth | None:
         """The holder's `Auth` from ``<state>/identity/<holder>``; None when mTLS is off."""
-        modes = {spec.security.mtls} | {mtls_mode(spec, b) for b in spec.blocks}
-        if modes == {"disable"}:
+        if not uses_mtls(spec):
             return None
         return cls(spec, identity_folder(state, holder), block=block, spec_dir=spec_dir)
 
@@ -279,6 +266,10 @@ class Auth:
             return None
         if self.mode == "ingress" and not ssl_object.getpeercert():
             return None  # an external client: TLS without a client certificate
+        return self._mesh_identity(ssl_object)
+
+    def _mesh_identity(self, ssl_object: Any) -> Identity:
+        """The verified peer's identity if it is of this trust domain and mesh, else 401."""
         try:
             identity = peer_identity(ssl_object)
         except IdentityError as exc:
@@ -320,6 +311,47 @@ class Auth:
                     detail={"user_token": "missing"},
                 )
         return Peer(identity, user, claims, source=key, trust=trust)
+
+    # -- the admin port ------------------------------------------------------------------
+
+    def admin_ssl(self) -> Any:
+        """The admin port's context (client certificate optional), None when ``disable``."""
+        return None if self.mode == "disable" else self.files.admin_ssl()
+
+    def admit_admin(self, request: web.Request) -> Identity:
+        """The mesh identity asking the admin port for data (any kind), or a 401.
+
+        Not the PM port's checks: no token, no authorization rule, no quarantine;
+        a verified client certificate of this trust domain and mesh is the credential.
+        """
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        try:
+            if ssl_object is None:
+                raise UnauthenticatedError("the admin API serves data over mTLS only")
+            if not ssl_object.getpeercert():
+                raise UnauthenticatedError("the admin API needs a client certificate of this mesh")
+            return self._mesh_identity(ssl_object)
+        except UnauthenticatedError as exc:
+            self.counters["admin_unauthenticated"] += 1
+            audit.warning(
+                "unauthenticated admin %s %s from %s at %s: %s",
+                request.method,
+                request.path,
+                request.remote or "?",
+                self.block,
+                exc,
+            )
+            raise
+
+    def admin_plaintext_connection(self) -> None:
+        self.counters["admin_plaintext_connections"] += 1
+
+    def admin_connection_refused(self, kind: str, peer: str, detail: str) -> None:
+        """A connection to the admin port refused below HTTP (counted as ``admin_<kind>``)."""
+        self.connection_refused(f"admin_{kind}", peer, detail)
+
+    # -- refusals below HTTP ----------------------------------------------------------------
 
     def plaintext_connection(self) -> None:
         self.counters["plaintext_connections"] += 1

@@ -1,12 +1,13 @@
 """mTLS contexts built once from an SVID folder and reloaded in place on rotation.
 
-One server and one client `ssl.SSLContext` per process, shared by every
-listener and pooled connection (a context is expensive to build; a handshake
-with a reused one is not). `TlsFiles.reload()` loads a rotated SVID into the
-*same* context objects: connections that are open keep their session, every
-handshake after the reload presents the new certificate, so rotation drops
-nothing. Trust anchors are only ever added (OpenSSL cannot remove one from a
-live context); a removed root stops being trusted when the process restarts.
+One context per use (the mTLS server, the ingress and admin servers, the
+client) per process, shared by every listener and pooled connection (a context
+is expensive to build; a handshake with a reused one is not).
+`TlsFiles.reload()` loads a rotated SVID into the *same* context objects:
+connections that are open keep their session, every handshake after the
+reload presents the new certificate, so rotation drops nothing. Trust anchors
+are only ever added (OpenSSL cannot remove one from a live context); a removed
+root stops being trusted when the process restarts.
 
 Peers are verified against the mesh bundle (TLS 1.3 only, no hostnames: the
 identity is the SPIFFE ID in the URI SAN, checked by `peer_identity`).
@@ -36,6 +37,7 @@ class TlsFiles:
         self._stamp: tuple[int, ...] = ()
         self._server: ssl.SSLContext | None = None
         self._ingress: ssl.SSLContext | None = None
+        self._admin: ssl.SSLContext | None = None
         self._client: ssl.SSLContext | None = None
         self.reloads = 0
         self._check_present()
@@ -66,10 +68,18 @@ class TlsFiles:
         external clients (browsers, curl) connect with server authentication only.
         """
         if self._ingress is None:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.verify_mode = ssl.CERT_OPTIONAL
-            self._ingress = self._load(ctx)
+            self._ingress = self._optional_client()
         return self._ingress
+
+    def admin_ssl(self) -> ssl.SSLContext:
+        """The admin port's context: client certificate optional, verified when shown.
+
+        Probes (kubelet's too) connect without one; the admin app's guard
+        (`eblocks.security.admin`) refuses every other route to a caller without one.
+        """
+        if self._admin is None:
+            self._admin = self._optional_client()
+        return self._admin
 
     def client_ssl(self) -> ssl.SSLContext:
         if self._client is None:
@@ -79,11 +89,16 @@ class TlsFiles:
             self._client = self._load(ctx)
         return self._client
 
+    def _optional_client(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return self._load(ctx)
+
     def reload(self) -> bool:
         """Load the files again if they changed; True when they did."""
         if self._current_stamp() == self._stamp:
             return False
-        for ctx in (self._server, self._ingress, self._client):
+        for ctx in (self._server, self._ingress, self._admin, self._client):
             if ctx is not None:
                 self._load(ctx)
         self.reloads += 1

@@ -111,7 +111,7 @@ def test_the_nginx_config_is_a_keepalive_proxy_with_every_path_in_its_folder(
 def test_the_eblocks_pair_is_a_two_block_mesh_with_mtls_and_echo_published(
     tmp_path: Path,
 ) -> None:
-    spec_file, state = sidecars._prepare_mesh("127.0.0.1", 8000, 8001, 8002, tmp_path / "m")
+    spec_file, state, access = sidecars._prepare_mesh("127.0.0.1", 8000, 8001, 8002, tmp_path / "m")
     spec = parse_spec(spec_file.read_text(), str(spec_file))
     assert spec.security.mtls == "strict"
     caller = spec.blocks["caller"].external
@@ -121,3 +121,5 @@ def test_the_eblocks_pair_is_a_two_block_mesh_with_mtls_and_echo_published(
     assert '"port": 8002' in endpoints
     assert '"echo"' in endpoints
     assert any(state.rglob("svid.pem"))
+    assert access.url("echo", "127.0.0.1", 9, "/readyz") == "https://127.0.0.1:9/readyz"
+    assert access.ssl is not None  # the bench's own client/bench SVID

@@ -11,6 +11,7 @@ from rich.console import Console
 from eblocks import Block, MeshClient
 from eblocks.cli.pool_status import fetch_pools, pattern_table
 from eblocks.runtime.state import StateDir, write_json
+from eblocks.security import Auth, LocalIssuer
 from eblocks.spec import load_spec
 from eblocks.testing import StaticResolver
 from eblocks.workload import relay
@@ -56,8 +57,12 @@ async def test_every_pattern_with_its_roles_pool_and_live_queue(tmp_path: Path) 
     state = _state(tmp_path)
     write_json(state.pools, {"pools": {"w": {"min": 1, "max": 4, "target": 3, "ready": 2}}})
     spec = load_spec(state.spec)
-    client = MeshClient(spec, StaticResolver({"w": ["127.0.0.1:1", "127.0.0.1:2"]}))
-    boss = Block.in_mesh("boss", relay, app=None, client=client, instance="boss-0")
+    issuer = LocalIssuer(spec, state.path)  # mTLS strict: the admin port is TLS
+    issuer.issue_client()  # what `eblocks status` shows, as the supervisor issues it
+    issuer.issue_block("boss-0", "boss")
+    auth = Auth.for_holder(spec, state.path, "boss-0", block="boss")
+    client = MeshClient(spec, StaticResolver({"w": ["127.0.0.1:1", "127.0.0.1:2"]}), auth=auth)
+    boss = Block.in_mesh("boss", relay, app=None, client=client, instance="boss-0", auth=auth)
     await boss.start("127.0.0.1", 0)
     try:
         rows = [
@@ -97,4 +102,4 @@ def test_no_spec_no_table(tmp_path: Path) -> None:
 
 
 def test_an_instance_that_does_not_answer_is_none() -> None:
-    assert fetch_pools("127.0.0.1", 1, timeout=0.5) is None
+    assert fetch_pools("http://127.0.0.1:1/v1/pools", None, timeout=0.5) is None

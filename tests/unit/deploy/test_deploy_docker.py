@@ -81,6 +81,7 @@ def test_each_image_runs_the_instance_entry_point_for_its_block(tmp_path: Path) 
     health = json.loads(after.strip().removeprefix("CMD "))
     compile(health[2], "healthcheck", "exec")  # the probe is valid Python
     assert "/readyz" in health[2]
+    assert "'https://" in health[2]  # mTLS strict: the admin port is TLS
     assert _instruction(dockerfile, "USER") == "10001:10001"
 
 

@@ -236,7 +236,7 @@ def test_a_deployment_carries_the_blocks_settings() -> None:
     assert container["livenessProbe"]["httpGet"] == {
         "path": "/healthz",
         "port": "admin",
-        "scheme": "HTTP",
+        "scheme": "HTTPS",  # mTLS strict: the admin port is TLS; probes show no certificate
     }
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
@@ -245,6 +245,7 @@ def test_a_deployment_carries_the_blocks_settings() -> None:
         "gossip": 7946,
     }
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+    assert pod["metadata"]["annotations"]["prometheus.io/scheme"] == "https"
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert env["EBLOCKS_BLOCK"]["value"] == "big"
@@ -424,6 +425,32 @@ def test_identity_is_left_out_when_asked_or_when_no_block_speaks_tls() -> None:
         update={"security": _spec("textpipe").security.model_copy(update={"mtls": "disable"})}
     )
     assert "02-identity.yaml" not in kubernetes_files(plain)
+
+
+def test_admin_probes_and_scrapes_follow_each_blocks_mtls_mode() -> None:
+    spec = parse_spec(
+        """
+apiVersion: eblocks/v1
+mesh: modes
+blocks:
+  tight: {handler: "h:f"}
+  open: {handler: "h:f", security: {mtls: permissive}}
+  legacy: {handler: "h:f", security: {mtls: disable}}
+""",
+        "modes.yaml",
+    )
+    rendered = render_kubernetes(spec)
+    for block, scheme in (("tight", "HTTPS"), ("open", "HTTPS"), ("legacy", "HTTP")):
+        pod = _one(rendered, "Deployment", f"modes-{block}")["spec"]["template"]
+        container = pod["spec"]["containers"][0]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["scheme"] == scheme, (block, probe)
+        assert pod["metadata"]["annotations"]["prometheus.io/scheme"] == scheme.lower()
+    plain = spec.model_copy(
+        update={"security": spec.security.model_copy(update={"mtls": "disable"})}
+    )
+    pod = _one(render_kubernetes(plain), "Deployment", "modes-tight")["spec"]["template"]
+    assert pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
 
 
 @pytest.mark.parametrize(

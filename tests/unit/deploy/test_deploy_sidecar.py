@@ -65,6 +65,7 @@ def test_an_external_pod_is_its_program_with_the_proxy_as_a_native_sidecar() -> 
     assert " ".join(args).endswith("--app-port 8080 --upstream db=9002/tcp --upstream store=9001")
     assert {p["name"] for p in proxy["ports"]} == {"http", "admin", "gossip"}
     assert proxy["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"  # the proxy holds the SVID
     assert "startupProbe" not in proxy  # the app starts only once a sidecar has started
     assert proxy["livenessProbe"]["initialDelaySeconds"] == 30
 

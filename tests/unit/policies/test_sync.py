@@ -139,7 +139,7 @@ async def test_a_peer_at_a_higher_version_is_fetched_from(
     port = client.port
     assert port is not None
     behind = make_sync(spec, state)
-    peers = [Peer("a-0", "127.0.0.1", port, 4), Peer("b-0", "127.0.0.1", 0, 9)]
+    peers = [Peer("a-0", "a", "127.0.0.1", port, 4), Peer("b-0", "b", "127.0.0.1", 0, 9)]
     task = asyncio.create_task(behind.run(lambda: peers))
     try:
         for _ in range(200):
@@ -163,6 +163,6 @@ async def test_a_peer_serving_a_forged_bundle_is_refused_once(
     behind = make_sync(spec, state)
     async with aiohttp.ClientSession() as http:
         for _ in range(3):
-            await behind._fetch_newer(http, [Peer("liar-0", "127.0.0.1", port, 5)])
+            await behind._fetch_newer(http, [Peer("liar-0", "liar", "127.0.0.1", port, 5)])
     assert behind.live.current.version == 0
     assert dict(behind.refused) == {"bad_signature": 1}
