@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from eblocks.deploy.names import CA_PORT, SPEC_DIR, SPEC_FILE, STATE_DIR, Names
 from eblocks.deploy.pods import container_security, field_env, pod_security
+from eblocks.security.modes import uses_mtls
 from eblocks.spec.models import MeshSpec
 
 __all__ = [
@@ -42,9 +43,7 @@ CA_SECRET_DIR = "/var/run/eblocks/ca-secret"
 
 def needs_identity(spec: MeshSpec) -> bool:
     """Whether any block speaks TLS (the same rule as `eblocks.security.Auth.for_holder`)."""
-    modes = {spec.security.mtls}
-    modes |= {b.security.mtls for b in spec.blocks.values() if b.security and b.security.mtls}
-    return modes != {"disable"}
+    return uses_mtls(spec)
 
 
 def identity_dir() -> str:

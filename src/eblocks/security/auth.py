@@ -372,15 +372,14 @@ class Auth:
         """
         if self._tokens == "off":
             return None
-        minter = self._minter
-        reusable = (lambda target: target not in self.plain_targets) if self._reuse else None
+        minter, reuse, plain = self._minter, self._reuse, self.plain_targets
 
         def layer(inner: Send) -> Send:
             async def send(call: Call) -> Message:
                 msg = call.message
                 user = msg.headers.get(USER_HEADER)
                 aud = self.audience(call.target)
-                if reusable is not None and reusable(call.target):
+                if reuse and call.target not in plain:
                     token = minter.token(aud, user)
                 else:
                     token = minter.mint(aud, user)

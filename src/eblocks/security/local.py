@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from eblocks.errors import SecurityError
 from eblocks.security.identity import Identity
+from eblocks.security.modes import uses_mtls
 from eblocks.spec.models import MeshSpec
 
 if TYPE_CHECKING:
@@ -56,11 +57,7 @@ class LocalIssuer:
 
     @property
     def enabled(self) -> bool:
-        sec = self.spec.security
-        modes = {sec.mtls} | {
-            b.security.mtls for b in self.spec.blocks.values() if b.security and b.security.mtls
-        }
-        return modes != {"disable"}
+        return uses_mtls(self.spec)
 
     def ca(self) -> MeshCA:
         from eblocks.security.ca import MeshCA  # cryptography: only once mTLS is used

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from eblocks import Block, MeshClient
-from eblocks.security import Auth, LocalIssuer
+from eblocks.security import Auth, Identity, LocalIssuer
+from eblocks.security.ca import MeshCA
 from eblocks.spec import MeshSpec, parse_spec
 from eblocks.testing import StaticResolver
 
@@ -65,6 +67,14 @@ class SecureMesh:
         client = MeshClient(self.spec, self.resolver, source=holder, auth=auth)
         self.clients.append(client)
         return client
+
+    def foreign_identity(self, folder: Path) -> Path:
+        """``client/cli`` of this mesh's name from another CA, written to ``folder``."""
+        domain = self.spec.security.trust_domain
+        other = MeshCA.init(folder.with_name(folder.name + "-ca"), domain)
+        svid = other.issue(Identity(domain, self.spec.mesh, "cli", "client"), dt.timedelta(hours=1))
+        svid.write(folder, other.bundle + self.issuer.ca().bundle)
+        return folder
 
     async def close(self) -> None:
         for client in self.clients:

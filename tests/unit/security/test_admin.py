@@ -15,7 +15,6 @@ import pytest
 from aiohttp import web
 
 from eblocks import Block, Context, Message
-from eblocks.security import Identity, MeshCA
 from eblocks.security.admin import AdminAccess
 from eblocks.security.local import identity_folder
 from eblocks.security.tls import TlsFiles
@@ -155,12 +154,7 @@ async def test_certificate_from_another_ca_fails_the_handshake(
     """CERT_OPTIONAL still verifies a certificate that is shown: refused below HTTP."""
     mesh = secure_mesh(make_spec())
     block = await mesh.start("front", echo)
-    other = MeshCA.init(tmp_path / "other-ca", "eblocks.local")
-    folder = tmp_path / "intruder"
-    other.issue(Identity("eblocks.local", "sec", "cli", "client"), dt.timedelta(hours=1)).write(
-        folder, other.bundle + mesh.issuer.ca().bundle
-    )
-    intruder = AdminAccess(mesh.spec, TlsFiles(folder))
+    intruder = AdminAccess(mesh.spec, TlsFiles(mesh.foreign_identity(tmp_path / "intruder")))
     with pytest.raises(aiohttp.ClientError) as caught:
         await _get(_admin(block, "/v1/stats"), intruder.ssl)
     # TLS 1.3: the server's alert arrives after the client's Finished, so no HTTP answer

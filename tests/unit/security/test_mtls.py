@@ -120,12 +120,7 @@ async def test_certificate_from_another_ca_is_refused(
 ) -> None:
     mesh = secure_mesh(make_spec())
     block = await mesh.start("front", whoami)
-    other = MeshCA.init(tmp_path / "other-ca", "eblocks.local")
-    folder = tmp_path / "intruder"
-    other.issue(Identity("eblocks.local", "sec", "cli", "client"), dt.timedelta(hours=1)).write(
-        folder, other.bundle + mesh.issuer.ca().bundle
-    )
-    intruder = Auth(mesh.spec, folder)
+    intruder = Auth(mesh.spec, mesh.foreign_identity(tmp_path / "intruder"))
     with pytest.raises(ConnectError, match="front"):
         await mesh.client(auth=intruder).call("front", Message(b"x"))
     await _refusals(block, "handshake", 1)
