@@ -212,8 +212,10 @@ def _security_markdown(cells: list[SecurityCell]) -> list[str]:
         "## Security: mTLS + request tokens + authorization vs the same calls without",
         "`plain` is the eblock side above. Side `mtls`: the same Block and MeshClient with "
         "mTLS (strict, keep-alive, TLS 1.3, P-256) and default-deny authorization with two "
-        "rules. Side `secure`: `mtls` plus a fresh ES256 token per request (minted by the "
-        "client, verified with the replay check by the server).",
+        "rules. Side `secure`: `mtls` plus a required ES256 request token on every call, with "
+        "the default `tokens.reuse` (the client reuses a token per target for half its ttl; "
+        "the server verifies it once, then accepts it again only over mTLS from the identity "
+        "it names).",
         _SECURITY_COLUMNS,
         [_side_row(c) for c in cells],
     )
