@@ -17,7 +17,11 @@ the gossip name to every block pod, the CA's to the CA pod. Then:
 - the rendered probes (``GET <admin port><path>`` on the pod IP) answer 200;
 - the pods find each other through the gossip seeded by the headless name;
 - the pipeline, called over mTLS at its first stage, answers through every stage;
-- SIGTERM stops every block pod cleanly within its terminationGracePeriodSeconds.
+- SIGTERM stops every block pod cleanly within its terminationGracePeriodSeconds;
+- `eblocks apply --admin-url` from the operator's state dir (which holds the
+  policy signing key `eblocks render` used) puts new policies in force in every
+  pod; a pod started afresh resumes the newest version from its peers and takes
+  the next one; a bundle signed with another key is refused.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ from typing import Any
 import orjson
 import pytest
 
-from eblocks.deploy import render_kubernetes
+from eblocks.deploy import KubeOptions, render_kubernetes
+from eblocks.deploy.policy import PolicyTrust
+from eblocks.policies.keys import ensure_signing_key
+from eblocks.security.local import LocalIssuer
 from eblocks.spec import load_spec
 
 from .helpers import REPO, TEXTPIPE, wait_for
@@ -245,7 +252,9 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Netns, list[Pod], dict[str, dict[s
     reason = _usable()
     if reason:
         pytest.skip(reason)
-    rendered = render_kubernetes(load_spec(TEXTPIPE / "mesh.yaml"))
+    # what `eblocks render --state-dir operator` does: the policy key pair and run id there
+    trust = PolicyTrust.from_state(tmp_path / "operator" / "textpipe")
+    rendered = render_kubernetes(load_spec(TEXTPIPE / "mesh.yaml"), KubeOptions(policy=trust))
     documents = [doc for docs in rendered.values() for doc in docs]
     config = next(d for d in documents if d["kind"] == "ConfigMap")
     spec_file = tmp_path / "mesh.yaml"  # the spec the pods run, for the operator's CLI
@@ -258,10 +267,10 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Netns, list[Pod], dict[str, dict[s
         for d in deployments
         if "eblocks.io/block" in d["metadata"]["labels"]
     }
-    cluster_secrets = _operator(spec_file, {**replicas, "clean": replicas["clean"] + 1}, tmp_path)
-    kubelet = Kubelet(
-        tmp_path / "pods", {config["metadata"]["name"]: config["data"]}, cluster_secrets
-    )
+    uses = {**replicas, "clean": replicas["clean"] + 1, "count": replicas["count"] + 1}
+    cluster_secrets = _operator(spec_file, uses, tmp_path)
+    configmaps = {d["metadata"]["name"]: d["data"] for d in documents if d["kind"] == "ConfigMap"}
+    kubelet = Kubelet(tmp_path / "pods", configmaps, cluster_secrets)
     pods: list[tuple[str, dict[str, Any], str]] = []
     for deployment in deployments:
         for replica in range(deployment["spec"]["replicas"]):
@@ -279,6 +288,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Netns, list[Pod], dict[str, dict[s
                 if name == "textpipe-ca-0":
                     _wait(lambda: _tcp_open(netns, ca_ip, 8443), "the CA pod to listen", tmp_path)
             yield netns, started, cluster_secrets, ca_ip
+            # a pod a test started later (same kubelet, same namespace) is in `started` too
         finally:
             for pod in started:
                 for proc in pod.procs:
@@ -465,3 +475,95 @@ def test_rendered_pods_join_probe_gossip_serve_and_drain(
     for pod in blocks:
         code = pod.procs[-1].wait(timeout=max(0.1, deadline - time.monotonic()))
         assert code == 0, f"{pod.name} exited {code}:\n{_logs(tmp_path)}"
+
+
+POLICIES = """
+policies:
+  blocks:
+    count:
+      bulkhead: {{max_concurrent: {n}}}
+"""
+
+
+def _apply(netns: Netns, spec: Path, state: Path, url: str) -> subprocess.CompletedProcess[str]:
+    """The operator's `eblocks apply`, from where the pods' addresses are reachable."""
+    argv = [sys.executable, "-m", "eblocks", "apply", str(spec), "--state-dir", str(state)]
+    return subprocess.run(
+        netns.exec(*argv, "--admin-url", url, "--timeout", str(BOUND)),
+        capture_output=True,
+        text=True,
+        timeout=BOUND * 2,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TEXTPIPE), *sys.path])},
+    )
+
+
+def _version(netns: Netns, pod: Pod, identity: Path) -> int | None:
+    code, body = netns.get(f"https://{pod.ip}:{pod.admin_port}/v1/policies", identity)
+    return int(orjson.loads(body)["version"]) if code == 200 else None
+
+
+def _alive(netns: Netns, pod: Pod, identity: Path) -> set[str]:
+    code, body = netns.get(f"https://{pod.ip}:{pod.admin_port}/v1/members", identity)
+    if code != 200:
+        return set()
+    rows = orjson.loads(body)["members"]
+    return {r["instance"].partition("@")[0] for r in rows if r.get("status") == "alive"}
+
+
+def test_rendered_pods_take_policies_from_eblocks_apply_and_only_from_the_mesh_key(
+    cluster: tuple[Netns, list[Pod], dict[str, dict[str, str]], str], tmp_path: Path
+) -> None:
+    netns, started, _, _ = cluster
+    blocks = [pod for pod in started if pod.block != "ca"]
+    operator = tmp_path / "operator"
+    spec = load_spec(tmp_path / "mesh.yaml")
+    LocalIssuer(spec, operator / "textpipe").issue_client()  # what apply does; to watch here
+    cli = operator / "textpipe" / "identity" / "cli"
+    clean = next(pod for pod in blocks if pod.block == "clean")
+    everyone = {pod.name for pod in blocks}
+    _wait(lambda: _alive(netns, clean, cli) >= everyone, "gossip to converge", tmp_path)
+    assert {_version(netns, pod, cli) for pod in blocks} == {0}
+
+    source = (TEXTPIPE / "mesh.yaml").read_text()
+    versions = {n: tmp_path / f"mesh-{n}.yaml" for n in (7, 8, 9)}
+    for n, path in versions.items():
+        path.write_text(source + POLICIES.format(n=n))
+    url = f"https://{clean.ip}:{clean.admin_port}"
+    done = _apply(netns, versions[7], operator, url)
+    assert done.returncode == 0, done.stdout + done.stderr + _logs(tmp_path)
+    assert "applied policies v1" in done.stdout
+    assert {_version(netns, pod, cli) for pod in blocks} == {1}  # apply waited for all
+
+    # A pod replaced (new name, new address, fresh state) resumes v1 from its peers.
+    old = next(pod for pod in blocks if pod.block == "count")
+    for proc in old.procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=BOUND)
+    netns.ip("addr", "add", "198.18.0.99/32", "dev", "lo")
+    trust = PolicyTrust.from_state(operator / "textpipe")  # rendering again gives the same
+    again = render_kubernetes(load_spec(TEXTPIPE / "mesh.yaml"), KubeOptions(policy=trust))
+    documents = [doc for docs in again.values() for doc in docs]
+    configmaps = {d["metadata"]["name"]: d["data"] for d in documents if d["kind"] == "ConfigMap"}
+    kubelet = Kubelet(tmp_path / "pods", configmaps, cluster[2])
+    deployment = next(d for d in again["10-block-count.yaml"] if d["kind"] == "Deployment")
+    new = _start(kubelet, netns, "textpipe-count-new", deployment, "198.18.0.99", tmp_path)
+    started.append(new)
+    _wait(lambda: _version(netns, new, cli) == 1, "the new pod to resume v1 from a peer", tmp_path)
+    _wait(lambda: old.name not in _alive(netns, clean, cli), "the old pod to leave", tmp_path)
+
+    done = _apply(netns, versions[8], operator, url)
+    assert done.returncode == 0, done.stdout + done.stderr + _logs(tmp_path)
+    assert _version(netns, new, cli) == 2  # the run rendered into its ConfigMap, as before
+
+    # Another key: a client certificate of the mesh is not enough to change its policies.
+    intruder = tmp_path / "intruder" / "textpipe"
+    shutil.copytree(operator / "textpipe" / "ca", intruder / "ca")
+    ensure_signing_key(intruder)
+    done = _apply(netns, versions[9], tmp_path / "intruder", url)
+    assert done.returncode != 0
+    assert "refused the bundle" in done.stderr + done.stdout
+    assert "signed by key" in done.stderr + done.stdout
+    live = [pod for pod in blocks if pod is not old] + [new]
+    assert {_version(netns, pod, cli) for pod in live} == {2}
