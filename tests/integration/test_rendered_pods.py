@@ -43,8 +43,8 @@ from typing import Any
 import orjson
 import pytest
 
-from eblocks.deploy import KubeOptions, render_kubernetes
-from eblocks.deploy.policy import PolicyTrust
+from eblocks.deploy import KubeOptions, Names, PolicyTrust, render_kubernetes
+from eblocks.deploy.gateway_files import operator_commands
 from eblocks.policies.keys import ensure_signing_key
 from eblocks.security.local import LocalIssuer
 from eblocks.spec import load_spec
@@ -89,6 +89,7 @@ class Kubelet:
         self, root: Path, configmaps: dict[str, dict[str, str]], secrets: dict[str, dict[str, str]]
     ) -> None:
         self.root, self.configmaps, self.secrets = root, configmaps, secrets
+        self.config_folders: set[Path] = set()
 
     def volumes(self, pod: str, spec: dict[str, Any]) -> dict[str, Path]:
         """Each volume of the pod as a folder (emptyDirs shared by its containers)."""
@@ -100,6 +101,7 @@ class Kubelet:
                 self._files(
                     folder, self.configmaps[volume["configMap"]["name"]], volume["configMap"]
                 )
+                self.config_folders.add(folder)
             elif "secret" in volume:
                 source = volume["secret"]
                 self._files(folder, self.secrets[source["secretName"]], source)
@@ -145,6 +147,12 @@ class Kubelet:
         paths = "|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True))
         pattern = re.compile(rf"(?<![\w./-])({paths})(?![\w.-])")
         words = [pattern.sub(lambda m: str(mounts[m.group(1)]), word) for word in words]
+        # No mount namespace here: a path the mounted spec names (a gateway's Secret) is
+        # mapped the same way, so the instance opens the folder behind it.
+        for folder in set(mounts.values()) & self.config_folders:
+            for file in folder.iterdir():
+                text = file.read_text()
+                file.write_text(pattern.sub(lambda m: str(mounts[m.group(1)]), text))
         head = {"python": [sys.executable], "eblocks": [sys.executable, "-m", "eblocks"]}
         return head.get(words[0], words[:1]) + words[1:]
 
@@ -567,3 +575,127 @@ def test_rendered_pods_take_policies_from_eblocks_apply_and_only_from_the_mesh_k
     assert "signed by key" in done.stderr + done.stdout
     live = [pod for pod in blocks if pod is not old] + [new]
     assert {_version(netns, pod, cli) for pod in live} == {2}
+
+
+GATEWAY_SPEC = """\
+apiVersion: eblocks/v1
+mesh: edgy
+security: {mtls: disable}
+blocks:
+  api: {handler: "handlers:clean"}
+  edge:
+    gateway:
+      kind: ingress
+      tls: {cert: certs/edge.pem, key: certs/edge-key.pem}
+      routes: [{name: all, to: api}]
+"""
+
+
+def _self_signed(name: str) -> tuple[str, str]:
+    """The operator's certificate and key (PEM), for ``name``."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+_TLS_POST = """\
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.check_hostname = False  # the address, not the name; the chain is what is checked
+request = urllib.request.Request(sys.argv[1], data=b"Hello   Gateway", method="POST")
+try:
+    print(urllib.request.urlopen(request, timeout=2, context=ctx).read().decode())
+except OSError as exc:
+    print(f"failed: {exc}")
+"""
+
+
+def test_a_rendered_gateway_serves_the_operators_certificate_from_its_secret(
+    tmp_path: Path,
+) -> None:
+    reason = _usable()
+    if reason:
+        pytest.skip(reason)
+    site = tmp_path / "site"
+    (site / "certs").mkdir(parents=True)
+    (site / "mesh.yaml").write_text(GATEWAY_SPEC)
+    cert, key = _self_signed("edge.example")
+    (site / "certs" / "edge.pem").write_text(cert)
+    (site / "certs" / "edge-key.pem").write_text(key)
+    spec = load_spec(site / "mesh.yaml")
+    rendered = render_kubernetes(spec)
+    documents = [doc for docs in rendered.values() for doc in docs]
+    assert all(d["kind"] != "Secret" for d in documents)
+    assert "BEGIN" not in str(documents)  # neither the certificate nor its key
+    command = operator_commands(spec, Names("edgy", "edgy"), str(site))
+    assert command == [
+        f"kubectl -n edgy create secret tls edgy-edge-tls "
+        f"--cert={site}/certs/edge.pem --key={site}/certs/edge-key.pem"
+    ]
+    # the Secrets the operator makes: that command's, and the gossip key
+    cluster_secrets = {
+        "edgy-edge-tls": {"tls.crt": cert, "tls.key": key},
+        "edgy-gossip-key": {"gossip.key": secrets.token_hex(32)},
+    }
+    configmaps = {d["metadata"]["name"]: d["data"] for d in documents if d["kind"] == "ConfigMap"}
+    kubelet = Kubelet(tmp_path / "pods", configmaps, cluster_secrets)
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    ips = {"edgy-api": "198.18.0.1", "edgy-edge": "198.18.0.2"}
+    started: list[Pod] = []
+    with Netns({"edgy-gossip.edgy.svc": list(ips.values())}) as netns:
+        try:
+            for name, ip in ips.items():
+                started.append(_start(kubelet, netns, f"{name}-0", deployments[name], ip, tmp_path))
+
+            def through_the_gateway() -> str | None:
+                done = subprocess.run(
+                    netns.exec(
+                        sys.executable,
+                        "-c",
+                        _TLS_POST,
+                        "https://198.18.0.2:8080/",
+                        str(site / "certs" / "edge.pem"),
+                    ),
+                    capture_output=True,
+                    text=True,
+                    timeout=BOUND,
+                )
+                answer = done.stdout.strip()
+                return answer if answer == "hello gateway" else None
+
+            _wait(
+                lambda: through_the_gateway() is not None,
+                "the gateway to answer over its TLS",
+                tmp_path,
+            )
+        finally:
+            for pod in started:
+                for proc in pod.procs:
+                    if proc.poll() is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait(timeout=BOUND)

@@ -11,11 +11,16 @@ import yaml
 from typer.testing import CliRunner
 
 from eblocks.cli import app
-from eblocks.deploy import KUBERNETES_VERSION, KubeOptions, cluster_spec, render_kubernetes
+from eblocks.deploy import (
+    KUBERNETES_VERSION,
+    KubeOptions,
+    PolicyTrust,
+    cluster_spec,
+    render_kubernetes,
+)
 from eblocks.deploy.docker import DockerOptions, docker_files
 from eblocks.deploy.gateway_files import operator_commands
 from eblocks.deploy.names import Names
-from eblocks.deploy.policy import PolicyTrust
 from eblocks.errors import RenderError
 from eblocks.policies.keys import load_public_key, policy_folder, read_run
 from eblocks.spec import MeshSpec, load_spec, parse_spec
