@@ -17,7 +17,11 @@ the gossip name to every block pod, the CA's to the CA pod. Then:
 - the rendered probes (``GET <admin port><path>`` on the pod IP) answer 200;
 - the pods find each other through the gossip seeded by the headless name;
 - the pipeline, called over mTLS at its first stage, answers through every stage;
-- SIGTERM stops every block pod cleanly within its terminationGracePeriodSeconds.
+- SIGTERM stops every block pod cleanly within its terminationGracePeriodSeconds;
+- `eblocks apply --admin-url` from the operator's state dir (which holds the
+  policy signing key `eblocks render` used) puts new policies in force in every
+  pod; a pod started afresh resumes the newest version from its peers and takes
+  the next one; a bundle signed with another key is refused.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ from typing import Any
 import orjson
 import pytest
 
-from eblocks.deploy import render_kubernetes
+from eblocks.deploy import KubeOptions, Names, PolicyTrust, render_kubernetes
+from eblocks.deploy.gateway_files import operator_commands
+from eblocks.policies.keys import ensure_signing_key
+from eblocks.security.local import LocalIssuer
 from eblocks.spec import load_spec
 
 from .helpers import REPO, TEXTPIPE, wait_for
@@ -82,6 +89,7 @@ class Kubelet:
         self, root: Path, configmaps: dict[str, dict[str, str]], secrets: dict[str, dict[str, str]]
     ) -> None:
         self.root, self.configmaps, self.secrets = root, configmaps, secrets
+        self.config_folders: set[Path] = set()
 
     def volumes(self, pod: str, spec: dict[str, Any]) -> dict[str, Path]:
         """Each volume of the pod as a folder (emptyDirs shared by its containers)."""
@@ -93,6 +101,7 @@ class Kubelet:
                 self._files(
                     folder, self.configmaps[volume["configMap"]["name"]], volume["configMap"]
                 )
+                self.config_folders.add(folder)
             elif "secret" in volume:
                 source = volume["secret"]
                 self._files(folder, self.secrets[source["secretName"]], source)
@@ -138,6 +147,12 @@ class Kubelet:
         paths = "|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True))
         pattern = re.compile(rf"(?<![\w./-])({paths})(?![\w.-])")
         words = [pattern.sub(lambda m: str(mounts[m.group(1)]), word) for word in words]
+        # No mount namespace here: a path the mounted spec names (a gateway's Secret) is
+        # mapped the same way, so the instance opens the folder behind it.
+        for folder in set(mounts.values()) & self.config_folders:
+            for file in folder.iterdir():
+                text = file.read_text()
+                file.write_text(pattern.sub(lambda m: str(mounts[m.group(1)]), text))
         head = {"python": [sys.executable], "eblocks": [sys.executable, "-m", "eblocks"]}
         return head.get(words[0], words[:1]) + words[1:]
 
@@ -245,7 +260,9 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Netns, list[Pod], dict[str, dict[s
     reason = _usable()
     if reason:
         pytest.skip(reason)
-    rendered = render_kubernetes(load_spec(TEXTPIPE / "mesh.yaml"))
+    # what `eblocks render --state-dir operator` does: the policy key pair and run id there
+    trust = PolicyTrust.from_state(tmp_path / "operator" / "textpipe")
+    rendered = render_kubernetes(load_spec(TEXTPIPE / "mesh.yaml"), KubeOptions(policy=trust))
     documents = [doc for docs in rendered.values() for doc in docs]
     config = next(d for d in documents if d["kind"] == "ConfigMap")
     spec_file = tmp_path / "mesh.yaml"  # the spec the pods run, for the operator's CLI
@@ -258,10 +275,10 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Netns, list[Pod], dict[str, dict[s
         for d in deployments
         if "eblocks.io/block" in d["metadata"]["labels"]
     }
-    cluster_secrets = _operator(spec_file, {**replicas, "clean": replicas["clean"] + 1}, tmp_path)
-    kubelet = Kubelet(
-        tmp_path / "pods", {config["metadata"]["name"]: config["data"]}, cluster_secrets
-    )
+    uses = {**replicas, "clean": replicas["clean"] + 1, "count": replicas["count"] + 1}
+    cluster_secrets = _operator(spec_file, uses, tmp_path)
+    configmaps = {d["metadata"]["name"]: d["data"] for d in documents if d["kind"] == "ConfigMap"}
+    kubelet = Kubelet(tmp_path / "pods", configmaps, cluster_secrets)
     pods: list[tuple[str, dict[str, Any], str]] = []
     for deployment in deployments:
         for replica in range(deployment["spec"]["replicas"]):
@@ -279,6 +296,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Netns, list[Pod], dict[str, dict[s
                 if name == "textpipe-ca-0":
                     _wait(lambda: _tcp_open(netns, ca_ip, 8443), "the CA pod to listen", tmp_path)
             yield netns, started, cluster_secrets, ca_ip
+            # a pod a test started later (same kubelet, same namespace) is in `started` too
         finally:
             for pod in started:
                 for proc in pod.procs:
@@ -465,3 +483,219 @@ def test_rendered_pods_join_probe_gossip_serve_and_drain(
     for pod in blocks:
         code = pod.procs[-1].wait(timeout=max(0.1, deadline - time.monotonic()))
         assert code == 0, f"{pod.name} exited {code}:\n{_logs(tmp_path)}"
+
+
+POLICIES = """
+policies:
+  blocks:
+    count:
+      bulkhead: {{max_concurrent: {n}}}
+"""
+
+
+def _apply(netns: Netns, spec: Path, state: Path, url: str) -> subprocess.CompletedProcess[str]:
+    """The operator's `eblocks apply`, from where the pods' addresses are reachable."""
+    argv = [sys.executable, "-m", "eblocks", "apply", str(spec), "--state-dir", str(state)]
+    return subprocess.run(
+        netns.exec(*argv, "--admin-url", url, "--timeout", str(BOUND)),
+        capture_output=True,
+        text=True,
+        timeout=BOUND * 2,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TEXTPIPE), *sys.path])},
+    )
+
+
+def _version(netns: Netns, pod: Pod, identity: Path) -> int | None:
+    code, body = netns.get(f"https://{pod.ip}:{pod.admin_port}/v1/policies", identity)
+    return int(orjson.loads(body)["version"]) if code == 200 else None
+
+
+def _alive(netns: Netns, pod: Pod, identity: Path) -> set[str]:
+    code, body = netns.get(f"https://{pod.ip}:{pod.admin_port}/v1/members", identity)
+    if code != 200:
+        return set()
+    rows = orjson.loads(body)["members"]
+    return {r["instance"].partition("@")[0] for r in rows if r.get("status") == "alive"}
+
+
+def test_rendered_pods_take_policies_from_eblocks_apply_and_only_from_the_mesh_key(
+    cluster: tuple[Netns, list[Pod], dict[str, dict[str, str]], str], tmp_path: Path
+) -> None:
+    netns, started, _, _ = cluster
+    blocks = [pod for pod in started if pod.block != "ca"]
+    operator = tmp_path / "operator"
+    spec = load_spec(tmp_path / "mesh.yaml")
+    LocalIssuer(spec, operator / "textpipe").issue_client()  # what apply does; to watch here
+    cli = operator / "textpipe" / "identity" / "cli"
+    clean = next(pod for pod in blocks if pod.block == "clean")
+    everyone = {pod.name for pod in blocks}
+    _wait(lambda: _alive(netns, clean, cli) >= everyone, "gossip to converge", tmp_path)
+    assert {_version(netns, pod, cli) for pod in blocks} == {0}
+
+    source = (TEXTPIPE / "mesh.yaml").read_text()
+    versions = {n: tmp_path / f"mesh-{n}.yaml" for n in (7, 8, 9)}
+    for n, path in versions.items():
+        path.write_text(source + POLICIES.format(n=n))
+    url = f"https://{clean.ip}:{clean.admin_port}"
+    done = _apply(netns, versions[7], operator, url)
+    assert done.returncode == 0, done.stdout + done.stderr + _logs(tmp_path)
+    assert "applied policies v1" in done.stdout
+    assert {_version(netns, pod, cli) for pod in blocks} == {1}  # apply waited for all
+
+    # A pod replaced (new name, new address, fresh state) resumes v1 from its peers.
+    old = next(pod for pod in blocks if pod.block == "count")
+    for proc in old.procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=BOUND)
+    netns.ip("addr", "add", "198.18.0.99/32", "dev", "lo")
+    trust = PolicyTrust.from_state(operator / "textpipe")  # rendering again gives the same
+    again = render_kubernetes(load_spec(TEXTPIPE / "mesh.yaml"), KubeOptions(policy=trust))
+    documents = [doc for docs in again.values() for doc in docs]
+    configmaps = {d["metadata"]["name"]: d["data"] for d in documents if d["kind"] == "ConfigMap"}
+    kubelet = Kubelet(tmp_path / "pods", configmaps, cluster[2])
+    deployment = next(d for d in again["10-block-count.yaml"] if d["kind"] == "Deployment")
+    new = _start(kubelet, netns, "textpipe-count-new", deployment, "198.18.0.99", tmp_path)
+    started.append(new)
+    _wait(lambda: _version(netns, new, cli) == 1, "the new pod to resume v1 from a peer", tmp_path)
+    _wait(lambda: old.name not in _alive(netns, clean, cli), "the old pod to leave", tmp_path)
+
+    done = _apply(netns, versions[8], operator, url)
+    assert done.returncode == 0, done.stdout + done.stderr + _logs(tmp_path)
+    assert _version(netns, new, cli) == 2  # the run rendered into its ConfigMap, as before
+
+    # Another key: a client certificate of the mesh is not enough to change its policies.
+    intruder = tmp_path / "intruder" / "textpipe"
+    shutil.copytree(operator / "textpipe" / "ca", intruder / "ca")
+    ensure_signing_key(intruder)
+    done = _apply(netns, versions[9], tmp_path / "intruder", url)
+    assert done.returncode != 0
+    assert "refused the bundle" in done.stderr + done.stdout
+    assert "signed by key" in done.stderr + done.stdout
+    live = [pod for pod in blocks if pod is not old] + [new]
+    assert {_version(netns, pod, cli) for pod in live} == {2}
+
+
+GATEWAY_SPEC = """\
+apiVersion: eblocks/v1
+mesh: edgy
+security: {mtls: disable}
+blocks:
+  api: {handler: "handlers:clean"}
+  edge:
+    gateway:
+      kind: ingress
+      tls: {cert: certs/edge.pem, key: certs/edge-key.pem}
+      routes: [{name: all, to: api}]
+"""
+
+
+def _self_signed(name: str) -> tuple[str, str]:
+    """The operator's certificate and key (PEM), for ``name``."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+_TLS_POST = """\
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.check_hostname = False  # the address, not the name; the chain is what is checked
+request = urllib.request.Request(sys.argv[1], data=b"Hello   Gateway", method="POST")
+try:
+    print(urllib.request.urlopen(request, timeout=2, context=ctx).read().decode())
+except OSError as exc:
+    print(f"failed: {exc}")
+"""
+
+
+def test_a_rendered_gateway_serves_the_operators_certificate_from_its_secret(
+    tmp_path: Path,
+) -> None:
+    reason = _usable()
+    if reason:
+        pytest.skip(reason)
+    site = tmp_path / "site"
+    (site / "certs").mkdir(parents=True)
+    (site / "mesh.yaml").write_text(GATEWAY_SPEC)
+    cert, key = _self_signed("edge.example")
+    (site / "certs" / "edge.pem").write_text(cert)
+    (site / "certs" / "edge-key.pem").write_text(key)
+    spec = load_spec(site / "mesh.yaml")
+    rendered = render_kubernetes(spec)
+    documents = [doc for docs in rendered.values() for doc in docs]
+    assert all(d["kind"] != "Secret" for d in documents)
+    assert "BEGIN" not in str(documents)  # neither the certificate nor its key
+    command = operator_commands(spec, Names("edgy", "edgy"), str(site))
+    assert command == [
+        f"kubectl -n edgy create secret tls edgy-edge-tls "
+        f"--cert={site}/certs/edge.pem --key={site}/certs/edge-key.pem"
+    ]
+    # the Secrets the operator makes: that command's, and the gossip key
+    cluster_secrets = {
+        "edgy-edge-tls": {"tls.crt": cert, "tls.key": key},
+        "edgy-gossip-key": {"gossip.key": secrets.token_hex(32)},
+    }
+    configmaps = {d["metadata"]["name"]: d["data"] for d in documents if d["kind"] == "ConfigMap"}
+    kubelet = Kubelet(tmp_path / "pods", configmaps, cluster_secrets)
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    ips = {"edgy-api": "198.18.0.1", "edgy-edge": "198.18.0.2"}
+    started: list[Pod] = []
+    with Netns({"edgy-gossip.edgy.svc": list(ips.values())}) as netns:
+        try:
+            for name, ip in ips.items():
+                started.append(_start(kubelet, netns, f"{name}-0", deployments[name], ip, tmp_path))
+
+            def through_the_gateway() -> str | None:
+                done = subprocess.run(
+                    netns.exec(
+                        sys.executable,
+                        "-c",
+                        _TLS_POST,
+                        "https://198.18.0.2:8080/",
+                        str(site / "certs" / "edge.pem"),
+                    ),
+                    capture_output=True,
+                    text=True,
+                    timeout=BOUND,
+                )
+                answer = done.stdout.strip()
+                return answer if answer == "hello gateway" else None
+
+            _wait(
+                lambda: through_the_gateway() is not None,
+                "the gateway to answer over its TLS",
+                tmp_path,
+            )
+        finally:
+            for pod in started:
+                for proc in pod.procs:
+                    if proc.poll() is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait(timeout=BOUND)

@@ -1,4 +1,10 @@
-"""`eblocks render`: the mesh as Kubernetes manifests or Dockerfiles (docs/kubernetes.md)."""
+"""`eblocks render`: the mesh as Kubernetes manifests or Dockerfiles (docs/kubernetes.md).
+
+Like `eblocks up`, it makes the mesh's policy signing key in the state dir when
+there is none; the rendered instances get its public half and the run id
+(`eblocks.deploy.policy`), so `eblocks apply --state-dir <same> --admin-url ...`
+signs bundles they accept.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,17 @@ from pathlib import Path
 
 import typer
 
-from eblocks.cli.common import console, fail, load_or_exit
+from eblocks.cli.common import console, err, fail, load_or_exit
+from eblocks.cli.run_cmds import STATE_OPTION
 from eblocks.deploy.docker import DockerOptions, docker_files
+from eblocks.deploy.gateway_files import operator_commands
 from eblocks.deploy.kubernetes import KUBERNETES_VERSION, KubeOptions, kubernetes_files
+from eblocks.deploy.names import Names
 from eblocks.deploy.output import write_files
+from eblocks.deploy.policy import PolicyTrust
 from eblocks.errors import RenderError
+from eblocks.runtime.state import StateDir
+from eblocks.spec.models import MeshSpec
 
 __all__ = ["register"]
 
@@ -53,10 +65,18 @@ def render(
         "--proxy-image",
         help="Eblocks' image for external blocks' sidecars (default: <prefix>eblocks:<tag>)",
     ),
+    state_dir: Path | None = STATE_OPTION,
+    new_run: bool = typer.Option(
+        False, "--new-run", help="start a new policy run: bundles applied before are refused"
+    ),
 ) -> None:
     """Render the mesh for Kubernetes (validated against the official schemas) or Docker."""
     mesh = load_or_exit(spec)
     try:
+        names = Names.checked(mesh, namespace if target is Target.kubernetes else None)
+        policy = PolicyTrust.from_state(
+            StateDir.for_mesh(mesh.mesh, state_dir).path, fresh_run=new_run
+        )
         if target is Target.kubernetes:
             options = KubeOptions(
                 namespace=namespace,
@@ -66,6 +86,7 @@ def render(
                 network_policy=network_policy.value,
                 source=spec.name,
                 proxy_image=proxy_image,
+                policy=policy,
             )
             files = kubernetes_files(mesh, options)
         else:
@@ -79,16 +100,30 @@ def render(
                     image_prefix=image_prefix,
                     tag=tag,
                     source=spec.name,
+                    policy=policy,
                 ),
             )
         if out is None:
             typer.echo("".join(files.values()), nl=False)
-            return
-        written = write_files(files, out)
+        else:
+            written = write_files(files, out)
+        if target is Target.kubernetes:
+            _secret_commands(mesh, names, spec.parent)
     except RenderError as exc:
         fail(str(exc))
+    if out is None:
+        return
     what = f" (Kubernetes {KUBERNETES_VERSION})" if target is Target.kubernetes else ""
     console.print(f"wrote {len(written)} files of mesh {mesh.mesh!r} to {out}{what}")
+
+
+def _secret_commands(mesh: MeshSpec, names: Names, spec_dir: Path) -> None:
+    """On stderr (stdout may be the manifests): the Secrets of gateways' files to create."""
+    commands = operator_commands(mesh, names, spec_dir.as_posix())
+    if commands:
+        err.print("create the gateways' Secrets (their files are never rendered):")
+        for command in commands:
+            err.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from eblocks.deploy.kubernetes import (
 )
 from eblocks.deploy.names import Names, deployment_name
 from eblocks.deploy.output import write_files
+from eblocks.deploy.policy import PolicyTrust
 
 __all__ = [
     "KUBERNETES_VERSION",
@@ -20,6 +21,7 @@ __all__ = [
     "Edge",
     "KubeOptions",
     "Names",
+    "PolicyTrust",
     "callers",
     "cluster_spec",
     "deployment_name",

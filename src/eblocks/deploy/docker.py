@@ -10,6 +10,11 @@ seeds, as the headless Service is on Kubernetes::
     <out>/mesh.yaml              the spec as the containers run it (gossip via the alias)
     <out>/<block>.Dockerfile     one image per block: <prefix><mesh>-<block>:<tag>
     <out>/compose.yaml           services, replicas, health checks, the spec, the key
+    <out>/policy/signing.pub     the policy public key and run id (`eblocks.deploy.policy`),
+    <out>/policy/run             bind-mounted read-only where the instances read them
+
+A gateway's certificate and key files are bind-mounted read-only from the
+spec's folder at the paths the containers' spec names (`gateway_files`).
 """
 
 from __future__ import annotations
@@ -21,10 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from eblocks import __version__
+from eblocks.deploy.gateway_files import gateway_files
 from eblocks.deploy.kubernetes import cluster_spec, grace_seconds, instance_args
-from eblocks.deploy.names import ADMIN_PORT, HTTP_PORT, RUN_AS, SPEC_FILE, STATE_DIR, Names
+from eblocks.deploy.names import (
+    ADMIN_PORT,
+    HTTP_PORT,
+    POLICY_DIR,
+    RUN_AS,
+    SPEC_FILE,
+    STATE_DIR,
+    Names,
+)
 from eblocks.deploy.names import gossip_port as _gossip_port
 from eblocks.deploy.output import dump_documents, dump_spec, header
+from eblocks.deploy.policy import PolicyTrust
 from eblocks.errors import RenderError
 from eblocks.security.modes import admin_tls
 from eblocks.spec.models import MeshSpec
@@ -54,6 +69,8 @@ class DockerOptions:
     image_prefix: str = ""
     tag: str = "latest"
     source: str = "mesh.yaml"
+    policy: PolicyTrust | None = None
+    """The policy public key and run id (`KubeOptions.policy`); none: bundles are refused."""
 
 
 def docker_files(spec: MeshSpec, options: DockerOptions) -> dict[str, str]:
@@ -65,7 +82,12 @@ def docker_files(spec: MeshSpec, options: DockerOptions) -> dict[str, str]:
         + dump_spec(cluster_spec(spec, names.gossip_service)),
     }
     for block in sorted(spec.blocks):
-        files[f"{block}.Dockerfile"] = dockerfile(spec, block, options.source)
+        files[f"{block}.Dockerfile"] = dockerfile(
+            spec, block, options.source, policy=options.policy is not None
+        )
+    if options.policy is not None:  # public: plain files, bind-mounted read-only
+        files["policy/signing.pub"] = options.policy.public_key
+        files["policy/run"] = options.policy.run + "\n"
     compose = _compose(spec, names, options, context)
     files["compose.yaml"] = header(options.source, f"compose file of mesh {spec.mesh!r}") + (
         dump_documents([compose]).removeprefix("---\n")
@@ -77,9 +99,12 @@ def image(prefix: str, names: Names, block: str, tag: str) -> str:
     return f"{prefix}{names.block(block)}:{tag}"
 
 
-def dockerfile(spec: MeshSpec, block: str, source: str) -> str:
-    """The Dockerfile of one block's image (build context: the spec's folder)."""
-    args = instance_args(block)
+def dockerfile(spec: MeshSpec, block: str, source: str, *, policy: bool = False) -> str:
+    """The Dockerfile of one block's image (build context: the spec's folder).
+
+    ``policy``: the instance reads the policy public key and run id at `POLICY_DIR`.
+    """
+    args = instance_args(block) + (PolicyTrust.args() if policy else [])
     args[args.index("$(POD_NAME)")] = '"$(hostname)"'
     args[args.index("$(POD_IP)")] = f'"{_ADDRESS}"'
     run = "exec python -m eblocks.runtime.instance " + " ".join(args)
@@ -131,6 +156,9 @@ def _compose(spec: MeshSpec, names: Names, options: DockerOptions, context: str)
             "networks": {"mesh": {"aliases": [names.gossip_service]}},
             "restart": "unless-stopped",
         }
+        volumes = _mounts(spec, block, options)
+        if volumes:
+            service["volumes"] = volumes
         if spec.blocks[block].env:
             service["environment"] = dict(sorted(spec.blocks[block].env.items()))
         services[block] = service
@@ -142,6 +170,22 @@ def _compose(spec: MeshSpec, names: Names, options: DockerOptions, context: str)
         "secrets": {"gossip_key": {"file": "./gossip.key"}},
         "networks": {"mesh": {}},
     }
+
+
+def _mounts(spec: MeshSpec, block: str, options: DockerOptions) -> list[dict[str, Any]]:
+    """Read-only binds: the policy folder, and a gateway's files where its spec names them."""
+    binds = []
+    if options.policy is not None:
+        binds.append(_bind("./policy", POLICY_DIR))
+    for files in gateway_files(spec, block):
+        for key, source in files.files:
+            binds.append(_bind(_relative(options.spec_dir / source, options.out), files.path(key)))
+    return binds
+
+
+def _bind(source: str, target: str) -> dict[str, Any]:
+    source = source if source.startswith((".", "/")) else f"./{source}"  # a path, not a volume
+    return {"type": "bind", "source": source, "target": target, "read_only": True}
 
 
 def _relative(target: Path, start: Path) -> str:

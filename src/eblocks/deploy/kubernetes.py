@@ -6,6 +6,7 @@ dict order, so rendering twice gives the same bytes::
 
     00-namespace.yaml        Namespace (Pod Security "restricted"), when it is the mesh's own
     01-mesh.yaml             ConfigMap <mesh>-spec (the spec as the pods run it),
+                             [ConfigMap <mesh>-policy (the policy public key, `policy`)],
                              headless Service <mesh>-gossip (the gossip seeds)
     02-identity.yaml         the CA role (`identity`), unless disabled
     10-block-<block>.yaml    ServiceAccount, [Role, RoleBinding], Service,
@@ -14,8 +15,10 @@ dict order, so rendering twice gives the same bytes::
 Each pod runs the one instance entry point the local supervisor also uses,
 ``python -m eblocks.runtime.instance`` (docs/kubernetes.md). The spec it reads
 is the user's with ``discovery`` switched to gossip seeded by the headless
-Service (`cluster_spec`); the gossip key comes from a Secret the operator
-creates, so no key is ever written into the rendered files.
+Service (`cluster_spec`) and gateways' files at their Secrets' mounts
+(`gateway_files`); the gossip key and a gateway's certificate come from
+Secrets the operator creates, so no private key is ever written into the
+rendered files.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from eblocks.deploy import identity, netpol, sidecar
+from eblocks.deploy import gateway_files, identity, netpol, sidecar
 from eblocks.deploy.edges import Edge, callers, pattern_edges
 from eblocks.deploy.names import (
     ADMIN_PORT,
@@ -38,6 +41,7 @@ from eblocks.deploy.names import (
 )
 from eblocks.deploy.output import dump_documents, dump_spec, header
 from eblocks.deploy.pods import container_security, field_env, instance_args, pod_security
+from eblocks.deploy.policy import PolicyTrust
 from eblocks.runtime.scaling import initial_count
 from eblocks.security.modes import admin_tls
 from eblocks.spec.models import ManagerWorkerSpec, MeshSpec, Resources
@@ -92,6 +96,9 @@ class KubeOptions:
     """The spec's file name, quoted in each file's header (never a full path)."""
     proxy_image: str | None = None
     """Eblocks' own image, for the proxy of ``external`` blocks (``<prefix>eblocks:<tag>``)."""
+    policy: PolicyTrust | None = None
+    """The policy public key and run id the instances verify `eblocks apply`'s bundles with
+    (ConfigMap ``<mesh>-policy``); without it they refuse every bundle (``no_key``)."""
 
 
 def render_kubernetes(
@@ -108,7 +115,11 @@ def render_kubernetes(
     allowed = callers(spec, found)
     config = _spec_config(spec, names)
     digest = hashlib.sha256(config["data"]["mesh.yaml"].encode()).hexdigest()
-    files: dict[str, list[Manifest]] = {"01-mesh.yaml": [config, _gossip_service(spec, names)]}
+    mesh_files = [config, _gossip_service(spec, names)]
+    if options.policy is not None:
+        mesh_files.insert(1, options.policy.config_map(names))
+        digest = hashlib.sha256(f"{digest}\n{options.policy.digest}".encode()).hexdigest()
+    files: dict[str, list[Manifest]] = {"01-mesh.yaml": mesh_files}
     if names.namespace == spec.mesh:  # the mesh's own; never relabel a namespace given to us
         files["00-namespace.yaml"] = [_namespace(names)]
     if options.identity and identity.needs_identity(spec):
@@ -142,7 +153,8 @@ def cluster_spec(spec: MeshSpec, seeds_dns: str) -> dict[str, Any]:
 
     Static seeds, DNS names and keys of the user's spec belong to another
     environment and are dropped; the key arrives from a Secret. Tunables and
-    ``leave_drain`` are kept.
+    ``leave_drain`` are kept. A gateway's certificate and key files are named
+    where their Secrets are mounted (`gateway_files.rewrite`).
     """
     data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     kept = spec.discovery.model_dump(
@@ -152,6 +164,7 @@ def cluster_spec(spec: MeshSpec, seeds_dns: str) -> dict[str, Any]:
     )
     port = gossip_port(spec)
     data["discovery"] = {"mode": "gossip", "dns": seeds_dns, "dns_port": port, "port": port, **kept}
+    gateway_files.rewrite(data, spec)
     return data
 
 
@@ -314,7 +327,8 @@ def _deployment(
                 "prometheus.io/path": "/metrics",
                 # https: the scraper shows a client certificate of the mesh (kubernetes.md)
                 "prometheus.io/scheme": _admin_scheme(spec, block).lower(),
-                # Pods roll when the spec changes, although the ConfigMap keeps its name.
+                # Pods roll when the spec (or the policy key or run) changes, although the
+                # ConfigMaps keep their names.
                 "eblocks.io/spec-sha256": digest,
             },
         },
@@ -333,7 +347,7 @@ def _deployment(
                 }
             ],
             **_containers(spec, names, block, options, manager=manager),
-            "volumes": _volumes(names),
+            "volumes": _volumes(spec, names, block, options),
         },
     }
     return {
@@ -411,6 +425,7 @@ def _container(
     env = downward_env(spec, block)
     if manager:
         env += scaler_env(names)
+    args = instance_args(block)
     mounts = [
         {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
         {"name": "state", "mountPath": STATE_DIR},
@@ -422,6 +437,10 @@ def _container(
         },
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    if options.policy is not None:
+        mounts.append(options.policy.mount())
+        args += options.policy.args()
+    mounts += [files.mount() for files in gateway_files.gateway_files(spec, block)]
     admin_probe = {"port": "admin", "scheme": _admin_scheme(spec, block)}
     ready_timeout = spec.defaults.ready_timeout
     return {
@@ -429,7 +448,7 @@ def _container(
         "image": image(names, block, options),
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "eblocks.runtime.instance"],
-        "args": instance_args(block),
+        "args": args,
         "env": env,
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -464,7 +483,7 @@ def _admin_scheme(spec: MeshSpec, block: str) -> str:
     return "HTTPS" if admin_tls(spec, block) else "HTTP"
 
 
-def _volumes(names: Names) -> list[Manifest]:
+def _volumes(spec: MeshSpec, names: Names, block: str, options: KubeOptions) -> list[Manifest]:
     volumes: list[Manifest] = [
         {"name": "spec", "configMap": {"name": names.spec_config}},
         {"name": "state", "emptyDir": {}},
@@ -475,6 +494,9 @@ def _volumes(names: Names) -> list[Manifest]:
         },
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
     ]
+    if options.policy is not None:
+        volumes.append(options.policy.volume(names))
+    volumes += [files.volume(names) for files in gateway_files.gateway_files(spec, block)]
     return volumes
 
 

@@ -1,8 +1,9 @@
 """Names, labels, ports and paths shared by the renderers and by code running in a pod.
 
 Every object of a block is named ``<mesh>-<block>``; the mesh-wide objects are
-``<mesh>-spec`` (the ConfigMap), ``<mesh>-gossip`` (the headless Service of the
-gossip seeds), ``<mesh>-gossip-key``, ``<mesh>-ca`` and its Secrets. Code that
+``<mesh>-spec`` (the ConfigMap), ``<mesh>-policy`` (the policy public key),
+``<mesh>-gossip`` (the headless Service of the gossip seeds), ``<mesh>-gossip-key``,
+``<mesh>-ca`` and its Secrets; a gateway's files are ``<mesh>-<block>-tls|egress``. Code that
 acts on the cluster (a `KubernetesScaler` patching a worker pool) finds a
 block's Deployment with `deployment_name`, never by re-deriving the rule.
 """
@@ -19,7 +20,9 @@ __all__ = [
     "ADMIN_PORT",
     "CA_PORT",
     "DEFAULT_GOSSIP_PORT",
+    "GATEWAY_DIR",
     "HTTP_PORT",
+    "POLICY_DIR",
     "RESERVED_BLOCKS",
     "RUN_AS",
     "SPEC_DIR",
@@ -43,10 +46,14 @@ SPEC_DIR = "/etc/eblocks"
 SPEC_FILE = f"{SPEC_DIR}/mesh.yaml"
 STATE_DIR = "/var/lib/eblocks"
 """The instance's ``--state-dir``: run files, and the gossip key mounted from a Secret."""
+POLICY_DIR = "/var/run/eblocks/policy"
+"""The ConfigMap ``<mesh>-policy`` (``signing.pub``, ``run``): the instance's ``--policy-dir``."""
+GATEWAY_DIR = "/var/run/eblocks/gateway"
+"""Where a gateway's Secrets are mounted (``tls/``, ``egress/``); the rendered spec names them."""
 RUN_AS = 10001
 """The unprivileged uid (and gid) every container runs as; the Dockerfiles create it."""
 
-RESERVED_BLOCKS = frozenset({"ca", "gossip", "gossip-key", "spec"})
+RESERVED_BLOCKS = frozenset({"ca", "gossip", "gossip-key", "policy", "spec"})
 """Block names whose objects would collide with the mesh-wide ones."""
 
 _PART_OF = "app.kubernetes.io/part-of"
@@ -118,6 +125,15 @@ class Names:
     def gossip_dns(self) -> str:
         """The headless Service's name as pods resolve it (cluster-domain agnostic)."""
         return f"{self.gossip_service}.{self.namespace}.svc"
+
+    @property
+    def policy_config(self) -> str:
+        """The ConfigMap of the policy public key and run id (public, so rendered)."""
+        return f"{self.mesh}-policy"
+
+    def gateway_secret(self, block: str, kind: str) -> str:
+        """The Secret of a gateway's files the operator creates (``kind``: tls, egress)."""
+        return f"{self.block(block)}-{kind}"
 
     @property
     def ca(self) -> str:

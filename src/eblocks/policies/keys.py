@@ -11,10 +11,12 @@ The supervisor creates the key pair once (`ensure_signing_key`) and leaves it
 for later runs, and writes a new ``run`` id at each start: bundles carry it, so
 one signed for an earlier run cannot be replayed into this one (its versions
 started again at 0). `eblocks apply` signs with the private key; instances read the
-public key when they start, as they read the CA bundle. A dedicated key rather
-than the CA's: it exists with mTLS off, it is never passphrase-protected or
-someone else's intermediate, and signing policies never touches the root
-(docs/decisions.md).
+public key when they start, as they read the CA bundle. Rendered pods read
+``signing.pub`` and ``run`` from a ConfigMap mounted elsewhere (``--policy-dir``
+of the instance, `eblocks.deploy.policy`): the private key never enters a
+cluster. A dedicated key rather than the CA's: it exists with mTLS off, it is
+never passphrase-protected or someone else's intermediate, and signing
+policies never touches the root (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "load_signing_key",
     "new_run",
     "policy_folder",
+    "public_key_pem",
     "read_run",
 ]
 
@@ -90,9 +93,21 @@ def load_signing_key(state: Path) -> ed25519.Ed25519PrivateKey:
     return key
 
 
-def load_public_key(state: Path) -> ed25519.Ed25519PublicKey | None:
-    """The public key instances verify with; None when the mesh has none (bundles refused)."""
+def public_key_pem(state: Path) -> bytes:
+    """The public key's PEM, as `ensure_signing_key` wrote it (what a rendered pod mounts)."""
     path = policy_folder(state) / _PUBLIC
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SecurityError(f"cannot read the policy public key {path}: {exc}") from exc
+
+
+def load_public_key(state: Path, folder: Path | None = None) -> ed25519.Ed25519PublicKey | None:
+    """The public key instances verify with; None when the mesh has none (bundles refused).
+
+    ``folder`` replaces ``<state>/policy`` (a pod's read-only ConfigMap mount).
+    """
+    path = (folder or policy_folder(state)) / _PUBLIC
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except FileNotFoundError:
@@ -113,9 +128,9 @@ def new_run(state: Path) -> str:
     return run
 
 
-def read_run(state: Path) -> str:
+def read_run(state: Path, folder: Path | None = None) -> str:
     """The id of the current run ("" when the state dir has none: no supervisor made it)."""
     try:
-        return (policy_folder(state) / "run").read_text(encoding="ascii").strip()
+        return ((folder or policy_folder(state)) / "run").read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return ""

@@ -165,8 +165,10 @@ class PolicySync:
             state = self.accept(bundle, source)
         except PolicyBundleError as exc:
             return _refusal(exc)
-        replace_file(bundle_file(self.state), bundle.dumps(), 0o644)
-        self._stamp = _stamp(bundle_file(self.state))  # ours: no need to read it back
+        path = bundle_file(self.state)
+        path.parent.mkdir(parents=True, exist_ok=True)  # a pod's fresh state dir has none
+        replace_file(path, bundle.dumps(), 0o644)
+        self._stamp = _stamp(path)  # ours: no need to read it back
         return web.json_response({"version": state.version, "digest": state.digest})
 
     # -- delivery -------------------------------------------------------------------------

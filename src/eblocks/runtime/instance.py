@@ -184,15 +184,20 @@ def _gateway(
     )
 
 
-def _policy_sync(spec: MeshSpec, block: Block, state: StateDir) -> PolicySync:
-    """`eblocks apply`'s receiving end: GET/POST /v1/policies, resumed from the state dir."""
+def _policy_sync(
+    spec: MeshSpec, block: Block, state: StateDir, trust: Path | None = None
+) -> PolicySync:
+    """`eblocks apply`'s receiving end: GET/POST /v1/policies, resumed from the state dir.
+
+    ``trust``: where ``signing.pub`` and ``run`` are (default ``<state>/policy``).
+    """
     sync = PolicySync(
         spec,
         block.policies,
         state.path,
-        load_public_key(state.path),
+        load_public_key(state.path, trust),
         watch_file=spec.discovery.mode != "gossip",  # gossip mode: records carry the version
-        run=read_run(state.path),
+        run=read_run(state.path, trust),
         admin=AdminAccess(spec, block.auth.files if block.auth is not None else None),
     )
     sync.resume()  # before serving: the first request already sees the applied version
@@ -210,7 +215,8 @@ async def _run(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec)
         membership = Membership(spec, state, args.block, args.instance)
         block = await _build(spec, args, membership)
-        sync = _policy_sync(spec, block, state)
+        trust = Path(args.policy_dir) if args.policy_dir else None
+        sync = _policy_sync(spec, block, state, trust)
         await block.start(args.host, args.port, args.admin_port)
         await membership.start(block, args.host)
         if any(mw.workers is not None for _, mw in block.pools.managed()):
@@ -270,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--admin-port", type=int, default=0)
+    # A rendered pod's read-only ConfigMap of the policy public key and run id.
+    parser.add_argument("--policy-dir", default=None)
     args = parser.parse_args(argv)
     setup_logging(args.instance)
     try:

@@ -85,7 +85,10 @@ def test_each_image_runs_the_instance_entry_point_for_its_block(tmp_path: Path) 
     assert _instruction(dockerfile, "USER") == "10001:10001"
 
 
-def test_the_cli_wants_a_folder_for_docker() -> None:
-    result = CliRunner().invoke(app, ["render", str(HYBRID / "mesh.yaml"), "--target", "docker"])
+def test_the_cli_wants_a_folder_for_docker(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["render", str(HYBRID / "mesh.yaml"), "--target", "docker", "--state-dir", str(tmp_path)],
+    )
     assert result.exit_code == 1
     assert "--out" in result.output

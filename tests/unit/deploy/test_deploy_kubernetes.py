@@ -34,6 +34,7 @@ from eblocks.deploy import (
     render_kubernetes,
     write_files,
 )
+from eblocks.deploy.policy import PolicyTrust
 from eblocks.errors import RenderError
 from eblocks.spec import MeshSpec, load_spec, parse_spec
 from eblocks.workload.scalers import KubeConfig, KubernetesScaler, scale_request
@@ -42,12 +43,24 @@ ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden"
 EXAMPLES = ["textpipe", "hybrid"]
 SCENARIOS = sorted(p.name for p in (ROOT / "examples" / "docproc").glob("*.yaml"))
+TRUST = PolicyTrust(
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n"
+    "-----END PUBLIC KEY-----\n",
+    "0123456789abcdef",
+)
+"""A fixed policy trust (RFC 8032's first test key), so the golden files stay put."""
 OPTIONS = [
-    KubeOptions(),
+    KubeOptions(policy=TRUST),
     KubeOptions(namespace="prod", image_prefix="registry.example.com/team/", tag="v1.2.3"),
     KubeOptions(identity=False, network_policy="mesh"),
     KubeOptions(network_policy="none"),
 ]
+
+
+def _state(tmp_path: Path) -> list[str]:
+    """The CLI's state root in the test's folder: `eblocks render` makes the policy key there."""
+    return ["--state-dir", str(tmp_path / "ops")]
 
 
 def _spec(example: str) -> MeshSpec:
@@ -112,7 +125,7 @@ def test_validation_needs_no_network(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_golden_files(example: str) -> None:
-    files = kubernetes_files(_spec(example))
+    files = kubernetes_files(_spec(example), KubeOptions(policy=TRUST))
     folder = GOLDEN / example
     if os.environ.get("EBLOCKS_UPDATE_GOLDEN"):
         shutil.rmtree(folder, ignore_errors=True)
@@ -127,7 +140,9 @@ def test_rendering_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     spec = ROOT / "examples" / "hybrid" / "mesh.yaml"
     runner = CliRunner()
     for out in ("a", "b"):
-        result = runner.invoke(app, ["render", str(spec), "--out", str(tmp_path / out)])
+        result = runner.invoke(
+            app, ["render", str(spec), "--out", str(tmp_path / out), *_state(tmp_path)]
+        )
         assert result.exit_code == 0, result.output
     first = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
     second = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}
@@ -485,15 +500,17 @@ def test_stale_generated_files_go_and_the_users_stay(tmp_path: Path) -> None:
     assert (tmp_path / "kustomization.yaml").read_text() == "resources: []\n"
 
 
-def test_the_cli_prints_one_stream_without_out() -> None:
-    result = CliRunner().invoke(app, ["render", str(ROOT / "examples" / "textpipe" / "mesh.yaml")])
+def test_the_cli_prints_one_stream_without_out(tmp_path: Path) -> None:
+    spec = str(ROOT / "examples" / "textpipe" / "mesh.yaml")
+    result = CliRunner().invoke(app, ["render", spec, *_state(tmp_path)])
     assert result.exit_code == 0, result.output
     documents = [d for d in yaml.safe_load_all(result.output) if d is not None]
-    assert len(documents) == len(_all(render_kubernetes(_spec("textpipe"))))
+    # and the policy ConfigMap, made from the state dir's key
+    assert len(documents) == len(_all(render_kubernetes(_spec("textpipe")))) + 1
 
 
-def test_the_cli_names_a_bad_namespace() -> None:
+def test_the_cli_names_a_bad_namespace(tmp_path: Path) -> None:
     spec = str(ROOT / "examples" / "textpipe" / "mesh.yaml")
-    result = CliRunner().invoke(app, ["render", spec, "--namespace", "Not_OK"])
+    result = CliRunner().invoke(app, ["render", spec, "--namespace", "Not_OK", *_state(tmp_path)])
     assert result.exit_code == 1
     assert "namespace 'Not_OK'" in result.output
