@@ -343,6 +343,8 @@ def _start(
     for container in [*spec.get("initContainers", []), *spec["containers"]]:
         env = kubelet.env(container, downward)
         argv = kubelet.argv(container, env, volumes)
+        if "--admin-host" in argv:  # every address of the pod: here all pods share one netns
+            argv[argv.index("--admin-host") + 1] = ip
         log = (logs / f"{name}.{container['name']}.log").open("wb")
         proc = subprocess.Popen(
             netns.exec(*argv),

@@ -26,7 +26,7 @@ from eblocks._types import Clock, SystemClock
 from eblocks.block.client import MeshClient
 from eblocks.block.context import Context
 from eblocks.block.handler import adapt_handler
-from eblocks.block.server import Listener, PmSocket
+from eblocks.block.server import Listener, PmSocket, any_address
 from eblocks.block.stack import Admission, app_admission, server_stack
 from eblocks.errors import BadRequestError, MeshError, PayloadTooLargeError
 from eblocks.message import (
@@ -267,11 +267,23 @@ class Block:
         self._admin_routes.router.add_post(path, handler)
 
     async def start(
-        self, host: str | None = None, port: int | None = None, admin_port: int = 0
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        admin_port: int = 0,
+        admin_host: str | None = None,
     ) -> None:
+        """Serve the PM on ``host:port`` and the admin API on ``admin_host:admin_port``.
+
+        ``admin_host`` defaults to ``host``; ``*`` is every address of ``host``'s
+        family (`any_address`): in a pod, the pod IP and the pod's loopback, which
+        ``kubectl port-forward`` connects to.
+        """
         host = host or self.settings.host
         await self.telemetry.start()
-        await self._admin.start(host, admin_port)
+        await self._admin.start(
+            any_address(host) if admin_host == "*" else admin_host or host, admin_port
+        )
         try:
             await self._pm.start(host, port if port is not None else (self.settings.port or 0))
         except BaseException:

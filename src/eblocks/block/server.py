@@ -23,7 +23,7 @@ from aiohttp import web
 from eblocks.errors import PortInUseError
 from eblocks.security.sniff import SniffingSite
 
-__all__ = ["Listener", "PmSocket", "bind_socket"]
+__all__ = ["Listener", "PmSocket", "any_address", "bind_socket"]
 
 
 class PmSocket(Protocol):
@@ -89,10 +89,17 @@ class Listener:
         await self._runner.cleanup()
 
 
+def any_address(host: str) -> str:
+    """The wildcard address of ``host``'s family: ``::`` for IPv6 (dual-stack), else ``0.0.0.0``."""
+    return "::" if ":" in host else "0.0.0.0"
+
+
 def bind_socket(block: str, host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if host == "::":  # every address: IPv4 too, whatever the system's default
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     try:
         sock.bind((host, port))
     except OSError as exc:

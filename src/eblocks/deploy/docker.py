@@ -39,6 +39,7 @@ from eblocks.deploy.names import (
 )
 from eblocks.deploy.names import gossip_port as _gossip_port
 from eblocks.deploy.output import dump_documents, dump_spec, header
+from eblocks.deploy.pods import ADMIN_ANY
 from eblocks.deploy.policy import PolicyTrust
 from eblocks.errors import RenderError
 from eblocks.security.modes import admin_tls
@@ -104,9 +105,10 @@ def dockerfile(spec: MeshSpec, block: str, source: str, *, policy: bool = False)
 
     ``policy``: the instance reads the policy public key and run id at `POLICY_DIR`.
     """
-    args = instance_args(block) + (PolicyTrust.args() if policy else [])
+    args = instance_args(block) + ADMIN_ANY + (PolicyTrust.args() if policy else [])
     args[args.index("$(POD_NAME)")] = '"$(hostname)"'
     args[args.index("$(POD_IP)")] = f'"{_ADDRESS}"'
+    args[args.index("*")] = "'*'"  # a shell runs the line: no glob
     run = "exec python -m eblocks.runtime.instance " + " ".join(args)
     scheme = "https" if admin_tls(spec, block) else "http"  # probes need no certificate
     probe = _PROBE.format(scheme=scheme, port=ADMIN_PORT, path="/readyz")

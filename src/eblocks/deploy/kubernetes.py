@@ -40,7 +40,13 @@ from eblocks.deploy.names import (
     gossip_port,
 )
 from eblocks.deploy.output import dump_documents, dump_spec, header
-from eblocks.deploy.pods import container_security, field_env, instance_args, pod_security
+from eblocks.deploy.pods import (
+    ADMIN_ANY,
+    container_security,
+    field_env,
+    instance_args,
+    pod_security,
+)
 from eblocks.deploy.policy import PolicyTrust
 from eblocks.runtime.scaling import initial_count
 from eblocks.security.modes import admin_tls
@@ -425,7 +431,7 @@ def _container(
     env = downward_env(spec, block)
     if manager:
         env += scaler_env(names)
-    args = instance_args(block)
+    args = instance_args(block) + ADMIN_ANY
     mounts = [
         {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
         {"name": "state", "mountPath": STATE_DIR},

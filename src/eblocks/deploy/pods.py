@@ -6,7 +6,12 @@ from typing import Any
 
 from eblocks.deploy.names import ADMIN_PORT, HTTP_PORT, RUN_AS, SPEC_FILE, STATE_DIR
 
-__all__ = ["container_security", "field_env", "instance_args", "pod_security"]
+__all__ = ["ADMIN_ANY", "container_security", "field_env", "instance_args", "pod_security"]
+
+ADMIN_ANY = ["--admin-host", "*"]
+"""An instance's admin port on every address of its pod (or container): the pod IP, for
+probes, scrapes and peers, and loopback, for ``kubectl port-forward`` (the PM stays on
+the pod IP). Not for the sidecar proxy, whose admin port follows ``--host``."""
 
 
 def pod_security() -> dict[str, Any]:

@@ -217,7 +217,7 @@ async def _run(args: argparse.Namespace) -> int:
         block = await _build(spec, args, membership)
         trust = Path(args.policy_dir) if args.policy_dir else None
         sync = _policy_sync(spec, block, state, trust)
-        await block.start(args.host, args.port, args.admin_port)
+        await block.start(args.host, args.port, args.admin_port, args.admin_host)
         await membership.start(block, args.host)
         if any(mw.workers is not None for _, mw in block.pools.managed()):
             block.pools.autoscale(make_scaler(state, args.instance, spec.mesh))
@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--admin-port", type=int, default=0)
+    # Default --host; `*`: every address (a pod: its IP and loopback, for port-forward).
+    parser.add_argument("--admin-host", default=None)
     # A rendered pod's read-only ConfigMap of the policy public key and run id.
     parser.add_argument("--policy-dir", default=None)
     args = parser.parse_args(argv)

@@ -204,6 +204,24 @@ async def test_health_and_readiness_on_the_admin_port(session: aiohttp.ClientSes
     assert ready == {"ready": True, "block": "echo", "instance": "echo-7", "inflight": 0}
 
 
+async def test_admin_port_on_every_address_while_the_pm_keeps_its_own() -> None:
+    """``admin_host="*"`` (a rendered pod's): probes on the pod IP, port-forward on loopback."""
+    block = Block("echo", echo)
+    await block.start("127.0.0.2", 0, admin_host="*")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+            for host in ("127.0.0.2", "127.0.0.1"):  # the pod IP, and the pod's loopback
+                async with s.get(f"http://{host}:{block.admin_port}/readyz") as resp:
+                    assert resp.status == 200
+            async with s.post(f"http://127.0.0.2:{block.port}/", data=b"hi") as resp:
+                assert await resp.read() == b"hi"
+            with pytest.raises(aiohttp.ClientConnectionError):  # the PM is on 127.0.0.2 only
+                async with s.post(f"http://127.0.0.1:{block.port}/", data=b"hi"):
+                    pass
+    finally:
+        await block.stop()
+
+
 async def test_graceful_drain(session: aiohttp.ClientSession) -> None:
     entered, release = asyncio.Event(), asyncio.Event()
 
