@@ -177,7 +177,7 @@ def test_ca_rotation_rotates_the_gossip_key_and_the_mesh_keeps_working(sandbox: 
     assert rotate.returncode == 0, str(rotate)
     wait_for(
         lambda: (state / "gossip.key").read_bytes() != key_before,
-        timeout=45,
+        timeout=30,  # the supervisor looks at the CA file every two seconds
         what="the supervisor rotates the gossip key with the CA",
     )
     instances = [row["instance"] for row in sandbox.instances("rotating")]

@@ -375,8 +375,13 @@ class Supervisor:
             await asyncio.wait_for(proc.wait(), 5.0)
 
     async def _renew_svids(self) -> None:
-        """Re-issue SVIDs at half life, and all of them after `eblocks ca rotate`."""
-        period = max(1.0, min(30.0, self.spec.security.svid_ttl / 20))
+        """Re-issue SVIDs at half life, and all of them after `eblocks ca rotate`.
+
+        Every two seconds at most: a check is one read of the small CA file and a
+        date per SVID, and a rotated CA (and the gossip key with it) is in force
+        within seconds of `eblocks ca rotate`, not after a long period.
+        """
+        period = min(2.0, max(0.5, self.spec.security.svid_ttl / 20))
         while True:
             await asyncio.sleep(period)
             try:
