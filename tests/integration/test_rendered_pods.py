@@ -298,12 +298,17 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Netns, list[Pod], dict[str, dict[s
             yield netns, started, cluster_secrets, ca_ip
             # a pod a test started later (same kubelet, same namespace) is in `started` too
         finally:
-            for pod in started:
-                for proc in pod.procs:
-                    if proc.poll() is None:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait(timeout=BOUND)
+            _kill(started)
+
+
+def _kill(pods: list[Pod]) -> None:
+    """SIGKILL what still runs of ``pods`` (each container its own process group)."""
+    for pod in pods:
+        for proc in pod.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=BOUND)
 
 
 def _tcp_open(netns: Netns, ip: str, port: int) -> bool:
@@ -695,9 +700,4 @@ def test_a_rendered_gateway_serves_the_operators_certificate_from_its_secret(
                 tmp_path,
             )
         finally:
-            for pod in started:
-                for proc in pod.procs:
-                    if proc.poll() is None:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait(timeout=BOUND)
+            _kill(started)
