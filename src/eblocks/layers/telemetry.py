@@ -16,14 +16,14 @@ import asyncio
 import contextvars
 from collections.abc import Awaitable
 
-from opentelemetry.context import attach, detach
-from opentelemetry.trace import Span, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import Span, Status, StatusCode
 
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import MeshError
 from eblocks.message import PATTERN_HEADER, REQUEST_ID_HEADER, Message
 from eblocks.respond import status_of
 from eblocks.telemetry.core import Telemetry
+from eblocks.telemetry.current import enter, leave
 from eblocks.telemetry.inbound import CLIENT_CLOSED, DIRECT, TRACEPARENT, trace_id_of
 from eblocks.telemetry.tracing import Tracing, current_trace_id
 
@@ -149,7 +149,7 @@ async def _recorded(inner: Send, call: Call, span: Span, target: str) -> Message
     """One try inside a recorded client span: current while the try runs, ended after it."""
     route = call.message.headers.get(PATTERN_HEADER) or DIRECT
     span.set_attributes(_client_attributes(call, target, route))
-    token = attach(set_span_in_context(span))
+    token = enter(span)
     try:
         reply = await inner(call)
     except MeshError as exc:
@@ -165,7 +165,7 @@ async def _recorded(inner: Send, call: Call, span: Span, target: str) -> Message
         span.set_attribute("http.response.status_code", 200)
         return reply
     finally:
-        detach(token)
+        leave(token)
         span.end()
 
 

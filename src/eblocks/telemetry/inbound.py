@@ -19,8 +19,8 @@ from contextvars import Token
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from opentelemetry.context import Context, attach, detach
-from opentelemetry.trace import Span, Status, StatusCode, set_span_in_context
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Status, StatusCode
 
 from eblocks.message import (
     ERROR_HEADER,
@@ -30,6 +30,7 @@ from eblocks.message import (
     STAGE_HEADER,
 )
 from eblocks.telemetry.core import Telemetry
+from eblocks.telemetry.current import enter, leave
 from eblocks.telemetry.tracing import current_trace_id
 
 __all__ = ["CLIENT_CLOSED", "DIRECT", "TRACEPARENT", "middleware", "observe", "trace_id_of"]
@@ -102,7 +103,7 @@ async def _observed(
         recording = span.is_recording()
         if recording:
             span.set_attributes(_server_attributes(tel, request, route))
-        token = attach(set_span_in_context(span))
+        token = enter(span)
     peer = tel.peer(headers.get(SOURCE_HEADER))
     series = tel.inbound.get(peer, route)
     series.inflight += 1
@@ -156,11 +157,11 @@ async def _observed(
                 headers.get(REQUEST_ID_HEADER),
                 current_trace_id() if tracing else trace_id_of(headers.get(TRACEPARENT)),
             )
-        if span is not None:
-            if recording and response is not None:
+        if token is not None:
+            leave(token)
+        if recording and span is not None:  # an unsampled span has nothing to end
+            if response is not None:
                 _answered(span, status, reason or str(status))
-            if token is not None:
-                detach(token)
             span.end()
 
 

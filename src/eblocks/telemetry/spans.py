@@ -2,7 +2,8 @@
 
 An `UnsampledSpan` is a `NonRecordingSpan` that keeps the ``traceparent``
 parts its trace shares (``00-<trace id>-`` and ``-<flags>``, and the
-``tracestate`` header), so a child's headers cost one hex span id.
+``tracestate`` header), so a child's headers cost one hex span id; its own
+ids and `SpanContext` are made only if somebody asks for them.
 
 A `RecordedSpan` keeps what the SDK's span keeps (name, kind, ids, parent,
 times, attributes, events, links, status) in plain attributes; when it ends
@@ -18,6 +19,7 @@ span type; the batch processor does nothing there).
 from __future__ import annotations
 
 import logging
+import random
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
@@ -35,6 +37,8 @@ from opentelemetry.trace import (
     SpanKind,
     Status,
     StatusCode,
+    TraceFlags,
+    TraceState,
 )
 from opentelemetry.util import types
 
@@ -48,33 +52,70 @@ logger = logging.getLogger(__name__)
 
 _PLAIN = frozenset({str, bool, int, float})
 _UNSET = Status(StatusCode.UNSET)
+# span ids as the SDK's RandomIdGenerator draws them (the random module's generator: reseeded in
+# a forked child)
+_random_bits = random.getrandbits
 
 
 class UnsampledSpan(NonRecordingSpan):
-    """A span nobody records, with its trace's ``traceparent`` parts at hand.
+    """A span nobody records: its trace's ``traceparent`` parts, its own ids when asked.
 
-    ``prefix`` is ``00-<trace id>-`` (formatted when first asked), ``suffix``
-    ``-<flags>`` and ``state`` the ``tracestate`` header (None: none).
+    ``trace`` is the trace id: an int (a trace started here) or the
+    lower-case hex a caller's ``traceparent`` carried. ``flags`` are the
+    span's trace flags, ``suffix`` their ``-<flags>`` in ``traceparent``,
+    ``state`` the ``tracestate`` header (None: none; ``trace_state`` its
+    parsed form, if at hand). The mesh only ever needs ``prefix``
+    (``00-<trace id>-``, formatted once per trace) and ``suffix`` to write a
+    child's headers, so the span's own id and its `SpanContext` are made
+    when somebody first asks for them (``get_span_context``).
     """
 
     def __init__(
-        self, context: SpanContext, prefix: str | None, suffix: str, state: str | None
+        self,
+        trace: int | str,
+        flags: TraceFlags,
+        suffix: str,
+        state: str | None,
+        trace_state: TraceState | None = None,
+        prefix: str | None = None,
     ) -> None:
-        self._context = context
-        self._prefix = prefix
+        self._trace = trace
+        self._flags = flags
         self.suffix = suffix
         self.state = state
+        self._trace_state = trace_state
+        self._prefix = prefix
+        self._own: SpanContext | None = None
 
     @property
     def prefix(self) -> str:
-        if self._prefix is None:  # a new trace: formatted when a child first needs it
-            self._prefix = f"00-{self._context.trace_id:032x}-"
-        return self._prefix
+        found = self._prefix
+        if found is None:
+            trace = self._trace
+            found = self._prefix = f"00-{trace:032x}-" if isinstance(trace, int) else f"00-{trace}-"
+        return found
 
-    def child(self, span_id: int) -> UnsampledSpan:
-        ctx = self._context
-        own = SpanContext(ctx.trace_id, span_id, False, ctx.trace_flags, ctx.trace_state)
-        return UnsampledSpan(own, self.prefix, self.suffix, self.state)
+    def get_span_context(self) -> SpanContext:
+        own = self._own
+        if own is None:
+            trace = self._trace
+            trace_id = trace if isinstance(trace, int) else int(trace, 16)
+            state = self._trace_state
+            if state is None and self.state is not None:
+                state = self._trace_state = TraceState.from_header([self.state])
+            own = self._own = SpanContext(
+                trace_id, _random_bits(64) or 1, False, self._flags, state
+            )
+        return own
+
+    def child(self) -> UnsampledSpan:
+        """A span of the same trace and decision under this one (its id drawn when asked)."""
+        return UnsampledSpan(
+            self._trace, self._flags, self.suffix, self.state, self._trace_state, self.prefix
+        )
+
+    def __repr__(self) -> str:
+        return f"UnsampledSpan({self.get_span_context()!r})"
 
 
 class SpanSink:

@@ -49,6 +49,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
+    INVALID_SPAN,
     NonRecordingSpan,
     Span,
     SpanContext,
@@ -62,6 +63,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from eblocks.telemetry.current import current_span
 from eblocks.telemetry.spans import RecordedSpan, SpanSink, UnsampledSpan
 
 if TYPE_CHECKING:
@@ -85,6 +87,8 @@ _random_bits = random.getrandbits
 _LOW64 = (1 << 64) - 1  # TraceIdRatioBased decides on the trace id's 64 low-order bits
 # W3C traceparent, as OpenTelemetry's propagator reads it: lower-case hex only
 _TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
+# the version-00 form every caller sends, checked in one match and cut at fixed places
+_V00 = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _NO_TRACE, _NO_SPAN = "0" * 32, "0" * 16
 _RANDOM = TraceFlags.RANDOM_TRACE_ID  # the only flag a child keeps besides "sampled"
 # a new trace's flags, as the SDK's (its ids are random: W3C level 2's random-trace-id)
@@ -102,6 +106,10 @@ _FLAGS: dict[str, tuple[TraceFlags, TraceFlags, str | None]] = {
 }
 
 
+def _span_id() -> int:
+    return _random_bits(64) or 1
+
+
 def propagator() -> TextMapPropagator:
     """W3C trace context (``traceparent``/``tracestate``), without the global composite's cost."""
     return TraceContextTextMapPropagator()
@@ -109,7 +117,10 @@ def propagator() -> TextMapPropagator:
 
 def current_trace_id() -> str | None:
     """The trace id of the span current in this task, if one is recording."""
-    context = get_current_span().get_span_context()
+    span = current_span()
+    if type(span) is UnsampledSpan:
+        return span.prefix[3:35]
+    context = span.get_span_context()
     return format_trace_id(context.trace_id) if context.is_valid else None
 
 
@@ -162,40 +173,40 @@ class Tracing:
         recorded, a child of an unsampled one never is — that span (most of
         them, at a low ratio) is only new ids in the parent's trace.
         """
-        parent = get_current_span(context)
+        parent = current_span() if context is None else get_current_span(context)
         if type(parent) is UnsampledSpan:
-            return parent.child(self._span_id())
+            return parent.child()
         ctx = parent.get_span_context()
         if not ctx.is_valid:
             return self._new_trace(name, kind)
         if not ctx.trace_flags.sampled:
             flags = TraceFlags(ctx.trace_flags & _RANDOM)
-            own = SpanContext(ctx.trace_id, self._span_id(), False, flags, ctx.trace_state)
             state = ctx.trace_state.to_header() if ctx.trace_state else None
-            return UnsampledSpan(own, None, f"-{flags:02x}", state)
+            return UnsampledSpan(ctx.trace_id, flags, f"-{flags:02x}", state, ctx.trace_state)
         if self._sink is None:
             return self.tracer.start_span(name, context, kind, record_exception=False)
-        return _recorded(self._sink, name, kind, ctx, self._span_id())
+        return _recorded(self._sink, name, kind, ctx, _span_id())
 
     def client_span(self, name: str, headers: dict[str, str]) -> Span | None:
         """A client span under the current span: its W3C headers set in ``headers``.
 
         The span itself only when it is recorded. An unsampled one (most of
-        them) is only its ids: nobody needs it current nor ended, so under an
-        unsampled span of ours, or starting a trace it does not record, not
+        them) is only its headers: nobody needs it current nor ended, so under
+        an unsampled span of ours, or starting a trace it does not record, not
         even its object is made.
         """
-        parent = get_current_span()
+        parent = current_span()
         if type(parent) is UnsampledSpan:
-            headers["traceparent"] = f"{parent.prefix}{self._span_id():016x}{parent.suffix}"
+            headers["traceparent"] = f"{parent.prefix}{_random_bits(64) or 1:016x}{parent.suffix}"
             if parent.state is not None:
                 headers["tracestate"] = parent.state
             return None
-        if self._sink is not None and not parent.get_span_context().is_valid:
-            trace_id = self._trace_id()
+        if self._sink is not None and parent is INVALID_SPAN:
+            trace_id = _random_bits(128) or 1
             if trace_id & _LOW64 >= self._bound:  # a new trace, not recorded
-                span_id = self._span_id()
-                headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}{_NEW_UNSAMPLED_SUFFIX}"
+                headers["traceparent"] = (
+                    f"00-{trace_id:032x}-{_random_bits(64) or 1:016x}{_NEW_UNSAMPLED_SUFFIX}"
+                )
                 return None
             span: Span = self._root(self._sink, name, SpanKind.CLIENT, trace_id)
         else:
@@ -204,29 +215,40 @@ class Tracing:
         return span if span.is_recording() else None
 
     def server_span(self, name: str, traceparent: str | None, tracestate: str | None) -> Span:
-        """The span of a request that arrived with these W3C headers (``extract``, cheaper)."""
-        found = _TRACEPARENT.fullmatch(traceparent) if traceparent else None
-        parts = _parts(found) if found is not None else None
-        if parts is None:
+        """The span of a request that arrived with these W3C headers (``extract``, cheaper).
+
+        A version-00 ``traceparent`` (what every caller sends) is checked by
+        one pattern and cut at fixed places; any other form goes the
+        propagator's way (`_parts`).
+        """
+        if traceparent is None:
             return self._new_trace(name, SpanKind.SERVER)
-        trace, span, flags = parts
+        if len(traceparent) == 55 and _V00.fullmatch(traceparent) is not None:
+            trace, span, flags = traceparent[3:35], traceparent[36:52], traceparent[53:]
+            if trace == _NO_TRACE or span == _NO_SPAN:
+                return self._new_trace(name, SpanKind.SERVER)
+        else:
+            found = _TRACEPARENT.fullmatch(traceparent)
+            parts = _parts(found) if found is not None else None
+            if parts is None:
+                return self._new_trace(name, SpanKind.SERVER)
+            trace, span, flags = parts
         trace_flags, child_flags, suffix = _FLAGS[flags]
         state = TraceState.from_header([tracestate]) if tracestate else None
-        if suffix is not None:  # the caller's trace, not recorded: ids only
-            own = SpanContext(int(trace, 16), self._span_id(), False, child_flags, state)
+        if suffix is not None:  # the caller's trace, not recorded: its ids only
             header = state.to_header() if state else None
-            return UnsampledSpan(own, f"00-{trace}-", suffix, header)
+            return UnsampledSpan(trace, child_flags, suffix, header, state, f"00-{trace}-")
         parent = SpanContext(int(trace, 16), int(span, 16), True, trace_flags, state)
         if self._sink is None:
             context = set_span_in_context(NonRecordingSpan(parent))
             return self.tracer.start_span(name, context, SpanKind.SERVER, record_exception=False)
-        return _recorded(self._sink, name, SpanKind.SERVER, parent, self._span_id())
+        return _recorded(self._sink, name, SpanKind.SERVER, parent, _span_id())
 
     def _new_trace(self, name: str, kind: SpanKind) -> Span:
         """The root span of a new trace, recorded with probability ``ratio``."""
         if self._sink is None:
             return self.tracer.start_span(name, _ROOT, kind, record_exception=False)
-        return self._root(self._sink, name, kind, self._trace_id())
+        return self._root(self._sink, name, kind, _random_bits(128) or 1)
 
     def _root(self, sink: SpanSink, name: str, kind: SpanKind, trace_id: int) -> Span:
         """The root span of the trace ``trace_id``, decided as ``TraceIdRatioBased`` does.
@@ -234,19 +256,9 @@ class Tracing:
         Recorded when the trace id's 64 low-order bits are under the bound.
         """
         if trace_id & _LOW64 < self._bound:
-            own = SpanContext(trace_id, self._span_id(), False, _NEW_SAMPLED)
+            own = SpanContext(trace_id, _span_id(), False, _NEW_SAMPLED)
             return RecordedSpan(sink, name, own, None, kind)
-        own = SpanContext(trace_id, self._span_id(), False, _NEW_UNSAMPLED)
-        return UnsampledSpan(own, None, _NEW_UNSAMPLED_SUFFIX, None)
-
-    def _trace_id(self) -> int:
-        trace_id = _random_bits(128)
-        while not trace_id:
-            trace_id = _random_bits(128)
-        return trace_id
-
-    def _span_id(self) -> int:
-        return _random_bits(64) or 1
+        return UnsampledSpan(trace_id, _NEW_UNSAMPLED, _NEW_UNSAMPLED_SUFFIX, None)
 
     @classmethod
     def create(

@@ -308,3 +308,51 @@ def _no_leftover_context() -> Iterator[None]:
     """Every test detaches what it attached: the next one starts with no current span."""
     yield
     assert not get_current_span().get_span_context().is_valid
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        (f"00-{TRACE}-00f067aa0ba902b7-00", True),
+        (f"00-{TRACE}-00f067aa0ba902b7-02", True),
+        (f"01-{TRACE}-00f067aa0ba902b7-00-future", True),
+        (f" 00-{TRACE}-00f067aa0ba902b7-00 ", True),
+        (f"00-{TRACE.upper()}-00f067aa0ba902b7-00", False),
+        (f"00-{TRACE}-00F067AA0BA902B7-00", False),
+        (f"00-{TRACE}-00f067aa0ba902b7-0g", False),
+        (f"00-{TRACE}_00f067aa0ba902b7-00", False),
+        (f"00-{TRACE}-00f067aa0ba902b7-00-extra", False),
+        (f"ff-{TRACE}-00f067aa0ba902b7-00", False),
+        (f"00-{'0' * 32}-00f067aa0ba902b7-00", False),
+        (f"00-{TRACE}-{'0' * 16}-00", False),
+    ],
+)
+def test_a_server_span_follows_a_valid_traceparent_and_starts_a_trace_otherwise(
+    header: str, ok: bool
+) -> None:
+    tracing, exporter = make(0.0)  # a new trace is never recorded: what is seen is the parse
+    server = tracing.server_span("b direct", header, None)
+    assert not server.is_recording()
+    followed = server.get_span_context().trace_id == int(TRACE, 16)
+    assert followed is ok
+    with Current(server):
+        headers, _ = headers_of(tracing)
+    assert headers["traceparent"].startswith(f"00-{TRACE}-" if ok else "00-")
+    assert HEADER.fullmatch(headers["traceparent"]) is not None
+    assert finished(tracing, exporter) == []
+
+
+def test_an_unsampled_spans_ids_are_made_once_when_asked() -> None:
+    tracing, _ = make(0.0)
+    server = tracing.server_span("b direct", f"00-{TRACE}-00f067aa0ba902b7-00", "vendor=x")
+    first = server.get_span_context()
+    assert server.get_span_context() is first  # the same ids every time
+    assert first.span_id not in (0, 0x00F067AA0BA902B7)
+    assert first.trace_state.to_header() == "vendor=x"
+    assert repr(first) in repr(server)
+    with Current(server):
+        child = tracing.start_span("call w", SpanKind.CLIENT)
+    assert child.get_span_context().trace_id == int(TRACE, 16)
+    assert child.get_span_context().span_id != first.span_id
+    assert traceparent(child)["tracestate"] == "vendor=x"
+    tracing.shutdown()
