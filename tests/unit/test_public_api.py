@@ -88,7 +88,18 @@ def test_package_is_typed() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["eblocks.cli", "eblocks.runtime.supervisor", "eblocks.runtime.instance", "eblocks.workload"],
+    [
+        "eblocks",
+        "eblocks.cli",
+        "eblocks.runtime.supervisor",
+        "eblocks.runtime.instance",
+        "eblocks.workload",
+        "eblocks.workload.roles",
+        "eblocks.block.context",
+        "eblocks.layers.fault",
+        "eblocks.telemetry.aggregate",
+        "eblocks.spec.units",
+    ],
 )
 def test_a_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
     """No import cycle hides behind the order other tests happen to import in."""
@@ -100,3 +111,28 @@ def test_a_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_cli_starts_without_the_mesh() -> None:
+    """`eblocks --help` and the commands that only read files load no server, client or models.
+
+    Each command imports what it runs (docs/decisions.md, D63): the CLI's
+    start-up stays a fraction of a second.
+    """
+    heavy = ["aiohttp", "pydantic", "cryptography", "opentelemetry", "eblocks.block.block"]
+    code = f"import sys, eblocks.cli.app; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_lazy_packages_give_every_name_they_export() -> None:
+    for package in ("eblocks", "eblocks.block", "eblocks.spec", "eblocks.telemetry"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{package}.{name}"
+        with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+            getattr(module, "nothing_here")  # noqa: B009 - the module's __getattr__
+    assert {"Block", "MeshClient"} <= set(dir(importlib.import_module("eblocks")))

@@ -10,7 +10,6 @@ from pathlib import Path
 import typer
 
 from docproc.errors import KeyStoreError
-from docproc.keystore import KeyStore
 
 __all__ = ["keys"]
 
@@ -25,6 +24,8 @@ DirOption = typer.Option(..., "--dir", "-d", help="Key store directory (created 
 @keys.command("init")
 def init(directory: Path = DirOption) -> None:
     """Create every missing key (RSA-4096 takes a few seconds); existing keys are kept."""
+    from docproc.keystore import KeyStore  # cryptography: only for these commands
+
     started = time.perf_counter()
     try:
         kids = KeyStore(directory).ensure()
@@ -42,6 +43,8 @@ def list_keys(
     as_json: bool = typer.Option(False, "--json", help="One JSON array instead of a table."),
 ) -> None:
     """Show each slot's key id and algorithm (never key material); creates nothing."""
+    from docproc.keystore import KeyStore
+
     try:
         infos = KeyStore(directory).describe()
     except KeyStoreError as exc:

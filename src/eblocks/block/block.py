@@ -46,8 +46,8 @@ from eblocks.spec.policies import Policies
 from eblocks.telemetry import Telemetry
 from eblocks.telemetry.admin import add_admin_routes
 from eblocks.telemetry.inbound import middleware, observe
-from eblocks.workload import dispatch
 from eblocks.workload.pools import Pools
+from eblocks.workload.roles import dispatch
 
 if TYPE_CHECKING:
     from eblocks.security import Auth

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from eblocks.cli.common import console, err, fail
-from eblocks.spec.units import parse_size
 
 __all__ = ["bench"]
 
@@ -18,6 +17,8 @@ bench = typer.Typer(
 
 
 def _int_list(option: str, text: str, *, sizes: bool = False) -> tuple[int, ...]:
+    from eblocks.spec.units import parse_size  # pydantic: not at the CLI's start-up
+
     values: list[int] = []
     for item in text.split(","):
         try:

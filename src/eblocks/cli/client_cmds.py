@@ -7,28 +7,28 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from eblocks._types import Resolver
-from eblocks.batch import BatchReport, percentile, submit_files
-from eblocks.block import MeshClient
 from eblocks.cli.common import console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
-from eblocks.discovery import SupervisorResolver
-from eblocks.discovery.client_view import mesh_view
 from eblocks.errors import DiscoveryError, MeshError, SecurityError, SpecError, UpstreamError
 from eblocks.message import Message
-from eblocks.runtime import StateDir
-from eblocks.runtime.state import pid_alive, read_json
-from eblocks.spec import MeshSpec, load_spec
+from eblocks.runtime.state import StateDir, pid_alive, read_json
+
+if TYPE_CHECKING:  # the mesh's client is imported by the commands that call (CLI start-up)
+    from eblocks._types import Resolver
+    from eblocks.batch import BatchReport
+    from eblocks.block import MeshClient
+    from eblocks.spec import MeshSpec
 
 __all__ = ["register"]
 
 
 def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateDir]:
+    from eblocks.spec import load_spec
+
     state = state_or_exit(mesh, state_dir)
     try:
         spec = load_spec(state.spec)
@@ -44,6 +44,9 @@ def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateD
 @contextlib.asynccontextmanager
 async def _resolver(spec: MeshSpec, state: StateDir) -> AsyncIterator[Resolver]:
     """The supervisor's endpoint file, or in gossip mode a member's view (asked over TCP)."""
+    from eblocks.discovery import SupervisorResolver
+    from eblocks.discovery.client_view import mesh_view
+
     if spec.discovery.mode != "gossip":
         yield SupervisorResolver(state.path)
         return
@@ -53,6 +56,7 @@ async def _resolver(spec: MeshSpec, state: StateDir) -> AsyncIterator[Resolver]:
 
 def _client(spec: MeshSpec, state: StateDir, resolver: Resolver) -> MeshClient:
     """A client of the running mesh, with the CLI's SVID when mTLS is on."""
+    from eblocks.block import MeshClient
     from eblocks.security import Auth
 
     try:
@@ -119,6 +123,16 @@ def submit(
     state_dir: Path | None = STATE_OPTION,
 ) -> None:
     """Stream every file in DIRECTORY through TARGET, with progress and a summary."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from eblocks.batch import submit_files
+
     if not directory.is_dir():
         fail(f"{directory} is not a directory")
     files = sorted(p for p in directory.rglob("*") if p.is_file())
@@ -166,6 +180,10 @@ def submit(
 
 
 def _print_report(report: BatchReport) -> None:
+    from rich.table import Table
+
+    from eblocks.batch import percentile
+
     ms = [v * 1000 for v in report.latencies]
     summary = Table(title="submit summary", show_header=False)
     summary.add_row("documents ok", str(report.ok))

@@ -9,11 +9,11 @@ import typer
 from rich.console import Console
 
 from eblocks.errors import SecurityError, SpecError, SupervisorError
-from eblocks.runtime import StateDir, find_state
-from eblocks.spec import MeshSpec, load_spec
+from eblocks.runtime.state import StateDir, find_state
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the spec's models and the mesh are imported by the commands that use them
     from eblocks.security.admin import AdminAccess
+    from eblocks.spec import MeshSpec
 
 __all__ = [
     "EXIT_INVALID",
@@ -37,6 +37,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def load_or_exit(path: Path) -> MeshSpec:
     """Load a spec or print every issue and exit 2."""
+    from eblocks.spec import load_spec
+
     try:
         return load_spec(path)
     except SpecError as exc:
@@ -60,6 +62,7 @@ def admin_access(state: StateDir, code: int = 1) -> AdminAccess:
     """
     from eblocks.security.admin import AdminAccess
     from eblocks.security.local import CLI_HOLDER
+    from eblocks.spec import load_spec
 
     try:
         return AdminAccess.of(load_spec(state.spec), state.path, CLI_HOLDER)

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from eblocks.cli.common import console, err, fail, load_or_exit
 from eblocks.cli.run_cmds import STATE_OPTION
-from eblocks.deploy.docker import DockerOptions, docker_files
-from eblocks.deploy.gateway_files import operator_commands
-from eblocks.deploy.kubernetes import KUBERNETES_VERSION, KubeOptions, kubernetes_files
-from eblocks.deploy.names import Names
-from eblocks.deploy.output import write_files
-from eblocks.deploy.policy import PolicyTrust
 from eblocks.errors import RenderError
 from eblocks.runtime.state import StateDir
-from eblocks.spec.models import MeshSpec
+
+if TYPE_CHECKING:  # the renderers: imported by `render` (CLI start-up)
+    from eblocks.deploy.names import Names
+    from eblocks.spec.models import MeshSpec
 
 __all__ = ["register"]
 
@@ -71,6 +69,12 @@ def render(
     ),
 ) -> None:
     """Render the mesh for Kubernetes (validated against the official schemas) or Docker."""
+    from eblocks.deploy.docker import DockerOptions, docker_files
+    from eblocks.deploy.kubernetes import KUBERNETES_VERSION, KubeOptions, kubernetes_files
+    from eblocks.deploy.names import Names
+    from eblocks.deploy.output import write_files
+    from eblocks.deploy.policy import PolicyTrust
+
     mesh = load_or_exit(spec)
     try:
         names = Names.checked(mesh, namespace if target is Target.kubernetes else None)
@@ -119,6 +123,8 @@ def render(
 
 def _secret_commands(mesh: MeshSpec, names: Names, spec_dir: Path) -> None:
     """On stderr (stdout may be the manifests): the Secrets of gateways' files to create."""
+    from eblocks.deploy.gateway_files import operator_commands
+
     commands = operator_commands(mesh, names, spec_dir.as_posix())
     if commands:
         err.print("create the gateways' Secrets (their files are never rendered):")

@@ -25,25 +25,21 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
-from pydantic import ValidationError
 
 from eblocks.cli.common import EXIT_INVALID, admin_access, console, err, fail, load_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.errors import PolicyBundleError, SecurityError, SpecError, SupervisorError
-from eblocks.policies.bundle import Bundle, check_policies, parse_bundle, sign_bundle
-from eblocks.policies.diff import Change, diff_policies, render, spec_changes
-from eblocks.policies.keys import load_signing_key, read_run
-from eblocks.runtime import StateDir, find_state
-from eblocks.runtime.state import pid_alive, read_json
-from eblocks.security.admin import AdminAccess
-from eblocks.security.ca import MeshCA
-from eblocks.security.local import CLI_HOLDER, LocalIssuer, ca_folder
-from eblocks.spec import MeshSpec, load_spec
-from eblocks.spec.policies import Policies
+from eblocks.runtime.state import StateDir, find_state, pid_alive, read_json
+
+if TYPE_CHECKING:  # bundles, the spec's models, the admin client: imported where used
+    from eblocks.policies.bundle import Bundle
+    from eblocks.policies.diff import Change
+    from eblocks.security.admin import AdminAccess
+    from eblocks.spec import MeshSpec
 
 __all__ = ["register"]
 
@@ -102,6 +98,10 @@ def _local(state: StateDir) -> _Mesh:
 
 def _remote(state: StateDir, spec: MeshSpec, url: str) -> _Mesh:
     """One member named by URL; the CLI's client SVID from the state dir's CA when it has one."""
+    from eblocks.security.admin import AdminAccess
+    from eblocks.security.ca import MeshCA
+    from eblocks.security.local import CLI_HOLDER, LocalIssuer, ca_folder
+
     base = url.rstrip("/")
     try:
         issuer = LocalIssuer(spec, state.path)
@@ -140,6 +140,8 @@ def _members(state: StateDir) -> list[dict[str, Any]]:
 
 
 def _get_bundle(access: AdminAccess, base: str) -> Bundle:
+    from eblocks.policies.bundle import parse_bundle
+
     url = f"{base}/v1/policies"
     with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT, context=access.ssl) as resp:
         return parse_bundle(resp.read())
@@ -169,6 +171,12 @@ def _find(new: MeshSpec, mesh: str | None, state_dir: Path | None, url: str | No
 
 
 def _plan(new: MeshSpec, mesh: str | None, state_dir: Path | None, url: str | None) -> _Plan:
+    from pydantic import ValidationError
+
+    from eblocks.policies.diff import diff_policies, spec_changes
+    from eblocks.spec import load_spec
+    from eblocks.spec.policies import Policies
+
     target = _find(new, mesh, state_dir, url)
     state = target.state
     running = _running(target)
@@ -187,6 +195,8 @@ def _plan(new: MeshSpec, mesh: str | None, state_dir: Path | None, url: str | No
 
 
 def _show(spec: Path, plan: _Plan) -> None:
+    from eblocks.policies.diff import render
+
     running = plan.running
     console.print(
         f"{spec}: mesh {plan.state.mesh!r}, running policies v{running.version} "
@@ -225,6 +235,9 @@ def apply(
     admin_url: str | None = ADMIN_URL_OPTION,
 ) -> None:
     """Sign the file's policies as the next version and deliver them to the running mesh."""
+    from eblocks.policies.bundle import check_policies, sign_bundle
+    from eblocks.policies.keys import load_signing_key, read_run
+
     new = load_or_exit(spec)
     plan = _plan(new, mesh, state_dir, admin_url)
     _show(spec, plan)

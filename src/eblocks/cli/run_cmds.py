@@ -9,16 +9,17 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from eblocks.cli.common import console, fail, load_or_exit, state_or_exit
-from eblocks.cli.pool_status import pattern_table
 from eblocks.errors import SupervisorError
-from eblocks.runtime import StateDir, Supervisor
-from eblocks.runtime.state import pid_alive, read_json
-from eblocks.spec import MeshSpec
+from eblocks.runtime.state import StateDir, pid_alive, read_json
+
+if TYPE_CHECKING:  # the supervisor and the spec's models: imported by the commands that run
+    from eblocks.spec import MeshSpec
 
 __all__ = ["register"]
 
@@ -53,6 +54,8 @@ def up(
 
 
 async def _foreground(mesh: MeshSpec, spec: Path, state: StateDir) -> int:
+    from eblocks.runtime.supervisor import Supervisor
+
     supervisor = Supervisor(mesh, spec, state)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -142,6 +145,8 @@ def status(mesh: str | None = MESH_OPTION, state_dir: Path | None = STATE_OPTION
 
 
 def _print_status(state: StateDir) -> None:
+    from eblocks.cli.pool_status import pattern_table  # the spec's models: only here
+
     info = read_json(state.supervisor) or {}
     running = bool(info) and pid_alive(int(info.get("pid", 0))) and info.get("status") != "stopped"
     rows = (read_json(state.state) or {}).get("instances", [])

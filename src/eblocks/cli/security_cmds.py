@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import aiohttp
 import orjson
 import typer
 
@@ -15,10 +14,10 @@ from eblocks.cli.common import console, fail, load_or_exit
 from eblocks.cli.run_cmds import STATE_OPTION
 from eblocks.errors import IdentityError, SecurityError
 from eblocks.runtime import StateDir
-from eblocks.security.identity import Identity
 
 if TYPE_CHECKING:
     from eblocks.security import MeshCA
+    from eblocks.security.identity import Identity
 
 __all__ = ["register"]
 
@@ -227,6 +226,8 @@ def ca_join(
     renew: bool = typer.Option(False, "--renew", help="renew the SVID in --out instead"),
 ) -> None:
     """Obtain (or renew) an SVID from a CA role on another host."""
+    import aiohttp
+
     from eblocks.security.join import join
     from eblocks.security.join import renew as renew_svid
 
@@ -276,6 +277,8 @@ def policy_check(
 
 
 def _caller(source: str, trust_domain: str, mesh: str) -> Identity:
+    from eblocks.security.identity import Identity
+
     try:
         if source.startswith("spiffe://"):
             return Identity.parse(source)

@@ -8,7 +8,6 @@ import orjson
 import typer
 
 from eblocks.cli.common import console, load_or_exit
-from eblocks.spec import json_schema
 
 __all__ = ["register"]
 
@@ -28,6 +27,8 @@ def validate(spec: Path = typer.Argument(Path("mesh.yaml"), help="the mesh spec"
 
 def schema() -> None:
     """Print the JSON Schema of mesh.yaml (for editors and validators)."""
+    from eblocks.spec import json_schema  # the models: only for this command
+
     typer.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
 
 

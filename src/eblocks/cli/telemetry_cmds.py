@@ -13,12 +13,10 @@ import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 import typer
-from aiohttp import web
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -27,12 +25,16 @@ from eblocks.cli.common import admin_access, console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
-from eblocks.security.admin import AdminAccess
 from eblocks.telemetry.aggregate import Red, block_rows, edge_rows
+
+if TYPE_CHECKING:  # aiohttp and the admin client: imported by the commands that ask
+    from aiohttp import web
+
+    from eblocks.security.admin import AdminAccess
 
 __all__ = ["admin_rows", "fetch_stats", "register"]
 
-_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
+_TIMEOUT = 3.0  # seconds for one instance's /v1/stats
 WINDOW_OPTION = typer.Option("10s", "--window", "-w", help="sliding window: 10s or 60s")
 
 
@@ -53,7 +55,9 @@ async def fetch_stats(
     rows: Sequence[dict[str, Any]], access: AdminAccess
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every instance's ``/v1/stats``, asked concurrently, and which instances did not answer."""
-    async with access.session(_TIMEOUT) as session:
+    import aiohttp
+
+    async with access.session(aiohttp.ClientTimeout(total=_TIMEOUT)) as session:
 
         async def one(row: dict[str, Any]) -> dict[str, Any] | str:
             url = access.row_url(row, "/v1/stats")
@@ -221,6 +225,8 @@ async def _tap(
     seconds: float,
     raw: bool,
 ) -> int:
+    import aiohttp
+
     printed = 0
     done = asyncio.Event()
     timeout = aiohttp.ClientTimeout(total=seconds + 5, sock_connect=3)
