@@ -6,8 +6,9 @@ block in ``mesh.yaml``, and run ``eblocks up mesh.yaml``.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from eblocks._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from eblocks._types import Call, Clock, Endpoint, Layer, Resolver, Scaler, Send, SystemClock
@@ -103,18 +104,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'eblocks' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # once: later reads are plain module attributes
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
-
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 __all__ = [
     "AppStartError",

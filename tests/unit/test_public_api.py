@@ -129,7 +129,8 @@ def test_the_cli_starts_without_the_mesh() -> None:
 
 
 def test_the_lazy_packages_give_every_name_they_export() -> None:
-    for package in ("eblocks", "eblocks.block", "eblocks.spec", "eblocks.telemetry"):
+    packages = ("eblocks", "eblocks.block", "eblocks.spec", "eblocks.telemetry", "eblocks.runtime")
+    for package in (*packages, "eblocks.security"):
         module = importlib.import_module(package)
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{package}.{name}"

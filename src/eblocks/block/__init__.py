@@ -7,8 +7,9 @@ server, which imports the roles back.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from eblocks._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from eblocks.block.block import Block, mesh_client
@@ -18,17 +19,11 @@ if TYPE_CHECKING:
 __all__ = ["Block", "Context", "MeshClient", "mesh_client"]
 
 _HOME = {
-    "Block": "eblocks.block.block",
-    "mesh_client": "eblocks.block.block",
-    "MeshClient": "eblocks.block.client",
-    "Context": "eblocks.block.context",
+    "Block": "block",
+    "mesh_client": "block",
+    "MeshClient": "client",
+    "Context": "context",
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'eblocks.block' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _HOME)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eblocks._lazy import lazy_exports
 from eblocks.runtime.state import StateDir, find_state
 
 if TYPE_CHECKING:
@@ -15,14 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["InstanceState", "StateDir", "Supervisor", "find_state", "restart_delay"]
 
-_SUPERVISOR = frozenset({"InstanceState", "Supervisor", "restart_delay"})
-
-
-def __getattr__(name: str) -> object:
-    if name not in _SUPERVISOR:
-        raise AttributeError(f"module 'eblocks.runtime' has no attribute {name!r}")
-    from eblocks.runtime import supervisor
-
-    value = getattr(supervisor, name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    globals(),
+    {"InstanceState": "supervisor", "Supervisor": "supervisor", "restart_delay": "supervisor"},
+)

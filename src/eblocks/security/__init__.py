@@ -10,8 +10,9 @@ without mTLS, `eblocks validate`) does not pay for importing `cryptography`.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from eblocks._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from eblocks.security.auth import Auth, Peer
@@ -52,10 +53,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'eblocks.security' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"eblocks.security.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _HOME)

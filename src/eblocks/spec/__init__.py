@@ -7,8 +7,9 @@ models (the CLI starts without them).
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from eblocks._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from eblocks.spec.loader import load_spec, parse_spec
@@ -40,16 +41,11 @@ __all__ = [
     "parse_spec",
 ]
 
-_HOME = {
-    "load_spec": "eblocks.spec.loader",
-    "parse_spec": "eblocks.spec.loader",
-    "json_schema": "eblocks.spec.schema",
+_HOME = dict.fromkeys(__all__, "models") | {
+    "load_spec": "loader",
+    "parse_spec": "loader",
+    "json_schema": "schema",
 }
 
 
-def __getattr__(name: str) -> object:
-    if name not in __all__:
-        raise AttributeError(f"module 'eblocks.spec' has no attribute {name!r}")
-    value = getattr(import_module(_HOME.get(name, "eblocks.spec.models")), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _HOME)

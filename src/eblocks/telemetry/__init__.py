@@ -6,8 +6,9 @@ The names below are imported on first use (PEP 562): the CLI reads
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from eblocks._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from eblocks.telemetry.access_log import AccessLog
@@ -17,17 +18,11 @@ if TYPE_CHECKING:
 __all__ = ["AccessLog", "Hooks", "Tap", "Telemetry"]
 
 _HOME = {
-    "AccessLog": "eblocks.telemetry.access_log",
-    "Hooks": "eblocks.telemetry.core",
-    "Telemetry": "eblocks.telemetry.core",
-    "Tap": "eblocks.telemetry.tap",
+    "AccessLog": "access_log",
+    "Hooks": "core",
+    "Telemetry": "core",
+    "Tap": "tap",
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'eblocks.telemetry' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _HOME)
