@@ -7,6 +7,8 @@ the other way round: both go through the same variable and key.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 from opentelemetry.context import attach, create_key, detach, get_value, set_value
 from opentelemetry.sdk.trace import TracerProvider
@@ -93,3 +95,32 @@ async def test_each_task_has_its_own_current_span() -> None:
 
     assert [*await asyncio.gather(run(6), run(7))] == [6, 7]
     assert current_span() is INVALID_SPAN
+
+
+def test_another_runtime_context_takes_the_public_api() -> None:
+    """With a runtime context other than the API's default, the public API is used."""
+    code = """
+import opentelemetry.context as context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import get_current_span
+
+class Other(ContextVarsRuntimeContext):  # what OTEL_PYTHON_CONTEXT could name
+    pass
+
+context._RUNTIME_CONTEXT = Other()
+from eblocks.telemetry.current import FAST, current_span, enter, leave
+
+assert not FAST
+span = NonRecordingSpan(SpanContext(1, 1, False, TraceFlags(0)))
+token = enter(span)
+assert get_current_span() is span and current_span() is span
+leave(token)
+assert current_span() is INVALID_SPAN
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
