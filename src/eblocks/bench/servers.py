@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -128,6 +129,7 @@ async def _serve(kind: str, host: str, state: Path | None = None) -> None:
         await block.start(host, 0)
         port = block.port
         stop_server = block.stop
+    gc.freeze()  # as an instance does once started (runtime/instance.py), every side alike
     loop = asyncio.get_running_loop()
     loop_kind = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
     print(f"PORT {port} {loop_kind}", flush=True)
