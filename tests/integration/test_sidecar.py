@@ -12,6 +12,7 @@ import glob
 import hashlib
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -607,6 +608,30 @@ def test_nginx_behind_its_sidecar_answers_a_python_block_over_mtls(
     assert "404" in missing.output
     lines = _mesh_metric_lines(box, _row(box, "nginx"))
     assert _count(lines, 'src_block="reader"', 'status_code="200"') >= 1
+
+
+def test_eblocks_apply_reaches_the_proxies_as_every_instance(
+    box: Sandbox, mesh: dict[str, int]
+) -> None:
+    """A proxy takes signed bundles as a Python block does: `apply` waits for it too."""
+    spec = box.work / "mesh.yaml"
+    changed = box.write(
+        "mesh-v1.yaml",
+        spec.read_text(encoding="utf-8").replace("max_concurrent: 32", "max_concurrent: 33"),
+    )
+    run = box.cmd("apply", str(changed), "--timeout", "30")
+    assert run.returncode == 0, str(run)
+    rows = box.instances("side")
+    assert re.search(rf"\b{len(rows)}/{len(rows)} instances at v1\b", run.stdout), str(run)
+    proxies = [r for r in rows if r["block"] in {"web", "db", "pg", "vault", "nginx"}]
+    assert len(proxies) == 5
+    for row in proxies:
+        answer = orjson.loads(box.admin_ok("side", row, "/v1/policies"))
+        assert answer["version"] == 1, row["instance"]
+        assert answer["policies"]["blocks"]["nginx"]["bulkhead"]["max_concurrent"] == 33
+    # and the nginx proxy enforces what it now holds: still answering within its new bulkhead
+    again = box.cmd("call", "reader")
+    assert again.returncode == 0, str(again)
 
 
 def test_sigterm_to_the_mesh_stops_the_apps_too(box: Sandbox, mesh: dict[str, int]) -> None:

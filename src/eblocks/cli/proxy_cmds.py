@@ -43,6 +43,11 @@ def proxy(
     supervised: bool = typer.Option(
         False, "--supervised", hidden=True, help="stop when the parent (supervisor) dies"
     ),
+    policy_dir: Path | None = typer.Option(
+        None,
+        "--policy-dir",
+        help="where signing.pub and run are, for `eblocks apply` (default: <state>/policy)",
+    ),
 ) -> None:
     """Put a program of any language in the mesh: `eblocks proxy --block B --app-port N -- CMD`.
 
@@ -73,6 +78,7 @@ def proxy(
         ready_timeout=ready_timeout,
         command=tuple(ctx.args),
         orphan_watch=supervised,
+        policy_dir=policy_dir,
     )
     raise typer.Exit(main(config))
 

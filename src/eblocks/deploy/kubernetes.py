@@ -411,7 +411,8 @@ def _containers(
     main = _container(spec, names, block, options, manager=manager)
     if not external:
         return {"initContainers": init, "containers": [main]} if init else {"containers": [main]}
-    proxy = sidecar.proxy_container(spec, block, {**main, "image": eblocks})
+    base = {**main, "image": eblocks}  # its mounts: the policy ConfigMap's too
+    proxy = sidecar.proxy_container(spec, block, base, policy=options.policy is not None)
     app = sidecar.app_container(spec, block, main["image"], main["resources"])
     return {"initContainers": [*init, proxy], "containers": [app]}
 

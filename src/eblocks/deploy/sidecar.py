@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 from eblocks.deploy.pods import container_security, instance_args
+from eblocks.deploy.policy import PolicyTrust
 from eblocks.sidecar.options import spec_upstreams
 from eblocks.spec.models import ExternalSpec, MeshSpec
 
@@ -36,10 +37,16 @@ def _external(spec: MeshSpec, block: str) -> ExternalSpec:
     return external
 
 
-def proxy_args(spec: MeshSpec, block: str) -> list[str]:
-    """The arguments of ``python -m eblocks proxy`` in the pod ($(VAR) from env)."""
+def proxy_args(spec: MeshSpec, block: str, *, policy: bool = False) -> list[str]:
+    """The arguments of ``python -m eblocks proxy`` in the pod ($(VAR) from env).
+
+    ``policy``: the pod mounts the policy ConfigMap (`PolicyTrust`), so the proxy,
+    like any instance, takes the bundles `eblocks apply` signs.
+    """
     external = _external(spec, block)
     args = ["proxy", *instance_args(block, "--mesh-state"), "--app-port", str(external.port)]
+    if policy:
+        args += PolicyTrust.args()
     if external.protocol == "tcp":
         args.append("--tcp")
     for up in spec_upstreams(spec, block):
@@ -49,13 +56,15 @@ def proxy_args(spec: MeshSpec, block: str) -> list[str]:
     return args
 
 
-def proxy_container(spec: MeshSpec, block: str, base: Manifest) -> Manifest:
+def proxy_container(
+    spec: MeshSpec, block: str, base: Manifest, *, policy: bool = False
+) -> Manifest:
     """``base`` (the block container a Python block would get) turned into the proxy."""
     ready_timeout = _external(spec, block).ready_timeout or spec.defaults.ready_timeout
     proxy = {k: v for k, v in base.items() if k != "startupProbe"}
     proxy["name"] = "proxy"
     proxy["command"] = ["python", "-m", "eblocks"]
-    proxy["args"] = proxy_args(spec, block)
+    proxy["args"] = proxy_args(spec, block, policy=policy)
     proxy["restartPolicy"] = "Always"  # a native sidecar
     proxy["livenessProbe"] = {
         **base["livenessProbe"],

@@ -44,7 +44,15 @@ from eblocks.workload.scalers import make_scaler
 if TYPE_CHECKING:
     from eblocks.security import Auth
 
-__all__ = ["CONFIG_ERRORS", "EXIT_CONFIG", "main", "mesh_parts", "orphan_watch", "setup_logging"]
+__all__ = [
+    "CONFIG_ERRORS",
+    "EXIT_CONFIG",
+    "main",
+    "mesh_parts",
+    "orphan_watch",
+    "policy_sync",
+    "setup_logging",
+]
 
 CONFIG_ERRORS = (
     AppStartError,
@@ -185,10 +193,13 @@ def _gateway(
     )
 
 
-def _policy_sync(
+def policy_sync(
     spec: MeshSpec, block: Block, state: StateDir, trust: Path | None = None
 ) -> PolicySync:
     """`eblocks apply`'s receiving end: GET/POST /v1/policies, resumed from the state dir.
+
+    Every instance has one: a handler or app block here, a sidecar proxy in
+    `eblocks.sidecar.run` (its block enforces the same policies).
 
     ``trust``: where ``signing.pub`` and ``run`` are (default ``<state>/policy``).
     """
@@ -217,7 +228,7 @@ async def _run(args: argparse.Namespace) -> int:
         membership = Membership(spec, state, args.block, args.instance)
         block = await _build(spec, args, membership)
         trust = Path(args.policy_dir) if args.policy_dir else None
-        sync = _policy_sync(spec, block, state, trust)
+        sync = policy_sync(spec, block, state, trust)
         await block.start(args.host, args.port, args.admin_port, args.admin_host)
         await membership.start(block, args.host)
         if any(mw.workers is not None for _, mw in block.pools.managed()):

@@ -20,15 +20,25 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eblocks.errors import SecurityError
-from eblocks.runtime.instance import CONFIG_ERRORS, mesh_parts, orphan_watch, setup_logging
+from eblocks.runtime.instance import (
+    CONFIG_ERRORS,
+    mesh_parts,
+    orphan_watch,
+    policy_sync,
+    setup_logging,
+)
 from eblocks.runtime.membership import Membership
 from eblocks.runtime.state import EXIT_CONFIG, StateDir, write_json
 from eblocks.sidecar.options import Upstream, check_upstreams, exit_code_of
 from eblocks.sidecar.process import AppProcess, wait_for_port
 from eblocks.sidecar.proxy import Sidecar
 from eblocks.spec import MeshSpec, load_spec
+
+if TYPE_CHECKING:
+    from eblocks.policies.sync import PolicySync
 
 __all__ = ["ProxyConfig", "main", "run_proxy"]
 
@@ -54,6 +64,7 @@ class ProxyConfig:
     ready_timeout: float | None = None
     command: tuple[str, ...] = ()
     orphan_watch: bool = False
+    policy_dir: Path | None = None  # signing.pub and run (rendered pods); default <state>/policy
 
 
 @dataclass
@@ -63,6 +74,7 @@ class _Running:
     state: StateDir | None
     instance: str
     app: AppProcess | None = None
+    policies: PolicySync | None = None  # `eblocks apply`'s receiving end, as every instance's
 
 
 def main(config: ProxyConfig) -> int:
@@ -133,7 +145,8 @@ def _assemble(
     )
     sidecar.block.add_admin_get("/v1/members", membership.members)
     membership.publish_gauges(telemetry.hooks)
-    return _Running(sidecar, membership, state, instance)
+    policies = policy_sync(spec, sidecar.block, state, config.policy_dir)
+    return _Running(sidecar, membership, state, instance, policies=policies)
 
 
 def _ensure_identity(spec: MeshSpec, state: StateDir, instance: str, block: str) -> None:
@@ -207,12 +220,14 @@ async def _serve_until_done(config: ProxyConfig, running: _Running) -> int:
     if config.orphan_watch:
         waiters.add(asyncio.create_task(orphan_watch(stop), name="orphan"))
     auth = running.sidecar.block.auth
-    rotation = asyncio.create_task(auth.watch()) if auth is not None else None
+    background = [asyncio.create_task(auth.watch())] if auth is not None else []
+    membership = running.membership
+    if running.policies is not None and membership is not None:
+        peers = membership.policy_peers if membership.gossip_mode else None
+        background.append(asyncio.create_task(running.policies.run(peers), name="policies"))
     _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
+    for task in (*pending, *background):
         task.cancel()
-    if rotation is not None:
-        rotation.cancel()
     app_exited = running.app is not None and running.app.returncode is not None
     if app_exited:
         log.info("the app exited: draining, then exiting with its code")

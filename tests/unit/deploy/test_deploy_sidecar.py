@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 
 from eblocks.deploy import KUBERNETES_VERSION, KubeOptions, kubernetes_files, render_kubernetes
+from eblocks.deploy.policy import POLICY_DIR, PolicyTrust
 from eblocks.spec import MeshSpec, parse_spec
 
 SPEC = """apiVersion: eblocks/v1
@@ -68,6 +69,24 @@ def test_an_external_pod_is_its_program_with_the_proxy_as_a_native_sidecar() -> 
     assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"  # the proxy holds the SVID
     assert "startupProbe" not in proxy  # the app starts only once a sidecar has started
     assert proxy["livenessProbe"]["initialDelaySeconds"] == 30
+
+
+def test_the_proxy_reads_the_policy_trust_as_every_instance_does() -> None:
+    """With a policy trust rendered, `eblocks apply` reaches an external block's proxy too."""
+    key = "-----BEGIN PUBLIC KEY-----\nkey\n-----END PUBLIC KEY-----\n"
+    trust = PolicyTrust(key, "0123456789abcdef")
+    pod = _pod(render_kubernetes(_spec(), KubeOptions(identity=False, policy=trust)), "web")
+    (proxy,) = pod["initContainers"]
+    args = proxy["args"]
+    assert args[args.index("--policy-dir") + 1] == POLICY_DIR
+    mounts = {m["mountPath"]: m["name"] for m in proxy["volumeMounts"]}
+    assert mounts[POLICY_DIR] == "policy"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["policy"]["configMap"]["name"] == "shop-policy"
+    (app,) = pod["containers"]
+    assert "volumeMounts" not in app or all(m["name"] != "policy" for m in app["volumeMounts"])
+    without = _pod(render_kubernetes(_spec(), KubeOptions(identity=False)), "web")
+    assert "--policy-dir" not in without["initContainers"][0]["args"]
 
 
 def test_tcp_mode_and_the_ready_timeout_reach_the_proxy() -> None:
