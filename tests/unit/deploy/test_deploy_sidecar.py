@@ -8,7 +8,8 @@ import kubernetes_validate
 import pytest
 
 from eblocks.deploy import KUBERNETES_VERSION, KubeOptions, kubernetes_files, render_kubernetes
-from eblocks.deploy.policy import POLICY_DIR, PolicyTrust
+from eblocks.deploy.names import POLICY_DIR
+from eblocks.deploy.policy import PolicyTrust
 from eblocks.spec import MeshSpec, parse_spec
 
 SPEC = """apiVersion: eblocks/v1
