@@ -88,6 +88,26 @@ async def test_status_and_headers_of_the_app_pass_through(
         await sidecar.close_upstreams()
 
 
+async def test_the_admin_port_on_every_address_as_a_rendered_proxy_serves_it(
+    app_port: int, session: aiohttp.ClientSession
+) -> None:
+    """``--admin-host '*'`` (a pod's proxy): probes on the pod IP, port-forward on loopback."""
+    sidecar = Sidecar("web", ("127.0.0.1", app_port))
+    await sidecar.serve("127.0.0.2", 0, admin_host="*")
+    try:
+        for host in ("127.0.0.2", "127.0.0.1"):  # the pod IP, and the pod's loopback
+            async with session.get(f"http://{host}:{sidecar.block.admin_port}/readyz") as resp:
+                assert resp.status == 200
+        async with session.post(f"http://127.0.0.2:{sidecar.block.port}/echo", data=b"x") as resp:
+            assert await resp.read() == b"x"
+        with pytest.raises(aiohttp.ClientConnectionError):  # the mesh port: the pod IP only
+            async with session.post(f"http://127.0.0.1:{sidecar.block.port}/echo", data=b"x"):
+                pass
+    finally:
+        await sidecar.stop_block()
+        await sidecar.close_upstreams()
+
+
 async def test_an_app_that_refuses_gives_a_connect_error_naming_the_block(
     session: aiohttp.ClientSession,
 ) -> None:

@@ -23,6 +23,9 @@ def proxy(
     ),
     admin_port: int = typer.Option(0, "--admin-port", min=0, max=65535, help="admin API port"),
     host: str | None = typer.Option(None, "--host", help="address to listen on"),
+    admin_host: str | None = typer.Option(
+        None, "--admin-host", help="address of the admin port (default: --host; '*': every one)"
+    ),
     app_host: str = typer.Option("127.0.0.1", "--app-host", help="address of the app"),
     upstream: list[str] = typer.Option(
         [],
@@ -73,6 +76,7 @@ def proxy(
         host=host,
         port=port,
         admin_port=admin_port,
+        admin_host=admin_host,
         upstreams=upstreams,
         tcp=tcp,
         ready_timeout=ready_timeout,

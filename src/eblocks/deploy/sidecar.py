@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from eblocks.deploy.pods import container_security, instance_args
+from eblocks.deploy.pods import ADMIN_ANY, container_security, instance_args
 from eblocks.deploy.policy import PolicyTrust
 from eblocks.sidecar.options import spec_upstreams
 from eblocks.spec.models import ExternalSpec, MeshSpec
@@ -45,6 +45,7 @@ def proxy_args(spec: MeshSpec, block: str, *, policy: bool = False) -> list[str]
     """
     external = _external(spec, block)
     args = ["proxy", *instance_args(block, "--mesh-state"), "--app-port", str(external.port)]
+    args += ADMIN_ANY  # the admin port on the pod's loopback too: kubectl port-forward
     if policy:
         args += PolicyTrust.args()
     if external.protocol == "tcp":

@@ -117,9 +117,14 @@ class Sidecar:
             await port.start(wanted)
             log.info("upstream %s on 127.0.0.1:%d", port.target, port.port)
 
-    async def serve(self, host: str, port: int, admin_port: int = 0) -> None:
-        """Start the block: PM and admin ports; ``/readyz`` answers 200 from now on."""
-        await self.block.start(host, port, admin_port)
+    async def serve(
+        self, host: str, port: int, admin_port: int = 0, admin_host: str | None = None
+    ) -> None:
+        """Start the block: PM and admin ports; ``/readyz`` answers 200 from now on.
+
+        ``admin_host``: as `Block.start` takes it (default ``host``; ``*`` every address).
+        """
+        await self.block.start(host, port, admin_port, admin_host)
 
     async def stop_block(self) -> None:
         """Unready, drain in-flight requests (bounded by the block's drain), close."""

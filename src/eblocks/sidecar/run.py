@@ -59,6 +59,7 @@ class ProxyConfig:
     host: str | None = None
     port: int | None = None
     admin_port: int = 0
+    admin_host: str | None = None  # default: host; "*": every address (kubectl port-forward)
     upstreams: tuple[Upstream, ...] = ()
     tcp: bool = False
     ready_timeout: float | None = None
@@ -183,7 +184,7 @@ async def _start(config: ProxyConfig, spec: MeshSpec | None, running: _Running) 
     settings = sidecar.block.settings
     host = config.host or settings.host
     pm_port = config.port if config.port is not None else (settings.port or 0)
-    await sidecar.serve(host, pm_port, config.admin_port)
+    await sidecar.serve(host, pm_port, config.admin_port, config.admin_host)
     if running.membership is not None:
         await running.membership.start(sidecar.block, host)
     if running.state is not None:

@@ -64,7 +64,9 @@ def test_an_external_pod_is_its_program_with_the_proxy_as_a_native_sidecar() -> 
     assert proxy["command"] == ["python", "-m", "eblocks"]
     args = proxy["args"]
     assert args[:1] == ["proxy"]
-    assert " ".join(args).endswith("--app-port 8080 --upstream db=9002/tcp --upstream store=9001")
+    assert " ".join(args).endswith(
+        "--app-port 8080 --admin-host * --upstream db=9002/tcp --upstream store=9001"
+    )  # the admin port on every pod address: kubectl port-forward reaches it
     assert {p["name"] for p in proxy["ports"]} == {"http", "admin", "gossip"}
     assert proxy["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"  # the proxy holds the SVID
