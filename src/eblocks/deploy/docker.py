@@ -77,6 +77,13 @@ class DockerOptions:
 def docker_files(spec: MeshSpec, options: DockerOptions) -> dict[str, str]:
     """Every file of the docker target, by name relative to ``options.out``."""
     names = Names.checked(spec, None)
+    external = sorted(b for b, block in spec.blocks.items() if block.external is not None)
+    if external:  # its image is the user's program, not a Python block's: Kubernetes has the pair
+        raise RenderError(
+            f"block {external[0]!r} is external: the docker target does not render external "
+            "blocks (their program and the proxy need a pod); use --target kubernetes, or "
+            "`eblocks up` on one machine"
+        )
     context = _relative(options.spec_dir, options.out)
     files = {
         "mesh.yaml": header(options.source, f"the spec of mesh {spec.mesh!r} in compose")

@@ -7,12 +7,14 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from eblocks.cli import app
 from eblocks.deploy.docker import DockerOptions, docker_files
 from eblocks.deploy.output import write_files
+from eblocks.errors import RenderError
 from eblocks.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -92,3 +94,24 @@ def test_the_cli_wants_a_folder_for_docker(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "--out" in result.output
+
+
+def test_external_blocks_are_refused_by_name_and_nothing_is_written(tmp_path: Path) -> None:
+    """An external block's program is not a Python block's image: no compose file pretends."""
+    spec = tmp_path / "mesh.yaml"
+    spec.write_text(
+        "apiVersion: eblocks/v1\nmesh: shop\nblocks:\n"
+        "  web: {external: {command: [/srv/web], port: 8080}}\n"
+        '  store: {handler: "handlers:store"}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    with pytest.raises(RenderError, match=r"block 'web' is external.*--target kubernetes"):
+        docker_files(load_spec(spec), DockerOptions(spec_dir=tmp_path, out=out))
+    state = ["--state-dir", str(tmp_path / "state")]
+    result = CliRunner().invoke(
+        app, ["render", str(spec), "--target", "docker", "--out", str(out), *state]
+    )
+    assert result.exit_code == 1
+    assert "block 'web' is external" in result.output
+    assert not out.exists()
