@@ -41,6 +41,7 @@ from eblocks.discovery.seeds import (
 )
 from eblocks.discovery.swim import Addr
 from eblocks.discovery.view import counters_row, endpoint_rows, member_rows
+from eblocks.discovery.wire import key_id_of
 from eblocks.errors import DiscoveryError
 from eblocks.policies import PolicyState
 from eblocks.policies.sync import Peer
@@ -51,6 +52,10 @@ from eblocks.telemetry import Hooks
 __all__ = ["INCARNATION_EPOCH", "DeferredResolver", "Membership", "roles_of"]
 
 log = logging.getLogger("eblocks.membership")
+
+KEY_SETTLE = 3.0
+"""Seconds a rotated-in gossip key is only accepted before it signs (every member re-reads
+``gossip.key`` each second: three rounds of that)."""
 
 INCARNATION_EPOCH = 1_700_000_000
 """Incarnations start at wall-clock seconds since this epoch (Nov 2023)."""
@@ -109,6 +114,7 @@ class Membership:
         self._loop_task: asyncio.Task[None] | None = None
         self._keyring: Keyring | None = None
         self._key_stamp: tuple[int, int] | None = None
+        self._pending_keys: tuple[list[bytes], float] | None = None  # (keys, when they sign)
 
     @property
     def gossip_port(self) -> int:
@@ -229,20 +235,43 @@ class Membership:
         return (stat.st_mtime_ns, stat.st_size)
 
     def _reload_keys(self) -> None:
-        """Adopt a changed ``gossip.key`` (key rotation); a bad file keeps the old keys."""
+        """Adopt a changed ``gossip.key`` (key rotation); a bad file keeps the old keys.
+
+        Install, then use (as Serf rotates keys): a new first key is accepted at
+        once but signs only `KEY_SETTLE` seconds later, when every member has
+        re-read the file (each does every second) and can check its packets;
+        signing with it at once would make the members that have not read the
+        file yet drop this one's probes and suspect it.
+        """
+        keyring = self._keyring
+        if keyring is None:
+            return
+        now = self.gossip.node.clock.monotonic() if self.gossip is not None else 0.0
+        window = self.spec.discovery.key_window
+        pending = self._pending_keys
+        if pending is not None and now >= pending[1]:
+            self._pending_keys = None
+            keyring.update(pending[0], window=window, now=now)
+            log.info("gossip key id %d signs from now on", keyring.primary_id)
         stamp = self._key_file_stamp()
-        if stamp is None or stamp == self._key_stamp or self._keyring is None:
+        if stamp is None or stamp == self._key_stamp:
             return
         self._key_stamp = stamp
         try:
             keys = read_keys(self.state.path)
-            now = self.gossip.node.clock.monotonic() if self.gossip is not None else 0.0
-            self._keyring.update(keys, window=self.spec.discovery.key_window, now=now)
+            signing = keyring.sign_key()[1]
+            switch = key_id_of(keys[0]) != keyring.primary_id
+            keyring.update([signing, *keys] if switch else keys, window=window, now=now)
         except (DiscoveryError, ValueError) as exc:
             log.error("gossip key rotation refused, keeping the current keys: %s", exc)
             return
-        log.info("gossip keys reloaded: %d key(s), signing with key id %d",
-                 len(keys), self._keyring.primary_id)  # fmt: skip
+        self._pending_keys = (keys, now + KEY_SETTLE) if switch else None
+        if switch:
+            log.info("gossip keys reloaded: %d key(s), key id %d accepted, signing with it in %gs",
+                     len(keys), key_id_of(keys[0]), KEY_SETTLE)  # fmt: skip
+        else:
+            log.info("gossip keys reloaded: %d key(s), signing with key id %d",
+                     len(keys), keyring.primary_id)  # fmt: skip
 
     async def _seed_and_load(self, block: Block) -> None:
         """Keep joining seeds we do not see yet, and publish our load, every second."""

@@ -4,8 +4,9 @@ The supervisor keeps the mesh's gossip keys in ``<state>/gossip.key`` (one per
 line, the first signs; `eblocks.discovery.seeds`). When the mesh CA rotates
 (`eblocks ca rotate`), a key the supervisor generated is rotated too: a new
 signing key goes first and the previous signing key stays on the second line,
-still accepted, so members that have not re-read the file yet are understood.
-Running instances re-read the file on their own (`runtime.membership`). A key
+still accepted. Running instances re-read the file on their own
+(`runtime.membership`): each accepts the new key at once and signs with it
+only a few seconds later, when all of them accept it. A key
 the spec pins (``key``/``key_file``) is the operator's to change.
 """
 
