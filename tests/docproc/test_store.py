@@ -16,7 +16,7 @@ import pytest
 from docproc.envelope import Envelope, open_envelope, seal
 from docproc.errors import RecordError, StoreError
 from docproc.keystore import KeyStore
-from docproc.store import Record, Store, open_store
+from docproc.store import MAX_IDS, Record, Store, open_store
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 ENVELOPE = {"version": 1, "level": "low", "kid": "rsa2048-x", "note": "not opened here"}
@@ -53,6 +53,26 @@ async def test_put_then_get_returns_the_record(store: Store) -> None:
     assert await store.get_by_key("doc-1") == got
     assert await store.get("no-such-id") is None
     assert await store.get_by_key("no-such-key") is None
+
+
+async def test_get_many_reads_in_the_order_asked_and_leaves_out_unknown_ids(
+    store: Store,
+) -> None:
+    ids = [(await store.put(make(f"doc-{i}", topic=f"t{i}")))[0] for i in range(5)]
+    wanted = [ids[3], "no-such-id", ids[0], ids[4], ids[3]]
+
+    got = await store.get_many(wanted)
+
+    assert [stored.doc_id for stored in got] == [ids[3], ids[0], ids[4]]
+    assert got == [await store.get(doc_id) for doc_id in (ids[3], ids[0], ids[4])]
+    assert got[0].record.topic == "t3"
+    assert await store.get_many([]) == []
+    assert await store.get_many(["nothing", "here"]) == []
+
+
+async def test_get_many_refuses_more_ids_than_one_query_takes(store: Store) -> None:
+    with pytest.raises(RecordError, match=f"at most {MAX_IDS}"):
+        await store.get_many([f"id-{i}" for i in range(MAX_IDS + 1)])
 
 
 async def test_a_second_put_with_the_same_key_returns_the_first(store: Store) -> None:

@@ -123,6 +123,84 @@ def test_kill_9_of_decrypt_workers_loses_and_duplicates_nothing(
     assert counts["total"] == 300, counts  # one row per document: retries wrote nothing twice
 
 
+def test_batched_read_back_survives_kill_9_and_names_bad_ids(sandbox: Sandbox, keys: Path) -> None:
+    """Scenario B, 8 documents a request: each batch is one decrypt task; killing workers
+    mid-run retries whole batches elsewhere, and every document comes back byte for byte."""
+    from docproc.drive import drive, load_documents
+    from docproc.meshrun import RunningMesh
+    from eblocks import Message
+    from eblocks.errors import MeshError
+
+    docs = load_documents(_corpus(sandbox, 320, seed=3))
+    env = _env(sandbox, keys)
+    up = sandbox.up(DOCPROC / "scenario-b.yaml", env=env)
+    assert up.returncode == 0, str(up)
+    mesh = RunningMesh(DOCPROC / "scenario-b.yaml", sandbox.state_root, {**sandbox.env, **env})
+
+    def kill_a_worker(round_: int) -> None:
+        workers = [r for r in mesh.instances() if r["block"] == "decrypt" and r["ready"]]
+        assert workers, mesh.instances()
+        victim = psutil.Process(workers[round_ % len(workers)]["pid"])
+        assert "eblocks.runtime.instance" in victim.cmdline()
+        victim.send_signal(signal.SIGKILL)
+        psutil.wait_procs([victim], timeout=10)
+
+    async def refused(client: Any, body: dict[str, list[str]]) -> str:
+        with pytest.raises(MeshError) as caught:
+            await client.call("readback", Message.of(body))
+        return caught.value.message
+
+    async def scenario() -> tuple[int, list[Any], str, str]:
+        async with mesh.client() as client:
+            stored, _ = await drive(client, "ingest", docs, concurrency=16)
+            assert all(r.ok for r in stored), [r.name for r in stored if not r.ok]
+            ids = {r.name: r.doc_id for r in stored}
+            with_ids = [type(d)(d.name, d.body, ids[d.name]) for d in docs]
+            count = 0
+            reached = [asyncio.Event(), asyncio.Event()]  # 80 and 160 documents read back
+
+            def tick(_: Any) -> None:
+                nonlocal count
+                count += 1
+                for i, event in enumerate(reached):
+                    if count >= 80 * (i + 1):
+                        event.set()
+
+            reading = asyncio.create_task(
+                drive(
+                    client,
+                    "readback",
+                    with_ids,
+                    read_path=True,
+                    batch=8,
+                    concurrency=4,
+                    progress=tick,
+                )
+            )
+            killed = 0
+            for round_, event in enumerate(reached):
+                waiting = asyncio.create_task(event.wait())
+                await asyncio.wait({reading, waiting}, timeout=120, return_when="FIRST_COMPLETED")
+                waiting.cancel()
+                if reading.done():
+                    break
+                await asyncio.to_thread(kill_a_worker, round_)
+                killed += 1
+            results, _ = await asyncio.wait_for(reading, 300)
+            missing = await refused(client, {"ids": [with_ids[0].doc_id or "", "no-such-doc"]})
+            empty = await refused(client, {"ids": []})
+            return killed, results, missing, empty
+
+    killed, results, missing, empty = asyncio.run(scenario())
+
+    assert killed == 2, "the read-back ended before both kills (make it longer)"
+    assert [r.name for r in results if not (r.ok and r.verified)] == []
+    assert len(results) == 320
+    assert "fetch: no document 'no-such-doc'" in missing
+    assert "'ids' must be a non-empty list" in empty
+    assert _counts(sandbox, "docproc-b", env)["total"] == 320  # reading wrote nothing
+
+
 def _http(
     url: str,
     tls: ssl.SSLContext,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from docproc.frames import READ_BATCH
 
 __all__ = ["bench_docproc", "demo"]
 
@@ -20,11 +24,14 @@ def demo(
         Path(".docproc-demo"), help="corpus, keys, database and mesh state"
     ),
     keep: bool = typer.Option(False, "--keep", help="leave the mesh running (UI stays up)"),
+    batch: int = typer.Option(
+        READ_BATCH, min=1, max=256, help="documents per read-back request and decrypt task"
+    ),
 ) -> None:
     """Generate the corpus, run it through the mesh, read it back, print the summary."""
     from docproc.demo import run_demo
 
-    result = run_demo(workdir, count=count, seed=seed, keep=keep, console=console)
+    result = run_demo(workdir, count=count, seed=seed, keep=keep, read_batch=batch, console=console)
     if not result.ok:
         err.print("[red]some documents failed or did not decrypt to their original bytes[/]")
         raise typer.Exit(1)
@@ -40,7 +47,10 @@ def bench_docproc(
     large: int = typer.Option(
         0, min=0, help="also run A and D (divide & conquer) on this many large documents"
     ),
-    concurrency: int = typer.Option(16, min=1, max=1024, help="documents in flight"),
+    concurrency: int = typer.Option(16, min=1, max=1024, help="requests in flight"),
+    batch: int = typer.Option(
+        READ_BATCH, min=1, max=256, help="B: documents per read request and per decrypt task"
+    ),
     out: Path = typer.Option(Path("bench/results"), help="JSON + Markdown + PNG go here"),
     workdir: Path = typer.Option(Path(".docproc-bench"), help="corpus cache and key store"),
 ) -> None:
@@ -55,7 +65,7 @@ def bench_docproc(
     )
     from docproc.report import console_table, write_results
 
-    variants = paper_variants()
+    variants = paper_variants(batch=batch)
     if not paper:
         wanted = [s.strip() for s in scenarios.split(",") if s.strip()]
         known = {v.name: v for v in variants}
@@ -95,6 +105,7 @@ def bench_docproc(
         concurrency=concurrency,
         progress=progress,
     )
+    experiment.settings["command"] = "eblocks " + shlex.join(sys.argv[1:])
     console.print(console_table(experiment))
     for path in write_results(experiment, out):
         console.print(f"wrote {path}")

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from docproc import corpus
 from docproc.drive import DocResult, Document, drive, load_documents
+from docproc.frames import READ_BATCH
 from docproc.keystore import KeyStore
 from docproc.meshrun import RunningMesh
 from eblocks import Message
@@ -80,6 +81,7 @@ async def _pass(
     console: Console,
     *,
     read_path: bool = False,
+    batch: int = 1,
 ) -> tuple[list[DocResult], float]:
     columns = (
         TextColumn("{task.description}"),
@@ -100,7 +102,13 @@ async def _pass(
         began = time.perf_counter()
         async with mesh.client() as client:
             results, _ = await drive(
-                client, pattern, docs, read_path=read_path, concurrency=16, progress=tick
+                client,
+                pattern,
+                docs,
+                read_path=read_path,
+                batch=batch,
+                concurrency=16,
+                progress=tick,
             )
         return results, time.perf_counter() - began
 
@@ -118,6 +126,7 @@ def run_demo(
     count: int = 2745,
     seed: int = 7,
     keep: bool = False,
+    read_batch: int = READ_BATCH,
     state_root: Path | None = None,
     console: Console | None = None,
 ) -> DemoResult:
@@ -141,9 +150,12 @@ def run_demo(
         ingested, t_in = asyncio.run(_pass(mesh, "ingest", docs, "ingest", console))
         ids = {r.name: r.doc_id for r in ingested if r.ok}
         stored = [Document(d.name, d.body, ids[d.name]) for d in docs if d.name in ids]
-        console.print("[bold]5.[/] read back: fetch → decrypt manager → decrypt workers")
+        console.print(
+            "[bold]5.[/] read back: fetch → decrypt manager → decrypt workers"
+            + (f", {read_batch} documents a request" if read_batch > 1 else "")
+        )
         read, t_read = asyncio.run(
-            _pass(mesh, "readback", stored, "read back", console, read_path=True)
+            _pass(mesh, "readback", stored, "read back", console, read_path=True, batch=read_batch)
         )
         counts = asyncio.run(_counts(mesh))
         result = DemoResult(ingested, read, t_in, t_read, counts, mesh.address("router"))

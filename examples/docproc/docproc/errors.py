@@ -27,6 +27,7 @@ __all__ = [
     "DecryptError",
     "DocprocError",
     "EnvelopeError",
+    "FrameError",
     "KeyStoreError",
     "MalformedEnvelopeError",
     "RecordError",
@@ -75,3 +76,7 @@ class StoreError(DocprocError, RuntimeError):
 
 class RecordError(StoreError, ValueError):
     """A record is invalid; the message names the field."""
+
+
+class FrameError(DocprocError, ValueError):
+    """A batch reply is not a well-formed frame (`docproc.frames`); the message says where."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import os
 import time
@@ -31,10 +30,10 @@ from typing import Any
 
 import orjson
 
-from docproc import envelope, risk, semantic
+from docproc import envelope, frames, risk, semantic
 from docproc.config import settings
 from docproc.keystore import LEVELS, KeyStore
-from docproc.store import Record, Store, StoredRecord, open_store
+from docproc.store import MAX_IDS, Record, Store, StoredRecord, open_store
 from eblocks import BadRequestError, Context, Message
 from eblocks.message import NAME_HEADER
 
@@ -249,53 +248,81 @@ def _summary(stored: StoredRecord) -> dict[str, Any]:
 
 
 async def fetch(msg: Message) -> dict[str, Any]:
-    """Read path, filter 1: the stored envelope of ``{"id": ...}`` (scenario B)."""
+    """Read path, filter 1: the stored envelope of ``{"id": ...}`` (scenario B).
+
+    ``{"ids": [...]}`` reads up to `MAX_IDS` documents in one query and answers
+    ``{"docs": [...], "timings": {"fetch": seconds}}``: a *batch*, which the
+    decrypt workers open as one task (docs/docproc.md, "Task granularity").
+    """
     began = time.perf_counter()
     item = _item(msg)
     docs = await open_docstore()
+    if "ids" in item:
+        ids = _ids(item["ids"])
+        found = await docs.get_many(ids)
+        if len(found) != len(ids):
+            known = {stored.doc_id for stored in found}
+            missing = [doc_id for doc_id in ids if doc_id not in known]
+            raise BadRequestError(
+                f"fetch: no document {missing[0]!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                detail={"missing": missing[:20]},
+            )
+        batch = {"docs": [_fetched(stored) for stored in found], "timings": {}}
+        return _timed(batch, "fetch", began)
     doc_id = str(_need(item, "id", "fetch"))
-    found = await docs.get(doc_id)
-    if found is None:
+    one = await docs.get(doc_id)
+    if one is None:
         raise BadRequestError(f"fetch: no document {doc_id!r}")
-    record = found.record
-    out = {
-        "id": doc_id,
+    out = _fetched(one)
+    out["timings"] = item.get("timings", {})
+    return _timed(out, "fetch", began)
+
+
+def _ids(value: object) -> list[str]:
+    """A batch's ids: a non-empty list of strings, at most `MAX_IDS`, each once."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise BadRequestError("fetch: 'ids' must be a non-empty list of document ids (strings)")
+    if len(value) > MAX_IDS:
+        raise BadRequestError(f"fetch: {len(value)} ids in one batch; at most {MAX_IDS}")
+    if len(set(value)) != len(value):
+        raise BadRequestError("fetch: 'ids' names a document more than once")
+    return value
+
+
+def _fetched(stored: StoredRecord) -> dict[str, Any]:
+    record = stored.record
+    return {
+        "id": stored.doc_id,
         "key": record.idempotency_key,
         "sha256": record.sha256,
         "level": record.level,
         "envelope": dict(record.envelope),
-        "timings": item.get("timings", {}),
     }
-    return _timed(out, "fetch", began)
 
 
 async def decrypt(msg: Message) -> Message:
     """The expensive stage: unwrap (RSA private key), decrypt, verify; the original bytes.
 
     Takes the store's reply (``{"id": ...}``), reading the envelope itself, or a
-    fetched document that already carries its envelope.
+    fetched document that already carries its envelope; answers with the bytes.
+    A fetched batch (``{"docs": [...]}``) is opened as one task and answered as
+    one frame (`docproc.frames`): each document's id and level, then its bytes.
     """
     began = time.perf_counter()
     item = _item(msg)
+    if "docs" in item:
+        return await _decrypt_batch(item, began)
     doc_id = str(_need(item, "id", "decrypt"))
     if "envelope" not in item:
         found = await (await open_docstore()).get(doc_id)
         if found is None:
             raise BadRequestError(f"decrypt: no document {doc_id!r}")
-        record = found.record
-        item.update(
-            key=record.idempotency_key,
-            sha256=record.sha256,
-            level=record.level,
-            envelope=record.envelope,
-        )
-    sealed = envelope.Envelope.from_dict(item["envelope"])
-    opener = functools.partial(envelope.open_envelope, aad=item["key"].encode())
+        item.update(_fetched(found))
+    sealed = _sealed(item)
     plain = await asyncio.get_running_loop().run_in_executor(
-        _decrypt_pool(), opener, sealed, keystore()
+        _decrypt_pool(), _open_checked, [sealed]
     )
-    if hashlib.sha256(plain).hexdigest() != item["sha256"]:
-        raise IntegrityError(f"decrypt: document {doc_id} does not match its recorded SHA-256")
     timings = _timed(item, "decrypt", began)["timings"]
     headers = {
         DOC_ID_HEADER: doc_id,
@@ -303,7 +330,49 @@ async def decrypt(msg: Message) -> Message:
         TIMINGS_HEADER: orjson.dumps(timings).decode(),
         "content-type": "application/octet-stream",
     }
-    return Message(plain, headers)
+    return Message(plain[0], headers)
+
+
+_Sealed = tuple[str, envelope.Envelope, bytes, str]
+"""What one document needs to be opened: (id, envelope, aad, recorded SHA-256)."""
+
+
+def _sealed(doc: dict[str, Any]) -> _Sealed:
+    doc_id = str(_need(doc, "id", "decrypt"))
+    fields = [_need(doc, name, "decrypt") for name in ("key", "sha256", "envelope")]
+    key, sha256, sealed = fields
+    if not isinstance(key, str) or not isinstance(sha256, str):
+        raise BadRequestError(f"decrypt: document {doc_id!r}: 'key' and 'sha256' must be strings")
+    return doc_id, envelope.Envelope.from_dict(sealed), key.encode(), sha256
+
+
+def _open_checked(docs: list[_Sealed]) -> list[bytes]:
+    """Open each envelope and check its plaintext's SHA-256 (in the decrypt thread)."""
+    keys = keystore()
+    out = []
+    for doc_id, sealed, aad, sha256 in docs:
+        plain = envelope.open_envelope(sealed, keys, aad=aad)
+        if hashlib.sha256(plain).hexdigest() != sha256:
+            raise IntegrityError(f"decrypt: document {doc_id} does not match its recorded SHA-256")
+        out.append(plain)
+    return out
+
+
+async def _decrypt_batch(item: dict[str, Any], began: float) -> Message:
+    docs = item["docs"]
+    if not isinstance(docs, list) or not docs or not all(isinstance(d, dict) for d in docs):
+        raise BadRequestError("decrypt: 'docs' must be a non-empty list of fetched documents")
+    if len(docs) > MAX_IDS:
+        raise BadRequestError(f"decrypt: {len(docs)} documents in one batch; at most {MAX_IDS}")
+    sealed = [_sealed(doc) for doc in docs]
+    plains = await asyncio.get_running_loop().run_in_executor(
+        _decrypt_pool(), _open_checked, sealed
+    )
+    timings = _timed(item, "decrypt", began)["timings"]
+    heads = [{"id": doc["id"], "level": doc["level"]} for doc in docs]
+    return Message(
+        frames.pack(heads, plains, timings=timings), {"content-type": frames.CONTENT_TYPE}
+    )
 
 
 # -- scenario D: divide & conquer over large documents ------------------------------------

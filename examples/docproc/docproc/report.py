@@ -88,6 +88,13 @@ def _resources(variants: list[VariantResult]) -> list[str]:
     return _md_table(head, rows)
 
 
+def _batch(exp: Experiment) -> str:
+    size = int(exp.settings.get("read_batch", 1))
+    if size <= 1:
+        return "one document per request"
+    return f"{size} documents per request (one fetch query, one decrypt task)"
+
+
 def to_markdown(exp: Experiment, chart: str | None = "docproc.png") -> str:
     an = exp.analysis
     lines = [
@@ -99,21 +106,35 @@ def to_markdown(exp: Experiment, chart: str | None = "docproc.png") -> str:
         f"Corpus: {exp.corpus.get('documents')} documents, mean "
         f"{exp.corpus.get('bytes_mean', 0):.0f} B (sd {exp.corpus.get('bytes_stdev', 0):.0f}, "
         f"min {exp.corpus.get('bytes_min')}, max {exp.corpus.get('bytes_max')}); "
-        f"{exp.settings.get('concurrency')} documents in flight.",
+        f"{exp.settings.get('concurrency')} requests in flight.",
         "",
-        "Command: `eblocks bench docproc --paper`",
+        f"Command: `{exp.settings.get('command', 'eblocks bench docproc --paper')}`",
         "",
         *_md_table(_HEAD, _rows(exp)),
         "",
         "RT: response time per document; PRT: the sum of the stages' own processing "
         "times; CT = RT - PRT (network, queues, the mesh). Ideal: this machine's cores "
         "divided by the CPU cost of the variant's stages measured in one process "
-        "without a mesh. B times the read path only (fetch → decrypt pool); A and C "
-        "time ingest and read-back of each document.",
+        "without a mesh, again just before each variant. B times the read path only "
+        f"(fetch → decrypt pool), {_batch(exp)}, after an untimed warm-up; each B row "
+        "is the median of its timed passes (all in the JSON, `pass_throughputs`). "
+        "A and C time ingest and read-back of each document.",
         "",
         "## Stage costs without the mesh (CPU ms per document)",
         "",
+        "At the start of the run:",
+        "",
         *_md_table(["stage", "ms"], [(s, f"{c * 1000:.2f}") for s, c in exp.stage_costs.items()]),
+        "",
+        "Just before each variant (its ideal):",
+        "",
+        *_md_table(
+            ["scenario", "stages, ms per document"],
+            [
+                (v.name, ", ".join(f"{s} {c * 1000:.2f}" for s, c in v.stage_costs.items()))
+                for v in exp.variants
+            ],
+        ),
         "",
         "## CPU seconds and peak RSS per block",
         "",

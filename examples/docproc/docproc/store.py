@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 from urllib.parse import urlsplit
 
+import orjson
+
 from docproc.errors import RecordError, StoreError
 from docproc.keystore import LEVELS
 
 __all__ = [
+    "MAX_IDS",
     "Counts",
     "Record",
     "Store",
@@ -42,6 +45,8 @@ __all__ = [
 ]
 
 MAX_KEY_CHARS: Final = 512
+MAX_IDS: Final = 256
+"""Most ids one `Store.get_many` call reads (one query; SQLite binds each as a parameter)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # Columns in the order both backends select them (see ``record_from_row``).
@@ -116,6 +121,14 @@ class Record:
         if not isinstance(self.created_at, datetime) or self.created_at.tzinfo is None:
             raise RecordError("record field 'created_at': expected a timezone-aware datetime")
 
+    @classmethod
+    def stored(cls, values: Mapping[str, Any]) -> Record:
+        """A record as the store gives it back, without the checks: they ran at `put`."""
+        record = object.__new__(cls)
+        for name in _FIELDS:
+            object.__setattr__(record, name, values[name])
+        return record
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (``created_at`` in ISO 8601)."""
         return {
@@ -135,6 +148,9 @@ class Record:
     def search_keywords(self) -> list[str]:
         """The keywords as the search table keeps them: stripped, lower-case, unique."""
         return sorted({k.strip().lower() for k in self.keywords if k.strip()})
+
+
+_FIELDS: Final = tuple(f.name for f in fields(Record))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +178,11 @@ class Store(Protocol):
         ...
 
     async def get(self, doc_id: str) -> StoredRecord | None: ...
+
+    async def get_many(self, doc_ids: Sequence[str]) -> list[StoredRecord]:
+        """The stored documents among ``doc_ids`` in one query, in the order asked;
+        unknown ids are left out (at most `MAX_IDS` ids)."""
+        ...
 
     async def get_by_key(self, idempotency_key: str) -> StoredRecord | None: ...
 
@@ -282,19 +303,36 @@ def counts_from_groups(groups: Sequence[Sequence[Any]]) -> Counts:
     return Counts(sum(by_level.values()), by_level, by_topic)
 
 
+def check_ids(doc_ids: Sequence[str]) -> list[str]:
+    """``doc_ids`` as a list, refused (`RecordError`) when there are more than `MAX_IDS`."""
+    ids = list(doc_ids)
+    if len(ids) > MAX_IDS:
+        raise RecordError(f"get_many: {len(ids)} ids asked for; at most {MAX_IDS} per call")
+    return ids
+
+
+def in_order(doc_ids: Sequence[str], found: Iterable[StoredRecord]) -> list[StoredRecord]:
+    """The records of ``found`` in the order of ``doc_ids`` (each once; unknown ids dropped)."""
+    by_id = {stored.doc_id: stored for stored in found}
+    return [by_id[doc_id] for doc_id in dict.fromkeys(doc_ids) if doc_id in by_id]
+
+
 def record_from_row(row: Sequence[Any]) -> StoredRecord:
     """Build a :class:`StoredRecord` from a row in :data:`COLUMNS` order.
 
     JSON columns arrive as text (SQLite) or already decoded (PostgreSQL JSONB);
-    ``created_at`` as ISO text (SQLite) or a datetime (PostgreSQL).
+    ``created_at`` as ISO text (SQLite) or a datetime (PostgreSQL). The record
+    was checked field by field when it was put, so it is not checked again
+    (`Record.stored`): reading costs the decoding only.
     """
     values = dict(zip(COLUMNS, row, strict=True))
     for name in ("keywords", "semantic", "risk", "envelope"):
         if isinstance(values[name], str):
-            values[name] = json.loads(values[name])
+            values[name] = orjson.loads(values[name])
     created = values["created_at"]
     if isinstance(created, str):
         created = datetime.fromisoformat(created)
     values["created_at"] = created.astimezone(UTC)
+    values["keywords"] = tuple(values["keywords"])
     doc_id = values.pop("id")
-    return StoredRecord(doc_id, Record(**values))
+    return StoredRecord(doc_id, Record.stored(values))

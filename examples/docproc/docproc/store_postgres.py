@@ -13,7 +13,7 @@ key makes it wait for that transaction, then do nothing, and the following
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Final, Self
@@ -30,7 +30,9 @@ from docproc.store import (
     Counts,
     Record,
     StoredRecord,
+    check_ids,
     counts_from_groups,
+    in_order,
     record_from_row,
     redact_url,
     search_sql,
@@ -161,6 +163,15 @@ class PostgresStore:
 
     async def get(self, doc_id: str) -> StoredRecord | None:
         return await self._one(f"{_SELECT} WHERE id = %s", doc_id)
+
+    async def get_many(self, doc_ids: Sequence[str]) -> list[StoredRecord]:
+        ids = check_ids(doc_ids)
+        if not ids:
+            return []
+        async with self._connection() as conn:
+            cursor = await conn.execute(f"{_SELECT} WHERE id = ANY(%s)", (ids,))
+            rows = await cursor.fetchall()
+        return in_order(ids, (record_from_row(row) for row in rows))
 
     async def get_by_key(self, idempotency_key: str) -> StoredRecord | None:
         return await self._one(f"{_SELECT} WHERE idempotency_key = %s", idempotency_key)

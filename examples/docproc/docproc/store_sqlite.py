@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,9 @@ from docproc.store import (
     Counts,
     Record,
     StoredRecord,
+    check_ids,
     counts_from_groups,
+    in_order,
     record_from_row,
     search_sql,
 )
@@ -184,6 +186,12 @@ class SqliteStore:
     async def get(self, doc_id: str) -> StoredRecord | None:
         return await self._run(self._one, f"{_SELECT} WHERE id = ?", doc_id)
 
+    async def get_many(self, doc_ids: Sequence[str]) -> list[StoredRecord]:
+        ids = check_ids(doc_ids)
+        if not ids:
+            return []
+        return await self._run(self._some, ids)
+
     async def get_by_key(self, idempotency_key: str) -> StoredRecord | None:
         return await self._run(self._one, f"{_SELECT} WHERE idempotency_key = ?", idempotency_key)
 
@@ -252,6 +260,11 @@ class SqliteStore:
     def _one(self, sql: str, value: str) -> StoredRecord | None:
         row = self._conn.execute(sql, (value,)).fetchone()
         return None if row is None else record_from_row(row)
+
+    def _some(self, doc_ids: list[str]) -> list[StoredRecord]:
+        marks = ", ".join("?" * len(doc_ids))
+        rows = self._conn.execute(f"{_SELECT} WHERE id IN ({marks})", doc_ids)
+        return in_order(doc_ids, (record_from_row(row) for row in rows))
 
     def _many(self, sql: str, params: list[object]) -> list[StoredRecord]:
         return [record_from_row(row) for row in self._conn.execute(sql, params)]
