@@ -131,6 +131,7 @@ def run_demo(
     console: Console | None = None,
 ) -> DemoResult:
     console = console or Console()
+    workdir = workdir.resolve()  # the blocks run in the spec's folder: relative paths would move
     docs = ensure_corpus(workdir / "corpus", count, seed, console)
     keys_dir = workdir / "keys"
     console.print(f"[bold]2.[/] key store in {keys_dir} (RSA 2048/3072/4096 + Ed25519)")
