@@ -106,6 +106,7 @@ def bench_docproc(
         progress=progress,
     )
     experiment.settings["command"] = "eblocks " + shlex.join(sys.argv[1:])
-    console.print(console_table(experiment))
+    # Not a terminal (a log, CI): print the table whole, not squeezed into 80 columns.
+    console.print(console_table(experiment), width=None if console.is_terminal else 220)
     for path in write_results(experiment, out):
         console.print(f"wrote {path}")

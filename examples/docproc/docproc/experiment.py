@@ -15,7 +15,9 @@ variant:
 
 The machine's *ideal* for a variant is this machine's cores divided by the
 per-document CPU cost of the stages that variant runs, measured in one process
-with no mesh at all (`stage_costs`); efficiency = throughput / ideal.
+with no mesh at all (`stage_costs`), before each variant (each round for B),
+the median over the variants with the same stages; efficiency = throughput /
+ideal.
 
 Scenario B measures the read path: the corpus is ingested once (untimed),
 then every stored document is read back through ``fetch`` and the pool of
@@ -31,6 +33,7 @@ import datetime
 import functools
 import hashlib
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -136,7 +139,10 @@ class VariantResult:
     ideal: float = 0.0
     failures: list[str] = field(default_factory=list)
     stage_costs: dict[str, float] = field(default_factory=dict)
-    """CPU seconds per document of the stages it runs, measured just before it (its ideal)."""
+    """CPU seconds per document of the stages it runs, measured just before it."""
+    ideal_samples: list[float] = field(default_factory=list)
+    """Its ideal as measured before it (B: before each round); `ideal` is the median
+    over every variant with the same stages (`_pool_ideals`)."""
     pass_throughputs: list[float] = field(default_factory=list)
     """Every timed pass's documents per second, round by round (B: `READ_PASSES` rounds;
     the row is the median pass)."""
@@ -178,7 +184,10 @@ def summarise(
             **{b: s.cpu_seconds - cpu_before.get(b, 0.0) for b, s in stats.items()},
             CLIENT: client_cpu - cpu_before.get(CLIENT, client_cpu),
         },
-        peak_rss={b: s.peak_rss for b, s in stats.items()},
+        peak_rss={
+            **{b: s.peak_rss for b, s in stats.items()},
+            CLIENT: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        },
         startup_seconds=mesh.startup_seconds,
         failures=sorted(r.name for r in results if not r.ok)[:20],
     )
@@ -291,7 +300,7 @@ def run_read_variants(
         passes = rounds[variant.name]
         chosen = sorted(passes, key=lambda p: p.throughput)[len(passes) // 2]
         chosen.pass_throughputs = [p.throughput for p in passes]
-        chosen.ideal = statistics.median(p.ideal for p in passes)
+        chosen.ideal_samples = [p.ideal for p in passes]
         out.append(chosen)
     return out
 
@@ -386,6 +395,18 @@ def stage_costs(
     return {stage: _mean(values) for stage, values in costs.items()}
 
 
+def _pool_ideals(variants: Sequence[Variant], results: Sequence[VariantResult]) -> None:
+    """Give variants that run the same stages on the same documents one ideal: the
+    median of all their measurements in the run. The ideal is the machine's, not the
+    variant's; one measurement moves by ±20 % with the host's load."""
+    pools: dict[tuple[object, ...], list[float]] = {}
+    keys = [(v.stages, v.large, v.batch) for v in variants]
+    for key, result in zip(keys, results, strict=True):
+        pools.setdefault(key, []).extend(result.ideal_samples)
+    for key, result in zip(keys, results, strict=True):
+        result.ideal = statistics.median(pools[key])
+
+
 def ideal_throughput(costs: dict[str, float], stages: Sequence[str], cores: int) -> float:
     total = sum(costs[s] for s in stages)
     return cores / total if total > 0 else 0.0
@@ -454,6 +475,11 @@ def analyse(
         ratios = [y / x for x, y in pairs if x > 0] or [b2.throughput / b1.throughput]
         out["B2_over_B1"] = statistics.median(ratios)
         out["B2_over_B1_rounds"] = ratios
+    # How busy the cores were: a variant that already keeps them busy cannot gain by
+    # moving a stage into a pool (the bound above assumes idle cores to move it to).
+    out["cpu_busy"] = {
+        v.name: sum(v.cpu_seconds.values()) / (v.elapsed * cores) for v in variants if v.elapsed > 0
+    }
     best = max(variants, key=lambda v: v.efficiency, default=None)
     if best is not None:
         out["best_efficiency"] = {"variant": best.name, "efficiency": best.efficiency}
@@ -501,9 +527,11 @@ def run_experiment(
                 progress=progress,
             )
             result.ideal = ideal_throughput(own, variant.stages, cores)
+            result.ideal_samples = [result.ideal]
             result.stage_costs = {stage: own[stage] for stage in variant.stages}
             results[variant.name] = result
     ordered = [results[v.name] for v in variants]
+    _pool_ideals(variants, ordered)
     return Experiment(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         machine=describe(),

@@ -115,7 +115,8 @@ def to_markdown(exp: Experiment, chart: str | None = "docproc.png") -> str:
         "RT: response time per document; PRT: the sum of the stages' own processing "
         "times; CT = RT - PRT (network, queues, the mesh). Ideal: this machine's cores "
         "divided by the CPU cost of the variant's stages measured in one process "
-        "without a mesh, again just before each variant. B times the read path only "
+        "without a mesh, measured before each variant (each B round) and pooled: the "
+        "median over the variants with the same stages. B times the read path only "
         f"(fetch → decrypt pool), {_batch(exp)}, after an untimed warm-up, over one "
         "store ingested once: B1, B2, B4 take turns for several rounds, each from a clean "
         "`up`, and each B row is its median round (all in the JSON, `pass_throughputs`). "
@@ -127,7 +128,7 @@ def to_markdown(exp: Experiment, chart: str | None = "docproc.png") -> str:
         "",
         *_md_table(["stage", "ms"], [(s, f"{c * 1000:.2f}") for s, c in exp.stage_costs.items()]),
         "",
-        "Just before each variant (its ideal):",
+        "Just before each variant (one of the measurements its ideal pools):",
         "",
         *_md_table(
             ["scenario", "stages, ms per document"],
@@ -154,6 +155,12 @@ def to_markdown(exp: Experiment, chart: str | None = "docproc.png") -> str:
             f"- {name} over A: measured {g['measured_gain']:+.0%}; Amdahl bound "
             f"{g['amdahl_bound']:+.0%} on this machine's cores "
             f"({g['amdahl_bound_unbounded_cores']:+.0%} with a core per worker); paper {paper}."
+        )
+    if an.get("cpu_busy"):
+        busy = ", ".join(f"{name} {share:.0%}" for name, share in an["cpu_busy"].items())
+        lines.append(
+            f"- CPU busy over the timed run (every block and the client, share of "
+            f"{exp.settings.get('cores')} cores): {busy}."
         )
     if "D_over_A_large" in an:
         lines.append(
