@@ -116,7 +116,7 @@ def to_markdown(exp: Experiment, chart: str | None = "docproc.png") -> str:
         "times; CT = RT - PRT (network, queues, the mesh). Ideal: this machine's cores "
         "divided by the CPU cost of the variant's stages measured in one process "
         "without a mesh, measured before each variant (each B round) and pooled: the "
-        "median over the variants with the same stages. B times the read path only "
+        "best over the variants with the same stages, so efficiency is a lower bound. B times the read path only "
         f"(fetch → decrypt pool), {_batch(exp)}, after an untimed warm-up, over one "
         "store ingested once: B1, B2, B4 take turns for several rounds, each from a clean "
         "`up`, and each B row is its median round (all in the JSON, `pass_throughputs`). "
