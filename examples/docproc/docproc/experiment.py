@@ -501,6 +501,8 @@ def run_experiment(
     keys = KeyStore(keys_dir)
     keys.ensure()
     cores = os.cpu_count() or 1
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    machine = describe()  # before the run: its load average is the neighbours', not ours
     costs = stage_costs(docs, keys)
     batch = max((v.batch for v in variants if v.read_path), default=1)
     batched = stage_costs(docs, keys, batch=batch) if batch > 1 else {}
@@ -534,8 +536,8 @@ def run_experiment(
     ordered = [results[v.name] for v in variants]
     _pool_ideals(variants, ordered)
     return Experiment(
-        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        machine=describe(),
+        created=created,
+        machine=machine,
         settings={
             "concurrency": concurrency,
             "cores": cores,
