@@ -256,7 +256,11 @@ def run_variant(
 ) -> VariantResult:
     """Run one write-path variant (A, C, D) from a clean ``up`` to ``down``."""
     root = workdir / variant.name
-    env = {"DOCPROC_HOME": str(root / "data"), "DOCPROC_KEYS": str(keys.resolve())}
+    env = {
+        "DOCPROC_HOME": str(root / "data"),
+        "DOCPROC_KEYS": str(keys.resolve()),
+        "DATABASE_URL": "",  # SQLite in the variant's own folder, whatever the caller's is
+    }
     with RunningMesh(_spec_for(variant, root), root / "state", env) as mesh:
         return asyncio.run(_timed_run(variant, mesh, docs, concurrency, progress))
 
@@ -279,7 +283,11 @@ def run_read_variants(
     """
     if not variants:
         return []
-    env = {"DOCPROC_HOME": str(workdir / "read-data"), "DOCPROC_KEYS": str(keys.root.resolve())}
+    env = {
+        "DOCPROC_HOME": str(workdir / "read-data"),
+        "DOCPROC_KEYS": str(keys.root.resolve()),
+        "DATABASE_URL": "",  # one SQLite store for every round, whatever the caller's is
+    }
     seed = workdir / "read-ingest"
     spec = with_replicas(variants[0].spec, {"decrypt": 1}, seed / "spec")
     with RunningMesh(spec, seed / "state", env) as mesh:
