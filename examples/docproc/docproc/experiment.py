@@ -438,8 +438,6 @@ class Experiment:
     stage_costs: dict[str, float]
     variants: list[VariantResult]
     analysis: dict[str, Any]
-    stage_costs_batched: dict[str, float] = field(default_factory=dict)
-    """The read path's stage costs when B reads in batches (``fetch`` per document of a batch)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -513,7 +511,6 @@ def run_experiment(
     machine = describe()  # before the run: its load average is the neighbours', not ours
     costs = stage_costs(docs, keys)
     batch = max((v.batch for v in variants if v.read_path), default=1)
-    batched = stage_costs(docs, keys, batch=batch) if batch > 1 else {}
     reads = [v for v in variants if v.read_path]
     results: dict[str, VariantResult] = {}
     with tempfile.TemporaryDirectory(prefix="docproc-bench-") as tmp:
@@ -556,7 +553,6 @@ def run_experiment(
         stage_costs=costs,
         variants=ordered,
         analysis=analyse(ordered, costs, cores),
-        stage_costs_batched=batched,
     )
 
 

@@ -26,7 +26,7 @@ import os
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -321,39 +321,48 @@ async def decrypt(msg: Message) -> Message:
         item.update(_fetched(found))
     sealed = _sealed(item)
     plain = await asyncio.get_running_loop().run_in_executor(
-        _decrypt_pool(), _open_checked, [sealed]
+        _decrypt_pool(), _open_checked, [sealed], keystore()
     )
     timings = _timed(item, "decrypt", began)["timings"]
     headers = {
         DOC_ID_HEADER: doc_id,
-        LEVEL_HEADER: item["level"],
+        LEVEL_HEADER: sealed.level,
         TIMINGS_HEADER: orjson.dumps(timings).decode(),
         "content-type": "application/octet-stream",
     }
     return Message(plain[0], headers)
 
 
-_Sealed = tuple[str, envelope.Envelope, bytes, str]
-"""What one document needs to be opened: (id, envelope, aad, recorded SHA-256)."""
+class _Sealed(NamedTuple):
+    """What one document needs to be opened and answered."""
+
+    doc_id: str
+    level: str
+    sealed: envelope.Envelope
+    aad: bytes
+    sha256: str
 
 
 def _sealed(doc: dict[str, Any]) -> _Sealed:
     doc_id = str(_need(doc, "id", "decrypt"))
-    fields = [_need(doc, name, "decrypt") for name in ("key", "sha256", "envelope")]
-    key, sha256, sealed = fields
-    if not isinstance(key, str) or not isinstance(sha256, str):
-        raise BadRequestError(f"decrypt: document {doc_id!r}: 'key' and 'sha256' must be strings")
-    return doc_id, envelope.Envelope.from_dict(sealed), key.encode(), sha256
+    key, sha256, level = (_need(doc, name, "decrypt") for name in ("key", "sha256", "level"))
+    if not all(isinstance(value, str) for value in (key, sha256, level)):
+        raise BadRequestError(
+            f"decrypt: document {doc_id!r}: 'key', 'sha256' and 'level' must be strings"
+        )
+    sealed = envelope.Envelope.from_dict(_need(doc, "envelope", "decrypt"))
+    return _Sealed(doc_id, level, sealed, key.encode(), sha256)
 
 
-def _open_checked(docs: list[_Sealed]) -> list[bytes]:
+def _open_checked(docs: list[_Sealed], keys: KeyStore) -> list[bytes]:
     """Open each envelope and check its plaintext's SHA-256 (in the decrypt thread)."""
-    keys = keystore()
     out = []
-    for doc_id, sealed, aad, sha256 in docs:
-        plain = envelope.open_envelope(sealed, keys, aad=aad)
-        if hashlib.sha256(plain).hexdigest() != sha256:
-            raise IntegrityError(f"decrypt: document {doc_id} does not match its recorded SHA-256")
+    for doc in docs:
+        plain = envelope.open_envelope(doc.sealed, keys, aad=doc.aad)
+        if hashlib.sha256(plain).hexdigest() != doc.sha256:
+            raise IntegrityError(
+                f"decrypt: document {doc.doc_id} does not match its recorded SHA-256"
+            )
         out.append(plain)
     return out
 
@@ -366,10 +375,10 @@ async def _decrypt_batch(item: dict[str, Any], began: float) -> Message:
         raise BadRequestError(f"decrypt: {len(docs)} documents in one batch; at most {MAX_IDS}")
     sealed = [_sealed(doc) for doc in docs]
     plains = await asyncio.get_running_loop().run_in_executor(
-        _decrypt_pool(), _open_checked, sealed
+        _decrypt_pool(), _open_checked, sealed, keystore()
     )
     timings = _timed(item, "decrypt", began)["timings"]
-    heads = [{"id": doc["id"], "level": doc["level"]} for doc in docs]
+    heads = [{"id": doc.doc_id, "level": doc.level} for doc in sealed]
     return Message(
         frames.pack(heads, plains, timings=timings), {"content-type": frames.CONTENT_TYPE}
     )
