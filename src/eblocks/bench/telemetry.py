@@ -103,7 +103,7 @@ def _unsampled_parent(tel: Telemetry | None) -> Span | None:
     """The server span of a request of an unsampled trace, as the inbound side makes it."""
     if tel is None or tel.tracing is None:
         return None
-    return tel.tracing.server_span("echo direct", _UNSAMPLED, None)
+    return tel.tracing.server_span("echo", "direct", _UNSAMPLED, None)
 
 
 async def _echo(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ variable or key where 1.x keeps them, they fall back to the public API.
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import context as _context
 from opentelemetry.context import Context, attach, detach
@@ -44,6 +44,10 @@ _FOUND = _variable()
 FAST = _FOUND is not None
 """True when spans are read and set on the context variable itself."""
 
+_SPAN_TYPES: set[type] = set()
+"""Types already seen to be spans: `Span` is an ABC, and ``isinstance`` on an ABC costs
+as much as the rest of a read (its cache is a weak set behind a Python-level call)."""
+
 if _FOUND is not None:
     _VAR, _KEY = _FOUND
     _get = _VAR.get
@@ -51,7 +55,15 @@ if _FOUND is not None:
     def current_span() -> Span:
         """The span current in this task (`INVALID_SPAN`: none), as `get_current_span()`."""
         span = _get().get(_KEY)
-        return span if isinstance(span, Span) else INVALID_SPAN
+        if span is None:
+            return INVALID_SPAN
+        kind = type(span)
+        if kind in _SPAN_TYPES:
+            return cast(Span, span)  # a type seen to be a Span
+        if isinstance(span, Span):
+            _SPAN_TYPES.add(kind)
+            return span
+        return INVALID_SPAN
 
     def enter(span: Span) -> Token[Context]:
         """Make ``span`` current, as ``attach(set_span_in_context(span))``; `leave` undoes it."""

@@ -98,7 +98,7 @@ async def _observed(
     recording = False
     if tracing is not None:
         span = tracing.server_span(
-            f"{tel.block} {route}", headers.get(TRACEPARENT), headers.get(TRACESTATE)
+            tel.block, route, headers.get(TRACEPARENT), headers.get(TRACESTATE)
         )
         recording = span.is_recording()
         if recording:

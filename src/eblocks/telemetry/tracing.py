@@ -64,6 +64,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from eblocks.telemetry.current import current_span
+from eblocks.telemetry.ids import span_hex, trace_hex
 from eblocks.telemetry.spans import RecordedSpan, SpanSink, UnsampledSpan
 
 if TYPE_CHECKING:
@@ -84,7 +85,6 @@ _ROOT = Context()  # an empty context: no parent, whatever is current
 # ids as the SDK's RandomIdGenerator draws them: the random module's generator, reseeded in a
 # forked child (an instance of our own would give a forked child its parent's ids)
 _random_bits = random.getrandbits
-_LOW64 = (1 << 64) - 1  # TraceIdRatioBased decides on the trace id's 64 low-order bits
 # W3C traceparent, as OpenTelemetry's propagator reads it: lower-case hex only
 _TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
 # the version-00 form every caller sends, checked in one match and cut at fixed places
@@ -164,7 +164,10 @@ class Tracing:
         self.tracer: Tracer = provider.get_tracer("eblocks")
         self.propagator = propagator()
         self._sink = sink
-        self._bound = TraceIdRatioBased.get_bound_for_rate(ratio)
+        # TraceIdRatioBased's bound on a trace id's 64 low-order bits, as 16 hex digits; at a
+        # ratio of 1 it is 2**64, above every id: "g" sorts after every hex digit string
+        bound = TraceIdRatioBased.get_bound_for_rate(ratio)
+        self._bound_hex = f"{bound:016x}" if bound < 1 << 64 else "g"
 
     def start_span(self, name: str, kind: SpanKind, context: Context | None = None) -> Span:
         """A span under ``context`` (default: the current one), not yet current.
@@ -197,48 +200,56 @@ class Tracing:
         """
         parent = current_span()
         if type(parent) is UnsampledSpan:
-            headers["traceparent"] = f"{parent.prefix}{_random_bits(64) or 1:016x}{parent.suffix}"
+            headers["traceparent"] = parent.prefix + span_hex() + parent.suffix
             if parent.state is not None:
                 headers["tracestate"] = parent.state
             return None
         if self._sink is not None and parent is INVALID_SPAN:
-            trace_id = _random_bits(128) or 1
-            if trace_id & _LOW64 >= self._bound:  # a new trace, not recorded
-                headers["traceparent"] = (
-                    f"00-{trace_id:032x}-{_random_bits(64) or 1:016x}{_NEW_UNSAMPLED_SUFFIX}"
-                )
+            trace = trace_hex()
+            if trace[16:] >= self._bound_hex:  # a new trace, not recorded
+                headers["traceparent"] = f"00-{trace}-{span_hex()}{_NEW_UNSAMPLED_SUFFIX}"
                 return None
-            span: Span = self._root(self._sink, name, SpanKind.CLIENT, trace_id)
+            span: Span = self._root(self._sink, name, SpanKind.CLIENT, trace)
         else:
             span = self.start_span(name, SpanKind.CLIENT)
         _stamp(headers, span)
         return span if span.is_recording() else None
 
-    def server_span(self, name: str, traceparent: str | None, tracestate: str | None) -> Span:
-        """The span of a request that arrived with these W3C headers (``extract``, cheaper).
+    def server_span(
+        self, block: str, route: str, traceparent: str | None, tracestate: str | None
+    ) -> Span:
+        """The span of a request to ``route`` of ``block`` that arrived with these W3C headers.
 
-        A version-00 ``traceparent`` (what every caller sends) is checked by
-        one pattern and cut at fixed places; any other form goes the
-        propagator's way (`_parts`).
+        As the propagator's ``extract``, cheaper: a version-00 ``traceparent``
+        (what every caller sends) is checked by one pattern and cut at fixed
+        places; any other form goes the propagator's way (`_parts`). The
+        span's name (``<block> <route>``) is only made for a span that has
+        one to show: most are not recorded.
         """
         if traceparent is None:
-            return self._new_trace(name, SpanKind.SERVER)
+            return self._new_trace(f"{block} {route}", SpanKind.SERVER)
         if len(traceparent) == 55 and _V00.fullmatch(traceparent) is not None:
-            trace, span, flags = traceparent[3:35], traceparent[36:52], traceparent[53:]
-            if trace == _NO_TRACE or span == _NO_SPAN:
-                return self._new_trace(name, SpanKind.SERVER)
+            if traceparent.startswith(_NO_TRACE, 3) or traceparent.startswith(_NO_SPAN, 36):
+                return self._new_trace(f"{block} {route}", SpanKind.SERVER)
+            flags = traceparent[53:]
+            trace_flags, child_flags, suffix = _FLAGS[flags]
+            if suffix is not None and not tracestate:  # the common case: its ids only
+                prefix = traceparent[:36]  # "00-<trace id>-"
+                return UnsampledSpan(prefix[3:35], child_flags, suffix, None, None, prefix)
+            trace, span = traceparent[3:35], traceparent[36:52]
         else:
             found = _TRACEPARENT.fullmatch(traceparent)
             parts = _parts(found) if found is not None else None
             if parts is None:
-                return self._new_trace(name, SpanKind.SERVER)
+                return self._new_trace(f"{block} {route}", SpanKind.SERVER)
             trace, span, flags = parts
-        trace_flags, child_flags, suffix = _FLAGS[flags]
+            trace_flags, child_flags, suffix = _FLAGS[flags]
         state = TraceState.from_header([tracestate]) if tracestate else None
         if suffix is not None:  # the caller's trace, not recorded: its ids only
             header = state.to_header() if state else None
             return UnsampledSpan(trace, child_flags, suffix, header, state, f"00-{trace}-")
         parent = SpanContext(int(trace, 16), int(span, 16), True, trace_flags, state)
+        name = f"{block} {route}"
         if self._sink is None:
             context = set_span_in_context(NonRecordingSpan(parent))
             return self.tracer.start_span(name, context, SpanKind.SERVER, record_exception=False)
@@ -248,17 +259,19 @@ class Tracing:
         """The root span of a new trace, recorded with probability ``ratio``."""
         if self._sink is None:
             return self.tracer.start_span(name, _ROOT, kind, record_exception=False)
-        return self._root(self._sink, name, kind, _random_bits(128) or 1)
+        return self._root(self._sink, name, kind, trace_hex())
 
-    def _root(self, sink: SpanSink, name: str, kind: SpanKind, trace_id: int) -> Span:
-        """The root span of the trace ``trace_id``, decided as ``TraceIdRatioBased`` does.
+    def _root(self, sink: SpanSink, name: str, kind: SpanKind, trace: str) -> Span:
+        """The root span of the trace ``trace`` (hex), decided as ``TraceIdRatioBased`` does.
 
-        Recorded when the trace id's 64 low-order bits are under the bound.
+        Recorded when the trace id's 64 low-order bits are under the bound:
+        compared as hex, digit strings of the same length compare as their
+        numbers do.
         """
-        if trace_id & _LOW64 < self._bound:
-            own = SpanContext(trace_id, _span_id(), False, _NEW_SAMPLED)
+        if trace[16:] < self._bound_hex:
+            own = SpanContext(int(trace, 16), _span_id(), False, _NEW_SAMPLED)
             return RecordedSpan(sink, name, own, None, kind)
-        return UnsampledSpan(trace_id, _NEW_UNSAMPLED, _NEW_UNSAMPLED_SUFFIX, None)
+        return UnsampledSpan(trace, _NEW_UNSAMPLED, _NEW_UNSAMPLED_SUFFIX, None)
 
     @classmethod
     def create(

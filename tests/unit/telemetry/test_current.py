@@ -57,6 +57,18 @@ def test_a_span_the_api_makes_current_is_read_here() -> None:
     assert current_span() is INVALID_SPAN
 
 
+def test_a_value_under_the_span_key_that_is_no_span_reads_as_none_as_the_api_does() -> None:
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    for value in ("not a span", 42, span(3)):  # a non-span, again, then a span of a seen type
+        token = attach(set_value(_SPAN_KEY, value))
+        try:
+            assert current_span() is get_current_span()
+            assert (current_span() is value) is (value not in ("not a span", 42))
+        finally:
+            detach(token)
+
+
 def test_enter_keeps_the_other_values_of_the_current_context() -> None:
     key = create_key("app")
     outer = attach(set_value(key, "kept"))

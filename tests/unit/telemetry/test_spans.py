@@ -69,7 +69,7 @@ def test_new_traces_are_decided_as_trace_id_ratio_based_decides() -> None:
     sdk = TraceIdRatioBased(0.25)
     recorded = 0
     for _ in range(4000):
-        span = tracing.server_span("b direct", None, None)
+        span = tracing.server_span("b", "direct", None, None)
         ctx = span.get_span_context()
         expected = (
             sdk.should_sample(None, ctx.trace_id, "b direct").decision is Decision.RECORD_AND_SAMPLE
@@ -81,6 +81,21 @@ def test_new_traces_are_decided_as_trace_id_ratio_based_decides() -> None:
         recorded += expected
         span.end()
     assert 0.2 < recorded / 4000 < 0.3
+    tracing.shutdown()
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0])
+def test_a_ratio_of_zero_records_no_new_trace_and_one_records_every_one(ratio: float) -> None:
+    tracing, _ = make(ratio)  # at 1 the SDK's bound is 2**64: above every trace id
+    for _ in range(500):
+        server = tracing.server_span("b", "direct", None, None)
+        headers, client = headers_of(tracing)
+        assert server.is_recording() is (ratio == 1.0)
+        assert (client is not None) is (ratio == 1.0)
+        assert headers["traceparent"].endswith("-03" if ratio else "-02")
+        server.end()
+        if client is not None:
+            client.end()
     tracing.shutdown()
 
 
@@ -119,7 +134,7 @@ def test_an_unsampled_caller_keeps_its_trace_and_decision_downstream(
 ) -> None:
     tracing, exporter = make(1.0)  # the caller's decision wins over the ratio
     incoming = f"00-{TRACE}-00f067aa0ba902b7-{flags}"
-    server = tracing.server_span("b direct", incoming, "vendor=x,other=y")
+    server = tracing.server_span("b", "direct", incoming, "vendor=x,other=y")
     assert not server.is_recording()
     ctx = server.get_span_context()
     assert (ctx.trace_id, ctx.trace_flags) == (int(TRACE, 16), int(child, 16))
@@ -161,7 +176,7 @@ def test_a_foreign_unsampled_parent_is_followed_too() -> None:
 def test_a_sampled_caller_gets_recorded_spans_that_are_exported() -> None:
     tracing, exporter = make(0.0)  # the caller's decision wins over the ratio
     incoming = f"00-{TRACE}-00f067aa0ba902b7-01"
-    server = tracing.server_span("b ingest", incoming, "vendor=x")
+    server = tracing.server_span("b", "ingest", incoming, "vendor=x")
     assert server.is_recording()
     server.set_attributes({"eblocks.route": "ingest", "eblocks.stage": "1"})
     with Current(server):
@@ -225,7 +240,7 @@ def _exercise(span: Span) -> None:
 
 def test_recorded_spans_keep_attributes_status_and_events_as_the_sdks_span() -> None:
     tracing, exporter = make(1.0)
-    _exercise(tracing.server_span("b direct", None, None))
+    _exercise(tracing.server_span("b", "direct", None, None))
     (got,) = finished(tracing, exporter)
     sdk_exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -252,7 +267,7 @@ def test_spans_of_other_tracers_nest_under_ours() -> None:
     theirs = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(theirs))
-    server = tracing.server_span("b direct", None, None)
+    server = tracing.server_span("b", "direct", None, None)
     with Current(server), provider.get_tracer("app").start_as_current_span("handler work"):
         headers, client = headers_of(tracing)
         assert client is not None
@@ -274,7 +289,7 @@ def test_spans_of_other_tracers_nest_under_ours() -> None:
 
 def test_an_unrecorded_new_trace_still_gives_children_valid_headers() -> None:
     tracing, exporter = make(0.0)
-    server = tracing.server_span("b direct", "garbage", "vendor=x")  # malformed: a new trace
+    server = tracing.server_span("b", "direct", "garbage", "vendor=x")  # malformed: a new trace
     assert not server.is_recording()
     ctx = server.get_span_context()
     with Current(server):
@@ -294,10 +309,10 @@ def test_a_tracing_without_its_sink_leaves_recorded_spans_to_the_sdk() -> None:
     provider = TracerProvider()  # the SDK's default sampler: every new trace is recorded
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing = Tracing(provider)
-    server = tracing.server_span("b direct", None, None)
+    server = tracing.server_span("b", "direct", None, None)
     assert server.is_recording()
     server.end()
-    unsampled = tracing.server_span("b direct", f"00-{TRACE}-00f067aa0ba902b7-00", None)
+    unsampled = tracing.server_span("b", "direct", f"00-{TRACE}-00f067aa0ba902b7-00", None)
     assert not unsampled.is_recording()
     provider.shutdown()
     assert [s.name for s in exporter.get_finished_spans()] == ["b direct"]
@@ -331,7 +346,7 @@ def test_a_server_span_follows_a_valid_traceparent_and_starts_a_trace_otherwise(
     header: str, ok: bool
 ) -> None:
     tracing, exporter = make(0.0)  # a new trace is never recorded: what is seen is the parse
-    server = tracing.server_span("b direct", header, None)
+    server = tracing.server_span("b", "direct", header, None)
     assert not server.is_recording()
     followed = server.get_span_context().trace_id == int(TRACE, 16)
     assert followed is ok
@@ -344,7 +359,7 @@ def test_a_server_span_follows_a_valid_traceparent_and_starts_a_trace_otherwise(
 
 def test_an_unsampled_spans_ids_are_made_once_when_asked() -> None:
     tracing, _ = make(0.0)
-    server = tracing.server_span("b direct", f"00-{TRACE}-00f067aa0ba902b7-00", "vendor=x")
+    server = tracing.server_span("b", "direct", f"00-{TRACE}-00f067aa0ba902b7-00", "vendor=x")
     first = server.get_span_context()
     assert server.get_span_context() is first  # the same ids every time
     assert first.span_id not in (0, 0x00F067AA0BA902B7)
