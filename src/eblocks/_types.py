@@ -84,6 +84,13 @@ class Call(NamedTuple):
             Call, (c.target, c.message, c.deadline, c.endpoint, attempt, c.route, c.subset)
         )
 
+    def with_message(self, message: Message) -> Call:
+        """The same try with ``message`` (a layer's per-try headers: a span's, a token)."""
+        c = self
+        return _call(
+            Call, (c.target, message, c.deadline, c.endpoint, c.attempt, c.route, c.subset)
+        )
+
     def with_route(
         self, route: Route, target: str, subset: Mapping[str, str] | None, message: Message
     ) -> Call:

@@ -127,15 +127,7 @@ def _traced_tries(tel: Telemetry, tracing: Tracing, target: str) -> Layer:
             message = call.message
             headers = dict(message.headers)
             span = tracing.client_span(name, headers)
-            traced = Call(
-                call.target,
-                Message(message.body, headers),
-                call.deadline,
-                call.endpoint,
-                call.attempt,
-                call.route,
-                call.subset,
-            )
+            traced = call.with_message(Message(message.body, headers))
             if span is None:
                 return inner(traced)
             return _recorded(inner, traced, span, target)

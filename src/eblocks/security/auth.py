@@ -389,9 +389,7 @@ class Auth:
                     headers = {k: v for k, v in msg.headers.items() if k != USER_HEADER}
                     headers[TOKEN_HEADER] = token
                     msg = Message(msg.body, headers)
-                return await inner(
-                    Call(call.target, msg, call.deadline, call.endpoint, call.attempt)
-                )
+                return await inner(call.with_message(msg))
 
             return send
 
