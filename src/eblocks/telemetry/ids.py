@@ -14,45 +14,38 @@ An all-zero id is invalid in W3C trace context; one is never returned.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 
 __all__ = ["span_hex", "trace_hex"]
 
 _CHUNK = 4096  # bytes drawn at a time: 8,192 hex digits, ~170 trace + span id pairs
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 _buffer = ""
 _at = 0
 
 
-def trace_hex() -> str:
-    """A new trace id: 32 lower-case hex digits, not all zero."""
-    global _at
-    at = _at
-    end = at + 32
-    if end > len(_buffer):
-        at, end = _refill(32)
-    _at = end
-    found = _buffer[at:end]
-    return found if found != _ZERO_TRACE else trace_hex()
+def _take(size: int, zero: str) -> str:
+    """The next ``size`` hex digits of the buffer (drawn afresh when it runs out), not ``zero``."""
+    global _at, _buffer
+    while True:
+        at = _at
+        end = at + size
+        if end > len(_buffer):
+            _buffer = os.urandom(_CHUNK).hex()
+            at, end = 0, size
+        _at = end
+        found = _buffer[at:end]
+        if found != zero:
+            return found
 
 
-def span_hex() -> str:
-    """A new span id: 16 lower-case hex digits, not all zero."""
-    global _at
-    at = _at
-    end = at + 16
-    if end > len(_buffer):
-        at, end = _refill(16)
-    _at = end
-    found = _buffer[at:end]
-    return found if found != _ZERO_SPAN else span_hex()
+trace_hex: Callable[[], str] = functools.partial(_take, 32, "0" * 32)
+"""A new trace id: 32 lower-case hex digits, not all zero."""
 
-
-def _refill(size: int) -> tuple[int, int]:
-    global _buffer
-    _buffer = os.urandom(_CHUNK).hex()
-    return 0, size
+span_hex: Callable[[], str] = functools.partial(_take, 16, "0" * 16)
+"""A new span id: 16 lower-case hex digits, not all zero."""
 
 
 def _forget() -> None:
