@@ -9,7 +9,9 @@ kilobytes at a time. The OS's generator is also the better source: W3C
 trace context asks for random ids, and a forked child cannot repeat its
 parent's (the buffer is dropped in the child at fork).
 
-An all-zero id is invalid in W3C trace context; one is never returned.
+Every id the mesh draws comes from here; a recorded span's `SpanContext`
+takes the same hex as an int. An all-zero id is invalid in W3C trace
+context; one is never returned.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ span type; the batch processor does nothing there).
 from __future__ import annotations
 
 import logging
-import random
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
@@ -42,6 +41,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
+from eblocks.telemetry.ids import span_hex
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationInfo, InstrumentationScope
@@ -52,9 +53,6 @@ logger = logging.getLogger(__name__)
 
 _PLAIN = frozenset({str, bool, int, float})
 _UNSET = Status(StatusCode.UNSET)
-# span ids as the SDK's RandomIdGenerator draws them (the random module's generator: reseeded in
-# a forked child)
-_random_bits = random.getrandbits
 
 
 class UnsampledSpan(NonRecordingSpan):
@@ -103,9 +101,7 @@ class UnsampledSpan(NonRecordingSpan):
             state = self._trace_state
             if state is None and self.state is not None:
                 state = self._trace_state = TraceState.from_header([self.state])
-            own = self._own = SpanContext(
-                trace_id, _random_bits(64) or 1, False, self._flags, state
-            )
+            own = self._own = SpanContext(trace_id, int(span_hex(), 16), False, self._flags, state)
         return own
 
     def child(self) -> UnsampledSpan:

@@ -28,7 +28,6 @@ shutdown), the exporters and ``tracing.tracer`` for anyone's own spans.
 
 from __future__ import annotations
 
-import random
 import re
 import sys
 import threading
@@ -82,9 +81,6 @@ __all__ = [
 
 
 _ROOT = Context()  # an empty context: no parent, whatever is current
-# ids as the SDK's RandomIdGenerator draws them: the random module's generator, reseeded in a
-# forked child (an instance of our own would give a forked child its parent's ids)
-_random_bits = random.getrandbits
 # W3C traceparent, as OpenTelemetry's propagator reads it: lower-case hex only
 _TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
 # the version-00 form every caller sends, checked in one match and cut at fixed places
@@ -107,7 +103,8 @@ _FLAGS: dict[str, tuple[TraceFlags, TraceFlags, str | None]] = {
 
 
 def _span_id() -> int:
-    return _random_bits(64) or 1
+    """A recorded span's id (`SpanContext` takes an int; the hex comes from `ids`)."""
+    return int(span_hex(), 16)
 
 
 def propagator() -> TextMapPropagator:
