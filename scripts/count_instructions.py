@@ -94,23 +94,19 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait(timeout=10)
 
 
+def _control(action: str, pid: int) -> None:
+    """``callgrind_control --zero`` or ``--dump`` the callgrind run ``pid``."""
+    command = ["callgrind_control", f"--{action}", str(pid)]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
 def server_cost(kind: str, requests: int, folder: Path) -> int:
     proc, port = _server(kind, valgrind=folder / f"server-{kind}.%p")
     try:
         _run(port, kind, WARM_UP)
-        subprocess.run(
-            ["callgrind_control", "--zero", str(proc.pid)],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        _control("zero", proc.pid)
         _run(port, kind, requests)
-        subprocess.run(
-            ["callgrind_control", "--dump", str(proc.pid)],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        _control("dump", proc.pid)
     finally:
         _stop(proc)
     # the dump callgrind_control asked for: the out file's name (%p: the pid) and ".1"
@@ -146,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         kind, port, n = args.client_run
         _run(int(port), kind, int(n))
         return 0
+    sides = args.sides.split(",")
+    for kind in sides:
+        if kind not in ("eblock", *SIDES):
+            raise SystemExit(f"unknown side {kind!r}: eblock, {', '.join(SIDES)}")
     with tempfile.TemporaryDirectory(prefix="eblocks-instructions-") as tmp:
         print(f"{'side':<16}{'server':>12}{'client':>12}   instructions per request")
-        for kind in args.sides.split(","):
-            if kind not in ("eblock", *SIDES):
-                raise SystemExit(f"unknown side {kind!r}: eblock, {', '.join(SIDES)}")
+        for kind in sides:
             server = server_cost(kind, args.requests, Path(tmp))
             client = client_cost(kind, args.requests, Path(tmp))
             print(f"{kind:<16}{server:>12,}{client:>12,}", flush=True)
