@@ -226,21 +226,16 @@ class Tracing:
         if traceparent is None:
             return self._new_trace(f"{block} {route}", SpanKind.SERVER)
         if len(traceparent) == 55 and _V00.fullmatch(traceparent) is not None:
-            if traceparent.startswith(_NO_TRACE, 3) or traceparent.startswith(_NO_SPAN, 36):
+            trace, span, flags = traceparent[3:35], traceparent[36:52], traceparent[53:]
+            if trace == _NO_TRACE or span == _NO_SPAN:
                 return self._new_trace(f"{block} {route}", SpanKind.SERVER)
-            flags = traceparent[53:]
-            trace_flags, child_flags, suffix = _FLAGS[flags]
-            if suffix is not None and not tracestate:  # the common case: its ids only
-                prefix = traceparent[:36]  # "00-<trace id>-"
-                return UnsampledSpan(prefix[3:35], child_flags, suffix, None, None, prefix)
-            trace, span = traceparent[3:35], traceparent[36:52]
         else:
             found = _TRACEPARENT.fullmatch(traceparent)
             parts = _parts(found) if found is not None else None
             if parts is None:
                 return self._new_trace(f"{block} {route}", SpanKind.SERVER)
             trace, span, flags = parts
-            trace_flags, child_flags, suffix = _FLAGS[flags]
+        trace_flags, child_flags, suffix = _FLAGS[flags]
         state = TraceState.from_header([tracestate]) if tracestate else None
         if suffix is not None:  # the caller's trace, not recorded: its ids only
             header = state.to_header() if state else None
