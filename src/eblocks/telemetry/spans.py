@@ -41,7 +41,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
-from eblocks.telemetry.ids import span_hex
+from eblocks.telemetry.ids import span_hex, trace_hex
+from eblocks.telemetry.w3c import FLAGS, NEW_UNSAMPLED, NEW_UNSAMPLED_SUFFIX, caller_parts
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -103,6 +104,43 @@ class UnsampledSpan(NonRecordingSpan):
                 state = self._trace_state = TraceState.from_header([self.state])
             own = self._own = SpanContext(trace_id, int(span_hex(), 16), False, self._flags, state)
         return own
+
+    @classmethod
+    def of_caller(cls, traceparent: str) -> UnsampledSpan:
+        """The span of a request whose caller's ``traceparent`` says "not sampled", unparsed.
+
+        For a request with ``tracestate`` none and a version-00 header whose
+        flags say "not sampled" (`w3c.says_unsampled`): the header is kept as
+        it came, and read (`_follow`) the first time a field of the span is
+        (its prefix for a child's headers, its ids); a block that calls
+        nobody never reads it. A header that turns out malformed is taken at
+        its word on sampling: the span is the root of a new trace, not
+        recorded (W3C restarts the trace; the decision is the receiver's).
+        """
+        span = object.__new__(cls)
+        span.__dict__["_caller"] = traceparent
+        return span
+
+    if not TYPE_CHECKING:  # for the checker, every field is set by __init__
+
+        def __getattr__(self, name: str) -> object:
+            """Only ever reached by a span from `of_caller`, for a field it has not read yet."""
+            caller = self.__dict__.pop("_caller", None)
+            if caller is None:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            self._follow(caller)
+            return getattr(self, name)
+
+    def _follow(self, traceparent: str) -> None:
+        """Become the unsampled child of ``traceparent``'s span (a new trace, if malformed)."""
+        parts = caller_parts(traceparent)
+        if parts is None:
+            self.__init__(trace_hex(), NEW_UNSAMPLED, NEW_UNSAMPLED_SUFFIX, None)  # type: ignore[misc]
+            return
+        trace, _, flags = parts
+        _, child_flags, suffix = FLAGS[flags]
+        assert suffix is not None  # `says_unsampled` saw "not sampled" in these flags
+        self.__init__(trace, child_flags, suffix, None, None, f"00-{trace}-")  # type: ignore[misc]
 
     def child(self) -> UnsampledSpan:
         """A span of the same trace and decision under this one (its id drawn when asked)."""

@@ -28,7 +28,6 @@ shutdown), the exporters and ``tracing.tracer`` for anyone's own spans.
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -65,6 +64,15 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from eblocks.telemetry.current import current_span
 from eblocks.telemetry.ids import span_hex, trace_hex
 from eblocks.telemetry.spans import RecordedSpan, SpanSink, UnsampledSpan
+from eblocks.telemetry.w3c import (
+    FLAGS,
+    NEW_SAMPLED,
+    NEW_UNSAMPLED,
+    NEW_UNSAMPLED_SUFFIX,
+    RANDOM,
+    caller_parts,
+    says_unsampled,
+)
 
 if TYPE_CHECKING:
     from eblocks.spec.models import TracingSpec
@@ -81,25 +89,6 @@ __all__ = [
 
 
 _ROOT = Context()  # an empty context: no parent, whatever is current
-# W3C traceparent, as OpenTelemetry's propagator reads it: lower-case hex only
-_TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
-# the version-00 form every caller sends, checked in one match and cut at fixed places
-_V00 = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-_NO_TRACE, _NO_SPAN = "0" * 32, "0" * 16
-_RANDOM = TraceFlags.RANDOM_TRACE_ID  # the only flag a child keeps besides "sampled"
-# a new trace's flags, as the SDK's (its ids are random: W3C level 2's random-trace-id)
-_NEW_SAMPLED = TraceFlags(TraceFlags.SAMPLED | _RANDOM)
-_NEW_UNSAMPLED = TraceFlags(_RANDOM)
-_NEW_UNSAMPLED_SUFFIX = f"-{_NEW_UNSAMPLED:02x}"
-# traceparent flags (hex) -> (flags, an unsampled child's flags, its suffix; None: sampled)
-_FLAGS: dict[str, tuple[TraceFlags, TraceFlags, str | None]] = {
-    f"{v:02x}": (
-        TraceFlags(v),
-        TraceFlags(v & _RANDOM),
-        None if v & TraceFlags.SAMPLED else f"-{v & _RANDOM:02x}",
-    )
-    for v in range(256)
-}
 
 
 def _span_id() -> int:
@@ -180,7 +169,7 @@ class Tracing:
         if not ctx.is_valid:
             return self._new_trace(name, kind)
         if not ctx.trace_flags.sampled:
-            flags = TraceFlags(ctx.trace_flags & _RANDOM)
+            flags = TraceFlags(ctx.trace_flags & RANDOM)
             state = ctx.trace_state.to_header() if ctx.trace_state else None
             return UnsampledSpan(ctx.trace_id, flags, f"-{flags:02x}", state, ctx.trace_state)
         if self._sink is None:
@@ -204,7 +193,7 @@ class Tracing:
         if self._sink is not None and parent is INVALID_SPAN:
             trace = trace_hex()
             if trace[16:] >= self._bound_hex:  # a new trace, not recorded
-                headers["traceparent"] = f"00-{trace}-{span_hex()}{_NEW_UNSAMPLED_SUFFIX}"
+                headers["traceparent"] = f"00-{trace}-{span_hex()}{NEW_UNSAMPLED_SUFFIX}"
                 return None
             span: Span = self._root(self._sink, name, SpanKind.CLIENT, trace)
         else:
@@ -217,25 +206,23 @@ class Tracing:
     ) -> Span:
         """The span of a request to ``route`` of ``block`` that arrived with these W3C headers.
 
-        As the propagator's ``extract``, cheaper: a version-00 ``traceparent``
-        (what every caller sends) is checked by one pattern and cut at fixed
-        places; any other form goes the propagator's way (`_parts`). The
-        span's name (``<block> <route>``) is only made for a span that has
-        one to show: most are not recorded.
+        As the propagator's ``extract``, cheaper (`w3c.caller_parts`). A
+        version-00 ``traceparent`` whose flags say "not sampled", without
+        ``tracestate`` (most requests, at a low ratio), is not parsed at all:
+        the span keeps the header and parses it the first time its ids are
+        asked for (a child's headers, the access log's trace id); a leaf
+        block never asks (`UnsampledSpan.of_caller`). The span's name
+        (``<block> <route>``) is only made for a span that has one to show.
         """
         if traceparent is None:
             return self._new_trace(f"{block} {route}", SpanKind.SERVER)
-        if len(traceparent) == 55 and _V00.fullmatch(traceparent) is not None:
-            trace, span, flags = traceparent[3:35], traceparent[36:52], traceparent[53:]
-            if trace == _NO_TRACE or span == _NO_SPAN:
-                return self._new_trace(f"{block} {route}", SpanKind.SERVER)
-        else:
-            found = _TRACEPARENT.fullmatch(traceparent)
-            parts = _parts(found) if found is not None else None
-            if parts is None:
-                return self._new_trace(f"{block} {route}", SpanKind.SERVER)
-            trace, span, flags = parts
-        trace_flags, child_flags, suffix = _FLAGS[flags]
+        if tracestate is None and says_unsampled(traceparent):
+            return UnsampledSpan.of_caller(traceparent)  # parsed if its ids are ever needed
+        parts = caller_parts(traceparent)
+        if parts is None:
+            return self._new_trace(f"{block} {route}", SpanKind.SERVER)
+        trace, span, flags = parts
+        trace_flags, child_flags, suffix = FLAGS[flags]
         state = TraceState.from_header([tracestate]) if tracestate else None
         if suffix is not None:  # the caller's trace, not recorded: its ids only
             header = state.to_header() if state else None
@@ -261,9 +248,9 @@ class Tracing:
         numbers do.
         """
         if trace[16:] < self._bound_hex:
-            own = SpanContext(int(trace, 16), _span_id(), False, _NEW_SAMPLED)
+            own = SpanContext(int(trace, 16), _span_id(), False, NEW_SAMPLED)
             return RecordedSpan(sink, name, own, None, kind)
-        return UnsampledSpan(trace, _NEW_UNSAMPLED, _NEW_UNSAMPLED_SUFFIX, None)
+        return UnsampledSpan(trace, NEW_UNSAMPLED, NEW_UNSAMPLED_SUFFIX, None)
 
     @classmethod
     def create(
@@ -296,30 +283,19 @@ def _recorded(
     sink: SpanSink, name: str, kind: SpanKind, parent: SpanContext, span_id: int
 ) -> RecordedSpan:
     """A recorded child of the sampled span ``parent`` (its trace id, state, random flag)."""
-    flags = TraceFlags(TraceFlags.SAMPLED | (parent.trace_flags & _RANDOM))
+    flags = TraceFlags(TraceFlags.SAMPLED | (parent.trace_flags & RANDOM))
     own = SpanContext(parent.trace_id, span_id, False, flags, parent.trace_state)
     return RecordedSpan(sink, name, own, parent, kind)
 
 
 def parse_traceparent(value: str, tracestate: str | None = None) -> SpanContext | None:
     """A caller's span context from W3C ``traceparent`` (None when malformed: a new trace)."""
-    found = _TRACEPARENT.fullmatch(value)
-    parts = _parts(found) if found is not None else None
+    parts = caller_parts(value)
     if parts is None:
         return None
     trace, span, flags = parts
     state = TraceState.from_header([tracestate]) if tracestate else None
     return SpanContext(int(trace, 16), int(span, 16), True, TraceFlags(int(flags, 16)), state)
-
-
-def _parts(found: re.Match[str]) -> tuple[str, str, str] | None:
-    """Trace id, parent id and flags of a matched ``traceparent``, if the version allows them."""
-    version, trace, span, flags, rest = found.groups()
-    if version == "ff" or (version == "00" and rest is not None):
-        return None  # ff: invalid; version 00 has exactly four fields
-    if trace == _NO_TRACE or span == _NO_SPAN:
-        return None
-    return trace, span, flags
 
 
 def traceparent(span: Span) -> dict[str, str]:

@@ -371,3 +371,48 @@ def test_an_unsampled_spans_ids_are_made_once_when_asked() -> None:
     assert child.get_span_context().span_id != first.span_id
     assert traceparent(child)["tracestate"] == "vendor=x"
     tracing.shutdown()
+
+
+def test_an_unsampled_callers_header_is_read_only_when_a_child_needs_it() -> None:
+    tracing, exporter = make(1.0)
+    server = tracing.server_span("b", "direct", f"00-{TRACE}-00f067aa0ba902b7-02", None)
+    assert not server.is_recording()
+    with Current(server):
+        assert "_caller" in vars(server)  # made current and asked if recording: not parsed
+        headers, span = headers_of(tracing)
+    assert span is None
+    assert "_caller" not in vars(server)
+    found = HEADER.fullmatch(headers["traceparent"])
+    assert found is not None
+    assert found.group(1) == TRACE
+    assert found.group(2) != "00f067aa0ba902b7"
+    assert found.group(3) == "02"  # the random-trace-id flag is kept, "sampled" is not
+    assert "tracestate" not in headers
+    assert server.get_span_context().trace_id == int(TRACE, 16)
+    with pytest.raises(AttributeError, match="no attribute 'missing'"):
+        getattr(server, "missing")  # noqa: B009 - the attribute lookup is what is tested
+    assert finished(tracing, exporter) == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"00-{TRACE.upper()}-00f067aa0ba902b7-00",
+        f"00-{'0' * 32}-00f067aa0ba902b7-00",
+        f"00-{TRACE}-{'0' * 16}-00",
+        f"00-{TRACE}_00f067aa0ba902b7-00",
+    ],
+)
+def test_a_malformed_header_that_says_unsampled_is_taken_at_its_word(header: str) -> None:
+    """Even when every new trace is recorded, the request is not; its children start a trace."""
+    tracing, exporter = make(1.0)
+    server = tracing.server_span("b", "direct", header, None)
+    assert not server.is_recording()
+    with Current(server):
+        headers, span = headers_of(tracing)
+    assert span is None
+    found = HEADER.fullmatch(headers["traceparent"])
+    assert found is not None
+    assert found.group(1) not in (TRACE, TRACE.upper(), "0" * 32)
+    assert found.group(3) == "02"
+    assert finished(tracing, exporter) == []

@@ -1,0 +1,78 @@
+"""W3C trace context's ``traceparent``: its grammar, its flags, and its parts.
+
+``<version>-<trace id>-<parent id>-<flags>``, lower-case hex, as
+OpenTelemetry's propagator reads it: version ``ff`` is invalid, version
+``00`` has exactly these four fields (a later version may add more), and an
+all-zero trace or parent id is invalid. `caller_parts` is the one parser
+(`eblocks.telemetry.tracing` and `eblocks.telemetry.spans` both use it); the
+version-00 form every caller sends is checked by one pattern and cut at
+fixed places.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from opentelemetry.trace import TraceFlags
+
+__all__ = [
+    "FLAGS",
+    "NEW_SAMPLED",
+    "NEW_UNSAMPLED",
+    "NEW_UNSAMPLED_SUFFIX",
+    "RANDOM",
+    "caller_parts",
+    "says_unsampled",
+]
+
+_TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
+_V00 = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_V00_LENGTH: Final = 55
+_NO_TRACE, _NO_SPAN = "0" * 32, "0" * 16
+
+RANDOM = TraceFlags.RANDOM_TRACE_ID
+"""The only flag a child keeps besides "sampled" (W3C level 2's random trace id)."""
+NEW_SAMPLED = TraceFlags(TraceFlags.SAMPLED | RANDOM)
+"""A new trace's flags when it is recorded (its ids are random, as the SDK's)."""
+NEW_UNSAMPLED = TraceFlags(RANDOM)
+"""A new trace's flags when it is not recorded."""
+NEW_UNSAMPLED_SUFFIX = f"-{NEW_UNSAMPLED:02x}"
+
+FLAGS: dict[str, tuple[TraceFlags, TraceFlags, str | None]] = {
+    f"{v:02x}": (
+        TraceFlags(v),
+        TraceFlags(v & RANDOM),
+        None if v & TraceFlags.SAMPLED else f"-{v & RANDOM:02x}",
+    )
+    for v in range(256)
+}
+"""``traceparent`` flags (hex) -> (the flags, an unsampled child's flags, that child's
+``-<flags>`` suffix; None when the flags say "sampled")."""
+
+_EVEN = frozenset("02468ace")
+
+
+def says_unsampled(traceparent: str) -> bool:
+    """Whether ``traceparent`` has the version-00 length and flags without "sampled".
+
+    Two comparisons, no parse: the flags' low hex digit is even. Whether the
+    rest is well formed is left to `caller_parts`, when the ids are needed.
+    """
+    return len(traceparent) == _V00_LENGTH and traceparent[54] in _EVEN
+
+
+def caller_parts(traceparent: str) -> tuple[str, str, str] | None:
+    """Trace id, parent id and flags (hex) of a caller's ``traceparent``; None if invalid."""
+    if len(traceparent) == _V00_LENGTH and _V00.fullmatch(traceparent) is not None:
+        trace, span, flags = traceparent[3:35], traceparent[36:52], traceparent[53:]
+    else:
+        found = _TRACEPARENT.fullmatch(traceparent)
+        if found is None:
+            return None
+        version, trace, span, flags, rest = found.groups()
+        if version == "ff" or (version == "00" and rest is not None):
+            return None  # ff: invalid; version 00 has exactly four fields
+    if trace == _NO_TRACE or span == _NO_SPAN:
+        return None
+    return trace, span, flags
