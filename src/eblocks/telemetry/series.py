@@ -1,9 +1,9 @@
 """Request series: what one instance counts per (direction, peer, route), cheaply.
 
 A `Series` keeps, for one edge, the totals since start (per status code, a
-latency histogram, bytes, retries, error reasons) and the last minute second
-by second (requests, failures, a latency histogram per second) for the
-sliding windows of ``/v1/stats``. Recording a request is plain integer
+latency histogram, bytes, retries, error reasons) and, for the sliding
+windows of ``/v1/stats``, the totals at the start of each of the last
+minute's seconds that had requests. Recording a request is plain integer
 arithmetic on pre-allocated lists: no lock (everything runs on the event
 loop's thread), no dict built per request (docs/decisions.md).
 
@@ -16,6 +16,7 @@ from them at scrape time.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = [
@@ -54,7 +55,7 @@ PROM_BOUNDS: tuple[float, ...] = (
 """The buckets exported to Prometheus (a subset of `FINE_BOUNDS`)."""
 
 WINDOW_SECONDS = 60
-"""How many one-second slots a series keeps (the longest sliding window)."""
+"""The longest sliding window, in seconds (a series keeps as many seconds' marks)."""
 
 _NBUCKETS = len(FINE_BOUNDS) + 1
 _FINE_TO_PROM = tuple(bisect_left(PROM_BOUNDS, b) for b in (*FINE_BOUNDS, float("inf")))
@@ -66,9 +67,19 @@ def is_failure(status: int) -> bool:
 
 
 class Series:
-    """Totals and the last minute of one (peer, route) edge in one direction."""
+    """Totals and the last minute of one (peer, route) edge in one direction.
+
+    The windows are differences of totals: at the first request of each
+    second, the totals as they were before it (requests, failures, the
+    histogram) are kept as that second's mark, for the last `WINDOW_SECONDS`
+    seconds that had requests. The last ``n`` seconds are the totals now
+    minus the mark of the first second in them that had requests. A request
+    costs one comparison of seconds; the copying is once per second.
+    """
 
     __slots__ = (
+        "_marks",
+        "_sec",
         "bytes_in",
         "bytes_out",
         "errors",
@@ -77,10 +88,6 @@ class Series:
         "peer",
         "retries",
         "route",
-        "slot_count",
-        "slot_fail",
-        "slot_hist",
-        "slot_sec",
         "statuses",
         "sum",
     )
@@ -96,31 +103,25 @@ class Series:
         self.retries = 0
         self.inflight = 0
         self.errors: dict[str, int] = {}
-        self.slot_sec = [-1] * WINDOW_SECONDS
-        self.slot_count = [0] * WINDOW_SECONDS
-        self.slot_fail = [0] * WINDOW_SECONDS
-        self.slot_hist: list[list[int]] = [[] for _ in range(WINDOW_SECONDS)]
+        self._sec = -1  # the second of the last request counted
+        self._marks: deque[tuple[int, int, int, list[int]]] = deque(maxlen=WINDOW_SECONDS)
 
     def add(self, status: int, duration: float, nin: int, nout: int, now: float) -> None:
         """Count one finished request (the hot path: integers and list slots only)."""
+        sec = int(now)
+        if sec > self._sec:
+            self._mark(sec)
         statuses = self.statuses
         statuses[status] = statuses.get(status, 0) + 1
-        index = bisect_left(FINE_BOUNDS, duration)
-        self.hist[index] += 1
+        self.hist[bisect_left(FINE_BOUNDS, duration)] += 1
         self.sum += duration
         self.bytes_in += nin
         self.bytes_out += nout
-        sec = int(now)
-        slot = sec % WINDOW_SECONDS
-        if self.slot_sec[slot] != sec:
-            self.slot_sec[slot] = sec
-            self.slot_count[slot] = 0
-            self.slot_fail[slot] = 0
-            self.slot_hist[slot] = [0] * _NBUCKETS
-        self.slot_count[slot] += 1
-        if status >= 500:
-            self.slot_fail[slot] += 1
-        self.slot_hist[slot][index] += 1
+
+    def _mark(self, sec: int) -> None:
+        """The first request of second ``sec``: keep the totals it starts from."""
+        self._sec = sec
+        self._marks.append((sec, self.requests, self.failures, self.hist.copy()))
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
@@ -128,6 +129,10 @@ class Series:
     @property
     def requests(self) -> int:
         return sum(self.statuses.values())
+
+    @property
+    def failures(self) -> int:
+        return sum(n for status, n in self.statuses.items() if is_failure(status))
 
     def prom_buckets(self) -> list[int]:
         """Cumulative counts per `PROM_BOUNDS` bound, then +Inf (Prometheus ``le``)."""
@@ -145,9 +150,15 @@ class Series:
         """The last ``seconds`` (the current, partial second included)."""
         sec = int(now)
         out = Window(seconds, span=min(float(seconds), seconds - 1 + (now - sec)))
-        for slot in range(WINDOW_SECONDS):
-            if sec - seconds < self.slot_sec[slot] <= sec:
-                out.merge(self.slot_count[slot], self.slot_fail[slot], self.slot_hist[slot])
+        first = sec - seconds + 1  # the window's first second
+        for mark, requests, failures, hist in self._marks:
+            if mark >= first:  # the first second in the window with requests: from here on
+                out.merge(
+                    self.requests - requests,
+                    self.failures - failures,
+                    [n - before for n, before in zip(self.hist, hist, strict=True)],
+                )
+                break
         return out
 
 

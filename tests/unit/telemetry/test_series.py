@@ -121,3 +121,19 @@ def test_peer_labels_are_sanitised() -> None:
     assert tel.peer(None) == "external"
     assert tel.peer('evil"} 1\n') == "external"
     assert tel.peer("UPPER") == "external"
+
+
+def test_a_window_starts_at_its_first_second_with_requests_whatever_the_gaps() -> None:
+    s = Series("a", "r")
+    s.add(200, 0.001, 0, 0, now=10.1)
+    s.add(503, 0.100, 0, 0, now=30.1)
+    s.add(200, 0.001, 0, 0, now=50.1)
+    s.add(200, 0.001, 0, 0, now=50.9)
+    window = s.window(25, now=50.95)  # seconds 26..50: the requests of 30 and 50
+    assert (window.requests, window.failures) == (3, 1)
+    assert sum(window.hist) == 3
+    assert percentile(window.hist, 99) == pytest.approx(0.1, rel=0.12)
+    assert s.window(1, now=50.95).requests == 2  # second 50 only
+    assert s.window(60, now=50.95).requests == 4
+    assert s.window(10, now=80.0).requests == 0  # nothing since second 71
+    assert s.window(60, now=109.0).requests == 2  # seconds 50..109: second 50's two
