@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from eblocks._types import Clock, SystemClock
-from eblocks.telemetry.series import SeriesTable, merged
+from eblocks.telemetry.series import Series, SeriesTable, merged
 from eblocks.telemetry.tap import Tap
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ EXTERNAL = "external"
 
 _PEER = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _MAX_PEERS = 256
+_MAX_INBOUND_KEYS = 4096  # (source header, route) pairs remembered by `inbound_series`
 
 _POOL_GAUGES = (
     ("eblocks_pattern_workers", "Ready worker instances of a pattern's pool"),
@@ -141,6 +142,7 @@ class Telemetry:
         self.policies: LivePolicies | None = None
         """The policies in force (`eblocks apply` changes them; ``/v1/config`` shows them)."""
         self._peers: dict[str | None, str] = {None: EXTERNAL, "": EXTERNAL}
+        self._inbound_by_raw: dict[tuple[str | None, str], Series] = {}
         self.policy_events: collections.Counter[tuple[str, str]] = collections.Counter()
         """What the block's inbound policies did, by (reason, rule): refusals and delays."""
 
@@ -161,6 +163,20 @@ class Telemetry:
             found = raw if raw is not None and _PEER.match(raw) else EXTERNAL
             if len(self._peers) < _MAX_PEERS:
                 self._peers[raw] = found
+        return found
+
+    def inbound_series(self, raw: str | None, route: str) -> Series:
+        """The inbound series of requests from ``raw`` (the source header) to ``route``.
+
+        One dict lookup on the request's own values, for what is otherwise the
+        source's label (`peer`) and then its series: a request's hot path.
+        """
+        key = (raw, route)
+        found = self._inbound_by_raw.get(key)
+        if found is None:
+            found = self.inbound.get(self.peer(raw), route)
+            if len(self._inbound_by_raw) < _MAX_INBOUND_KEYS:
+                self._inbound_by_raw[key] = found
         return found
 
     def policy_event(self, reason: str, rule: str) -> None:

@@ -104,8 +104,7 @@ async def _observed(
         if recording:
             span.set_attributes(_server_attributes(tel, request, route))
         token = enter(span)
-    peer = tel.peer(headers.get(SOURCE_HEADER))
-    series = tel.inbound.get(peer, route)
+    series = tel.inbound_series(headers.get(SOURCE_HEADER), route)
     series.inflight += 1
     monotonic = tel.clock.monotonic
     began = monotonic()
@@ -146,7 +145,7 @@ async def _observed(
         if tel.sinks:  # a plain attribute: this runs on every request
             tel.emit(
                 True,
-                peer,
+                tel.peer(headers.get(SOURCE_HEADER)),
                 route,
                 status,
                 now - began,

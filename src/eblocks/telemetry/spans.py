@@ -175,8 +175,15 @@ class SpanSink:
         """Plain values can be stored as given: no length limit to apply."""
 
 
-class RecordedSpan(Span):
-    """A sampled span: plain fields while it runs, a `ReadableSpan` for the processor at its end."""
+class RecordedSpan(Span, ReadableSpan):
+    """A sampled span: plain fields while it runs, handed itself to the processor at its end.
+
+    As the SDK's own span (``class Span(trace_api.Span, ReadableSpan)``), it
+    is the `ReadableSpan` exporters read, with the fields under the names
+    `ReadableSpan` reads them from: no copy is made when it ends. It refuses
+    every change once ended, so the exporter's thread reads a span nobody
+    writes any more.
+    """
 
     def __init__(
         self,
@@ -188,21 +195,24 @@ class RecordedSpan(Span):
     ) -> None:
         self._sink = sink
         self._name = name
-        self._context = context
+        self._context: SpanContext = context
         self._parent = parent
         self._kind = kind
+        self._resource = sink.resource
+        self._instrumentation_scope = sink.scope
+        self._instrumentation_info = sink.info
         self._attributes: dict[str, types.AttributeValue] | BoundedAttributes = {}
-        self._events: BoundedList[Event] | None = None
-        self._links: BoundedList[Link] | None = None
+        self._events: Sequence[Event] = ()
+        self._links: Sequence[Link] = ()
         self._status = _UNSET
-        self._start = time_ns()
-        self._end: int | None = None
+        self._start_time: int | None = time_ns()
+        self._end_time: int | None = None
 
     def get_span_context(self) -> SpanContext:
         return self._context
 
     def is_recording(self) -> bool:
-        return self._end is None
+        return self._end_time is None
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         if self._ended("Setting attribute on ended span."):
@@ -224,7 +234,7 @@ class RecordedSpan(Span):
         mine = self._attributes
         if (
             type(mine) is dict
-            and self._end is None
+            and self._end_time is None
             and self._sink.plain
             and len(mine) + len(attributes) <= self._sink.max_attributes
         ):
@@ -255,11 +265,10 @@ class RecordedSpan(Span):
         if self._ended("Calling add_event on an ended span."):
             return
         limits = self._sink.limits
-        if self._events is None:
-            self._events = BoundedList(limits.max_events)
-        self._events.append(
-            Event(name, self._frozen(limits.max_event_attributes, attributes), timestamp)
-        )
+        events = self._events
+        if not isinstance(events, BoundedList):
+            events = self._events = BoundedList(limits.max_events)
+        events.append(Event(name, self._frozen(limits.max_event_attributes, attributes), timestamp))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if self._ended("Calling add_link on an ended span."):
@@ -267,9 +276,10 @@ class RecordedSpan(Span):
         if not (context and (context.is_valid or attributes or context.trace_state)):
             return
         limits = self._sink.limits
-        if self._links is None:
-            self._links = BoundedList(limits.max_links)
-        self._links.append(Link(context, self._frozen(limits.max_link_attributes, attributes)))
+        links = self._links
+        if not isinstance(links, BoundedList):
+            links = self._links = BoundedList(limits.max_links)
+        links.append(Link(context, self._frozen(limits.max_link_attributes, attributes)))
 
     def _frozen(self, limit: int | None, attributes: types.Attributes) -> BoundedAttributes:
         """An event's or a link's attributes, checked and bounded as the SDK's span does."""
@@ -278,7 +288,7 @@ class RecordedSpan(Span):
 
     def _ended(self, warning: str) -> bool:
         """True, and the SDK's warning logged, when the span has ended already."""
-        if self._end is None:
+        if self._end_time is None:
             return False
         logger.warning(warning)
         return True
@@ -331,24 +341,5 @@ class RecordedSpan(Span):
     def end(self, end_time: int | None = None) -> None:
         if self._ended("Calling end() on an ended span."):
             return
-        self._end = end_time if end_time is not None else time_ns()
-        sink = self._sink
-        events: Sequence[Event] = self._events if self._events is not None else ()
-        links: Sequence[Link] = self._links if self._links is not None else ()
-        sink.processor.on_end(
-            ReadableSpan(
-                name=self._name,
-                context=self._context,
-                parent=self._parent,
-                resource=sink.resource,
-                attributes=self._attributes,
-                events=events,
-                links=links,
-                kind=self._kind,
-                status=self._status,
-                start_time=self._start,
-                end_time=self._end,
-                instrumentation_scope=sink.scope,
-                instrumentation_info=sink.info,
-            )
-        )
+        self._end_time = end_time if end_time is not None else time_ns()
+        self._sink.processor.on_end(self)
