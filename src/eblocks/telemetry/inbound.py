@@ -31,6 +31,7 @@ from eblocks.message import (
 )
 from eblocks.telemetry.core import Telemetry
 from eblocks.telemetry.current import enter, leave
+from eblocks.telemetry.spans import UnsampledSpan
 from eblocks.telemetry.tracing import current_trace_id
 
 __all__ = ["CLIENT_CLOSED", "DIRECT", "TRACEPARENT", "middleware", "observe", "trace_id_of"]
@@ -100,8 +101,8 @@ async def _observed(
         span = tracing.server_span(
             tel.block, route, headers.get(TRACEPARENT), headers.get(TRACESTATE)
         )
-        recording = span.is_recording()
-        if recording:
+        if type(span) is not UnsampledSpan and span.is_recording():  # most are unsampled
+            recording = True
             span.set_attributes(_server_attributes(tel, request, route))
         token = enter(span)
     series = tel.inbound_series(headers.get(SOURCE_HEADER), route)

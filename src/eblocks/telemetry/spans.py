@@ -110,7 +110,7 @@ class UnsampledSpan(NonRecordingSpan):
         """The span of a request whose caller's ``traceparent`` says "not sampled", unparsed.
 
         For a request with ``tracestate`` none and a version-00 header whose
-        flags say "not sampled" (`w3c.says_unsampled`): the header is kept as
+        flags say "not sampled" (`w3c.EVEN`): the header is kept as
         it came, and read (`_follow`) the first time a field of the span is
         (its prefix for a child's headers, its ids); a block that calls
         nobody never reads it. A header that turns out malformed is taken at
@@ -139,7 +139,7 @@ class UnsampledSpan(NonRecordingSpan):
             return
         trace, _, flags = parts
         _, child_flags, suffix = FLAGS[flags]
-        assert suffix is not None  # `says_unsampled` saw "not sampled" in these flags
+        assert suffix is not None  # `Tracing.server_span` saw "not sampled" in them
         self.__init__(trace, child_flags, suffix, None, None, f"00-{trace}-")  # type: ignore[misc]
 
     def child(self) -> UnsampledSpan:

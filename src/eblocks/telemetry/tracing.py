@@ -65,13 +65,14 @@ from eblocks.telemetry.current import current_span
 from eblocks.telemetry.ids import span_hex, trace_hex
 from eblocks.telemetry.spans import RecordedSpan, SpanSink, UnsampledSpan
 from eblocks.telemetry.w3c import (
+    EVEN,
     FLAGS,
     NEW_SAMPLED,
     NEW_UNSAMPLED,
     NEW_UNSAMPLED_SUFFIX,
     RANDOM,
+    V00_LENGTH,
     caller_parts,
-    says_unsampled,
 )
 
 if TYPE_CHECKING:
@@ -216,7 +217,8 @@ class Tracing:
         """
         if traceparent is None:
             return self._new_trace(f"{block} {route}", SpanKind.SERVER)
-        if tracestate is None and says_unsampled(traceparent):
+        if tracestate is None and len(traceparent) == V00_LENGTH and traceparent[54] in EVEN:
+            # version 00, flags without "sampled" (`w3c.EVEN`)
             return UnsampledSpan.of_caller(traceparent)  # parsed if its ids are ever needed
         parts = caller_parts(traceparent)
         if parts is None:

@@ -17,18 +17,20 @@ from typing import Final
 from opentelemetry.trace import TraceFlags
 
 __all__ = [
+    "EVEN",
     "FLAGS",
     "NEW_SAMPLED",
     "NEW_UNSAMPLED",
     "NEW_UNSAMPLED_SUFFIX",
     "RANDOM",
+    "V00_LENGTH",
     "caller_parts",
-    "says_unsampled",
 ]
 
 _TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
 _V00 = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-_V00_LENGTH: Final = 55
+V00_LENGTH: Final = 55
+"""The length of a version-00 ``traceparent``."""
 _NO_TRACE, _NO_SPAN = "0" * 32, "0" * 16
 
 RANDOM = TraceFlags.RANDOM_TRACE_ID
@@ -50,21 +52,14 @@ FLAGS: dict[str, tuple[TraceFlags, TraceFlags, str | None]] = {
 """``traceparent`` flags (hex) -> (the flags, an unsampled child's flags, that child's
 ``-<flags>`` suffix; None when the flags say "sampled")."""
 
-_EVEN = frozenset("02468ace")
-
-
-def says_unsampled(traceparent: str) -> bool:
-    """Whether ``traceparent`` has the version-00 length and flags without "sampled".
-
-    Two comparisons, no parse: the flags' low hex digit is even. Whether the
-    rest is well formed is left to `caller_parts`, when the ids are needed.
-    """
-    return len(traceparent) == _V00_LENGTH and traceparent[54] in _EVEN
+EVEN = frozenset("02468ace")
+"""The low hex digits of flags without "sampled": a version-00 header (`V00_LENGTH`) whose
+last digit is one of these says "not sampled", whether or not the rest is well formed."""
 
 
 def caller_parts(traceparent: str) -> tuple[str, str, str] | None:
     """Trace id, parent id and flags (hex) of a caller's ``traceparent``; None if invalid."""
-    if len(traceparent) == _V00_LENGTH and _V00.fullmatch(traceparent) is not None:
+    if len(traceparent) == V00_LENGTH and _V00.fullmatch(traceparent) is not None:
         trace, span, flags = traceparent[3:35], traceparent[36:52], traceparent[53:]
     else:
         found = _TRACEPARENT.fullmatch(traceparent)
