@@ -71,8 +71,10 @@ from eblocks.telemetry.w3c import (
     NEW_UNSAMPLED,
     NEW_UNSAMPLED_SUFFIX,
     RANDOM,
+    SAMPLED_CHILD,
     V00_LENGTH,
     caller_parts,
+    span_context,
 )
 
 if TYPE_CHECKING:
@@ -229,7 +231,7 @@ class Tracing:
         if suffix is not None:  # the caller's trace, not recorded: its ids only
             header = state.to_header() if state else None
             return UnsampledSpan(trace, child_flags, suffix, header, state, f"00-{trace}-")
-        parent = SpanContext(int(trace, 16), int(span, 16), True, trace_flags, state)
+        parent = span_context(int(trace, 16), int(span, 16), True, trace_flags, state)
         name = f"{block} {route}"
         if self._sink is None:
             context = set_span_in_context(NonRecordingSpan(parent))
@@ -250,7 +252,7 @@ class Tracing:
         numbers do.
         """
         if trace[16:] < self._bound_hex:
-            own = SpanContext(int(trace, 16), _span_id(), False, NEW_SAMPLED)
+            own = span_context(int(trace, 16), _span_id(), False, NEW_SAMPLED, None)
             return RecordedSpan(sink, name, own, None, kind)
         return UnsampledSpan(trace, NEW_UNSAMPLED, NEW_UNSAMPLED_SUFFIX, None)
 
@@ -285,8 +287,8 @@ def _recorded(
     sink: SpanSink, name: str, kind: SpanKind, parent: SpanContext, span_id: int
 ) -> RecordedSpan:
     """A recorded child of the sampled span ``parent`` (its trace id, state, random flag)."""
-    flags = TraceFlags(TraceFlags.SAMPLED | (parent.trace_flags & RANDOM))
-    own = SpanContext(parent.trace_id, span_id, False, flags, parent.trace_state)
+    flags = SAMPLED_CHILD[parent.trace_flags]
+    own = span_context(parent.trace_id, span_id, False, flags, parent.trace_state)
     return RecordedSpan(sink, name, own, parent, kind)
 
 

@@ -12,9 +12,11 @@ fixed places.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
-from opentelemetry.trace import TraceFlags
+from opentelemetry.trace import SpanContext, TraceFlags, TraceState
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 __all__ = [
     "EVEN",
@@ -23,8 +25,10 @@ __all__ = [
     "NEW_UNSAMPLED",
     "NEW_UNSAMPLED_SUFFIX",
     "RANDOM",
+    "SAMPLED_CHILD",
     "V00_LENGTH",
     "caller_parts",
+    "span_context",
 ]
 
 _TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
@@ -52,6 +56,11 @@ FLAGS: dict[str, tuple[TraceFlags, TraceFlags, str | None]] = {
 """``traceparent`` flags (hex) -> (the flags, an unsampled child's flags, that child's
 ``-<flags>`` suffix; None when the flags say "sampled")."""
 
+SAMPLED_CHILD: dict[int, TraceFlags] = {
+    v: TraceFlags(TraceFlags.SAMPLED | (v & RANDOM)) for v in range(256)
+}
+"""A sampled parent's flags -> its recorded child's (sampled, and the parent's random flag)."""
+
 EVEN = frozenset("02468ace")
 """The low hex digits of flags without "sampled": a version-00 header (`V00_LENGTH`) whose
 last digit is one of these says "not sampled", whether or not the rest is well formed."""
@@ -71,3 +80,44 @@ def caller_parts(traceparent: str) -> tuple[str, str, str] | None:
     if trace == _NO_TRACE or span == _NO_SPAN:
         return None
     return trace, span, flags
+
+
+_tuple_new = tuple.__new__
+
+
+def _plain_span_context(
+    trace_id: int, span_id: int, remote: bool, flags: TraceFlags, state: TraceState | None
+) -> SpanContext:
+    return _tuple_new(
+        SpanContext,
+        (trace_id, span_id, remote, flags, DEFAULT_TRACE_STATE if state is None else state, True),
+    )
+
+
+def _same_as_the_api() -> bool:
+    """Whether `_plain_span_context` makes what `SpanContext(...)` makes (the API's tuple layout:
+    trace id, span id, remote, flags, state, valid)."""
+    flags, state = TraceFlags(1), TraceState([("k", "v")])
+    for args in ((3, 4, True, flags, state), (1 << 127, 1, False, flags, None)):
+        made, real = _plain_span_context(*args), SpanContext(*args)
+        if type(made) is not type(real) or made != real:
+            return False
+        if (made.trace_id, made.span_id, made.is_remote) != args[:3]:
+            return False
+        if made.trace_flags is not args[3] or not made.is_valid:
+            return False
+        if made.trace_state is not (args[4] if args[4] is not None else DEFAULT_TRACE_STATE):
+            return False
+    return True
+
+
+span_context: Callable[[int, int, bool, TraceFlags, TraceState | None], SpanContext] = (
+    _plain_span_context if _same_as_the_api() else SpanContext
+)
+"""``SpanContext(trace_id, span_id, remote, flags, state)`` for ids known to be valid
+(non-zero, in range: a caller's checked by `caller_parts`, or drawn by `eblocks.telemetry.ids`).
+
+`SpanContext`'s own ``__new__`` checks the ids and fills defaults in Python, several
+times the cost of the tuple itself; a recorded span needs two. Made as the plain tuple
+when the API lays it out as checked at import (`_same_as_the_api`), by the constructor
+otherwise."""
