@@ -17,7 +17,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from contextvars import Token
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
@@ -132,7 +132,8 @@ async def _observed(
     finally:
         series.inflight -= 1
         now = monotonic()
-        nin = request.content_length or 0
+        length = headers.get(hdrs.CONTENT_LENGTH)  # `request.content_length`, without its property
+        nin = int(length) if length else 0
         nout = 0
         reason = None
         if response is not None:
