@@ -135,12 +135,12 @@ class UnsampledSpan(NonRecordingSpan):
         """Become the unsampled child of ``traceparent``'s span (a new trace, if malformed)."""
         parts = caller_parts(traceparent)
         if parts is None:
-            self.__init__(trace_hex(), NEW_UNSAMPLED, NEW_UNSAMPLED_SUFFIX, None)  # type: ignore[misc]
+            UnsampledSpan.__init__(self, trace_hex(), NEW_UNSAMPLED, NEW_UNSAMPLED_SUFFIX, None)
             return
         trace, _, flags = parts
         _, child_flags, suffix = FLAGS[flags]
         assert suffix is not None  # `Tracing.server_span` saw "not sampled" in them
-        self.__init__(trace, child_flags, suffix, None, None, f"00-{trace}-")  # type: ignore[misc]
+        UnsampledSpan.__init__(self, trace, child_flags, suffix, None, None, f"00-{trace}-")
 
     def child(self) -> UnsampledSpan:
         """A span of the same trace and decision under this one (its id drawn when asked)."""
