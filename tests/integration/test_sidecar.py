@@ -520,7 +520,13 @@ def test_an_external_block_answers_the_mesh_over_mtls(box: Sandbox, mesh: dict[s
     lines = _mesh_metric_lines(sandbox, web)
     assert _count(lines, 'src_block="caller"', 'dst_block="web"', 'status_code="200"') == 1
     log = sandbox.mesh_dir("side") / "logs" / "web-0.access.jsonl"
-    assert any(orjson.loads(line)["source"] == "caller" for line in log.read_text().splitlines())
+
+    def logged() -> bool:  # the writer appends in the background, every 0.2 s
+        text = log.read_text() if log.exists() else ""
+        whole = text[: text.rfind("\n") + 1].splitlines()  # a line being written is left out
+        return any(orjson.loads(line)["source"] == "caller" for line in whole)
+
+    wait_for(logged, timeout=10, what="the caller's request in web's access log")
     # the proxy's mesh port is mTLS only: a plaintext request gets no answer from the app
     assert _get(f"http://127.0.0.1:{web['port']}/hello", 3.0)[0] != 200
 
