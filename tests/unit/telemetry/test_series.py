@@ -123,6 +123,18 @@ def test_peer_labels_are_sanitised() -> None:
     assert tel.peer("UPPER") == "external"
 
 
+def test_a_requests_inbound_series_is_its_sanitised_peers() -> None:
+    tel = Telemetry("b", "b-0")
+    for raw in ("tokenize", None, "", 'evil"} 1\n', "UPPER", "tokenize"):
+        found = tel.inbound_series(raw, "ingest")
+        assert found is tel.inbound.get(tel.peer(raw), "ingest")
+        assert found is tel.inbound_series(raw, "ingest")  # the same series, looked up again
+    assert {(s.peer, s.route) for s in tel.inbound} == {
+        ("tokenize", "ingest"),
+        ("external", "ingest"),
+    }
+
+
 def test_a_window_starts_at_its_first_second_with_requests_whatever_the_gaps() -> None:
     s = Series("a", "r")
     s.add(200, 0.001, 0, 0, now=10.1)
