@@ -42,7 +42,13 @@ from opentelemetry.trace import (
 from opentelemetry.util import types
 
 from eblocks.telemetry.ids import span_hex, trace_hex
-from eblocks.telemetry.w3c import FLAGS, NEW_UNSAMPLED, NEW_UNSAMPLED_SUFFIX, caller_parts
+from eblocks.telemetry.w3c import (
+    FLAGS,
+    NEW_UNSAMPLED,
+    NEW_UNSAMPLED_SUFFIX,
+    caller_parts,
+    span_context,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -102,7 +108,7 @@ class UnsampledSpan(NonRecordingSpan):
             state = self._trace_state
             if state is None and self.state is not None:
                 state = self._trace_state = TraceState.from_header([self.state])
-            own = self._own = SpanContext(trace_id, int(span_hex(), 16), False, self._flags, state)
+            own = self._own = span_context(trace_id, int(span_hex(), 16), False, self._flags, state)
         return own
 
     @classmethod

@@ -1,4 +1,8 @@
-"""The W3C ``traceparent`` grammar and the span contexts made from its parts."""
+"""The span contexts made from ``traceparent``'s parts, and the flag tables.
+
+The grammar itself (`w3c.caller_parts`) is tested through its users: `parse_traceparent`
+(test_tracing.py) and `Tracing.server_span` (test_spans.py).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ import pytest
 from opentelemetry.trace import SpanContext, TraceFlags, TraceState
 
 from eblocks.telemetry import w3c
-
-TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def test_span_contexts_are_made_as_plain_tuples_with_this_api() -> None:
@@ -43,23 +45,6 @@ def test_a_changed_api_layout_is_noticed(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(w3c, "_plain_span_context", swapped)
     assert not w3c._same_as_the_api()
-
-
-@pytest.mark.parametrize(
-    ("header", "parts"),
-    [
-        (f"00-{TRACE}-00f067aa0ba902b7-01", (TRACE, "00f067aa0ba902b7", "01")),
-        (f" 00-{TRACE}-00f067aa0ba902b7-00 ", (TRACE, "00f067aa0ba902b7", "00")),
-        (f"01-{TRACE}-00f067aa0ba902b7-00-future", (TRACE, "00f067aa0ba902b7", "00")),
-        (f"00-{TRACE}-00f067aa0ba902b7-00-extra", None),
-        (f"ff-{TRACE}-00f067aa0ba902b7-00", None),
-        (f"00-{'0' * 32}-00f067aa0ba902b7-00", None),
-        (f"00-{TRACE}-{'0' * 16}-00", None),
-        (f"00-{TRACE.upper()}-00f067aa0ba902b7-00", None),
-    ],
-)
-def test_caller_parts(header: str, parts: tuple[str, str, str] | None) -> None:
-    assert w3c.caller_parts(header) == parts
 
 
 def test_the_flag_tables_agree_with_the_flags() -> None:
