@@ -105,6 +105,7 @@ def render(
                     tag=tag,
                     source=spec.name,
                     policy=policy,
+                    proxy_image=proxy_image,
                 ),
             )
         if out is None:

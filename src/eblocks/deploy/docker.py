@@ -10,8 +10,18 @@ seeds, as the headless Service is on Kubernetes::
     <out>/mesh.yaml              the spec as the containers run it (gossip via the alias)
     <out>/<block>.Dockerfile     one image per block: <prefix><mesh>-<block>:<tag>
     <out>/compose.yaml           services, replicas, health checks, the spec, the key
+    <out>/eblocks.proxy.Dockerfile  the sidecar proxy's image, when a block is external
     <out>/policy/signing.pub     the policy public key and run id (`eblocks.deploy.policy`),
     <out>/policy/run             bind-mounted read-only where the instances read them
+
+An ``external`` block is rendered as its pod is on Kubernetes (`sidecar`):
+per replica ``i``, a service ``<block>_<i>`` running `eblocks proxy` (the
+block: mesh ports, gossip alias, health check) and a service
+``<block>_<i>_app`` running the program in the block's own image, which
+joins the proxy's network namespace (``network_mode: service:<block>_<i>``),
+so the two share a loopback as containers of a pod do. Compose's
+``replicas`` cannot pair containers, hence one pair of services per replica;
+block names have no ``_``, so these names never clash with a block's.
 
 A gateway's certificate and key files are bind-mounted read-only from the
 spec's folder at the paths the containers' spec names (`gateway_files`).
@@ -41,13 +51,16 @@ from eblocks.deploy.names import gossip_port as _gossip_port
 from eblocks.deploy.output import dump_documents, dump_spec, header
 from eblocks.deploy.pods import ADMIN_ANY
 from eblocks.deploy.policy import PolicyTrust
+from eblocks.deploy.sidecar import app_env, proxy_args
 from eblocks.errors import RenderError
 from eblocks.security.modes import admin_tls
 from eblocks.spec.models import MeshSpec
 
-__all__ = ["PYTHON_IMAGE", "DockerOptions", "docker_files"]
+__all__ = ["PROXY_DOCKERFILE", "PYTHON_IMAGE", "DockerOptions", "docker_files"]
 
 PYTHON_IMAGE = "python:3.12-slim"
+PROXY_DOCKERFILE = "eblocks.proxy.Dockerfile"
+"""The sidecar proxy's image (a block's is ``<block>.Dockerfile``: block names have no dot)."""
 
 # The container's own address: what it binds and publishes to the gossip.
 _ADDRESS = "$(hostname -i | cut -d' ' -f1)"
@@ -72,27 +85,26 @@ class DockerOptions:
     source: str = "mesh.yaml"
     policy: PolicyTrust | None = None
     """The policy public key and run id (`KubeOptions.policy`); none: bundles are refused."""
+    proxy_image: str | None = None
+    """Eblocks' image for external blocks' proxies; none: ``<prefix>eblocks:<tag>``, built
+    from `PROXY_DOCKERFILE`."""
 
 
 def docker_files(spec: MeshSpec, options: DockerOptions) -> dict[str, str]:
     """Every file of the docker target, by name relative to ``options.out``."""
     names = Names.checked(spec, None)
-    external = sorted(b for b, block in spec.blocks.items() if block.external is not None)
-    if external:  # its image is the user's program, not a Python block's: Kubernetes has the pair
-        raise RenderError(
-            f"block {external[0]!r} is external: the docker target does not render external "
-            "blocks (their program and the proxy need a pod); use --target kubernetes, or "
-            "`eblocks up` on one machine"
-        )
     context = _relative(options.spec_dir, options.out)
     files = {
         "mesh.yaml": header(options.source, f"the spec of mesh {spec.mesh!r} in compose")
         + dump_spec(cluster_spec(spec, names.gossip_service)),
     }
     for block in sorted(spec.blocks):
-        files[f"{block}.Dockerfile"] = dockerfile(
-            spec, block, options.source, policy=options.policy is not None
-        )
+        if spec.blocks[block].external is None:  # an external block's image is the user's
+            files[f"{block}.Dockerfile"] = dockerfile(
+                spec, block, options.source, policy=options.policy is not None
+            )
+    if _externals(spec) and options.proxy_image is None:
+        files[PROXY_DOCKERFILE] = proxy_dockerfile(spec, options.source)
     if options.policy is not None:  # public: plain files, bind-mounted read-only
         files["policy/signing.pub"] = options.policy.public_key
         files["policy/run"] = options.policy.run + "\n"
@@ -113,63 +125,94 @@ def dockerfile(spec: MeshSpec, block: str, source: str, *, policy: bool = False)
     ``policy``: the instance reads the policy public key and run id at `POLICY_DIR`.
     """
     args = instance_args(block) + ADMIN_ANY + (PolicyTrust.args() if policy else [])
-    args[args.index("$(POD_NAME)")] = '"$(hostname)"'
-    args[args.index("$(POD_IP)")] = f'"{_ADDRESS}"'
-    args[args.index("*")] = "'*'"  # a shell runs the line: no glob
-    run = "exec python -m eblocks.runtime.instance " + " ".join(args)
-    scheme = "https" if admin_tls(spec, block) else "http"  # probes need no certificate
-    probe = _PROBE.format(scheme=scheme, port=ADMIN_PORT, path="/readyz")
+    run = _shell("exec python -m eblocks.runtime.instance", args)
     lines = [
         header(source, f"image of block {block!r} of mesh {spec.mesh!r}").rstrip("\n"),
         "# Build from the spec's folder, with the eblocks wheel in its wheels/ folder:",
         f"#   docker build -f <out>/{block}.Dockerfile -t {spec.mesh}-{block} <spec folder>",
+        *_install(spec, "COPY . /app", "requirements.txt"),
+        f"ENV EBLOCKS_MESH={spec.mesh} EBLOCKS_BLOCK={block}",
+        f"EXPOSE {HTTP_PORT}/tcp {ADMIN_PORT}/tcp {_gossip_port(spec)}/udp",
+        "STOPSIGNAL SIGTERM",
+        "HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \\",
+        f"  CMD {json.dumps(['python', '-c', _probe(spec, block)])}",
+        f"CMD {json.dumps(['sh', '-c', run])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def proxy_dockerfile(spec: MeshSpec, source: str) -> str:
+    """The image of external blocks' proxies: Eblocks alone (compose gives each its command)."""
+    lines = [
+        header(source, f"image of the sidecar proxy of mesh {spec.mesh!r}").rstrip("\n"),
+        "# Build from the spec's folder, with the eblocks wheel in its wheels/ folder:",
+        f"#   docker build -f <out>/{PROXY_DOCKERFILE} -t eblocks <spec folder>",
+        *_install(spec, "COPY wheels /app/wheels", None),
+        f"EXPOSE {HTTP_PORT}/tcp {ADMIN_PORT}/tcp {_gossip_port(spec)}/udp",
+        "STOPSIGNAL SIGTERM",
+        f"CMD {json.dumps(['python', '-m', 'eblocks', 'proxy', '--help'])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _install(spec: MeshSpec, copy: str, requirements: str | None) -> list[str]:
+    """The lines every image shares: Python, Eblocks from the wheel, the user, the state dir."""
+    extra = (
+        [
+            f" && if [ -f {requirements} ]; then \\",
+            f"      pip install --no-cache-dir -r {requirements}; fi \\",
+        ]
+        if requirements is not None
+        else []
+    )
+    return [
         f"FROM {PYTHON_IMAGE}",
         "ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/app",
         "WORKDIR /app",
-        "COPY . /app",
+        copy,
         "RUN pip install --no-cache-dir --find-links /app/wheels "
         f'"eblocks[fast]=={__version__}" \\',
-        " && if [ -f requirements.txt ]; then \\",
-        "      pip install --no-cache-dir -r requirements.txt; fi \\",
+        *extra,
         f" && groupadd --gid {RUN_AS} eblocks \\",
         f" && useradd --uid {RUN_AS} --gid {RUN_AS} --no-create-home "
         "--shell /usr/sbin/nologin eblocks \\",
         f" && mkdir -p {STATE_DIR} /etc/eblocks && chown {RUN_AS}:{RUN_AS} {STATE_DIR} \\",
         f" && ln -s /run/secrets/gossip_key {STATE_DIR}/gossip.key",
         f"USER {RUN_AS}:{RUN_AS}",
-        f"ENV EBLOCKS_MESH={spec.mesh} EBLOCKS_BLOCK={block}",
-        f"EXPOSE {HTTP_PORT}/tcp {ADMIN_PORT}/tcp {_gossip_port(spec)}/udp",
-        "STOPSIGNAL SIGTERM",
-        "HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \\",
-        f"  CMD {json.dumps(['python', '-c', probe])}",
-        f"CMD {json.dumps(['sh', '-c', run])}",
     ]
-    return "\n".join(lines) + "\n"
+
+
+def _shell(program: str, args: list[str]) -> str:
+    """``program args`` as a ``sh -c`` line, the pod's $(VAR)s as the container's own values."""
+    words = list(args)
+    words[words.index("$(POD_NAME)")] = '"$(hostname)"'
+    words[words.index("$(POD_IP)")] = f'"{_ADDRESS}"'
+    words[words.index("*")] = "'*'"  # a shell runs the line: no glob
+    return f"{program} {' '.join(words)}"
+
+
+def _probe(spec: MeshSpec, block: str) -> str:
+    """Python that fails unless the container's ``/readyz`` answers 2xx."""
+    scheme = "https" if admin_tls(spec, block) else "http"  # probes need no certificate
+    return _PROBE.format(scheme=scheme, port=ADMIN_PORT, path="/readyz")
+
+
+def _externals(spec: MeshSpec) -> list[str]:
+    return sorted(b for b, block in spec.blocks.items() if block.external is not None)
 
 
 def _compose(spec: MeshSpec, names: Names, options: DockerOptions, context: str) -> dict[str, Any]:
     services: dict[str, Any] = {}
     for block in sorted(spec.blocks):
-        settings = spec.settings(block)
-        service: dict[str, Any] = {
-            "image": image(options.image_prefix, names, block, options.tag),
-            "build": {
-                "context": context,
-                "dockerfile": _relative(options.out / f"{block}.Dockerfile", options.spec_dir),
-            },
-            "configs": [{"source": "spec", "target": SPEC_FILE}],
-            "secrets": [{"source": "gossip_key", "target": "gossip_key"}],
-            "deploy": {"replicas": settings.replicas},
-            "stop_grace_period": f"{grace_seconds(spec, block)}s",
-            "tmpfs": ["/tmp"],
-            "networks": {"mesh": {"aliases": [names.gossip_service]}},
-            "restart": "unless-stopped",
-        }
-        volumes = _mounts(spec, block, options)
-        if volumes:
-            service["volumes"] = volumes
+        if spec.blocks[block].external is not None:
+            services.update(_external_services(spec, names, block, options, context))
+            continue
+        service = _mesh_service(spec, names, block, options)
+        service["image"] = image(options.image_prefix, names, block, options.tag)
+        service["build"] = _build(options, context, f"{block}.Dockerfile")
+        service["deploy"] = {"replicas": spec.settings(block).replicas}
         if spec.blocks[block].env:
-            service["environment"] = dict(sorted(spec.blocks[block].env.items()))
+            service["environment"] = {k: _literal(v) for k, v in spec.blocks[block].env.items()}
         services[block] = service
     return {
         "name": spec.mesh,
@@ -179,6 +222,73 @@ def _compose(spec: MeshSpec, names: Names, options: DockerOptions, context: str)
         "secrets": {"gossip_key": {"file": "./gossip.key"}},
         "networks": {"mesh": {}},
     }
+
+
+def _mesh_service(
+    spec: MeshSpec, names: Names, block: str, options: DockerOptions
+) -> dict[str, Any]:
+    """What every container that is an instance of ``block`` has (a Python block's or a proxy)."""
+    service: dict[str, Any] = {
+        "configs": [{"source": "spec", "target": SPEC_FILE}],
+        "secrets": [{"source": "gossip_key", "target": "gossip_key"}],
+        "stop_grace_period": f"{grace_seconds(spec, block)}s",
+        "tmpfs": ["/tmp"],
+        "networks": {"mesh": {"aliases": [names.gossip_service]}},
+        "restart": "unless-stopped",
+    }
+    volumes = _mounts(spec, block, options)
+    if volumes:
+        service["volumes"] = volumes
+    return service
+
+
+def _literal(value: str) -> str:
+    """``value`` as compose passes it on: compose reads ``$VAR`` from the host; ``$$`` is ``$``."""
+    return value.replace("$", "$$")
+
+
+def _build(options: DockerOptions, context: str, dockerfile: str) -> dict[str, str]:
+    return {"context": context, "dockerfile": _relative(options.out / dockerfile, options.spec_dir)}
+
+
+def _external_services(
+    spec: MeshSpec, names: Names, block: str, options: DockerOptions, context: str
+) -> dict[str, Any]:
+    """Per replica, the proxy (``<block>_<i>``) and the program sharing its network (``_app``)."""
+    policy = options.policy is not None
+    run = _shell("exec python -m eblocks", proxy_args(spec, block, policy=policy))
+    probe = _probe(spec, block)
+    env = {entry["name"]: _literal(entry["value"]) for entry in app_env(spec, block)}
+    external = spec.blocks[block].external
+    assert external is not None  # `_compose` sends only external blocks here
+    services: dict[str, Any] = {}
+    for replica in range(1, spec.settings(block).replicas + 1):
+        proxy_name = f"{block}_{replica}"
+        proxy = _mesh_service(spec, names, block, options)
+        proxy["image"] = options.proxy_image or f"{options.image_prefix}eblocks:{options.tag}"
+        if options.proxy_image is None:
+            proxy["build"] = _build(options, context, PROXY_DOCKERFILE)
+        proxy["command"] = ["sh", "-c", _literal(run)]
+        proxy["environment"] = {"EBLOCKS_MESH": spec.mesh, "EBLOCKS_BLOCK": block}
+        proxy["healthcheck"] = {
+            "test": ["CMD", "python", "-c", probe],
+            "interval": "10s",
+            "timeout": "3s",
+            "start_period": "30s",
+            "retries": 3,
+        }
+        services[proxy_name] = proxy
+        services[f"{proxy_name}_app"] = {
+            "command": [_literal(word) for word in external.command],
+            "depends_on": {proxy_name: {"condition": "service_started"}},
+            "environment": env,
+            "image": image(options.image_prefix, names, block, options.tag),
+            "network_mode": f"service:{proxy_name}",  # the proxy's loopback: a pod's
+            "restart": "unless-stopped",
+            "stop_grace_period": f"{grace_seconds(spec, block)}s",
+            "tmpfs": ["/tmp"],
+        }
+    return services
 
 
 def _mounts(spec: MeshSpec, block: str, options: DockerOptions) -> list[dict[str, Any]]:
