@@ -28,6 +28,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from eblocks import __version__
+
+        typer.echo(f"eblocks {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """Eblocks: a decentralized service mesh with processing patterns built in."""
+
+
 spec_cmds.register(app)
 policy_cmds.register(app)
 run_cmds.register(app)

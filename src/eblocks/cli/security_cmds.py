@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-ca = typer.Typer(help="The mesh CA: create, inspect, rotate.", no_args_is_help=True)
+ca = typer.Typer(
+    help="The mesh CA: create, inspect, rotate; join tokens, the CA server and joining.",
+    no_args_is_help=True,
+)
 policy = typer.Typer(help="Authorization policies: explain a decision.", no_args_is_help=True)
 
 SPEC_ARG = typer.Argument(Path("mesh.yaml"), help="the mesh spec")

@@ -29,6 +29,7 @@ __all__ = [
     "find_state",
     "pid_alive",
     "read_json",
+    "running",
     "write_json",
 ]
 
@@ -112,19 +113,35 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def running(state: StateDir) -> bool:
+    """Whether the supervisor of ``state`` is starting or serving (not stopped, not failed)."""
+    try:
+        found = read_json(state.supervisor)
+    except SupervisorError:
+        return False
+    if not isinstance(found, dict) or found.get("status") not in ("starting", "ready"):
+        return False
+    pid = found.get("pid")
+    return type(pid) is int and pid_alive(pid)
+
+
 def find_state(mesh: str | None, root: Path | None = None) -> StateDir:
-    """The state dir of ``mesh``, or of the only mesh under ``root``."""
+    """The state dir of ``mesh``; else of the only mesh running under ``root``, else of the
+    only one there (stopped or failed: its logs and status are still worth reading)."""
     base = (root or DEFAULT_ROOT).absolute()
     if mesh is not None:
         state = StateDir(base / mesh)
         if not state.supervisor.exists():
             raise SupervisorError(f"no mesh {mesh!r} under {base} (start it with `eblocks up`)")
         return state
-    found = sorted(p.parent.name for p in base.glob("*/supervisor.json"))
+    found = [StateDir(p.parent) for p in sorted(base.glob("*/supervisor.json"))]
     if not found:
         raise SupervisorError(f"no mesh found under {base} (start one with `eblocks up mesh.yaml`)")
-    if len(found) > 1:
-        raise SupervisorError(
-            f"several meshes under {base}: {', '.join(found)}; pick one with --mesh"
-        )
-    return StateDir(base / found[0])
+    if len(found) == 1:
+        return found[0]
+    live = [state for state in found if running(state)]
+    if len(live) == 1:
+        return live[0]
+    names = ", ".join(state.mesh for state in (live or found))
+    which = "running" if live else "there, none running"
+    raise SupervisorError(f"several meshes under {base} ({which}): {names}; pick one with --mesh")
