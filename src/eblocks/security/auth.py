@@ -145,8 +145,10 @@ class Auth:
         return cls(spec, identity_folder(state, holder), block=block, spec_dir=spec_dir)
 
     @classmethod
-    def for_cli(cls, spec: MeshSpec, state: Path) -> Auth | None:
-        return cls.for_holder(spec, state, CLI_HOLDER)
+    def for_cli(cls, spec: MeshSpec, state: Path | str) -> Auth | None:
+        """The identity `eblocks up` issued to the CLI and to scripts, in the mesh's state dir
+        (``.eblocks/<mesh>``); None when mTLS is off."""
+        return cls.for_holder(spec, Path(state), CLI_HOLDER)
 
     # -- the contract ------------------------------------------------------------------
 

@@ -130,13 +130,21 @@ class HttpTransport:
                 detail={"target": call.target, "endpoint": endpoint.address},
             ) from exc
         except OSError as exc:
+            message = f"cannot reach {call.target!r} at {endpoint.address}: {type(exc).__name__}"
+            if ssl is None and isinstance(exc, ConnectionResetError):
+                message += _PLAINTEXT_RESET
             raise ConnectError(
-                f"cannot reach {call.target!r} at {endpoint.address}: {exc.__class__.__name__}",
-                detail={"target": call.target, "endpoint": endpoint.address},
+                message, detail={"target": call.target, "endpoint": endpoint.address}
             ) from exc
         if reply.status >= 300:
             raise error_from_response(reply.status, reply.headers, reply.body, call.target)
         return Message.from_wire(reply.body, reply.headers)
+
+
+_PLAINTEXT_RESET = (
+    " (this client spoke plaintext; a block with mTLS on resets such connections: give the "
+    "client an identity, e.g. MeshClient(..., auth=Auth.for_cli(spec, state_dir)))"
+)
 
 
 def _check_server(conn: Connection, status: int, target: str, address: str) -> None:

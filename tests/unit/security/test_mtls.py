@@ -109,8 +109,8 @@ async def test_plaintext_to_a_strict_block_is_refused(
         await _raw_post(f"http://127.0.0.1:{block.port}/", None)
     plain = MeshClient(mesh.spec, mesh.resolver)  # no identity: plaintext HTTP
     mesh.clients.append(plain)
-    with pytest.raises(ConnectError):
-        await plain.call("front", Message(b"x"))
+    with pytest.raises(ConnectError, match=r"spoke plaintext.*auth=Auth\.for_cli"):
+        await plain.call("front", Message(b"x"))  # the error says what to do
     await _refusals(block, "plaintext", 2)
     assert any("refused plaintext connection" in line for line in _audit(caplog))
 
