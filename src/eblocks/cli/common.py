@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -26,8 +27,20 @@ __all__ = [
 ]
 
 EXIT_INVALID = 2
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+_PIPED_WIDTH = 200
+"""The width tables are laid out in when the output is no terminal (a file, a pipe): rich's
+default there is 80 columns, which cuts names short; ``COLUMNS`` still wins."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, highlight=False, width=_PIPED_WIDTH)
+    return console
+
+
+console = _console()
+err = _console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -180,6 +180,13 @@ def top(
 
     done = 0
     try:
+        if not console.is_terminal:  # a file or a pipe: one frame after the other, as top -b
+            while True:
+                console.print(frame())
+                done += 1
+                if iterations and done >= iterations:
+                    return
+                time.sleep(interval)
         with Live(frame(), console=console, auto_refresh=False) as live:
             done = 1
             while iterations == 0 or done < iterations:
