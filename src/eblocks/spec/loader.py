@@ -32,7 +32,8 @@ def load_spec(path: str | Path) -> MeshSpec:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError([SpecIssue(str(file), 0, 0, "", f"cannot read spec: {exc}")]) from exc
+        reason = exc.strerror or str(exc)
+        raise SpecError([SpecIssue(str(file), 0, 0, "", f"cannot read spec: {reason}")]) from exc
     return parse_spec(text, str(file))
 
 

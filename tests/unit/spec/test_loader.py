@@ -215,6 +215,10 @@ def test_load_spec_of_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read spec") as info:
         load_spec(tmp_path / "absent.yaml")
     assert info.value.issues[0].file == str(tmp_path / "absent.yaml")
+    assert (
+        str(info.value.issues[0])
+        == f"{tmp_path / 'absent.yaml'}: cannot read spec: No such file or directory"
+    )
 
 
 def test_spec_issue_text() -> None:
