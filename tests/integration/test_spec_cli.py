@@ -50,6 +50,25 @@ def test_validate_accepts_the_example(sandbox: Sandbox) -> None:
     assert run.stderr == "", str(run)
 
 
+def test_validate_warns_of_a_handler_module_up_could_not_load(sandbox: Sandbox) -> None:
+    """Found without importing anything: in the spec's folder (as `up` runs it) or installed."""
+    sandbox.write("shop/handlers.py", "raise SystemExit('never imported by validate')\n")
+    sandbox.write(
+        "shop/mesh.yaml",
+        "apiVersion: eblocks/v1\nmesh: shop\nblocks:\n"
+        "  ingest: {handler: handlers:ingest}\n"
+        "  report: {handler: reprot:report}\n"
+        "  stats: {handler: eblocks.bench.servers:echo}\n",
+    )
+    run = sandbox.eblocks("validate", "shop/mesh.yaml")
+    assert run.returncode == 0, str(run)  # the spec itself is valid
+    assert "valid" in run.stdout, str(run)
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, str(run)
+    assert "blocks.report.handler: no module 'reprot'" in warnings[0]
+    assert "`eblocks up` cannot load 'reprot:report'" in warnings[0]
+
+
 def test_validate_lists_every_problem_with_its_position(sandbox: Sandbox) -> None:
     sandbox.write("broken.yaml", BROKEN)
     run = sandbox.eblocks("validate", "broken.yaml")

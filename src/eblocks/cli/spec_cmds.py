@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
+from importlib.machinery import PathFinder
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import typer
 
-from eblocks.cli.common import console, load_or_exit
+from eblocks.cli.common import console, err, load_or_exit
+
+if TYPE_CHECKING:
+    from eblocks.spec.models import MeshSpec
 
 __all__ = ["register"]
 
@@ -23,6 +29,35 @@ def validate(spec: Path = typer.Argument(Path("mesh.yaml"), help="the mesh spec"
         f"{spec}: valid — mesh {mesh.mesh!r}, {_count(len(mesh.blocks), 'block')}, "
         f"{_count(len(mesh.patterns), 'pattern')}"
     )
+    for warning in missing_modules(mesh, spec.parent):
+        err.print(f"[yellow]warning:[/] {spec}: {warning}", soft_wrap=True)
+
+
+def missing_modules(mesh: MeshSpec, folder: Path) -> list[str]:
+    """The blocks whose ``handler``/``app`` module is neither in ``folder`` (where `eblocks up`
+    runs instances from) nor importable here: `up` would stop on them.
+
+    Only the top-level package is looked for, and nothing is imported (no user code runs).
+    """
+    found = []
+    for name, block in sorted(mesh.blocks.items()):
+        for field, ref in (("handler", block.handler), ("app", block.app)):
+            if ref is None:
+                continue
+            top = ref.partition(":")[0].partition(".")[0]
+            if PathFinder.find_spec(top, [str(folder)]) is None and _installed(top) is None:
+                found.append(
+                    f"blocks.{name}.{field}: no module {top!r} in {folder.resolve()} nor "
+                    f"installed; `eblocks up` cannot load {ref!r}"
+                )
+    return found
+
+
+def _installed(top: str) -> object:
+    try:
+        return importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
 
 
 def schema() -> None:
