@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from eblocks.spec import json_schema
+from eblocks.spec.units import DURATION_PATTERN, SIZE_PATTERN
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "spec-reference.md"
 HEADER = """# Spec reference (`eblocks/v1`)
@@ -20,6 +21,15 @@ do not edit by hand. `eblocks schema` prints the schema itself, for editors.
 Durations are seconds or strings such as `250ms`, `30s`, `2m`; sizes are bytes or
 strings such as `64KiB`, `16MiB`.
 """
+UNITS = {DURATION_PATTERN: "duration", SIZE_PATTERN: "size"}
+
+
+def _unit(options: list[dict[str, Any]]) -> str | None:
+    """`duration` or `size` for a number-or-string-with-a-unit, None for anything else."""
+    for option in options:
+        if option.get("type") == "string" and option.get("pattern") in UNITS:
+            return UNITS[option["pattern"]]
+    return None
 
 
 def _type(prop: dict[str, Any]) -> str:
@@ -27,7 +37,8 @@ def _type(prop: dict[str, Any]) -> str:
         name = prop["$ref"].rsplit("/", 1)[-1]
         return f"[{name}](#{name.lower()})"
     if "anyOf" in prop:
-        return " or ".join(_type(p) for p in prop["anyOf"] if p.get("type") != "null")
+        options = [p for p in prop["anyOf"] if p.get("type") != "null"]
+        return _unit(options) or " or ".join(_type(p) for p in options)
     if "oneOf" in prop:  # a tagged union: exactly one of the models
         return "one of " + ", ".join(_type(p) for p in prop["oneOf"])
     if "const" in prop:
@@ -64,7 +75,15 @@ def _section(name: str, schema: dict[str, Any]) -> list[str]:
     for field, prop in props.items():
         desc = prop.get("description", "").replace("\n", " ")
         inner = next((p for p in prop.get("anyOf", []) if p.get("type") != "null"), prop)
-        keys = ("minimum", "maximum", "minLength", "minItems", "minProperties")
+        keys = (
+            "minimum",
+            "exclusiveMinimum",
+            "maximum",
+            "exclusiveMaximum",
+            "minLength",
+            "minItems",
+            "minProperties",
+        )
         constraints = [f"{k} {inner[k]}" for k in keys if k in inner]
         if "pattern" in inner:
             constraints.append(f"pattern `{inner['pattern']}`")

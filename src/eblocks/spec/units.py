@@ -5,13 +5,24 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-__all__ = ["Duration", "Size", "parse_duration", "parse_size"]
+__all__ = [
+    "DURATION_PATTERN",
+    "SIZE_PATTERN",
+    "Duration",
+    "Size",
+    "parse_duration",
+    "parse_size",
+]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNIT = r"(ms|s|m|h)?"
+_SIZE_UNIT = r"(B|KB|KiB|MB|MiB|GB|GiB)?"
+_DURATION = re.compile(rf"^\s*(\d+(?:\.\d+)?)\s*{_DURATION_UNIT}\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_SIZE = re.compile(rf"^\s*(\d+)\s*{_SIZE_UNIT}\s*$")
 _SIZE_UNITS = {
     None: 1,
     "B": 1,
@@ -22,6 +33,11 @@ _SIZE_UNITS = {
     "GB": 1000**3,
     "GiB": 1024**3,
 }
+
+DURATION_PATTERN = _DURATION.pattern
+"""The strings a duration accepts, for the JSON Schema: the parser's own grammar."""
+SIZE_PATTERN = rf"^\s*0*[1-9]\d*\s*{_SIZE_UNIT}\s*$"
+"""The strings a size accepts: the parser's grammar less the zero sizes `Size` refuses."""
 
 
 def parse_duration(value: object) -> object:
@@ -50,5 +66,31 @@ def parse_size(value: object) -> object:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+# JSON Schema's names of the bounds pydantic leaves under their Python names when
+# they follow a validator (as here: the bound checks the parsed value, and an error
+# still shows what the user wrote, "0MiB" rather than 0).
+_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+
+
+class _NumberOrString:
+    """JSON Schema of a unit: the number it validates to, or a string with a unit.
+
+    Serialization gives the plain number.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        number = {_BOUNDS.get(key, key): value for key, value in handler(core_schema).items()}
+        if handler.mode == "serialization":
+            return number
+        return {"anyOf": [number, {"type": "string", "pattern": self.pattern}]}
+
+
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=0), _NumberOrString(DURATION_PATTERN)
+]
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0), _NumberOrString(SIZE_PATTERN)]
