@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
-from docproc.semantic import IdfTable, analyse, build_idf, default_idf
+from docproc.corpus import CorpusStats
+from docproc.handlers import merge_semantic
+from docproc.risk import detect
+from docproc.semantic import IdfTable, analyse, build_idf, default_idf, sensitive_parts
 
 FINANCE = """Quarterly Liquidity Review
 
@@ -142,3 +147,89 @@ def test_default_idf_is_the_packaged_corpus_table() -> None:
     table = default_idf()
     assert table.documents == 2745
     assert table.idf("the") < table.idf("liquidity")
+
+
+# Keywords are metadata anyone who reaches the router reads without the reader token.
+SENSITIVE = """Patient Discharge Summary
+
+The patient was discharged after the cardiology review. Questions about the discharge
+go to chiara.navarro@example.com or, after hours, to chiaranavarro@woodgrove-bank.com.
+Chiaranavarro@woodgrove-bank.com confirmed the follow-up appointment. Call +34 612 345 678
+for the pharmacy. Refunds go to IBAN DE89 3704 0044 0532 0130 00 or card 4111 1111 1111 1111.
+The deployment config still holds api_key = "Zx8Qm2Lp9Rt4Vw7Yk3Hs" and must be rotated.
+Write to chiara.navarro@example.com again before the next appointment; chiara.navarro@example.com
+answers within a day.
+"""
+_PARTS = re.compile(r"[^\W\d_]{3,}")  # runs of three letters or more, as semantic.py blocks
+
+
+def _parts(text: str) -> set[str]:
+    """The parts of every item the risk stage flags in ``text`` (found here, independently)."""
+    return {part.lower() for f in detect(text) for part in _PARTS.findall(f.value)}
+
+
+def _keyword_words(keywords: list[dict[str, object]]) -> set[str]:
+    return {w.lower() for k in keywords for w in _PARTS.findall(str(k["term"]))}
+
+
+def test_keywords_contain_no_part_of_what_the_risk_stage_flags() -> None:
+    found = {f.type for f in detect(SENSITIVE)}
+    assert found == {"email", "phone", "iban", "card", "secret"}  # the risk stage sees them all
+    result = analyse(SENSITIVE, top_k=20)
+    keywords = result["keywords"]
+    assert len(keywords) == 20  # there is enough else to say
+    words = _keyword_words(keywords)
+    for part in ("chiara", "navarro", "chiaranavarro", "example", "woodgrove", "bank", "com"):
+        assert part not in words, (part, keywords)
+    flat = "".join(k["term"].lower() for k in keywords).replace(" ", "")
+    for digits in ("612345678", "3704", "4111", "zx8qm2lp9rt4vw7yk3hs"):
+        assert digits not in flat, (digits, keywords)
+    assert words.isdisjoint(_parts(SENSITIVE)), keywords
+    assert "Patient Discharge Summary" in [k["term"] for k in keywords]
+    # characters and words count the whole text, the sensitive items included
+    unblanked = analyse(SENSITIVE, findings=[])
+    assert "chiaranavarro" in _keyword_words(unblanked["keywords"])  # what used to leak
+    assert result["stats"]["chars"] == unblanked["stats"]["chars"] == len(SENSITIVE)
+    assert result["stats"]["words"] == unblanked["stats"]["words"]
+
+
+def test_a_sensitive_word_is_blocked_wherever_it_occurs() -> None:
+    text = (
+        "Woodgrove Bank approved the loan. The Woodgrove Bank team met the auditors. "
+        "Send the signed loan contract to mateo.haddad@woodgrove-bank.com today."
+    )
+    keywords = analyse(text)["keywords"]
+    assert keywords
+    assert not {"woodgrove", "bank", "mateo", "haddad"} & _keyword_words(keywords), keywords
+    assert sensitive_parts(text) == {"mateo", "haddad", "woodgrove", "bank", "com"}
+    # without the email the company name is a keyword again
+    plain = analyse(text.split(" Send")[0])["keywords"]
+    assert "woodgrove" in _keyword_words(plain)
+
+
+def test_the_corpus_keywords_skip_every_flagged_item(
+    small_corpus: tuple[Path, CorpusStats],
+) -> None:
+    folder, _ = small_corpus
+    checked = 0
+    for path in sorted(folder.glob("doc-*.txt")):
+        text = path.read_text(encoding="utf-8")
+        parts = _parts(text)
+        if not parts:
+            continue
+        keywords = analyse(text)["keywords"]
+        assert _keyword_words(keywords).isdisjoint(parts), (path.name, keywords)
+        checked += 1
+    assert checked >= 50  # secrets, emails, IBANs: plenty of flagged items in 200 documents
+
+
+def test_merged_keywords_skip_words_flagged_in_another_part() -> None:
+    first = analyse("Woodgrove Bank approved the loan. The Woodgrove Bank team met the auditors.")
+    second = analyse("Send the contract to mateo.haddad@woodgrove-bank.com today.")
+    assert "woodgrove" in _keyword_words(first["keywords"])  # part one cannot know
+    merged = merge_semantic(
+        [first, second],
+        blocked=sensitive_parts("Send the contract to mateo.haddad@woodgrove-bank.com today."),
+    )
+    assert merged["keywords"]
+    assert "woodgrove" not in _keyword_words(merged["keywords"]), merged["keywords"]

@@ -460,7 +460,9 @@ def merge(msg: Message) -> dict[str, Any]:
         raise IntegrityError(f"merge: the parts of {first['name']} do not rebuild the document")
     item = {k: first[k] for k in ("key", "name", "size", "sha256", "override") if k in first}
     item["body"] = base64.b64encode(body).decode()
-    item["semantic"] = merge_semantic([p["semantic"] for p in parts])
+    # A part's keywords skip its own sensitive items, not those in other parts.
+    blocked = semantic.sensitive_parts(_text(body))
+    item["semantic"] = merge_semantic([p["semantic"] for p in parts], blocked=blocked)
     timings: dict[str, float] = {}
     for p in parts:  # the work of every part counts, wherever it ran
         for stage, seconds in p.get("timings", {}).items():
@@ -469,12 +471,15 @@ def merge(msg: Message) -> dict[str, Any]:
     return _timed(item, "merge", began)
 
 
-def merge_semantic(results: list[dict[str, Any]], top_k: int = 10) -> dict[str, Any]:
+def merge_semantic(
+    results: list[dict[str, Any]], top_k: int = 10, *, blocked: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """One document's semantic result from its parts' (weighted by each part's words).
 
     Keyword scores (relative, best 1.0) are summed per term weighted by the
-    part's share of the words, then made relative again; topic shares are
-    averaged the same way; language is the one most words were written in;
+    part's share of the words, then made relative again; terms with a part in
+    ``blocked`` (`semantic.sensitive_parts` of the whole document) are left out.
+    Topic shares are averaged the same way; language is the one most words were written in;
     counts add up and the Flesch score is the word-weighted mean. An
     approximation of analysing the whole text, documented in docs/docproc.md.
     """
@@ -489,7 +494,9 @@ def merge_semantic(results: list[dict[str, Any]], top_k: int = 10) -> dict[str, 
         for topic, share in r.get("topic_scores", {}).items():
             topics[topic] = topics.get(topic, 0.0) + share * w / total
         languages[r["language"]] = languages.get(r["language"], 0) + w
-    ranked = sorted(terms.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
+    sensitive = semantic.sensitive_words(terms, blocked)
+    kept = [(term, score) for term, score in terms.items() if term not in sensitive]
+    ranked = sorted(kept, key=lambda kv: (-kv[1], kv[0]))[:top_k]
     best = ranked[0][1] if ranked else 1.0
     sentences = sum(r["stats"]["sentences"] for r in results)
     n_words = sum(r["stats"]["words"] for r in results)

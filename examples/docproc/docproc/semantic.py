@@ -33,6 +33,16 @@ words include, or are included in, a better keyword's (YAKE drops them by edit
 distance). Reported ``score`` is relative: best keyword 1.0, others
 ``best / own`` of the combined score.
 
+Keywords never carry sensitive content. Keywords are stored as metadata, which
+anyone who can reach the router reads without the reader token, so the text
+spans the risk stage flags (:func:`docproc.risk.detect`: emails, phone numbers,
+cards, IBANs, national IDs, secrets) are blanked out before chunking, and no
+keyword may contain a word that has a run of three letters or more of such a
+span, wherever else in the text it occurs: ``chiara.navarro@woodgrove-bank.com``
+rules out "chiara", "navarro", "woodgrove", "bank" and "com" (and "Woodgrove
+Bank"). Language, topic and word statistics see the same blanked text; the
+character and word counts are those of the original.
+
 Language, topic, statistics
 ---------------------------
 - Language: share of tokens found in each language's stopword list (en, es, fr,
@@ -61,7 +71,18 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-__all__ = ["STOPWORDS", "IdfTable", "analyse", "build_idf", "default_idf", "load_idf"]
+from docproc import risk
+
+__all__ = [
+    "STOPWORDS",
+    "IdfTable",
+    "analyse",
+    "build_idf",
+    "default_idf",
+    "load_idf",
+    "sensitive_parts",
+    "sensitive_words",
+]
 
 # --- tables (built once at import) -------------------------------------------------------
 
@@ -144,6 +165,9 @@ _CHUNK: Final = re.compile(
 _WORDS_AND_NUMBERS: Final = re.compile(r"[^\W_]+(?:['\u2019.,-][^\W_]+)*")
 _SENTENCE_END: Final = re.compile(r"(?<=[.!?])\s+|\n+")
 _VOWEL_GROUP: Final = re.compile(r"[aeiouyàáâäèéêëìíîïòóôöùúûü]+")
+_LETTERS: Final = re.compile(r"[^\W\d_]+")
+_NOT_NEWLINE: Final = re.compile(r"[^\n]")
+_BLANK: Final = "|"  # neither a letter, a chunk's space nor a sentence end
 MAX_NGRAM: Final = 3
 MIN_TERM_CHARS: Final = 3
 
@@ -241,11 +265,23 @@ class _Chunk(NamedTuple):
     lowered: list[str]
 
 
-def analyse(text: str, *, top_k: int = 10, idf: IdfTable | None = None) -> dict[str, Any]:
-    """Keywords, language, topic and reading statistics of ``text`` (a JSON-able dict)."""
+def analyse(
+    text: str,
+    *,
+    top_k: int = 10,
+    idf: IdfTable | None = None,
+    findings: Iterable[risk.Finding] | None = None,
+) -> dict[str, Any]:
+    """Keywords, language, topic and reading statistics of ``text`` (a JSON-able dict).
+
+    ``findings`` are ``text``'s sensitive spans if already detected (default:
+    :func:`docproc.risk.detect`); no keyword contains a word of any of them.
+    """
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
-    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    found = risk.detect(text) if findings is None else list(findings)
+    blanked, parts = _blank(text, found), sensitive_parts(text, found)
+    sentences = [s.strip() for s in _SENTENCE_END.split(blanked) if s.strip()]
     chunks = [
         _Chunk(index, m.start() == 0, m.group().split(), m.group().lower().split())
         for index, sentence in enumerate(sentences)
@@ -255,7 +291,8 @@ def analyse(text: str, *, top_k: int = 10, idf: IdfTable | None = None) -> dict[
     language = _language(tf)
     topic, topic_scores = _topic(tf)
     stop = STOPWORDS.get(language, STOPWORDS["en"])
-    keywords = _keywords(chunks, tf, len(sentences), stop, idf, top_k)
+    blocked = sensitive_words(tf, parts)
+    keywords = _keywords(chunks, tf, len(sentences), stop, blocked, idf, top_k)
     return {
         "keywords": keywords,
         "language": language,
@@ -263,6 +300,46 @@ def analyse(text: str, *, top_k: int = 10, idf: IdfTable | None = None) -> dict[
         "topic_scores": topic_scores,
         "stats": _stats(text, len(sentences), tf),
     }
+
+
+def sensitive_parts(text: str, findings: Iterable[risk.Finding] | None = None) -> frozenset[str]:
+    """The lower-cased runs of `MIN_TERM_CHARS` letters or more in ``text``'s sensitive spans.
+
+    ``findings`` default to :func:`docproc.risk.detect`'s; no keyword may contain a part.
+    """
+    found = risk.detect(text) if findings is None else findings
+    return frozenset(
+        w.lower()
+        for f in found
+        for w in _LETTERS.findall(text, f.start, f.end)
+        if len(w) >= MIN_TERM_CHARS
+    )
+
+
+def sensitive_words(words: Iterable[str], parts: frozenset[str]) -> frozenset[str]:
+    """The ``words`` with a sensitive part ("bank", "woodgrove-bank": ``x@woodgrove-bank.com``)."""
+    if not parts:
+        return parts
+    return frozenset(w for w in words if not parts.isdisjoint(_LETTERS.findall(w.lower())))
+
+
+def _blank(text: str, findings: Iterable[risk.Finding]) -> str:
+    """``text`` with every finding's characters but newlines replaced by ``_BLANK``.
+
+    A blanked span breaks a chunk (no n-gram reaches across it) and keeps the text's
+    offsets and newlines, so the sentence boundaries are those of the original.
+    """
+    pieces: list[str] = []
+    done = 0
+    for f in sorted(findings, key=lambda f: f.start):
+        start = max(f.start, done)
+        if start < f.end:
+            pieces += (text[done:start], _NOT_NEWLINE.sub(_BLANK, text[start : f.end]))
+            done = f.end
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def _language(tf: Counter[str]) -> str:
@@ -385,20 +462,24 @@ def _keywords(
     tf: Counter[str],
     n_sentences: int,
     stop: frozenset[str],
+    blocked: frozenset[str],
     idf: IdfTable | None,
     top_k: int,
 ) -> list[dict[str, Any]]:
+    """The ``top_k`` best keywords; none contains a word of ``blocked`` (sensitive words)."""
     if top_k == 0:
         return []
     table = idf if idf is not None else default_idf()
     pairs: Counter[tuple[str, str]] = Counter()
     for chunk in chunks:
         pairs.update(zip(chunk.lowered, chunk.lowered[1:], strict=False))
-    term_score = _term_scores(chunks, tf, pairs, n_sentences, stop)
+    term_score = _term_scores(chunks, tf, pairs, n_sentences, stop | blocked)
     weights = table.weights()
     both = {w: (s, weights.get(w, 1.0)) for w, s in term_score.items()}
     ranked: list[tuple[float, tuple[str, ...]]] = []
     for key, count in _candidates(chunks, tf, pairs, term_score).items():
+        if blocked and not blocked.isdisjoint(key):
+            continue  # a sensitive word in the middle of a 3-gram
         if len(key) == 1:
             score, weight = both[key[0]]
             ranked.append((score / (count * (1.0 + score)) / weight, key))
