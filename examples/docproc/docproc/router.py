@@ -1,20 +1,24 @@
 """The router block: the case study's ingress and its web UI (an aiohttp app block).
 
-=======================================  ==========================================
-route                                    what it does
-=======================================  ==========================================
-``GET /``                                the UI: upload, search, open, live counters
-``POST /v1/documents?pattern=&risk=``    one document (the body) through a pattern
-``POST /v1/batch?pattern=&risk=``        every file of a multipart form, in parallel
-``GET /v1/documents?keyword=&level=&topic=``  search the store
-``GET /v1/documents/{id}``               metadata, and the text when the caller may read it
-``GET /v1/counters``                     processed / failed / in flight / rate, store counts
-=======================================  ==========================================
+===========================================================  ======================================
+route (and the query parameters it takes)                    what it does
+===========================================================  ======================================
+``GET /``                                                    the UI: upload, search, open, counters
+``POST /v1/documents?pattern=&risk=&name=``                  one document (the body)
+``POST /v1/batch?pattern=&risk=``                            every file of a multipart form
+``GET /v1/documents?keyword=&level=&topic=&limit=&offset=``  search the store
+``GET /v1/documents/{id}``                                   metadata; the text if allowed
+``GET /v1/counters``                                         processed, failed, in flight, rate
+===========================================================  ======================================
 
 The pattern defaults to ``$DOCPROC_PATTERN`` (else ``process``); ``risk`` is an
 override the risk stage honours upwards only (a document is never graded lower
-than its content). High-risk documents open only with ``Authorization: Bearer
-$DOCPROC_READER_TOKEN``; the others open for anyone who can reach the router.
+than its content). A search filters by risk with ``level``; ``limit`` (at most
+500) and ``offset`` page through the results. A query parameter a route does not
+take is a 400 that names it and the ones the route accepts (not silently ignored:
+``?risk=high`` on a search would otherwise list every level). High-risk documents
+open only with ``Authorization: Bearer $DOCPROC_READER_TOKEN``; the others open
+for anyone who can reach the router.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ from eblocks.respond import error_response
 __all__ = ["app"]
 
 MAX_DOCUMENT = 64 * 1024 * 1024
+LEVELS = ("low", "medium", "high")
+UPLOAD_PARAMETERS = ("pattern", "risk", "name")
+BATCH_PARAMETERS = ("pattern", "risk")
+SEARCH_PARAMETERS = ("keyword", "level", "topic", "limit", "offset")
 BATCH_PARALLEL = 8
 RATE_WINDOW = 10.0
 
@@ -71,13 +79,33 @@ async def _index(_: web.Request) -> web.Response:
     return web.Response(body=page, content_type="text/html", charset="utf-8")
 
 
+def _bad_request(message: str, **detail: Any) -> web.HTTPBadRequest:
+    body = {"error": "bad_request", "message": message, **detail}
+    return web.HTTPBadRequest(text=orjson.dumps(body).decode(), content_type="application/json")
+
+
+def _accept(request: web.Request, *accepted: str) -> None:
+    """Refuse (400) a query parameter the route does not take, naming the ones it does."""
+    unknown = sorted({name for name in request.query if name not in accepted})
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        takes = ", ".join(accepted) if accepted else "no query parameters"
+        hint = " (the risk level is 'level')" if "risk" in unknown and "level" in accepted else ""
+        raise _bad_request(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {listed} for "
+            f"{request.method} {request.path}{hint}; accepted: {takes}",
+            unknown=unknown,
+            accepted=list(accepted),
+        )
+
+
 def _pattern(request: web.Request) -> str:
     return request.query.get("pattern") or os.environ.get("DOCPROC_PATTERN") or "process"
 
 
 def _override(request: web.Request) -> str | None:
     risk = request.query.get("risk") or None
-    if risk not in (None, "low", "medium", "high"):
+    if risk not in (None, *LEVELS):
         raise web.HTTPBadRequest(text=f"risk must be low, medium or high, got {risk!r}")
     return risk
 
@@ -114,6 +142,7 @@ async def _process(
 
 
 async def _upload(request: web.Request) -> web.Response:
+    _accept(request, *UPLOAD_PARAMETERS)
     body = await request.read()
     if not body:
         raise web.HTTPBadRequest(text="empty document: send its bytes as the request body")
@@ -125,6 +154,7 @@ async def _upload(request: web.Request) -> web.Response:
 
 
 async def _batch(request: web.Request) -> web.Response:
+    _accept(request, *BATCH_PARAMETERS)
     pattern, risk = _pattern(request), _override(request)
     files: list[tuple[str, bytes]] = []
     reader = await request.multipart()
@@ -150,10 +180,13 @@ async def _store(request: web.Request, query: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _search(request: web.Request) -> web.StreamResponse:
+    _accept(request, *SEARCH_PARAMETERS)
     query: dict[str, Any] = {"op": "search"}
     for field in ("keyword", "level", "topic"):
         if request.query.get(field):
             query[field] = request.query[field]
+    if query.get("level", LEVELS[0]) not in LEVELS:
+        raise _bad_request(f"level must be low, medium or high, got {query['level']!r}")
     try:
         query["limit"] = min(int(request.query.get("limit", "50")), 500)
         query["offset"] = max(int(request.query.get("offset", "0")), 0)
@@ -173,6 +206,7 @@ def _may_read(request: web.Request, level: str) -> bool:
 
 
 async def _open(request: web.Request) -> web.StreamResponse:
+    _accept(request)
     doc_id = request.match_info["id"]
     try:
         found = (await _store(request, {"op": "get", "id": doc_id}))["document"]
@@ -188,6 +222,7 @@ async def _open(request: web.Request) -> web.StreamResponse:
 
 
 async def _counters(request: web.Request) -> web.StreamResponse:
+    _accept(request)
     counters = request.app[_COUNTERS]
     done = request.app[_DONE]
     now = time.monotonic()
