@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
+import shutil
 import signal
 import ssl
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -201,6 +204,16 @@ def test_batched_read_back_survives_kill_9_and_names_bad_ids(sandbox: Sandbox, k
     assert _counts(sandbox, "docproc-b", env)["total"] == 320  # reading wrote nothing
 
 
+PRIVATE = b"""Patient Discharge Summary
+
+The patient was discharged after the cardiology review. Questions about the discharge
+go to chiara.navarro@example.com or, after hours, to chiaranavarro@woodgrove-bank.com.
+Chiaranavarro@woodgrove-bank.com confirmed the follow-up appointment. Call +34 612 345 678
+for the pharmacy. Refunds go to IBAN DE89 3704 0044 0532 0130 00 or card 4111 1111 1111 1111.
+Write to chiara.navarro@example.com again before the next appointment.
+"""
+
+
 def _http(
     url: str,
     tls: ssl.SSLContext,
@@ -244,6 +257,10 @@ def test_router_uploads_searches_and_opens_by_permission(sandbox: Sandbox, keys:
     status, found = _http(f"{base}/v1/documents?level=high", tls)
     assert status == 200
     assert [d["name"] for d in found["documents"]] == ["secret.txt"]
+    status, refused = _http(f"{base}/v1/documents?risk=high", tls)  # not a search parameter
+    assert status == 400, refused
+    assert refused["unknown"] == ["risk"], refused
+    assert "accepted: keyword, level, topic, limit, offset" in refused["message"], refused
     status, opened = _http(f"{base}/v1/documents/{urllib.parse.quote(high['id'])}", tls)
     assert status == 200
     assert opened["allowed"] is False
@@ -257,9 +274,27 @@ def test_router_uploads_searches_and_opens_by_permission(sandbox: Sandbox, keys:
     assert opened["text"] == "Top secret.\n"
     with urllib.request.urlopen(f"{base}/", timeout=10, context=tls) as resp:
         assert b"docproc" in resp.read()
+
+    # What anyone may read of a high-risk document holds nothing the risk stage flagged.
+    status, private = _http(f"{base}/v1/documents?name=discharge.txt", tls, data=PRIVATE)
+    assert status == 200, private
+    assert private["level"] == "high", private
+    status, opened = _http(f"{base}/v1/documents/{urllib.parse.quote(private['id'])}", tls)
+    assert (status, opened["allowed"], opened["text"]) == (200, False, None), opened
+    status, listed = _http(f"{base}/v1/documents?level=high&topic=health", tls)
+    assert [d["id"] for d in listed["documents"]] == [private["id"]], listed
+    for served in (opened["document"], listed["documents"][0]):
+        assert served["keywords"], served
+        words = {w.lower() for term in served["keywords"] for w in re.findall(r"\w+", term)}
+        flat = json.dumps(served).lower()
+        for part in ("chiara", "navarro", "chiaranavarro", "woodgrove", "example", "bank"):
+            assert part not in words, (part, served["keywords"])
+        for part in ("chiara", "navarro", "woodgrove", "612 345", "3704 0044", "4111 1111"):
+            assert part not in flat, (part, served)
+
     status, counters = _http(f"{base}/v1/counters", tls)
-    assert counters["processed"] == 2, counters
-    assert counters["store"]["total"] == 2, counters
+    assert counters["processed"] == 3, counters
+    assert counters["store"]["total"] == 3, counters
 
 
 def test_the_ui_uploads_lists_and_opens_in_headless_chromium(sandbox: Sandbox, keys: Path) -> None:
@@ -318,6 +353,92 @@ def test_the_demo_runs_end_to_end_and_stops_its_mesh(sandbox: Sandbox) -> None:
     summary = _summary(run.stdout)
     assert summary.get("documents ingested") == "40 of 40", run.stdout
     assert summary.get("read back, bytes identical") == "40 of 40", run.stdout
-    assert "UI: https://127.0.0.1:" in run.stdout
+    # The UI is gone by the time the output is read: it is not offered as if it were up.
+    assert "UI: " not in run.stdout
+    assert "reader token" not in run.stdout
+    lines = run.stdout.splitlines()
+    assert lines[-2] == "6. eblocks down", run.stdout
+    assert re.fullmatch(
+        r"the UI was served at https://127\.0\.0\.1:\d+/ during the run and stopped with "
+        r"the mesh; `eblocks docproc demo --keep` leaves it up",
+        lines[-1],
+    ), run.stdout
     assert (workdir / "state" / "docproc" / "supervisor.json").exists()
     assert sandbox.processes() == []  # the demo stopped everything it started
+
+
+def test_the_kept_demo_prints_a_working_way_to_reach_its_ui(sandbox: Sandbox) -> None:
+    """``--keep``: the UI's address, the reader token and a command that verifies the
+    server against the mesh's bundle (curl cannot: the SVID names no host); then the
+    printed ``eblocks down`` stops the mesh."""
+    run = sandbox.eblocks(
+        "docproc", "demo", "--count", "10", "--keep", "--workdir", str(sandbox.root), timeout=300
+    )
+    assert run.returncode == 0, str(run)
+    ui = re.search(r"^UI: (https://127\.0\.0\.1:\d+)/ ", run.stdout, re.MULTILINE)
+    assert ui, run.stdout
+    token = re.search(r"^reader token .*: (\S+)$", run.stdout, re.MULTILINE)
+    assert token, run.stdout
+    bundle = sandbox.state_root / "docproc" / "identity" / "cli" / "bundle.pem"
+    assert f"the mesh's CA bundle (to trust it): {bundle};" in run.stdout
+    (verify,) = [line.strip() for line in run.stdout.splitlines() if "cafile" in line]
+    assert verify.endswith(f" {bundle} {ui[1]}/v1/counters"), verify
+
+    checked = subprocess.run(
+        ["bash", "-c", verify], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert checked.returncode == 0, checked
+    assert json.loads(checked.stdout)["store"]["total"] == 10
+    if shutil.which("curl"):  # what the output says about curl is so
+        curl = subprocess.run(
+            ["curl", "-sS", "--max-time", "10", "--cacert", str(bundle), f"{ui[1]}/v1/counters"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert curl.returncode == 60, curl  # CURLE_PEER_FAILED_VERIFICATION: the host name
+
+    stop = re.search(r"stop it with `eblocks (down --state-dir \S+)`$", run.stdout, re.MULTILINE)
+    assert stop, run.stdout
+    assert shlex.split(stop[1]) == ["down", "--state-dir", str(sandbox.state_root)]
+    down = sandbox.eblocks(*shlex.split(stop[1]))
+    assert down.returncode == 0, str(down)
+    assert sandbox.processes() == []
+
+
+def test_the_demo_leaves_a_kept_mesh_alone_and_says_how_to_stop_it(
+    sandbox: Sandbox, keys: Path
+) -> None:
+    """A mesh still up from ``demo --keep``: the demo refuses in one line and, as
+    `RunningMesh.up` when ``eblocks up`` itself refuses, stops nothing."""
+    from docproc.meshrun import MeshAlreadyRunning, RunningMesh
+
+    env = _env(sandbox, keys)
+    up = sandbox.up(DOCPROC / "mesh.yaml", env=env)
+    assert up.returncode == 0, str(up)
+    supervisor = psutil.Process(sandbox.supervisor_info("docproc")["pid"])
+    instances = [psutil.Process(row["pid"]) for row in sandbox.instances("docproc")]
+
+    run = sandbox.eblocks("docproc", "demo", "--count", "5", "--workdir", str(sandbox.root))
+
+    assert run.returncode == 1, str(run)
+    assert "Traceback" not in run.output, str(run)
+    assert run.stdout == "", str(run)
+    assert run.stderr == (
+        f"error: mesh 'docproc' is already running under {sandbox.state_root} (supervisor pid "
+        f"{supervisor.pid}); stop it with `eblocks down --state-dir {sandbox.state_root}`\n"
+    ), str(run)
+
+    class Racing(RunningMesh):
+        """Skips the check, as if another `up` started the mesh just after it."""
+
+        def refuse_if_running(self) -> None:
+            pass
+
+    with pytest.raises(MeshAlreadyRunning):
+        Racing(DOCPROC / "mesh.yaml", sandbox.state_root, {**sandbox.env, **env}).up()
+
+    assert alive(supervisor)
+    assert all(alive(proc) for proc in instances)
+    assert sandbox.supervisor_info("docproc")["status"] == "ready"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from docproc.frames import READ_BATCH
 
@@ -30,8 +31,15 @@ def demo(
 ) -> None:
     """Generate the corpus, run it through the mesh, read it back, print the summary."""
     from docproc.demo import run_demo
+    from docproc.meshrun import MeshUpError
 
-    result = run_demo(workdir, count=count, seed=seed, keep=keep, read_batch=batch, console=console)
+    try:
+        result = run_demo(
+            workdir, count=count, seed=seed, keep=keep, read_batch=batch, console=console
+        )
+    except MeshUpError as exc:  # e.g. the mesh of a `demo --keep` still runs: one line, no trace
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
     if not result.ok:
         err.print("[red]some documents failed or did not decrypt to their original bytes[/]")
         raise typer.Exit(1)

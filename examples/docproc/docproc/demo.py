@@ -7,13 +7,18 @@
 4. ingest every document (semantic → risk → encrypt → store) with a progress bar;
 5. read every document back through the decrypt pool and check that each one
    decrypts to exactly its original bytes;
-6. print the summary and the UI's address; stop the mesh (or keep it with ``--keep``).
+6. print the summary and stop the mesh; with ``--keep`` leave it running and print
+   how to reach the UI (address, reader token, a command that verifies the server).
+
+A mesh already running under the demo's state root (from ``demo --keep``) is
+neither used nor stopped: the demo refuses to start and says how to stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import shlex
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -30,9 +35,10 @@ from docproc import corpus
 from docproc.drive import DocResult, Document, drive, load_documents
 from docproc.frames import READ_BATCH
 from docproc.keystore import KeyStore
-from docproc.meshrun import RunningMesh
+from docproc.meshrun import RunningMesh, shown_path
 from eblocks import Message
 from eblocks.batch import percentile
+from eblocks.security.identity import Identity
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -132,10 +138,7 @@ def run_demo(
 ) -> DemoResult:
     console = console or Console()
     workdir = workdir.resolve()  # the blocks run in the spec's folder: relative paths would move
-    docs = ensure_corpus(workdir / "corpus", count, seed, console)
     keys_dir = workdir / "keys"
-    console.print(f"[bold]2.[/] key store in {keys_dir} (RSA 2048/3072/4096 + Ed25519)")
-    KeyStore(keys_dir).ensure()
     token = secrets.token_urlsafe(12)
     env = {
         "DOCPROC_HOME": str(workdir / "data"),
@@ -143,6 +146,10 @@ def run_demo(
         "DOCPROC_READER_TOKEN": token,
     }
     mesh = RunningMesh(SPEC, state_root or workdir / "state", env)
+    mesh.refuse_if_running()  # a kept mesh: say so before the corpus and the keys
+    docs = ensure_corpus(workdir / "corpus", count, seed, console)
+    console.print(f"[bold]2.[/] key store in {keys_dir} (RSA 2048/3072/4096 + Ed25519)")
+    KeyStore(keys_dir).ensure()
     console.print(f"[bold]3.[/] eblocks up {SPEC}")
     mesh.up()
     console.print(f"   {len(mesh.instances())} instances ready in {mesh.startup_seconds:.1f} s")
@@ -161,19 +168,55 @@ def run_demo(
         counts = asyncio.run(_counts(mesh))
         result = DemoResult(ingested, read, t_in, t_read, counts, mesh.address("router"))
         console.print(summary(result))
-        if result.ui:
-            console.print(f"UI: [bold]{result.ui}/[/] (HTTPS with the router's SVID)")
-            console.print(f"the mesh's CA bundle (to trust it): {mesh.ca_bundle}")
-            console.print(f"reader token (opens high-risk documents in the UI): {token}")
+        if keep and result.ui:
+            _print_access(console, mesh, result.ui, token)
     finally:
         if keep:
-            console.print(
-                f"the mesh keeps running; stop it with `eblocks down --state-dir {mesh.root}`"
-            )
+            console.print(f"the mesh keeps running; stop it with `{mesh.down_command}`")
         else:
             console.print("[bold]6.[/] eblocks down")
             mesh.down()
+    if not keep and result.ui:
+        console.print(
+            f"the UI was served at {result.ui}/ during the run and stopped with the mesh; "
+            "`eblocks docproc demo --keep` leaves it up",
+            markup=False,
+            soft_wrap=True,
+        )
     return result
+
+
+VERIFY_COMMAND = (
+    "python3 -c 'import ssl,sys,urllib.request as u; "
+    "c=ssl.create_default_context(cafile=sys.argv[1]); c.check_hostname=False; "
+    "print(u.urlopen(sys.argv[2],context=c).read().decode())'"
+)
+"""Fetch a URL, checking the server's chain against a CA bundle but not its host name."""
+
+
+def _print_access(console: Console, mesh: RunningMesh, ui: str, token: str) -> None:
+    """How to reach the kept UI: the address, the reader token and a verified request.
+
+    The router's certificate is its SVID, whose only name is a SPIFFE ID (a URI
+    SAN), so nothing can match a host name: ``curl --cacert`` fails the host name
+    check, and curl has no switch that skips only that check (``-k`` skips the
+    chain check as well). Python's ``check_hostname = False`` with the bundle
+    checks the chain alone (docs/security.md, "ingress").
+    """
+    sec = mesh.spec.security
+    spiffe_id = Identity(sec.trust_domain, mesh.spec.mesh, "router")
+    bundle = shlex.quote(shown_path(mesh.ca_bundle))
+    lines = (
+        f"UI: {ui}/ (HTTPS with the router's SVID, named {spiffe_id}, not a host name: "
+        "a browser warns before it opens the page)",
+        f"reader token (opens high-risk documents in the UI): {token}",
+        f"the mesh's CA bundle (to trust it): {bundle}; `curl --cacert` cannot use it: the "
+        "certificate has no host name to match, and curl cannot skip only the host name "
+        "check (-k skips the chain check too). Checking the chain against the bundle:",
+        f"  {VERIFY_COMMAND} {bundle} {ui}/v1/counters",
+    )
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def summary(result: DemoResult) -> Table:

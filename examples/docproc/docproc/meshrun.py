@@ -3,12 +3,15 @@
 `RunningMesh` starts a spec (optionally with some blocks' replicas rewritten,
 for the 1/2/4-worker variants) under its own state root, hands out a mesh
 client, reads each instance's CPU time and peak RSS, and always stops the
-mesh again, also when the caller fails.
+mesh again, also when the caller fails. It stops only a mesh it started: when
+the mesh is already running under that root (a ``demo --keep`` left it up),
+`RunningMesh.up` raises `MeshAlreadyRunning` and leaves it alone.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -22,15 +25,55 @@ import psutil
 import yaml
 
 from eblocks import MeshClient, SupervisorResolver, load_spec
+from eblocks.errors import SupervisorError
 from eblocks.runtime import StateDir
-from eblocks.runtime.state import read_json
+from eblocks.runtime.state import read_json, running
 from eblocks.security import Auth
 from eblocks.security.auth import mtls_mode
 from eblocks.security.local import CLI_HOLDER, identity_folder
 
-__all__ = ["ProcessStats", "RunningMesh", "with_replicas"]
+__all__ = [
+    "MeshAlreadyRunning",
+    "MeshUpError",
+    "ProcessStats",
+    "RunningMesh",
+    "down_command",
+    "shown_path",
+    "with_replicas",
+]
 
 UP_TIMEOUT = 180.0
+_ALREADY_RUNNING = "is already running"  # what `eblocks up` says when it refuses
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def down_command(root: Path) -> str:
+    """The shell command that stops the mesh running under the state root ``root``."""
+    return f"eblocks down --state-dir {shlex.quote(shown_path(root))}"
+
+
+class MeshUpError(RuntimeError):
+    """``eblocks up`` failed; the message gives its output."""
+
+
+class MeshAlreadyRunning(MeshUpError):
+    """The mesh already runs under this state root: not started, and not stopped, by us."""
+
+    def __init__(self, mesh: str, root: Path, pid: int | None) -> None:
+        self.mesh, self.root, self.pid = mesh, root, pid
+        self.down_command = down_command(root)
+        running_as = f" (supervisor pid {pid})" if pid else ""
+        super().__init__(
+            f"mesh {mesh!r} is already running under {shown_path(root)}{running_as}; "
+            f"stop it with `{self.down_command}`"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +118,43 @@ class RunningMesh:
             cmd, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
 
+    @property
+    def down_command(self) -> str:
+        """The shell command that stops this mesh."""
+        return down_command(self.root)
+
+    def supervisor_pid(self) -> int | None:
+        """The pid of this mesh's supervisor if it is starting or serving, else None."""
+        if not running(self.state):
+            return None
+        try:
+            pid = (read_json(self.state.supervisor) or {}).get("pid")
+        except SupervisorError:
+            return None
+        return pid if type(pid) is int else None
+
+    def refuse_if_running(self) -> None:
+        """Raise `MeshAlreadyRunning` if the mesh already runs under this state root."""
+        pid = self.supervisor_pid()
+        if pid is not None:
+            raise MeshAlreadyRunning(self.spec.mesh, self.root, pid)
+
     def up(self) -> float:
-        """Start every instance and wait until all are ready; the seconds it took."""
+        """Start every instance and wait until all are ready; the seconds it took.
+
+        A mesh already running under the root is left alone (`MeshAlreadyRunning`);
+        a failed start is cleaned up (`MeshUpError`): ``eblocks up`` does not stop a
+        mesh that was not ready in time.
+        """
+        self.refuse_if_running()
         began = time.perf_counter()
         done = self._cli("up", str(self.spec_path), "--detach", timeout=UP_TIMEOUT)
         if done.returncode != 0:
+            if _ALREADY_RUNNING in done.stderr:  # another `up` came first: not ours to stop
+                raise MeshAlreadyRunning(self.spec.mesh, self.root, self.supervisor_pid())
             self.down()
-            raise RuntimeError(f"eblocks up {self.spec_path} failed:\n{done.stdout}{done.stderr}")
+            output = (done.stdout + done.stderr).strip()
+            raise MeshUpError(f"eblocks up {self.spec_path} failed: {output}")
         self.startup_seconds = time.perf_counter() - began
         return self.startup_seconds
 
