@@ -82,8 +82,12 @@ def test_status_shows_every_instance(sandbox: Sandbox) -> None:
 
 
 def test_down_leaves_no_process_behind(sandbox: Sandbox) -> None:
-    up = sandbox.up(sandbox.copy_textpipe())
+    spec = sandbox.copy_textpipe()
+    up = sandbox.up(spec)
     assert up.returncode == 0, str(up)
+    again = sandbox.up(spec)  # refused, naming how to stop this mesh (its own state dir)
+    assert again.returncode == 1, str(again)
+    assert f"stop it with `eblocks down --state-dir {sandbox.state_root}`" in again.stderr
     procs = _mesh_processes(sandbox, "textpipe")
     assert len(procs) == 5  # the supervisor and four instances
     ports = [(r["host"], r["port"]) for r in sandbox.instances("textpipe")]

@@ -15,7 +15,7 @@ from eblocks.cli.common import console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.errors import DiscoveryError, MeshError, SecurityError, SpecError, UpstreamError
 from eblocks.message import Message
-from eblocks.runtime.state import StateDir, pid_alive, read_json
+from eblocks.runtime.state import StateDir, running
 
 if TYPE_CHECKING:  # the mesh's client is imported by the commands that call (CLI start-up)
     from eblocks._types import Resolver
@@ -34,8 +34,7 @@ def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateD
         spec = load_spec(state.spec)
     except SpecError as exc:
         fail(str(exc))
-    info = read_json(state.supervisor) or {}
-    if info.get("status") not in {"starting", "ready"} or not pid_alive(int(info.get("pid", 0))):
+    if not running(state):
         # fail now rather than retrying every document against a mesh that is gone
         fail(f"mesh {state.mesh!r} is not running; start it with `eblocks up`")
     return spec, state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import time
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from eblocks.cli.common import console, fail, load_or_exit, state_or_exit
 from eblocks.errors import SupervisorError
-from eblocks.runtime.state import StateDir, pid_alive, read_json
+from eblocks.runtime.state import StateDir, pid_alive, read_json, running
 
 if TYPE_CHECKING:  # the supervisor and the spec's models: imported by the commands that run
     from eblocks.spec import MeshSpec
@@ -37,12 +38,10 @@ def up(
     """Start every block of the mesh on this machine and wait until all are ready."""
     mesh = load_or_exit(spec)
     state = StateDir.for_mesh(mesh.mesh, state_dir)
-    info = read_json(state.supervisor)
-    if info and info.get("status") in {"starting", "ready"} and pid_alive(int(info["pid"])):
-        fail(
-            f"mesh {mesh.mesh!r} is already running (supervisor pid {info['pid']}); "
-            "stop it with `eblocks down`"
-        )
+    if running(state):
+        pid = (read_json(state.supervisor) or {}).get("pid")
+        down = "eblocks down" + (f" --state-dir {shlex.quote(str(state_dir))}" if state_dir else "")
+        fail(f"mesh {mesh.mesh!r} is already running (supervisor pid {pid}); stop it with `{down}`")
     if detach:
         _detach(spec, mesh, state)
         return
@@ -147,10 +146,9 @@ def status(mesh: str | None = MESH_OPTION, state_dir: Path | None = STATE_OPTION
 def _print_status(state: StateDir) -> None:
     from eblocks.cli.pool_status import pattern_table  # the spec's models: only here
 
-    info = read_json(state.supervisor) or {}
-    running = bool(info) and pid_alive(int(info.get("pid", 0))) and info.get("status") != "stopped"
+    live = running(state)
     rows = (read_json(state.state) or {}).get("instances", [])
-    table = Table(title=f"mesh {state.mesh} — supervisor {'running' if running else 'not running'}")
+    table = Table(title=f"mesh {state.mesh} — supervisor {'running' if live else 'not running'}")
     for column in ("block", "instance", "pid", "address", "ready", "restarts", "state"):
         table.add_column(column, justify="right" if column in {"pid", "restarts"} else "left")
     for row in rows:
@@ -161,12 +159,12 @@ def _print_status(state: StateDir) -> None:
             row["instance"],
             str(row["pid"] or "-"),
             address,
-            "yes" if row["ready"] and running else "no",
+            "yes" if row["ready"] and live else "no",
             str(row["restarts"]),
             state_text,
         )
     console.print(table)
-    patterns = pattern_table(state, running)
+    patterns = pattern_table(state, live)
     if patterns is not None:
         console.print(patterns)
 
