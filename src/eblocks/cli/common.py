@@ -20,6 +20,7 @@ __all__ = [
     "EXIT_INVALID",
     "admin_access",
     "console",
+    "duration_option",
     "err",
     "fail",
     "load_or_exit",
@@ -81,3 +82,17 @@ def admin_access(state: StateDir, code: int = 1) -> AdminAccess:
         return AdminAccess.of(load_spec(state.spec), state.path, CLI_HOLDER)
     except (SpecError, SecurityError) as exc:
         fail(f"cannot reach the admin API of mesh {state.mesh!r}: {exc}", code)
+
+
+def duration_option(value: str) -> float:
+    """A typer callback: seconds from ``3600``, ``30m``, ``1h`` (as durations in the spec)."""
+    from eblocks.spec.units import parse_duration
+
+    try:
+        seconds = parse_duration(value.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    assert isinstance(seconds, float)  # a str always parses to seconds or raises
+    if seconds <= 0:
+        raise typer.BadParameter(f"must be more than 0, got {value!r}")
+    return seconds

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import orjson
 import typer
 
-from eblocks.cli.common import console, fail, load_or_exit
+from eblocks.cli.common import console, duration_option, fail, load_or_exit
 from eblocks.cli.run_cmds import STATE_OPTION
 from eblocks.errors import IdentityError, SecurityError
 from eblocks.runtime import StateDir
@@ -168,7 +168,12 @@ def ca_rotate(
 def ca_token(
     spec: Path = SPEC_ARG,
     block: str = typer.Option(..., "--block", help="the block the joining host will run"),
-    ttl: float = typer.Option(3600.0, "--ttl", min=1, help="seconds the token stays valid"),
+    ttl: float = typer.Option(
+        "1h",
+        "--ttl",
+        parser=duration_option,
+        help="how long the token stays valid: seconds, or 30m, 1h, 8760h",
+    ),
     uses: int = typer.Option(1, "--uses", min=1, help="instances that may join with it"),
     passphrase_file: Path | None = PASS_OPTION,
     state_dir: Path | None = STATE_OPTION,

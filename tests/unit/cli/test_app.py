@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from eblocks import __version__
@@ -30,3 +32,22 @@ def test_a_submit_where_no_document_went_through_shows_no_latency() -> None:
         _print_report(report)
     assert "latency p50" in captured.get()
     assert "(none ok)" not in captured.get()
+
+
+def test_a_join_tokens_ttl_is_a_duration_as_in_the_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "mesh.yaml"
+    spec.write_text("apiVersion: eblocks/v1\nmesh: m\nblocks:\n  w: {handler: h:w}\n")
+    state = ["--state-dir", str(tmp_path / "state")]
+    assert CliRunner().invoke(app, ["ca", "init", str(spec), *state]).exit_code == 0
+    for ttl in ("1h", "8760h", "3600", "90s"):
+        made = CliRunner().invoke(
+            app, ["ca", "token", str(spec), "--block", "w", "--ttl", ttl, *state]
+        )
+        assert made.exit_code == 0, made.output
+        assert made.output.startswith("eb1.")
+    for ttl, says in (("soon", "expected a duration"), ("0", "more than 0")):
+        refused = CliRunner().invoke(
+            app, ["ca", "token", str(spec), "--block", "w", "--ttl", ttl, *state]
+        )
+        assert refused.exit_code == 2
+        assert says in refused.output
