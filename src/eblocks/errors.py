@@ -7,6 +7,7 @@ caller would naturally catch::
     EblocksError
     ├── SpecError (ValueError)             mesh.yaml is wrong; every issue with file:line:col
     ├── HandlerImportError (ImportError)   a block's `module:function` cannot load
+    ├── MissingExtraError (ImportError)    the spec asks for an optional part not installed
     ├── SupervisorError (RuntimeError)     the local supervisor cannot start or reach the mesh
     │   ├── PortInUseError (OSError)       a configured port is already bound
     │   └── AppStartError                  the app behind a sidecar cannot run or open its port
@@ -58,6 +59,7 @@ __all__ = [
     "IdentityError",
     "MeshError",
     "MeshTimeoutError",
+    "MissingExtraError",
     "NoEndpointsError",
     "NoRouteError",
     "OverloadedError",
@@ -116,6 +118,11 @@ class HandlerImportError(EblocksError, ImportError):
         self.ref = ref
         self.cause = cause
         super().__init__(f"block {block!r}: cannot load handler {ref!r}: {cause}")
+
+
+class MissingExtraError(EblocksError, ImportError):
+    """The spec asks for an optional part whose package is not installed (an ``eblocks[...]``
+    extra, e.g. the OTLP exporter): the message names the field and the install command."""
 
 
 class SupervisorError(EblocksError, RuntimeError):

@@ -150,6 +150,30 @@ def test_up_fails_fast_when_a_handler_cannot_be_imported(sandbox: Sandbox) -> No
     assert sandbox.processes() == [], str(run)
 
 
+def test_an_exporter_that_is_not_installed_is_named_by_validate_and_stops_up_at_once(
+    sandbox: Sandbox,
+) -> None:
+    """The OTLP exporter is an extra (``eblocks[otlp]``), not installed in the test venv."""
+    sandbox.write("echo.py", ECHO)
+    tracing = "telemetry:\n  tracing: {exporter: otlp, endpoint: 'http://127.0.0.1:9/v1/traces'}\n"
+    spec = sandbox.write("mesh.yaml", _spec("traced", "  one:\n    handler: echo:echo\n") + tracing)
+    check = sandbox.eblocks("validate", str(spec))
+    assert check.returncode == 0, str(check)
+    assert "pip install 'eblocks[otlp]'" in " ".join(check.stderr.split()), str(check)
+
+    run = sandbox.up(spec)
+
+    assert run.returncode != 0, str(run)
+    info = sandbox.supervisor_info("traced")
+    assert info.get("status") in {"failed", "stopped"}, info  # gave up at once (ready_timeout: 60s)
+    assert info.get("error", "").startswith("one-0: telemetry.tracing.exporter 'otlp'"), info
+    assert all(row["restarts"] == 0 for row in sandbox.instances("traced"))
+    message = " ".join(run.stderr.split())
+    assert "pip install 'eblocks[otlp]'" in message, str(run)
+    assert "Traceback" not in run.output, str(run)
+    assert sandbox.processes() == [], str(run)
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

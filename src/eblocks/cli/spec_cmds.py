@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 import typer
+from rich.markup import escape
 
 from eblocks.cli.common import console, err, load_or_exit
 
@@ -29,8 +30,17 @@ def validate(spec: Path = typer.Argument(Path("mesh.yaml"), help="the mesh spec"
         f"{spec}: valid — mesh {mesh.mesh!r}, {_count(len(mesh.blocks), 'block')}, "
         f"{_count(len(mesh.patterns), 'pattern')}"
     )
-    for warning in missing_modules(mesh, spec.parent):
-        err.print(f"[yellow]warning:[/] {spec}: {warning}", soft_wrap=True)
+    for warning in [*missing_modules(mesh, spec.parent), *missing_extras(mesh)]:
+        err.print(f"[yellow]warning:[/] {escape(f'{spec}: {warning}')}", soft_wrap=True)
+
+
+def missing_extras(mesh: MeshSpec) -> list[str]:
+    """The optional parts the spec asks for that are not installed here (`up` would stop)."""
+    from eblocks.telemetry.tracing import OTLP_MISSING, OTLP_MODULE
+
+    if mesh.telemetry.tracing.exporter == "otlp" and _installed(OTLP_MODULE) is None:
+        return [OTLP_MISSING]
+    return []
 
 
 def missing_modules(mesh: MeshSpec, folder: Path) -> list[str]:

@@ -61,6 +61,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from eblocks.errors import MissingExtraError
 from eblocks.telemetry.current import current_span
 from eblocks.telemetry.ids import span_hex, trace_hex
 from eblocks.telemetry.spans import RecordedSpan, SpanSink, UnsampledSpan
@@ -81,6 +82,8 @@ if TYPE_CHECKING:
     from eblocks.spec.models import TracingSpec
 
 __all__ = [
+    "OTLP_MISSING",
+    "OTLP_MODULE",
     "JsonLinesSpanExporter",
     "Tracing",
     "current_trace_id",
@@ -322,6 +325,13 @@ def _stamp(headers: dict[str, str], span: Span) -> None:
         headers["tracestate"] = ctx.trace_state.to_header()
 
 
+OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http"
+OTLP_MISSING = (
+    "telemetry.tracing.exporter 'otlp' needs the OTLP exporter, which is not installed: "
+    "pip install 'eblocks[otlp]' (opentelemetry-exporter-otlp-proto-http)"
+)
+
+
 def tracing_from_spec(
     spec: TracingSpec, block: str, instance: str, logs: Path | None
 ) -> Tracing | None:
@@ -345,9 +355,6 @@ def _otlp(endpoint: str | None) -> SpanExporter:
             OTLPSpanExporter,
         )
     except ImportError as exc:
-        raise ImportError(
-            "telemetry.tracing.exporter 'otlp' needs the OTLP exporter: "
-            "pip install 'eblocks[otlp]' (opentelemetry-exporter-otlp-proto-http)"
-        ) from exc
+        raise MissingExtraError(OTLP_MISSING) from exc
     exporter: SpanExporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
     return exporter
