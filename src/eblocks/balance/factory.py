@@ -52,7 +52,7 @@ def make_balancer(
 def _bare(name: str, rng: random.Random, clock: Clock) -> Balancer:
     match name:
         case "round_robin":
-            return RoundRobin()
+            return RoundRobin(rng.randrange(1 << 16))
         case "random":
             return RandomChoice(rng)
         case "weighted":

@@ -10,12 +10,17 @@ __all__ = ["RoundRobin"]
 
 
 class RoundRobin:
-    """Cycles through the endpoints; the order is the resolver's (stable) order."""
+    """Cycles through the endpoints; the order is the resolver's (stable) order.
+
+    ``start`` is where the cycle begins: the factory gives each balancer a random
+    one (as Envoy does per worker), so many short-lived callers — a CLI call is one
+    client and one pick — do not all begin with the first instance.
+    """
 
     __slots__ = ("_next",)
 
-    def __init__(self) -> None:
-        self._next = 0
+    def __init__(self, start: int = 0) -> None:
+        self._next = start
 
     def pick(self, endpoints: Sequence[Endpoint], key: str | None = None) -> Endpoint:
         if not endpoints:
