@@ -13,7 +13,14 @@ import typer
 
 from eblocks.cli.common import console, err, fail, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
-from eblocks.errors import DiscoveryError, MeshError, SecurityError, SpecError, UpstreamError
+from eblocks.errors import (
+    DiscoveryError,
+    MeshError,
+    PolicyBundleError,
+    SecurityError,
+    SpecError,
+    UpstreamError,
+)
 from eblocks.message import Message
 from eblocks.runtime.state import StateDir, running
 
@@ -21,12 +28,14 @@ if TYPE_CHECKING:  # the mesh's client is imported by the commands that call (CL
     from eblocks._types import Resolver
     from eblocks.batch import BatchReport
     from eblocks.block import MeshClient
+    from eblocks.policies import LivePolicies
     from eblocks.spec import MeshSpec
 
 __all__ = ["register"]
 
 
-def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateDir]:
+def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateDir, LivePolicies]:
+    """The running mesh's spec and state dir, and the policies in force in it now."""
     from eblocks.spec import load_spec
 
     state = state_or_exit(mesh, state_dir)
@@ -37,7 +46,25 @@ def _connect(mesh: str | None, state_dir: Path | None) -> tuple[MeshSpec, StateD
     if not running(state):
         # fail now rather than retrying every document against a mesh that is gone
         fail(f"mesh {state.mesh!r} is not running; start it with `eblocks up`")
-    return spec, state
+    return spec, state, _policies(spec, state)
+
+
+def _policies(spec: MeshSpec, state: StateDir) -> LivePolicies:
+    """The last bundle `eblocks apply` left in the state dir, verified as instances do.
+
+    Without one, the spec's policies (version 0). Routes and splits are the
+    caller's to enforce: calling with the spec's would ignore every apply.
+    """
+    from eblocks.policies.keys import bundle_file
+    from eblocks.policies.sync import applied_policies
+
+    try:
+        return applied_policies(spec, state.path)
+    except (PolicyBundleError, SecurityError, OSError) as exc:
+        fail(  # `fail` prints the message as written (no markup)
+            f"the policies applied to mesh {state.mesh!r} ({bundle_file(state.path)}) "
+            f"are not usable: {exc}"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +80,9 @@ async def _resolver(spec: MeshSpec, state: StateDir) -> AsyncIterator[Resolver]:
         yield view
 
 
-def _client(spec: MeshSpec, state: StateDir, resolver: Resolver) -> MeshClient:
+def _client(
+    spec: MeshSpec, state: StateDir, policies: LivePolicies, resolver: Resolver
+) -> MeshClient:
     """A client of the running mesh, with the CLI's SVID when mTLS is on."""
     from eblocks.block import MeshClient
     from eblocks.security import Auth
@@ -62,7 +91,7 @@ def _client(spec: MeshSpec, state: StateDir, resolver: Resolver) -> MeshClient:
         auth = Auth.for_cli(spec, state.path)
     except SecurityError as exc:
         fail(f"cannot load the CLI's identity: {exc}")
-    return MeshClient(spec, resolver, source="cli", auth=auth)
+    return MeshClient(spec, resolver, source="cli", auth=auth, policies=policies)
 
 
 def _read_data(data: str) -> bytes:
@@ -85,7 +114,7 @@ def call(
     state_dir: Path | None = STATE_OPTION,
 ) -> None:
     """Send one message to a block or pattern and print the reply."""
-    spec, state = _connect(mesh, state_dir)
+    spec, state, policies = _connect(mesh, state_dir)
     headers = {}
     for item in header:
         name, sep, value = item.partition(":")
@@ -97,7 +126,7 @@ def call(
     async def run() -> Message:
         async with (
             _resolver(spec, state) as resolver,
-            _client(spec, state, resolver) as client,
+            _client(spec, state, policies, resolver) as client,
         ):
             return await client.call(target, msg)
 
@@ -137,7 +166,7 @@ def submit(
     files = sorted(p for p in directory.rglob("*") if p.is_file())
     if not files:
         fail(f"{directory} holds no files")
-    spec, state = _connect(mesh, state_dir)
+    spec, state, policies = _connect(mesh, state_dir)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     columns = (
@@ -163,7 +192,7 @@ def submit(
         async def run() -> BatchReport:
             async with (
                 _resolver(spec, state) as resolver,
-                _client(spec, state, resolver) as client,
+                _client(spec, state, policies, resolver) as client,
             ):
                 return await submit_files(
                     client, target, files, concurrency=concurrency, on_result=on_result

@@ -41,13 +41,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from eblocks.errors import PolicyBundleError
 from eblocks.policies import LivePolicies, PolicyState
 from eblocks.policies.bundle import Bundle, bootstrap, parse_bundle, verify_bundle
-from eblocks.policies.keys import bundle_file
+from eblocks.policies.keys import bundle_file, load_public_key, read_run
 from eblocks.security.admin import AdminAccess
 from eblocks.security.identity import replace_file
 from eblocks.spec.models import MeshSpec
 from eblocks.telemetry.core import Hooks
 
-__all__ = ["Peer", "PolicySync"]
+__all__ = ["Peer", "PolicySync", "applied_policies"]
 
 log = logging.getLogger("eblocks.policies")
 
@@ -254,6 +254,35 @@ class PolicySync:
             ("reason",),
             lambda: [((r,), float(n)) for r, n in sorted(self.refused.items())],
         )
+
+
+def applied_policies(spec: MeshSpec, state: Path, trust: Path | None = None) -> LivePolicies:
+    """The policies in force in the mesh whose state dir is ``state``, for a client of it.
+
+    The last bundle `eblocks apply` delivered (``<state>/policy/bundle.json``),
+    verified as an instance verifies it (`verify_bundle`: signature, mesh, run,
+    version, policies) with the same public key and run id; the spec's own
+    policies (version 0) when there is none. PolicyBundleError when the file does
+    not verify, SecurityError when the public key cannot be loaded, OSError when
+    the file cannot be read: never silently the wrong policies.
+    """
+    live = LivePolicies.of(spec.policies)
+    path = bundle_file(state)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return live
+    bundle = parse_bundle(data)
+    live.swap(
+        verify_bundle(
+            bundle,
+            spec=spec,
+            public=load_public_key(state, trust),
+            current=live.current.version,
+            run=read_run(state, trust),
+        )
+    )
+    return live
 
 
 def _refusal(exc: PolicyBundleError) -> web.Response:
