@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from eblocks.errors import (
     SpecError,
     UpstreamError,
 )
-from eblocks.message import Message
+from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.runtime.state import StateDir, running
 
 if TYPE_CHECKING:  # the mesh's client is imported by the commands that call (CLI start-up)
@@ -121,6 +122,9 @@ def call(
         if not sep:
             fail(f"--header {item!r}: expected 'name: value'")
         headers[name.strip().lower()] = value.strip()
+    # one logical request: its tries (and every hop after) share a key, so the mesh may
+    # retry it (only keyed requests are retried) and a handler can tell a retry apart
+    headers.setdefault(IDEMPOTENCY_HEADER, uuid.uuid4().hex)
     msg = Message(_read_data(data), headers)
 
     async def run() -> Message:
