@@ -57,7 +57,7 @@ def test_status_shows_every_instance(sandbox: Sandbox) -> None:
     assert patterns == [
         ["ingest", "pipeline", "filter: clean -> tokenize -> count", "-", "-", "-", "-", "-"]
     ], str(run)
-    wanted = ["block", "instance", "pid", "address", "ready", "restarts"]
+    wanted = ["block", "instance", "pid", "address", "admin", "ready", "restarts"]
     assert [c for c in header if c in wanted] == wanted, str(run)
     table = [dict(zip(header, cells, strict=True)) for cells in body]
     recorded = sandbox.instances("textpipe")
@@ -71,6 +71,7 @@ def test_status_shows_every_instance(sandbox: Sandbox) -> None:
     for shown, state in zip(table, recorded, strict=True):
         assert shown["block"] == state["block"] == shown["instance"].rsplit("-", 1)[0]
         assert shown["pid"] == str(state["pid"]), str(run)
+        assert shown["admin"] == str(state["admin_port"]), str(run)  # where /metrics is
         assert shown["ready"] == "yes", str(run)
         assert shown["restarts"] == "0", str(run)
         # the row tells the truth: that pid runs that instance, serving on that address

@@ -138,7 +138,7 @@ def _exited(pid: int) -> bool:
 
 
 def status(mesh: str | None = MESH_OPTION, state_dir: Path | None = STATE_OPTION) -> None:
-    """Show every instance: block, pid, address, ready, restarts."""
+    """Show every instance: block, pid, address, admin port, ready, restarts."""
     state = state_or_exit(mesh, state_dir)
     _print_status(state)
 
@@ -149,7 +149,7 @@ def _print_status(state: StateDir) -> None:
     live = running(state)
     rows = (read_json(state.state) or {}).get("instances", [])
     table = Table(title=f"mesh {state.mesh} — supervisor {'running' if live else 'not running'}")
-    for column in ("block", "instance", "pid", "address", "ready", "restarts", "state"):
+    for column in ("block", "instance", "pid", "address", "admin", "ready", "restarts", "state"):
         table.add_column(column, justify="right" if column in {"pid", "restarts"} else "left")
     for row in rows:
         address = f"{row['host']}:{row['port']}" if row["port"] else "-"
@@ -159,6 +159,7 @@ def _print_status(state: StateDir) -> None:
             row["instance"],
             str(row["pid"] or "-"),
             address,
+            str(row.get("admin_port") or "-"),
             "yes" if row["ready"] and live else "no",
             str(row["restarts"]),
             state_text,
