@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from eblocks.cli.common import admin_access, console, err, fail, state_or_exit
@@ -141,9 +142,11 @@ def bench_discovery(
     for row in report["results"]:
         table.add_row(*cells(row))
     console.print(table)
-    for row in report["results"]:
-        if "refused" in row:
-            err.print(f"[yellow]{row['members']} members refused:[/] {row['refused']}")
+    refused = [row for row in report["results"] if "refused" in row]
+    for row in refused:
+        err.print(f"[yellow]{row['members']} members refused:[/] {escape(str(row['refused']))}")
+    if len(refused) == len(report["results"]):  # nothing measured: keep the last results
+        fail("no size could be simulated within --memory-fraction; nothing written")
     for path in write(report, out):
         console.print(f"wrote {path}")
 
