@@ -51,3 +51,15 @@ def test_a_join_tokens_ttl_is_a_duration_as_in_the_spec(tmp_path: Path) -> None:
         )
         assert refused.exit_code == 2
         assert says in refused.output
+
+
+def test_a_simulation_refused_for_every_size_fails_and_keeps_the_last_results(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "discovery.json").write_text("{}", encoding="utf-8")  # a previous run's
+    result = CliRunner().invoke(
+        app, ["bench", "discovery", "--simulate", "40000", "--out", str(tmp_path)]
+    )  # every node holds a full view: ~96 GB, refused on any machine the tests run on
+    assert result.exit_code == 1
+    assert "nothing written" in result.output
+    assert (tmp_path / "discovery.json").read_text(encoding="utf-8") == "{}"
