@@ -35,6 +35,7 @@ from eblocks.errors import (
     ForbiddenError,
     MeshTimeoutError,
     PayloadTooLargeError,
+    SecurityError,
     UpstreamError,
 )
 from eblocks.message import Message
@@ -75,6 +76,8 @@ class Egress:
         self._max_body = max_body
         self._telemetry = telemetry
         self._sessions: dict[int, aiohttp.ClientSession] = {}
+        # made now, so a missing or bad file stops the block at start, named, not a call later
+        self._tls = {i: _client_tls(block, i, e, spec_dir) for i, e in enumerate(gateway.allow)}
 
     def allowed(self, url: str) -> tuple[EgressHost, str, int, str]:
         """The allow-list entry admitting ``url`` and its scheme, host and port (pure)."""
@@ -167,14 +170,9 @@ class Egress:
     def _session(self, index: int, entry: EgressHost) -> aiohttp.ClientSession:
         session = self._sessions.get(index)
         if session is None:
-            tls: ssl.SSLContext | bool = False
-            if entry.scheme == "https":
-                cafile = str(self._dir / entry.ca_file) if entry.ca_file else None
-                tls = ssl.create_default_context(cafile=cafile)
-                if entry.client_cert and entry.client_key:
-                    tls.load_cert_chain(self._dir / entry.client_cert, self._dir / entry.client_key)
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=tls, limit=256), auto_decompress=False
+                connector=aiohttp.TCPConnector(ssl=self._tls[index], limit=256),
+                auto_decompress=False,
             )
             self._sessions[index] = session
         return session
@@ -183,3 +181,24 @@ class Egress:
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()
+
+
+def _client_tls(block: str, index: int, entry: EgressHost, spec_dir: Path) -> ssl.SSLContext | bool:
+    """The TLS context of calls to allow-list entry ``index`` (False: plain HTTP)."""
+    if entry.scheme != "https":
+        return False
+    where = f"block {block!r}: gateway.egress.allow[{index}]"
+    cafile = spec_dir / entry.ca_file if entry.ca_file else None
+    try:
+        tls = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise SecurityError(f"{where}.ca_file: cannot load {cafile}: {exc}") from exc
+    if entry.client_cert and entry.client_key:
+        cert, key = spec_dir / entry.client_cert, spec_dir / entry.client_key
+        try:
+            tls.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise SecurityError(
+                f"{where}.client_cert: cannot load {cert} with key {key}: {exc}"
+            ) from exc
+    return tls

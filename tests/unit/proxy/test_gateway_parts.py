@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from eblocks.errors import BadRequestError, ForbiddenError
+from eblocks.errors import BadRequestError, ForbiddenError, SecurityError
 from eblocks.message import PATH_HEADER, USER_HEADER
 from eblocks.proxy.cors import is_preflight, preflight_headers, response_headers
 from eblocks.proxy.egress import Egress
@@ -115,3 +115,26 @@ def test_gateway_specs_are_checked() -> None:
         EgressHost(host="h", client_cert="c.pem")
     with pytest.raises(ValidationError, match="scheme: https"):
         EgressHost(host="h", scheme="http", ca_file="ca.pem")
+
+
+def test_an_egress_tls_file_that_cannot_load_stops_the_gateway_at_once_naming_it(
+    tmp_path: Path,
+) -> None:
+    """Not a call later, as a handler failure: the instance stops at start (a config error)."""
+    missing_ca = EgressHost(host="a.test", ca_file="certs/none.pem")
+    with pytest.raises(SecurityError, match=r"allow\[1\]\.ca_file: cannot load .*certs/none\.pem"):
+        Egress(
+            "outbound",
+            EgressGateway(kind="egress", allow=(EgressHost(host="b.test"), missing_ca)),
+            spec_dir=tmp_path,
+            max_body=1024,
+        )
+    (tmp_path / "key.pem").write_text("not a key", encoding="utf-8")
+    bad_pair = EgressHost(host="a.test", client_cert="cert.pem", client_key="key.pem")
+    with pytest.raises(SecurityError, match=r"allow\[0\]\.client_cert: cannot load .*cert\.pem"):
+        Egress(
+            "outbound",
+            EgressGateway(kind="egress", allow=(bad_pair,)),
+            spec_dir=tmp_path,
+            max_body=1024,
+        )
