@@ -187,7 +187,7 @@ def _client_tls(block: str, index: int, entry: EgressHost, spec_dir: Path) -> ss
     """The TLS context of calls to allow-list entry ``index`` (False: plain HTTP)."""
     if entry.scheme != "https":
         return False
-    where = f"block {block!r}: gateway.egress.allow[{index}]"
+    where = f"blocks.{block}.gateway.allow[{index}]"
     cafile = spec_dir / entry.ca_file if entry.ca_file else None
     try:
         tls = ssl.create_default_context(cafile=str(cafile) if cafile else None)
