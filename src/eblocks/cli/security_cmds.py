@@ -18,6 +18,7 @@ from eblocks.runtime import StateDir
 if TYPE_CHECKING:
     from eblocks.security import MeshCA
     from eblocks.security.identity import Identity
+    from eblocks.spec import MeshSpec
 
 __all__ = ["register"]
 
@@ -254,9 +255,13 @@ def ca_join(
 @policy.command("check")
 def policy_check(
     spec: Path = SPEC_ARG,
-    source: str = typer.Option(..., "--from", help="caller: a block, client/<name> or SPIFFE ID"),
+    source: str = typer.Option(
+        ..., "--from", help="caller: a block, client/<name> or a SPIFFE ID of the mesh"
+    ),
     target: str = typer.Option(..., "--to", help="target block"),
-    path: str = typer.Option("/", "--path", help="request path"),
+    path: str = typer.Option(
+        "/", "--path", help="the path the call is for (a mesh call's x-eblocks-path)"
+    ),
     method: str = typer.Option("POST", "--method", help="HTTP method"),
     pattern: str | None = typer.Option(None, "--pattern", help="pattern the call is part of"),
     claim: list[str] = typer.Option([], "--claim", help="end-user claim name=value"),
@@ -265,18 +270,16 @@ def policy_check(
     mesh = load_or_exit(spec)
     if target not in mesh.blocks:
         fail(f"--to: no block {target!r} (blocks: {', '.join(sorted(mesh.blocks))})")
+    caller = _caller(source, mesh)
     claims: dict[str, str] = {}
     for item in claim:
         name, sep, value = item.partition("=")
         if not sep:
             fail(f"--claim {item!r}: expected name=value")
         claims[name] = value
-    from eblocks.security import PolicyEngine, RequestFacts
+    from eblocks.security.policy import check
 
-    caller = _caller(source, mesh.security.trust_domain, mesh.mesh)
-    decision = PolicyEngine(mesh).authorize(
-        RequestFacts(target, caller, method.upper(), path, pattern, claims)
-    )
+    decision = check(mesh, caller, target, method=method, path=path, pattern=pattern, claims=claims)
     verdict = "[green]ALLOW[/]" if decision.allowed else "[bold red]DENY[/]"
     console.print(f"{verdict} {caller} -> {target} {method.upper()} {path}")
     console.print(f"  rule: {decision.rule}\n  why:  {decision.reason}")
@@ -284,15 +287,11 @@ def policy_check(
         raise typer.Exit(1)
 
 
-def _caller(source: str, trust_domain: str, mesh: str) -> Identity:
-    from eblocks.security.identity import Identity
+def _caller(source: str, mesh: MeshSpec) -> Identity:
+    from eblocks.security.policy import caller_of
 
     try:
-        if source.startswith("spiffe://"):
-            return Identity.parse(source)
-        if source.startswith("client/"):
-            return Identity(trust_domain, mesh, source.removeprefix("client/"), "client")
-        return Identity.parse(str(Identity(trust_domain, mesh, source)))
+        return caller_of(mesh, source)
     except IdentityError as exc:
         fail(f"--from: {exc}")
 

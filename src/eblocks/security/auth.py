@@ -8,7 +8,10 @@ returns a `Decision`. `admit` runs the inbound checks in their order::
       -> authorization -> the handler
 
 and turns each refusal into `UnauthenticatedError` (401) or `ForbiddenError`
-(403), which `respond.py` sends with ``x-eblocks-error``. Every deny writes one
+(403), which `respond.py` sends with ``x-eblocks-error``. Authorization sees
+the method and path the request is for where the block's routes and faults
+take them (`request_line`): a handler block's ``x-eblocks-path``, an
+application block's real path. Every deny writes one
 audit line naming the rule. Counters (the ``/v1/security`` admin endpoint) say
 how many requests each check refused and how many plaintext connections a
 ``permissive`` block accepted.
@@ -28,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 from cryptography import x509
+from yarl import URL
 
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import ForbiddenError, IdentityError, UnauthenticatedError
@@ -35,7 +39,14 @@ from eblocks.message import PATTERN_HEADER, Message
 from eblocks.security.anomaly import AnomalyDetector
 from eblocks.security.local import CLI_HOLDER, identity_folder
 from eblocks.security.modes import mtls_mode, uses_mtls
-from eblocks.security.policy import Decision, PolicyEngine, RequestFacts
+from eblocks.security.policy import (
+    Decision,
+    PolicyEngine,
+    RequestFacts,
+    Served,
+    call_path,
+    served_as,
+)
 from eblocks.security.svid import Identity, Svid, load_certs
 from eblocks.security.tls import TlsFiles, peer_identity
 from eblocks.security.tokens import (
@@ -47,9 +58,10 @@ from eblocks.security.tokens import (
     TokenMinter,
     TokenVerifier,
 )
+from eblocks.sidecar.headers import request_target
 from eblocks.spec.models import MeshSpec, MtlsMode
 
-__all__ = ["Auth", "Peer", "mtls_mode"]
+__all__ = ["Auth", "Peer", "mtls_mode", "request_line"]
 
 audit = logging.getLogger("eblocks.audit")
 log = logging.getLogger("eblocks.security")
@@ -71,6 +83,24 @@ class Peer:
 
 def _addr_key(request: web.Request) -> str:
     return f"addr:{request.remote or '?'}"
+
+
+def request_line(served: Served, request: web.Request) -> tuple[str, str]:
+    """The method and path ``request`` is for, as the block's own policies see it.
+
+    ``messages`` (a handler block): the HTTP method and the mesh call's path,
+    ``x-eblocks-path`` without its query, else ``/`` — what routes, faults and
+    limits match there (`call_path`). ``app``: the real method and path, as
+    the app's inbound policies match them. ``sidecar``: the method and path
+    the program is asked for (`request_target`; a mesh call's
+    ``x-eblocks-method`` and ``x-eblocks-path``), decoded as a server reads it.
+    """
+    if served == "app":
+        return request.method, request.path
+    if served == "sidecar":
+        method, target = request_target(request.method, request.path_qs, request.headers)
+        return method, URL("http://app" + target).path or "/"
+    return request.method, call_path(request.headers)
 
 
 class Auth:
@@ -96,6 +126,7 @@ class Auth:
             raise IdentityError(f"{folder}: SVID {self.identity} is not of mesh {spec.mesh!r}")
         self.plain_targets = frozenset(b for b in spec.blocks if mtls_mode(spec, b) == "disable")
         self.policy = PolicyEngine(spec)
+        self.served: Served = served_as(spec, block)
         self._tokens = sec.tokens.mode
         self._minter = TokenMinter(lambda: self._svid, sec.tokens.ttl, now=now)
         self._verifier = TokenVerifier(
@@ -203,11 +234,12 @@ class Auth:
             if self.anomaly is not None:
                 self.anomaly.record(key)
             return peer
+        method, path = request_line(self.served, request)
         facts = RequestFacts(
             target=self.block or "",
             source=peer.identity,
-            method=request.method,
-            path=request.path,
+            method=method,
+            path=path,
             pattern=request.headers.get(PATTERN_HEADER),
             claims=peer.claims,
         )
@@ -220,14 +252,13 @@ class Auth:
                 "deny %s -> %s %s %s rule=%s user=%s",
                 peer,
                 self.block,
-                request.method,
-                request.path,
+                method,
+                path,
                 decision.rule,
                 peer.user or "-",
             )
             raise ForbiddenError(
-                f"{peer} may not call {self.block} {request.method} {request.path}: "
-                f"{decision.reason}",
+                f"{peer} may not call {self.block} {method} {path}: {decision.reason}",
                 detail={"rule": decision.rule},
             )
         return peer

@@ -12,6 +12,16 @@ anything). ``from`` globs are tried against the caller's block name, against
 caller without a verified identity (plaintext, mTLS permissive) matches only a
 rule without ``from``.
 
+``paths`` and ``methods`` match the request a call is *for*, where the
+target block's own inbound policies (routes, faults) take it: at a block that
+takes messages (a handler, an egress gateway) the path is the caller's
+``x-eblocks-path`` without its query, else ``/`` (`call_path`, the routes'
+`view_of_message`); at an application block (``app:``, an ingress gateway)
+the real HTTP path; behind the sidecar (``external:``, HTTP) the method and
+path the program is asked for (`eblocks.sidecar.headers.request_target`).
+`Auth.admit` takes them so (`served_as`); `check`, behind ``eblocks policy
+check``, decides with the same engine on the path the call is for.
+
 A decision depends only on the request's facts, so the engine remembers the
 last few thousand (a block sees few distinct callers and routes); claims are
 part of the key only when some rule looks at them.
@@ -22,12 +32,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Literal
 
+from eblocks.errors import IdentityError
+from eblocks.message import PATH_HEADER, Message
+from eblocks.policies.match import view_of_message
 from eblocks.security.svid import Identity
 from eblocks.spec.models import AuthzRule, MeshSpec
 
-__all__ = ["Decision", "PolicyEngine", "RequestFacts"]
+__all__ = [
+    "Decision",
+    "PolicyEngine",
+    "RequestFacts",
+    "Served",
+    "call_path",
+    "caller_of",
+    "check",
+    "served_as",
+]
+
+Served = Literal["messages", "app", "sidecar"]
+"""How a block's port takes requests, which says where a request's method and path are."""
 
 _REMEMBERED = 4096  # decisions kept per engine; all forgotten at once when full
 
@@ -127,3 +152,85 @@ def _matches(rule: AuthzRule, facts: RequestFacts) -> bool:
         if not any(v is not None and fnmatchcase(str(v), glob) for v in values):
             return False
     return True
+
+
+def served_as(spec: MeshSpec, block: str | None) -> Served:
+    """How ``block`` takes requests, as `eblocks.runtime.instance` builds it.
+
+    ``messages``: a handler or an egress gateway (a call's path is its
+    ``x-eblocks-path``); ``app``: an ``app:`` block or an ingress gateway (the
+    real HTTP request); ``sidecar``: an ``external:`` HTTP program behind the
+    proxy. A name the spec does not have (a test's `Block`) takes messages.
+    """
+    spec_block = spec.blocks.get(block) if block is not None else None
+    if spec_block is None or spec_block.handler is not None:
+        return "messages"
+    if spec_block.gateway is not None:
+        return "app" if spec_block.gateway.kind == "ingress" else "messages"
+    if spec_block.external is not None:
+        return "sidecar"
+    return "app" if spec_block.app is not None else "messages"
+
+
+def call_path(headers: Mapping[str, str]) -> str:
+    """The path a mesh call is for: its ``x-eblocks-path`` without the query, else ``/``.
+
+    The path routes and a handler block's faults and limits match
+    (`view_of_message`); ``headers`` answer lower-case names.
+    """
+    return view_of_message(Message(headers=headers)).path
+
+
+def caller_of(spec: MeshSpec, source: str) -> Identity:
+    """The caller ``source`` names: a block of ``spec``, ``client/<name>``, or a SPIFFE ID.
+
+    A SPIFFE ID must be of the spec's trust domain and mesh (a block refuses
+    any other with 401 before authorization) and, for a block, name one of
+    its blocks. Anything else raises `IdentityError` saying what is legal.
+    """
+    domain, mesh = spec.security.trust_domain, spec.mesh
+    if source.startswith("spiffe://"):
+        caller = Identity.parse(source)
+        if (caller.trust_domain, caller.mesh) != (domain, mesh):
+            raise IdentityError(
+                f"{source!r} is not of trust domain {domain!r} mesh {mesh!r} "
+                "(a block refuses such a caller with 401, before any rule)"
+            )
+    elif source.startswith("client/"):
+        client = Identity(domain, mesh, source.removeprefix("client/"), "client")
+        caller = Identity.parse(str(client))  # the name must be one a certificate can carry
+    else:
+        caller = Identity(domain, mesh, source)
+    if caller.kind == "block" and caller.name not in spec.blocks:
+        raise IdentityError(
+            f"no block {caller.name!r} (blocks: {', '.join(sorted(spec.blocks))}; "
+            "a caller that is not a block: client/<name>)"
+        )
+    return caller
+
+
+def check(
+    spec: MeshSpec,
+    caller: Identity | None,
+    target: str,
+    *,
+    method: str = "POST",
+    path: str = "/",
+    pattern: str | None = None,
+    claims: Mapping[str, Any] | None = None,
+) -> Decision:
+    """What ``target`` decides for a call from ``caller`` for ``method`` and ``path``.
+
+    ``path`` is the path the call is for, as `Auth.admit` takes it at the
+    target: a mesh call's ``x-eblocks-path`` (its query dropped as there), an
+    application block's real path. The engine is the blocks' own.
+    """
+    facts = RequestFacts(
+        target,
+        caller,
+        method.upper(),
+        call_path({PATH_HEADER: path}),
+        pattern,
+        claims if claims is not None else {},
+    )
+    return PolicyEngine(spec).authorize(facts)
