@@ -26,6 +26,7 @@ from eblocks._types import Clock, SystemClock
 from eblocks.block.client import MeshClient
 from eblocks.block.context import Context
 from eblocks.block.handler import adapt_handler
+from eblocks.block.inbound import PEER
 from eblocks.block.server import Listener, PmSocket, any_address
 from eblocks.block.stack import Admission, app_admission, server_stack
 from eblocks.errors import BadRequestError, MeshError, PayloadTooLargeError
@@ -74,9 +75,6 @@ def mesh_client(app: web.Application) -> MeshClient:
         raise RuntimeError("this application is not served by a block in a mesh") from None
 
 
-_PEER = "eblocks.peer"
-
-
 def _peer_of(request: web.Request) -> str | None:
     """Who calls an application block, as `Block._track`'s admission verified it.
 
@@ -85,7 +83,7 @@ def _peer_of(request: web.Request) -> str | None:
     address (``addr:<ip>``) — never a header the client could set. None when
     the block has no admission (mTLS off), where the mesh trusts its headers.
     """
-    peer = request.get(_PEER)
+    peer = request.get(PEER)
     if peer is None:
         return None
     if peer.identity is not None:
@@ -390,7 +388,7 @@ class Block:
                 if early is not None:
                     return early
             if self.auth is not None:
-                request[_PEER] = self.auth.admit(request)
+                request[PEER] = self.auth.admit(request)
             response: web.StreamResponse = await handler(request)
             return response
         except MeshError as exc:  # refused by admission or a policy, or a failed mesh call

@@ -16,6 +16,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
+from aiohttp import web
+
 from eblocks._types import Clock
 from eblocks.errors import MeshTimeoutError
 from eblocks.layers.deadline import Watch
@@ -23,8 +25,13 @@ from eblocks.message import Message
 
 if TYPE_CHECKING:
     from eblocks.block.context import Context
+    from eblocks.security.auth import Peer
 
-__all__ = ["Handle", "InboundLayer", "inbound_deadline"]
+__all__ = ["PEER", "Handle", "InboundLayer", "inbound_deadline"]
+
+PEER: web.RequestKey[Peer | None] = web.RequestKey("eblocks.peer")
+"""Where a block keeps the caller `Auth.admit` verified, in the aiohttp request (an app block,
+a gateway, a sidecar's proxy read it there); None when the block has no admission."""
 
 Handle = Callable[[Message, "Context"], Awaitable[Message]]
 

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from eblocks._types import Clock, SystemClock
 from eblocks.block.block import PREFLIGHT, mesh_client
+from eblocks.block.inbound import PEER
 from eblocks.errors import MeshError, NoRouteError
 from eblocks.message import PATH_HEADER, USER_HEADER, Message
 from eblocks.policies.match import Matcher, RequestView, compile_match
@@ -84,7 +85,7 @@ def ingress_app(
                     f"no route of gateway {block!r} matches {request.method} {request.path}",
                     detail={"method": request.method, "path": request.path},
                 )
-            peer = request.get("eblocks.peer")
+            peer = request.get(PEER)
             msg = mesh_message(
                 await request.read(),
                 request.headers,

@@ -24,6 +24,7 @@ import aiohttp
 from aiohttp import web
 from opentelemetry import trace
 
+from eblocks.block.inbound import PEER
 from eblocks.errors import ConnectError, MeshError, MeshTimeoutError
 from eblocks.respond import error_response
 from eblocks.sidecar.headers import deadline_of, request_target, to_app, to_caller
@@ -164,7 +165,7 @@ async def _stream_back(request: web.Request, resp: aiohttp.ClientResponse) -> we
 
 def _peer_of(request: web.Request) -> str | None:
     """The caller's verified SPIFFE ID (`Block` stores the `Peer` that `Auth.admit` gave)."""
-    identity = getattr(request.get("eblocks.peer"), "identity", None)
+    identity = getattr(request.get(PEER), "identity", None)
     return str(identity) if identity is not None else None
 
 

@@ -89,8 +89,6 @@ async def test_a_path_rule_decides_on_the_calls_x_eblocks_path_as_policy_check_d
     assert auth.counters["forbidden"] == 4
 
 
-# block.py keeps the verified peer under a str request key, which aiohttp 3.14 warns about
-@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 async def test_an_app_block_decides_on_the_real_http_path(
     secure_mesh: Callable[..., SecureMesh],
 ) -> None:
