@@ -474,3 +474,15 @@ def expected_counts(tokens: Sequence[str]) -> dict[str, Any]:
         "distinct": len(counts),
         "top": [[word, n] for word, n in ranked[:5]],
     }
+
+
+STORE_VERSIONS = """
+
+def store(msg: Message) -> bytes:
+    return b"store"
+
+
+def store_v2(msg: Message) -> bytes:
+    return b"store-v2"
+"""
+"""Handler source: two versions of a block that answer with their names (canary tests)."""

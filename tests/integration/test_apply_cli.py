@@ -19,25 +19,20 @@ import pytest
 from eblocks.policies.bundle import parse_bundle
 from eblocks.policies.keys import bundle_file
 
-from .helpers import Run, Sandbox
+from .helpers import STORE_VERSIONS, Run, Sandbox
 
 pytestmark = pytest.mark.integration
 
 CALLS = 10
 
-HANDLERS = '''\
+HANDLERS = (
+    '''\
 """store and store-v2 answer with their names."""
 
 from eblocks import Message
-
-
-def store(msg: Message) -> bytes:
-    return b"store"
-
-
-def store_v2(msg: Message) -> bytes:
-    return b"store-v2"
 '''
+    + STORE_VERSIONS
+)
 
 SPEC = """\
 apiVersion: eblocks/v1

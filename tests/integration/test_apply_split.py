@@ -22,11 +22,12 @@ from eblocks.message import Message
 from eblocks.security import Auth
 from eblocks.spec import load_spec
 
-from .helpers import Sandbox
+from .helpers import STORE_VERSIONS, Sandbox
 
 pytestmark = pytest.mark.integration
 
-HANDLERS = '''\
+HANDLERS = (
+    '''\
 """front forwards to store; store and store-v2 answer with their names."""
 
 from eblocks import Context, Message
@@ -34,15 +35,9 @@ from eblocks import Context, Message
 
 async def front(msg: Message, ctx: Context) -> bytes:
     return (await ctx.call("store", Message(msg.body))).body
-
-
-def store(msg: Message) -> bytes:
-    return b"store"
-
-
-def store_v2(msg: Message) -> bytes:
-    return b"store-v2"
 '''
+    + STORE_VERSIONS
+)
 
 SPEC = """\
 apiVersion: eblocks/v1
