@@ -220,8 +220,8 @@ def test_foreground_up_stops_cleanly_on_sigint(sandbox: Sandbox) -> None:
     assert status.returncode == 0, str(status)
     rows = parse_table(status.stdout)
     end = next(i for i, row in enumerate(rows) if row[0] == "pattern")  # the patterns table
-    ready = rows[0].index("ready")
-    readiness = [row[ready] for row in rows[1:end]]
+    column = rows[0].index("ready")
+    readiness = [row[column] for row in rows[1:end]]
     assert readiness == ["yes"] * 4, str(status)
     procs = _mesh_processes(sandbox, "textpipe")
 
