@@ -37,6 +37,7 @@ __all__ = [
     "MessageMatcher",
     "RequestView",
     "Rule",
+    "call_path",
     "compile_any",
     "compile_match",
     "compile_message_any",
@@ -92,9 +93,14 @@ def view_of_message(message: Message, method: str = "POST") -> RequestView:
     return RequestView(method, path or "/", query, message.headers)
 
 
+def call_path(headers: Mapping[str, str]) -> str:
+    """The path a mesh call is for: ``view_of_message(...).path`` (its ``x-eblocks-path``
+    without the query, else ``/``), without the query or the view; lower-case names."""
+    return (headers.get(PATH_HEADER) or "/").partition("?")[0] or "/"
+
+
 def _path_of(message: Message) -> str:
-    """``view_of_message(message).path``, without the query or the view."""
-    return (message.headers.get(PATH_HEADER) or "/").partition("?")[0] or "/"
+    return call_path(message.headers)
 
 
 def compile_string(condition: StringMatch) -> Callable[[str], bool]:

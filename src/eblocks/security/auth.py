@@ -36,6 +36,7 @@ from yarl import URL
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import ForbiddenError, IdentityError, UnauthenticatedError
 from eblocks.message import PATTERN_HEADER, Message
+from eblocks.policies.match import call_path
 from eblocks.security.anomaly import AnomalyDetector
 from eblocks.security.local import CLI_HOLDER, identity_folder
 from eblocks.security.modes import mtls_mode, uses_mtls
@@ -44,7 +45,6 @@ from eblocks.security.policy import (
     PolicyEngine,
     RequestFacts,
     Served,
-    call_path,
     served_as,
 )
 from eblocks.security.svid import Identity, Svid, load_certs

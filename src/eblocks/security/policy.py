@@ -35,8 +35,8 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from eblocks.errors import IdentityError
-from eblocks.message import PATH_HEADER, Message
-from eblocks.policies.match import view_of_message
+from eblocks.message import PATH_HEADER
+from eblocks.policies.match import call_path
 from eblocks.security.svid import Identity
 from eblocks.spec.models import AuthzRule, MeshSpec
 
@@ -45,7 +45,6 @@ __all__ = [
     "PolicyEngine",
     "RequestFacts",
     "Served",
-    "call_path",
     "caller_of",
     "check",
     "served_as",
@@ -170,15 +169,6 @@ def served_as(spec: MeshSpec, block: str | None) -> Served:
     if spec_block.external is not None:
         return "sidecar"
     return "app" if spec_block.app is not None else "messages"
-
-
-def call_path(headers: Mapping[str, str]) -> str:
-    """The path a mesh call is for: its ``x-eblocks-path`` without the query, else ``/``.
-
-    The path routes and a handler block's faults and limits match
-    (`view_of_message`); ``headers`` answer lower-case names.
-    """
-    return view_of_message(Message(headers=headers)).path
 
 
 def caller_of(spec: MeshSpec, source: str) -> Identity:
