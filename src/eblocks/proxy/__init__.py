@@ -5,8 +5,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from eblocks.errors import SecurityError
-from eblocks.proxy.egress import Egress
+from eblocks.proxy.egress import Egress, load_cert_pair
 from eblocks.proxy.ingress import ingress_app
 from eblocks.spec.gateway import GatewayTls
 
@@ -22,13 +21,7 @@ def operator_ssl(tls: GatewayTls, spec_dir: Path, mesh_bundle: Path | None) -> s
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    cert, key = spec_dir / tls.cert, spec_dir / tls.key
-    try:
-        ctx.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise SecurityError(
-            f"gateway tls: cannot load certificate {cert} with key {key}: {exc}"
-        ) from exc
+    load_cert_pair(ctx, spec_dir / tls.cert, spec_dir / tls.key, "gateway tls")
     if mesh_bundle is not None:
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(mesh_bundle)

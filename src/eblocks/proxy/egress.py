@@ -195,10 +195,15 @@ def _client_tls(block: str, index: int, entry: EgressHost, spec_dir: Path) -> ss
         raise SecurityError(f"{where}.ca_file: cannot load {cafile}: {exc}") from exc
     if entry.client_cert and entry.client_key:
         cert, key = spec_dir / entry.client_cert, spec_dir / entry.client_key
-        try:
-            tls.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            raise SecurityError(
-                f"{where}.client_cert: cannot load {cert} with key {key}: {exc}"
-            ) from exc
+        load_cert_pair(tls, cert, key, f"{where}.client_cert")
     return tls
+
+
+def load_cert_pair(tls: ssl.SSLContext, cert: Path, key: Path, where: str) -> None:
+    """Load a gateway's certificate and key into ``tls``; SecurityError naming ``where``."""
+    try:
+        tls.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SecurityError(
+            f"{where}: cannot load certificate {cert} with key {key}: {exc}"
+        ) from exc

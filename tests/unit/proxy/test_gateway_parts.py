@@ -131,7 +131,9 @@ def test_an_egress_tls_file_that_cannot_load_stops_the_gateway_at_once_naming_it
         )
     (tmp_path / "key.pem").write_text("not a key", encoding="utf-8")
     bad_pair = EgressHost(host="a.test", client_cert="cert.pem", client_key="key.pem")
-    with pytest.raises(SecurityError, match=r"allow\[0\]\.client_cert: cannot load .*cert\.pem"):
+    with pytest.raises(
+        SecurityError, match=r"allow\[0\]\.client_cert: cannot load certificate .*cert\.pem"
+    ):
         Egress(
             "outbound",
             EgressGateway(kind="egress", allow=(bad_pair,)),
