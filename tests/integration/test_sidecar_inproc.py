@@ -197,6 +197,38 @@ async def test_an_upstream_port_is_a_mesh_call_with_path_and_method(
     assert msg.headers["x-eblocks-source"] == "web"  # the mesh says who calls, not the app
 
 
+FAULTY = SPEC + """\
+policies:
+  blocks:
+    web:
+      faults:
+        - match: {methods: [PUT], path: {prefix: /echo}}
+          abort: {percent: 100, status: 418}
+"""
+
+
+async def test_inbound_faults_match_the_request_the_program_is_asked_for(
+    app_port: int, session: aiohttp.ClientSession
+) -> None:
+    """A mesh call is ``POST /``: the rule matches its ``x-eblocks-method`` and ``-path``."""
+    client = MeshClient(parse_spec(FAULTY), StaticResolver({}), source="web")
+    sidecar = await _started(Sidecar("web", ("127.0.0.1", app_port), client=client))
+    url = f"http://127.0.0.1:{sidecar.block.port}/"
+    try:
+        call = {"x-eblocks-path": "/echo?x=1", "x-eblocks-method": "PUT"}
+        async with session.post(url, data=b"a", headers=call) as resp:
+            assert (resp.status, resp.headers["x-eblocks-error"]) == (418, "fault_injected")
+        other = {"x-eblocks-path": "/echo", "x-eblocks-method": "POST"}
+        async with session.post(url, data=b"a", headers=other) as resp:  # not the rule's method
+            assert (resp.status, await resp.read()) == (201, b"a")
+        async with session.put(url + "echo", data=b"a") as resp:  # a request made directly
+            assert resp.status == 418
+    finally:
+        await sidecar.stop_block()
+        await sidecar.close_upstreams()
+        await client.aclose()
+
+
 async def test_an_upstream_with_no_instance_answers_a_mesh_error(
     session: aiohttp.ClientSession,
 ) -> None:

@@ -40,6 +40,7 @@ from eblocks.message import (
 )
 from eblocks.patterns import Plan
 from eblocks.policies import LivePolicies
+from eblocks.policies.target import SERVED_KEY, Served
 from eblocks.respond import error_response
 from eblocks.security.admin import admin_guard
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
@@ -172,7 +173,8 @@ class Block:
             serve = observe(self.telemetry, self._serve) if self.telemetry.requests else self._serve
             app.router.add_route("*", "/{tail:.*}", serve)
         elif app is not None:
-            app.middlewares.insert(0, app_admission(self.admission, _peer_of))
+            served: Served = app.get(SERVED_KEY) or "app"  # the sidecar's forwarder: "sidecar"
+            app.middlewares.insert(0, app_admission(self.admission, _peer_of, served))
             app.middlewares.insert(0, self._track)
             if client is not None:
                 app[_MESH_CLIENT] = client

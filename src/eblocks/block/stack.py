@@ -72,8 +72,9 @@ from eblocks.layers.route import Routing, route
 from eblocks.layers.telemetry import telemetry as observe
 from eblocks.layers.telemetry import tries
 from eblocks.policies import LivePolicies
-from eblocks.policies.inbound import source_of, view_of_request
+from eblocks.policies.inbound import source_of
 from eblocks.policies.match import RequestView, view_applies
+from eblocks.policies.target import Served, request_view
 from eblocks.spec.models import BlockSettings
 from eblocks.spec.policies import Policies
 from eblocks.telemetry.core import Telemetry
@@ -178,12 +179,17 @@ def server_stack(pm: Handle, clock: Clock, admission: Admission | None = None) -
 AioHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def app_admission(admission: Admission, peer_of: Callable[[web.Request], str | None]) -> Middleware:
+def app_admission(
+    admission: Admission,
+    peer_of: Callable[[web.Request], str | None],
+    served: Served = "app",
+) -> Middleware:
     """`server_stack`'s rate limit -> bulkhead -> fault for an application block.
 
     One aiohttp middleware, after the block's telemetry and mTLS admission
     (``peer_of`` gives the verified SPIFFE ID they found). Requests are matched
-    on their real method, path and query; a refusal is raised as the
+    on the method, path and query they are for (`request_view`: an app's real
+    ones; behind the sidecar, what the program is asked); a refusal is raised as the
     `MeshError` the handler path raises, and `block.py` answers it.
     """
     limits, bulkheads, faults = admission.limits, admission.bulkheads, admission.faults
@@ -199,7 +205,7 @@ def app_admission(admission: Admission, peer_of: Callable[[web.Request], str | N
             return await handler(request)
 
         def view() -> RequestView:
-            return view_of_request(request.method, request.path, request.query, request.headers)
+            return request_view(served, request)
 
         applies = view_applies(view)  # one view per request, built if a rule needs it
         if limiters:

@@ -28,7 +28,6 @@ import orjson
 from pydantic import BaseModel
 
 from eblocks.policies import LivePolicies, PolicyState
-from eblocks.policies.match import RequestView
 
 __all__ = [
     "UNKNOWN_SOURCE",
@@ -37,7 +36,6 @@ __all__ = [
     "rule_keys",
     "source_names",
     "source_of",
-    "view_of_request",
 ]
 
 UNKNOWN_SOURCE = "unknown"
@@ -112,13 +110,3 @@ class PerVersion(Generic[T]):
         self.value = self._build(state, self.value)
         self.state = state
         return self.value
-
-
-def view_of_request(
-    method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]
-) -> RequestView:
-    """The view of an application block's request: its real method, path and query.
-
-    ``headers`` must answer lower-case names (aiohttp's are case-insensitive).
-    """
-    return RequestView(method, path, query, headers)

@@ -10,11 +10,12 @@ returns a `Decision`. `admit` runs the inbound checks in their order::
 and turns each refusal into `UnauthenticatedError` (401) or `ForbiddenError`
 (403), which `respond.py` sends with ``x-eblocks-error``. Authorization sees
 the method and path the request is for where the block's routes and faults
-take them (`request_line`): a handler block's ``x-eblocks-path``, an
-application block's real path. Every deny writes one
-audit line naming the rule. Counters (the ``/v1/security`` admin endpoint) say
-how many requests each check refused and how many plaintext connections a
-``permissive`` block accepted.
+take them (`eblocks.policies.target.request_line`): a handler block's
+``x-eblocks-path``, an application block's real path, what a sidecar's
+program is asked. Every deny writes one audit line naming the rule.
+Counters (the ``/v1/security`` admin endpoint) say how many requests each
+check refused and how many plaintext connections a ``permissive`` block
+accepted.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ from typing import Any
 
 from aiohttp import web
 from cryptography import x509
-from yarl import URL
 
 from eblocks._types import Call, Layer, Send
 from eblocks.errors import ForbiddenError, IdentityError, UnauthenticatedError
 from eblocks.message import PATTERN_HEADER, Message
-from eblocks.policies.match import call_path
+from eblocks.policies.target import Served, request_line
 from eblocks.security.anomaly import AnomalyDetector
 from eblocks.security.local import CLI_HOLDER, identity_folder
 from eblocks.security.modes import mtls_mode, uses_mtls
@@ -44,7 +44,6 @@ from eblocks.security.policy import (
     Decision,
     PolicyEngine,
     RequestFacts,
-    Served,
     served_as,
 )
 from eblocks.security.svid import Identity, Svid, load_certs
@@ -58,10 +57,9 @@ from eblocks.security.tokens import (
     TokenMinter,
     TokenVerifier,
 )
-from eblocks.sidecar.headers import request_target
 from eblocks.spec.models import MeshSpec, MtlsMode
 
-__all__ = ["Auth", "Peer", "mtls_mode", "request_line"]
+__all__ = ["Auth", "Peer", "mtls_mode"]
 
 audit = logging.getLogger("eblocks.audit")
 log = logging.getLogger("eblocks.security")
@@ -83,24 +81,6 @@ class Peer:
 
 def _addr_key(request: web.Request) -> str:
     return f"addr:{request.remote or '?'}"
-
-
-def request_line(served: Served, request: web.Request) -> tuple[str, str]:
-    """The method and path ``request`` is for, as the block's own policies see it.
-
-    ``messages`` (a handler block): the HTTP method and the mesh call's path,
-    ``x-eblocks-path`` without its query, else ``/`` — what routes, faults and
-    limits match there (`call_path`). ``app``: the real method and path, as
-    the app's inbound policies match them. ``sidecar``: the method and path
-    the program is asked for (`request_target`; a mesh call's
-    ``x-eblocks-method`` and ``x-eblocks-path``), decoded as a server reads it.
-    """
-    if served == "app":
-        return request.method, request.path
-    if served == "sidecar":
-        method, target = request_target(request.method, request.path_qs, request.headers)
-        return method, URL("http://app" + target).path or "/"
-    return request.method, call_path(request.headers)
 
 
 class Auth:

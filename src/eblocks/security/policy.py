@@ -18,7 +18,7 @@ takes messages (a handler, an egress gateway) the path is the caller's
 ``x-eblocks-path`` without its query, else ``/`` (`call_path`, the routes'
 `view_of_message`); at an application block (``app:``, an ingress gateway)
 the real HTTP path; behind the sidecar (``external:``, HTTP) the method and
-path the program is asked for (`eblocks.sidecar.headers.request_target`).
+path the program is asked for (`eblocks.policies.target.request_target`).
 `Auth.admit` takes them so (`served_as`); `check`, behind ``eblocks policy
 check``, decides with the same engine on the path the call is for.
 
@@ -32,11 +32,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any, Literal
+from typing import Any
 
 from eblocks.errors import IdentityError
 from eblocks.message import PATH_HEADER
 from eblocks.policies.match import call_path
+from eblocks.policies.target import Served
 from eblocks.security.svid import Identity
 from eblocks.spec.models import AuthzRule, MeshSpec
 
@@ -49,9 +50,6 @@ __all__ = [
     "check",
     "served_as",
 ]
-
-Served = Literal["messages", "app", "sidecar"]
-"""How a block's port takes requests, which says where a request's method and path are."""
 
 _REMEMBERED = 4096  # decisions kept per engine; all forgotten at once when full
 

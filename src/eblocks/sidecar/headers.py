@@ -17,7 +17,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from eblocks.message import DEADLINE_HEADER, METHOD_HEADER, PATH_HEADER, TOKEN_HEADER
 
-__all__ = ["HOP_BY_HOP", "PEER_HEADER", "deadline_of", "request_target", "to_app", "to_caller"]
+__all__ = ["HOP_BY_HOP", "PEER_HEADER", "deadline_of", "to_app", "to_caller"]
 
 PEER_HEADER = "x-eblocks-peer"
 """The caller's verified identity, set by the proxy for the app (never trusted inbound)."""
@@ -96,22 +96,6 @@ def to_caller(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[
         if name.lower() not in drop:
             out.add(name, value)
     return out
-
-
-def request_target(method: str, path_qs: str, headers: Mapping[str, str]) -> tuple[str, str]:
-    """The method and path the app is asked for.
-
-    A call between blocks is ``POST /`` carrying the caller's path in
-    ``x-eblocks-path`` and, through a sidecar, its method in ``x-eblocks-method``;
-    any other request is forwarded as it came.
-    """
-    path = headers.get(PATH_HEADER)
-    if method != "POST" or path_qs != "/" or not path:
-        return method, path_qs
-    wanted = headers.get(METHOD_HEADER, "POST").upper()
-    if not wanted.isalpha():
-        wanted = "POST"
-    return wanted, path if path.startswith("/") else f"/{path}"
 
 
 def deadline_of(headers: Mapping[str, str]) -> float | None:

@@ -26,8 +26,9 @@ from opentelemetry import trace
 
 from eblocks.block.inbound import PEER
 from eblocks.errors import ConnectError, MeshError, MeshTimeoutError
+from eblocks.policies.target import SERVED_KEY, request_target
 from eblocks.respond import error_response
-from eblocks.sidecar.headers import deadline_of, request_target, to_app, to_caller
+from eblocks.sidecar.headers import deadline_of, to_app, to_caller
 from eblocks.sidecar.websocket import is_upgrade, relay
 from eblocks.telemetry.tracing import traceparent
 
@@ -65,6 +66,7 @@ class HttpForwarder:
     def application(self) -> web.Application:
         """The PM: one catch-all route; the session closes with the app."""
         app = web.Application()
+        app[SERVED_KEY] = "sidecar"  # its policies match what the program is asked for
         app.router.add_route("*", "/{tail:.*}", self.forward)
         app.on_cleanup.append(self._close)
         return app

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from eblocks import Block, Context, MeshClient, Message, UpstreamError
 from eblocks.cli import app as cli
-from eblocks.security.auth import request_line
+from eblocks.policies.target import request_line
 from eblocks.security.policy import caller_of, check, served_as
 
 from .secmesh import SecureMesh, make_spec

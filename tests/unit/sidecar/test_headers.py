@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from eblocks.sidecar.headers import deadline_of, request_target, to_app, to_caller
+from eblocks.policies.target import request_target
+from eblocks.sidecar.headers import deadline_of, to_app, to_caller
 from eblocks.sidecar.websocket import is_upgrade
 
 

@@ -1,0 +1,84 @@
+"""Which method and path a request to a block is for, by how the block takes requests.
+
+A block's inbound policies (authorization, rate limits, bulkheads, faults)
+match the request a call is *for*, which is not always the HTTP request that
+reached the block's port:
+
+- ``messages`` (a handler block, an egress gateway): every call is ``POST /``;
+  the path the caller means is ``x-eblocks-path`` (`call_path`);
+- ``app`` (an ``app:`` block, an ingress gateway): the real method, path and
+  query;
+- ``sidecar`` (an ``external:`` HTTP program behind the proxy): what the
+  program is asked for — a mesh call's ``x-eblocks-method`` and
+  ``x-eblocks-path`` (`request_target`), any other request as it came.
+
+`eblocks.security` decides with `request_line`; the admission middleware of
+an application block (`eblocks.block.stack.app_admission`) matches on
+`request_view`. An application says how it reads its requests under
+`SERVED_KEY` (the sidecar's forwarder says ``sidecar``); the default is ``app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from aiohttp import web
+from yarl import URL
+
+from eblocks.message import METHOD_HEADER, PATH_HEADER
+from eblocks.policies.match import RequestView, call_path
+
+__all__ = ["SERVED_KEY", "Served", "request_line", "request_target", "request_view"]
+
+Served = Literal["messages", "app", "sidecar"]
+"""How a block's port takes requests, which says where a request's method and path are."""
+
+SERVED_KEY: web.AppKey[Served] = web.AppKey("eblocks.served")
+"""How an application block's app reads its requests (a `Served`; absent: ``app``)."""
+
+
+def request_target(method: str, path_qs: str, headers: Mapping[str, str]) -> tuple[str, str]:
+    """The method and path (with its query) a program behind the sidecar is asked for.
+
+    A call between blocks is ``POST /`` carrying the caller's path in
+    ``x-eblocks-path`` and, through a sidecar, its method in ``x-eblocks-method``;
+    any other request is forwarded as it came.
+    """
+    path = headers.get(PATH_HEADER)
+    if method != "POST" or path_qs != "/" or not path:
+        return method, path_qs
+    wanted = headers.get(METHOD_HEADER, "POST").upper()
+    if not wanted.isalpha():
+        wanted = "POST"
+    return wanted, path if path.startswith("/") else f"/{path}"
+
+
+def request_line(served: Served, request: web.Request) -> tuple[str, str]:
+    """The method and path ``request`` is for, as the block's own policies see it.
+
+    ``messages``: the HTTP method and ``x-eblocks-path`` without its query,
+    else ``/`` (`call_path`). ``app``: the real method and path. ``sidecar``:
+    the method and path the program is asked for (`request_target`), decoded
+    as a server reads it.
+    """
+    if served == "app":
+        return request.method, request.path
+    if served == "sidecar":
+        method, target = request_target(request.method, request.path_qs, request.headers)
+        return method, URL("http://app" + target).path or "/"
+    return request.method, call_path(request.headers)
+
+
+def request_view(served: Served, request: web.Request) -> RequestView:
+    """What an application block's inbound policies match ``request`` on (``app``, ``sidecar``).
+
+    ``headers`` answer lower-case names (aiohttp's are case-insensitive).
+    """
+    if served == "sidecar":
+        path_qs = request.path_qs
+        method, target = request_target(request.method, path_qs, request.headers)
+        if target is not path_qs:  # a mesh call: the program's request
+            url = URL("http://app" + target)
+            return RequestView(method, url.path or "/", url.query, request.headers)
+    return RequestView(request.method, request.path, request.query, request.headers)
