@@ -197,7 +197,9 @@ async def test_an_upstream_port_is_a_mesh_call_with_path_and_method(
     assert msg.headers["x-eblocks-source"] == "web"  # the mesh says who calls, not the app
 
 
-FAULTY = SPEC + """\
+FAULTY = (
+    SPEC
+    + """\
 policies:
   blocks:
     web:
@@ -205,6 +207,7 @@ policies:
         - match: {methods: [PUT], path: {prefix: /echo}}
           abort: {percent: 100, status: 418}
 """
+)
 
 
 async def test_inbound_faults_match_the_request_the_program_is_asked_for(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.markup import escape
 
 from eblocks.errors import SecurityError, SpecError, SupervisorError
@@ -25,6 +28,7 @@ __all__ = [
     "err",
     "fail",
     "load_or_exit",
+    "refresh",
     "state_or_exit",
 ]
 
@@ -97,3 +101,30 @@ def duration_option(value: str) -> float:
     if seconds <= 0:
         raise typer.BadParameter(f"must be more than 0, got {value!r}")
     return seconds
+
+
+def refresh(frame: Callable[[], RenderableType], interval: float, iterations: int = 0) -> None:
+    """Show ``frame()`` every ``interval`` seconds, ``iterations`` times (0: until Ctrl-C).
+
+    On a terminal the frame is redrawn in place; into a file or a pipe each
+    frame is printed after the last as soon as it is made (``top -b``), so a
+    reader sees every one, not only the last when the command stops.
+    """
+    done = 0
+    try:
+        if not console.is_terminal:
+            while True:
+                console.print(frame())
+                console.file.flush()
+                done += 1
+                if iterations and done >= iterations:
+                    return
+                time.sleep(interval)
+        with Live(frame(), console=console, auto_refresh=False) as live:
+            done = 1
+            while iterations == 0 or done < iterations:
+                time.sleep(interval)
+                live.update(frame(), refresh=True)
+                done += 1
+    except KeyboardInterrupt:
+        pass

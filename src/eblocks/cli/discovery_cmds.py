@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -10,11 +9,10 @@ from typing import Any
 
 import orjson
 import typer
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from eblocks.cli.common import admin_access, console, err, fail, state_or_exit
+from eblocks.cli.common import admin_access, console, err, fail, refresh, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
@@ -95,13 +93,7 @@ def members(
     if not watch:
         console.print(_table(_ask(state, block)))
         return
-    try:
-        with Live(_table(_ask(state, block)), console=console, auto_refresh=False) as live:
-            while True:
-                time.sleep(interval)
-                live.update(_table(_ask(state, block)), refresh=True)
-    except KeyboardInterrupt:
-        pass
+    refresh(lambda: _table(_ask(state, block)), interval)
 
 
 def bench_discovery(

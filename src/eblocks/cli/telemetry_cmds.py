@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import typer
 from rich.console import Group
-from rich.live import Live
 from rich.table import Table
 
-from eblocks.cli.common import admin_access, console, err, fail, state_or_exit
+from eblocks.cli.common import admin_access, console, err, fail, refresh, state_or_exit
 from eblocks.cli.run_cmds import MESH_OPTION, STATE_OPTION
 from eblocks.runtime import StateDir
 from eblocks.runtime.state import pid_alive, read_json
@@ -178,23 +177,7 @@ def top(
         )
         return Group(head, stat_tables(stats, window, None))
 
-    done = 0
-    try:
-        if not console.is_terminal:  # a file or a pipe: one frame after the other, as top -b
-            while True:
-                console.print(frame())
-                done += 1
-                if iterations and done >= iterations:
-                    return
-                time.sleep(interval)
-        with Live(frame(), console=console, auto_refresh=False) as live:
-            done = 1
-            while iterations == 0 or done < iterations:
-                time.sleep(interval)
-                live.update(frame(), refresh=True)
-                done += 1
-    except KeyboardInterrupt:
-        pass
+    refresh(frame, interval, iterations)
 
 
 def tap(
