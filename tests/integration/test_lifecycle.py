@@ -149,6 +149,9 @@ def test_up_fails_fast_when_a_handler_cannot_be_imported(sandbox: Sandbox) -> No
     assert "ModuleNotFoundError" in message, str(run)
     assert "Traceback" not in run.output, str(run)
     assert sandbox.processes() == [], str(run)
+    status = sandbox.cmd("status", "--mesh", "broken")
+    (error,) = [line for line in status.stdout.splitlines() if line.startswith("parser-0: ")]
+    assert "nosuchmodule" in error, str(status)  # whole, on its own line, not cut in a cell
 
 
 def test_an_exporter_that_is_not_installed_is_named_by_validate_and_stops_up_at_once(

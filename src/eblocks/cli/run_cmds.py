@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from eblocks.cli.common import console, fail, load_or_exit, state_or_exit
@@ -151,9 +152,12 @@ def _print_status(state: StateDir) -> None:
     table = Table(title=f"mesh {state.mesh} — supervisor {'running' if live else 'not running'}")
     for column in ("block", "instance", "pid", "address", "admin", "ready", "restarts", "state"):
         table.add_column(column, justify="right" if column in {"pid", "restarts"} else "left")
+    errors: list[str] = []
     for row in rows:
         address = f"{row['host']}:{row['port']}" if row["port"] else "-"
-        state_text = row["state"] + (f" ({row['error']})" if row.get("error") else "")
+        state_text = row["state"]
+        if row.get("error"):  # below the table, whole: an error cut to fit a cell says nothing
+            errors.append(f"[red]{escape(row['instance'])}[/]: {escape(row['error'])}")
         table.add_row(
             row["block"],
             row["instance"],
@@ -165,6 +169,8 @@ def _print_status(state: StateDir) -> None:
             state_text,
         )
     console.print(table)
+    for line in errors:
+        console.print(line)
     patterns = pattern_table(state, live)
     if patterns is not None:
         console.print(patterns)
