@@ -12,7 +12,10 @@ reached the block's port:
   program is asked for — a mesh call's ``x-eblocks-method`` and
   ``x-eblocks-path`` (`request_target`), any other request as it came.
 
-`eblocks.security` decides with `request_line`; the admission middleware of
+`eblocks.security` decides with `request_line`, on the path as a server
+reads it (`normal_path`: percent-escapes decoded, ``.`` and ``..`` segments
+resolved, as Istio normalizes paths before authorization), so ``/a/../admin``
+is ``/admin`` to a rule on ``/admin/*``. The admission middleware of
 an application block (`eblocks.block.stack.app_admission`) matches on
 `request_view`. An application says how it reads its requests under
 `SERVED_KEY` (the sidecar's forwarder says ``sidecar``); the default is ``app``.
@@ -29,7 +32,14 @@ from yarl import URL
 from eblocks.message import METHOD_HEADER, PATH_HEADER
 from eblocks.policies.match import RequestView, call_path
 
-__all__ = ["SERVED_KEY", "Served", "request_line", "request_target", "request_view"]
+__all__ = [
+    "SERVED_KEY",
+    "Served",
+    "normal_path",
+    "request_line",
+    "request_target",
+    "request_view",
+]
 
 Served = Literal["messages", "app", "sidecar"]
 """How a block's port takes requests, which says where a request's method and path are."""
@@ -54,20 +64,31 @@ def request_target(method: str, path_qs: str, headers: Mapping[str, str]) -> tup
     return wanted, path if path.startswith("/") else f"/{path}"
 
 
+def normal_path(raw: str) -> str:
+    """``raw`` (a path, without its query) as a server reads it: decoded, dot segments resolved.
+
+    Percent-escapes are decoded and ``.``/``..`` segments removed (RFC 3986
+    §5.2.4; yarl's reading of a URL); a path with neither is returned as it is,
+    without parsing (most requests).
+    """
+    if "%" not in raw and "/." not in raw:
+        return raw or "/"
+    return URL("http://app" + (raw if raw.startswith("/") else f"/{raw}")).path or "/"
+
+
 def request_line(served: Served, request: web.Request) -> tuple[str, str]:
-    """The method and path ``request`` is for, as the block's own policies see it.
+    """The method and path ``request`` is for, as authorization matches them (`normal_path`).
 
     ``messages``: the HTTP method and ``x-eblocks-path`` without its query,
     else ``/`` (`call_path`). ``app``: the real method and path. ``sidecar``:
-    the method and path the program is asked for (`request_target`), decoded
-    as a server reads it.
+    the method and path the program is asked for (`request_target`).
     """
     if served == "app":
-        return request.method, request.path
+        return request.method, normal_path(request.rel_url.raw_path)
     if served == "sidecar":
         method, target = request_target(request.method, request.path_qs, request.headers)
-        return method, URL("http://app" + target).path or "/"
-    return request.method, call_path(request.headers)
+        return method, normal_path(target.partition("?")[0])
+    return request.method, normal_path(call_path(request.headers))
 
 
 def request_view(served: Served, request: web.Request) -> RequestView:

@@ -19,6 +19,8 @@ takes messages (a handler, an egress gateway) the path is the caller's
 `view_of_message`); at an application block (``app:``, an ingress gateway)
 the real HTTP path; behind the sidecar (``external:``, HTTP) the method and
 path the program is asked for (`eblocks.policies.target.request_target`).
+Paths are matched as a server reads them (`normal_path`: percent-escapes
+decoded, ``.`` and ``..`` resolved), so ``/x/../admin/y`` is ``/admin/y``.
 `Auth.admit` takes them so (`served_as`); `check`, behind ``eblocks policy
 check``, decides with the same engine on the path the call is for.
 
@@ -37,7 +39,7 @@ from typing import Any
 from eblocks.errors import IdentityError
 from eblocks.message import PATH_HEADER
 from eblocks.policies.match import call_path
-from eblocks.policies.target import Served
+from eblocks.policies.target import Served, normal_path
 from eblocks.security.svid import Identity
 from eblocks.spec.models import AuthzRule, MeshSpec
 
@@ -217,7 +219,7 @@ def check(
         target,
         caller,
         method.upper(),
-        call_path({PATH_HEADER: path}),
+        normal_path(call_path({PATH_HEADER: path})),
         pattern,
         claims if claims is not None else {},
     )

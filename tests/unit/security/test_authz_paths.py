@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from eblocks import Block, Context, MeshClient, Message, UpstreamError
 from eblocks.cli import app as cli
-from eblocks.policies.target import request_line
+from eblocks.policies.target import normal_path, request_line
 from eblocks.security.policy import caller_of, check, served_as
 
 from .secmesh import SecureMesh, make_spec
@@ -45,6 +45,11 @@ CALLS = [
     ("/admin/secret-keys", "no-secrets", False),
     ("/public", "default", False),
     (None, "default", False),  # no header: the call is for `/`
+    # matched as a server reads the path: dot segments resolved, escapes decoded
+    ("/public/../admin/secret-keys", "no-secrets", False),
+    ("/admin/%73ecret", "no-secrets", False),
+    ("/admin/./users", "admins", True),
+    ("/admin/../secret", "default", False),  # that is /secret
 ]
 
 
@@ -77,7 +82,8 @@ async def test_a_path_rule_decides_on_the_calls_x_eblocks_path_as_policy_check_d
         if not allowed:  # the live refusal names the same rule, reason and path
             assert live_rule == checked.rule, path
             assert checked.reason in error
-            assert f"may not call back POST {(path or '/').partition('?')[0]}:" in error
+            read = normal_path((path or "/").partition("?")[0])
+            assert f"may not call back POST {read}:" in error
     # another caller: the allow rule names client/cli only
     other = mesh.client("web")
     with pytest.raises(UpstreamError) as e:
@@ -86,7 +92,7 @@ async def test_a_path_rule_decides_on_the_calls_x_eblocks_path_as_policy_check_d
     assert not check(spec, caller_of(spec, "client/web"), "back", path="/admin/users")
     auth = mesh.blocks["back"].auth
     assert auth is not None
-    assert auth.counters["forbidden"] == 4
+    assert auth.counters["forbidden"] == 7
 
 
 async def test_an_app_block_decides_on_the_real_http_path(
@@ -136,13 +142,16 @@ def test_each_kind_of_block_takes_the_method_and_path_where_its_policies_do() ->
     call = make_mocked_request(
         "POST", "/", headers={"X-Eblocks-Path": "/a/../admin/x?q=1", "x-eblocks-method": "get"}
     )
-    assert request_line("messages", call) == ("POST", "/a/../admin/x")  # as routes see it
+    assert request_line("messages", call) == ("POST", "/admin/x")  # as a server reads it
     assert request_line("app", call) == ("POST", "/")
     assert request_line("sidecar", call) == ("GET", "/admin/x")  # what the program is asked
     direct = make_mocked_request("GET", "/%61dmin/x?q=1")
     assert request_line("messages", direct) == ("GET", "/")
     assert request_line("app", direct) == ("GET", "/admin/x")
     assert request_line("sidecar", direct) == ("GET", "/admin/x")
+    dotted = make_mocked_request("GET", "/a/../admin/x?q=1")
+    assert request_line("app", dotted) == ("GET", "/admin/x")
+    assert request_line("sidecar", dotted) == ("GET", "/admin/x")
 
 
 @pytest.fixture
@@ -193,3 +202,21 @@ def test_policy_check_takes_a_block_a_client_or_a_spiffe_id_of_the_mesh(
     )
     assert code == 0, output
     assert "rule: admins" in output
+
+
+@pytest.mark.parametrize(
+    ("raw", "read"),
+    [
+        ("/admin/users", "/admin/users"),
+        ("", "/"),
+        ("/a/../admin/x", "/admin/x"),
+        ("/a/./b/..", "/a/"),
+        ("/../../etc", "/etc"),
+        ("/%61dmin/%7euser", "/admin/~user"),
+        ("/a/%2e%2e/admin", "/admin"),
+        ("admin/x", "admin/x"),  # no dot segment, no escape: as it is
+        ("a/../b", "/b"),
+    ],
+)
+def test_normal_path_reads_a_path_as_a_server_does(raw: str, read: str) -> None:
+    assert normal_path(raw) == read
