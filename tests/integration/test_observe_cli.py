@@ -79,6 +79,12 @@ def test_stat_top_tap_and_access_log(sandbox: Sandbox) -> None:
             last_minute[one["block"]] += edge["60s"]["requests"]
     assert inbound == {"clean": DOCS, "tokenize": DOCS, "count": DOCS}
     assert last_minute == inbound
+    one_block = sandbox.cmd("stat", "tokenize", "--json")
+    assert one_block.returncode == 0, str(one_block)
+    assert sorted(s["instance"] for s in orjson.loads(one_block.stdout)) == [
+        "tokenize-0",
+        "tokenize-1",
+    ]
 
     # stat: the table, one row per block, every request a success
     table = sandbox.cmd("stat", "--window", "60s")

@@ -124,3 +124,9 @@ def test_one_trace_from_an_external_service_through_the_pipeline(sandbox: Sandbo
     listing = sandbox.cmd("trace")
     assert listing.returncode == 0, str(listing)
     assert trace_id in listing.stdout
+    malformed = sandbox.cmd("trace", trace_id[:8])  # a prefix is no trace id
+    assert malformed.returncode == 1
+    assert f"'{trace_id[:8]}' is not a trace id" in malformed.output, str(malformed)
+    unknown = sandbox.cmd("trace", "0" * 31 + "1")
+    assert unknown.returncode == 1
+    assert "not sampled?" in " ".join(unknown.output.split()), str(unknown)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Sequence
@@ -149,6 +150,7 @@ def stat(
     state = state_or_exit(mesh, state_dir)
     stats, missing = _gather(state, block)
     if as_json:
+        stats = [s for s in stats if block is None or s.get("block") == block]
         typer.echo(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode())
     else:
         console.print(stat_tables(stats, window, block))
@@ -269,7 +271,8 @@ def _print(record: dict[str, Any], raw: bool) -> None:
         f"{record['time']} {record['instance']} {record['direction']:<8} "
         f"{record['source']} → {record['destination']} {record['route']} "
         f"[{style}]{status}{error}[/] {record['duration_ms']:.2f}ms "
-        f"{record['bytes_in']}B/{record['bytes_out']}B id={record['request_id']}",
+        f"{record['bytes_in']}B/{record['bytes_out']}B req={record['request_id'] or '-'}"
+        + (f" trace={record['trace_id']}" if record.get("trace_id") else ""),
         soft_wrap=True,
     )
 
@@ -283,12 +286,17 @@ def trace(
     """The spans of one trace as a tree (from `telemetry.tracing.exporter: file`)."""
     from eblocks.telemetry.traces import read_spans, render_tree, traces
 
+    wanted_id = None
+    if trace_id is not None:
+        wanted_id = trace_id.lower().removeprefix("0x")
+        if not re.fullmatch(r"[0-9a-f]{32}", wanted_id):
+            fail(f"{trace_id!r} is not a trace id: 32 hex digits (`eblocks trace` lists them)")
     state = state_or_exit(mesh, state_dir)
     found = traces(read_spans(state.path / "logs"))
     if not found:
         fail(
-            f"no spans under {state.path / 'logs'}: set `telemetry: {{tracing: "
-            "{sampling: 0.1, exporter: file}}` in the spec"
+            f"no spans under {state.path / 'logs'} yet: with `telemetry: {{tracing: "
+            "{exporter: file}}` each sampled request adds its spans there"
         )
     if trace_id is None:
         table = Table(title="recent traces")
@@ -300,9 +308,21 @@ def trace(
             table.add_row(first.trace_id, first.name, str(len(spans)), first.start.isoformat())
         console.print(table)
         return
-    wanted = found.get(trace_id.lower().removeprefix("0x"))
+    wanted = found.get(wanted_id or "")
+    if wanted is None:  # a request id (what `eblocks tap` shows) names its trace too
+        wanted = next(
+            (
+                spans
+                for spans in found.values()
+                if any(s.attributes.get("eblocks.request_id") == wanted_id for s in spans)
+            ),
+            None,
+        )
     if wanted is None:
-        fail(f"no trace {trace_id!r} among {len(found)} recorded traces")
+        fail(
+            f"no trace {trace_id!r} among {len(found)} recorded traces "
+            "(not sampled? only `telemetry.tracing.sampling` of new traces are recorded)"
+        )
     for line in render_tree(wanted):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 

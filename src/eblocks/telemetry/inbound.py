@@ -117,8 +117,7 @@ async def _observed(
         return response
     except web.HTTPException as exc:  # an application block's 404 and the like
         status = exc.status
-        if recording:
-            _answered(span, status, exc.reason)
+        response = exc  # a Response too: its body and x-eblocks-error are counted (below)
         raise
     except asyncio.CancelledError as exc:
         status = CLIENT_CLOSED

@@ -163,6 +163,8 @@ async def test_retries_and_failures_are_counted_per_edge(mesh: Mesh) -> None:
 
 async def test_an_application_block_is_labelled_by_route_template(mesh: Mesh) -> None:
     async def item(request: web.Request) -> web.Response:
+        if request.match_info["id"] == "gone":
+            raise web.HTTPGone(text="item gone")  # raised, not returned: counted all the same
         return web.json_response({"id": request.match_info["id"]})
 
     app = web.Application()
@@ -177,6 +179,12 @@ async def test_an_application_block_is_labelled_by_route_template(mesh: Mesh) ->
     m = await mesh.metrics(shop)
     assert value(m, "eblocks_requests_total", route="GET /items/{id}", status_code="200") == 2
     assert value(m, "eblocks_requests_total", status_code="404", src_block="external") == 1
+    async with mesh.session.get(f"http://127.0.0.1:{shop.port}/items/gone") as resp:
+        assert (resp.status, await resp.text()) == (410, "item gone")
+    m = await mesh.metrics(shop)
+    route = {"route": "GET /items/{id}"}
+    assert value(m, "eblocks_requests_total", status_code="410", **route) == 1
+    assert value(m, "eblocks_response_bytes_total", **route) == 2 * len(b'{"id": "1"}') + 9
 
 
 async def test_config_is_the_effective_spec_with_secrets_redacted(mesh: Mesh) -> None:
