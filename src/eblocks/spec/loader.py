@@ -9,6 +9,7 @@ are reported instead of losing a block.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,12 @@ def _pydantic_issues(exc: ValidationError, marks: _Marks, file: str) -> Iterable
             message = f"missing required field {loc[-1]!r}"
         elif kind == "pattern_kind":
             message = f"pattern {loc[-1]!r} sets {_kinds_in(error.get('input'))}; {message}"
+        elif kind == "model_type":  # "a valid dictionary or instance of WorkersSpec"
+            allowed = _allowed_fields(loc)
+            fields = f" with fields {', '.join(allowed)}" if allowed else ""
+            message = f"expected a mapping{fields} (got {error.get('input')!r})"
+        elif kind == "tuple_type":  # YAML has lists, not tuples
+            message = f"expected a list (got {error.get('input')!r})"
         elif kind not in {"value_error", "assertion_error"} and "input" in error:
             message = f"{message} (got {error['input']!r})"
         at = _known(loc, marks)
@@ -153,8 +160,22 @@ def _issue(loc: Loc, message: str, marks: _Marks, file: str, shown: Loc | None =
 
 
 def _kinds_in(value: Any) -> str:
-    kinds = [key for key in PATTERN_KINDS if isinstance(value, dict) and key in value]
-    return " and ".join(kinds) if kinds else "no kind"
+    """What a pattern that is not exactly one kind sets: its kinds, or its unknown keys."""
+    if not isinstance(value, dict):
+        return "no kind"
+    kinds = [key for key in PATTERN_KINDS if key in value]
+    if kinds:
+        return " and ".join(kinds)
+    fields = {f.alias or n for m in PATTERN_KINDS.values() for n, f in m.model_fields.items()}
+    unknown = [key for key in value if key not in fields]
+    if not unknown:
+        return "no kind"
+    named = ", ".join(
+        repr(key)
+        + "".join(f" (did you mean {m!r}?)" for m in get_close_matches(key, PATTERN_KINDS, 1))
+        for key in unknown
+    )
+    return f"no kind: unknown key{'s' if len(unknown) > 1 else ''} {named}"
 
 
 def _allowed_fields(loc: Loc) -> list[str]:

@@ -31,6 +31,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    field_validator,
     model_validator,
 )
 
@@ -218,7 +219,11 @@ class BlockSpec(Frozen):
             k for k in ("handler", "app", "external", "gateway") if getattr(self, k) is not None
         ]
         if len(chosen) != 1:
-            raise ValueError("set exactly one of 'handler', 'app', 'external' or 'gateway'")
+            alone = " (only the manager of a manager-worker pattern may set none)"
+            raise ValueError(
+                "set exactly one of 'handler', 'app', 'external' or 'gateway'"
+                + ("" if chosen else alone)
+            )
         return self
 
 
@@ -227,6 +232,15 @@ class PipelineSpec(Frozen):
 
     pipeline: tuple[Name, ...] = Field(min_length=1, description="stages: blocks or patterns")
     description: str = ""
+
+    @field_validator("pipeline", mode="before")
+    @classmethod
+    def _stages_listed(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a list of stages such as [a, b] (got {value!r})")
+        if not value:
+            raise ValueError("a pipeline needs at least one stage, as in [a, b]")
+        return value
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -346,9 +360,7 @@ PatternSpec = Annotated[
     Discriminator(
         _pattern_kind,
         custom_error_type="pattern_kind",
-        custom_error_message=(
-            "a pattern sets exactly one of: pipeline, manager-worker, divide-conquer"
-        ),
+        custom_error_message=f"a pattern sets exactly one of: {', '.join(PATTERN_KINDS)}",
     ),
 ]
 
@@ -636,10 +648,14 @@ class MeshSpec(Frozen):
         patterns = data.get("patterns")
         if not isinstance(patterns, dict):
             patterns = {}
+        # A manager named anywhere in a pattern counts, in a misspelt kind key or at the
+        # wrong indent too: that pattern's own error is the one to show, not its manager's.
         managers = {
-            body.get("manager")
+            manager
             for pattern in patterns.values()
-            if isinstance(pattern, dict) and isinstance(body := pattern.get("manager-worker"), dict)
+            if isinstance(pattern, dict)
+            for body in (pattern, *pattern.values())
+            if isinstance(body, dict) and isinstance(manager := body.get("manager"), str)
         }
         blocks = dict(data["blocks"])
         for name, block in blocks.items():

@@ -21,6 +21,7 @@ __all__ = [
 _DURATION_UNIT = r"(ms|s|m|h)?"
 _SIZE_UNIT = r"(B|KB|KiB|MB|MiB|GB|GiB)?"
 _DURATION = re.compile(rf"^\s*(\d+(?:\.\d+)?)\s*{_DURATION_UNIT}\s*$")
+_NEGATIVE = re.compile(r"^\s*-\s*\d")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _SIZE = re.compile(rf"^\s*(\d+)\s*{_SIZE_UNIT}\s*$")
 _SIZE_UNITS = {
@@ -40,16 +41,22 @@ SIZE_PATTERN = rf"^\s*0*[1-9]\d*\s*{_SIZE_UNIT}\s*$"
 """The strings a size accepts: the parser's grammar less the zero sizes `Size` refuses."""
 
 
+_A_DURATION = "a duration such as 250ms, 30s or 2m (units: ms, s, m, h; none: seconds)"
+_A_SIZE = "a size such as 64KiB or 16MiB (units: B, KB, KiB, MB, MiB, GB, GiB; none: bytes)"
+
+
 def parse_duration(value: object) -> object:
     """Seconds from a number or a string like ``250ms``, ``30s``, ``2m``, ``1h``."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 250ms, 30s or 2m, got a boolean")
+        raise ValueError(f"expected {_A_DURATION}, got a boolean")
+    if _negative(value):
+        raise ValueError(f"expected a duration of 0 or more, got {value!r}")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
-            raise ValueError(f"expected a duration such as 250ms, 30s or 2m, got {value!r}")
+            raise ValueError(f"expected {_A_DURATION}, got {value!r}")
         return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     return value
 
@@ -57,13 +64,22 @@ def parse_duration(value: object) -> object:
 def parse_size(value: object) -> object:
     """Bytes from an integer or a string like ``64KiB`` or ``16MiB``."""
     if isinstance(value, bool):
-        raise ValueError("expected a size such as 64KiB or 16MiB, got a boolean")
+        raise ValueError(f"expected {_A_SIZE}, got a boolean")
+    if _negative(value):
+        raise ValueError(f"expected a size of more than 0, got {value!r}")
     if isinstance(value, str):
         match = _SIZE.match(value)
         if match is None:
-            raise ValueError(f"expected a size such as 64KiB or 16MiB, got {value!r}")
+            raise ValueError(f"expected {_A_SIZE}, got {value!r}")
         return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
     return value
+
+
+def _negative(value: object) -> bool:
+    """``-1`` or ``-1s``: a sign, not a bad number or unit, is what is wrong."""
+    if isinstance(value, int | float):
+        return value < 0
+    return isinstance(value, str) and _NEGATIVE.match(value) is not None
 
 
 # JSON Schema's names of the bounds pydantic leaves under their Python names when

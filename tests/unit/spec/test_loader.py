@@ -91,7 +91,24 @@ def test_wrong_type_names_field_and_value() -> None:
 def test_bad_duration_names_field() -> None:
     issue = only_issue(HEAD + "defaults:\n  timeout: 5 minutes\nblocks:\n  a: {handler: h:a}\n")
     assert (issue.line, issue.column, issue.path) == (4, 12, "defaults.timeout")
-    assert issue.message == "expected a duration such as 250ms, 30s or 2m, got '5 minutes'"
+    assert issue.message == (
+        "expected a duration such as 250ms, 30s or 2m (units: ms, s, m, h; none: seconds), "
+        "got '5 minutes'"
+    )
+
+
+def test_negative_duration_and_size_name_their_bound() -> None:
+    text = (
+        HEAD
+        + "defaults:\n  timeout: -1s\n  drain: -2\n  max_body: -1KB\nblocks:\n  a: {handler: h:a}\n"
+    )
+    timeout, drain, max_body = issues_of(text)
+    assert (timeout.line, timeout.column, timeout.path) == (4, 12, "defaults.timeout")
+    assert timeout.message == "expected a duration of 0 or more, got '-1s'"
+    assert (drain.line, drain.path) == (5, "defaults.drain")
+    assert drain.message == "expected a duration of 0 or more, got -2"
+    assert (max_body.line, max_body.column, max_body.path) == (6, 13, "defaults.max_body")
+    assert max_body.message == "expected a size of more than 0, got '-1KB'"
 
 
 def test_unknown_block_in_pipeline_points_at_the_item() -> None:
@@ -259,3 +276,109 @@ def test_an_unquoted_on_key_is_the_field_not_a_boolean() -> None:
     retries = spec.blocks["a"].retries
     assert retries is not None
     assert retries.on == (503,)
+
+
+BOSS = "blocks:\n  boss: {}\n  sq: {handler: h:sq}\npatterns:\n  pool:\n"
+KINDS = "a pattern sets exactly one of: pipeline, manager-worker, divide-conquer"
+
+
+@pytest.mark.parametrize(
+    ("body", "column", "field", "fields"),
+    [
+        (
+            "workers: 3",
+            16,
+            "workers",
+            "forecast, horizon, max, min, scale_down_delay, scale_up_delay, target_inflight",
+        ),
+        ("queue: 10", 14, "queue", "max"),
+    ],
+)
+def test_a_scalar_for_a_nested_model_lists_its_fields(
+    body: str, column: int, field: str, fields: str
+) -> None:
+    text = (
+        HEAD + BOSS + f"    manager-worker:\n      manager: boss\n      worker: sq\n      {body}\n"
+    )
+    issue = only_issue(text)
+    assert (issue.line, issue.column) == (11, column)
+    assert issue.path == f"patterns.pool.manager-worker.{field}"
+    assert issue.message == f"expected a mapping with fields {fields} (got {body.split()[-1]})"
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        ("upper", "expected a list of stages such as [a, b] (got 'upper')"),
+        ("{a: 1}", "expected a list of stages such as [a, b] (got {'a': 1})"),
+        ("[]", "a pipeline needs at least one stage, as in [a, b]"),
+    ],
+)
+def test_a_pipeline_is_a_list_of_at_least_one_stage(stages: str, message: str) -> None:
+    issue = only_issue(
+        HEAD + f"blocks:\n  a: {{handler: h:a}}\npatterns:\n  p:\n    pipeline: {stages}\n"
+    )
+    assert (issue.line, issue.column, issue.path) == (7, 15, "patterns.p.pipeline")
+    assert issue.message == message
+
+
+def test_a_list_field_given_a_scalar_says_list_not_tuple() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a:\n    external: {command: postgres, port: 5432}\n")
+    assert (issue.line, issue.column, issue.path) == (5, 25, "blocks.a.external.command")
+    assert issue.message == "expected a list (got 'postgres')"
+
+
+@pytest.mark.parametrize(
+    ("key", "guess"),
+    [
+        ("pipline", "pipeline"),
+        ("master-worker", "manager-worker"),
+        ("divide_conquer", "divide-conquer"),
+    ],
+)
+def test_an_unknown_pattern_kind_is_named_with_a_guess(key: str, guess: str) -> None:
+    issue = only_issue(HEAD + f"blocks:\n  a: {{handler: h:a}}\npatterns:\n  p:\n    {key}: [a]\n")
+    assert (issue.line, issue.column, issue.path) == (7, 5, "patterns.p")
+    assert issue.message == (
+        f"pattern 'p' sets no kind: unknown key {key!r} (did you mean {guess!r}?); {KINDS}"
+    )
+
+
+def test_unknown_pattern_keys_without_a_near_kind_are_all_named() -> None:
+    text = HEAD + "blocks:\n  a: {handler: h:a}\npatterns:\n  p:\n    stages: [a]\n    steps: [a]\n"
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (7, "patterns.p")
+    assert issue.message == f"pattern 'p' sets no kind: unknown keys 'stages', 'steps'; {KINDS}"
+
+
+def test_a_misspelt_manager_worker_blames_the_pattern_not_its_manager() -> None:
+    issue = only_issue(HEAD + BOSS + "    manager_worker: {manager: boss, worker: sq}\n")
+    assert (issue.line, issue.column, issue.path) == (8, 5, "patterns.pool")
+    assert issue.message == (
+        "pattern 'pool' sets no kind: unknown key 'manager_worker' "
+        f"(did you mean 'manager-worker'?); {KINDS}"
+    )
+
+
+def test_an_unindented_manager_worker_blames_the_pattern_not_its_manager() -> None:
+    text = HEAD + BOSS + "    manager-worker:\n    manager: boss\n    worker: sq\n"
+    body, manager, worker = issues_of(text)
+    assert (body.line, body.column, body.path) == (8, 20, "patterns.pool.manager-worker")
+    assert body.message == (
+        "expected a mapping with fields attempts, balancer, concurrency, manager, queue, worker, "
+        "workers (got None)"
+    )
+    assert (manager.line, manager.path) == (9, "patterns.pool.manager")
+    assert manager.message == (
+        "unknown field 'manager' (expected one of: description, manager-worker)"
+    )
+    assert (worker.line, worker.path) == (10, "patterns.pool.worker")
+
+
+def test_a_block_without_an_entry_point_hears_that_only_a_manager_may() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a: {replicas: 2}\n")
+    assert (issue.line, issue.column, issue.path) == (4, 6, "blocks.a")
+    assert issue.message == (
+        "set exactly one of 'handler', 'app', 'external' or 'gateway' "
+        "(only the manager of a manager-worker pattern may set none)"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -29,10 +31,21 @@ def test_parse_duration(text: object, seconds: float) -> None:
     assert result == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["5 minutes", "ms", "-1s", "1d", "1.s", ""])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match=r"expected a duration such as 250ms, 30s or 2m, got '"):
+@pytest.mark.parametrize("text", ["5 minutes", "ms", "1d", "1.s", ""])
+def test_parse_duration_rejects_with_the_legal_units(text: str) -> None:
+    message = (
+        "expected a duration such as 250ms, 30s or 2m (units: ms, s, m, h; none: seconds), "
+        f"got {text!r}"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("value", ["-1s", " -250ms", "-1", -1, -0.5])
+def test_parse_duration_says_a_negative_is_below_the_bound(value: object) -> None:
+    message = f"expected a duration of 0 or more, got {value!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        parse_duration(value)
 
 
 def test_parse_duration_rejects_booleans() -> None:
@@ -64,10 +77,21 @@ def test_parse_size(text: object, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["1.5MiB", "16mib", "lots", "-1KB", "1TB"])
-def test_parse_size_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match=r"expected a size such as 64KiB or 16MiB, got '"):
+@pytest.mark.parametrize("text", ["1.5MiB", "16mib", "lots", "1TB"])
+def test_parse_size_rejects_with_the_legal_units(text: str) -> None:
+    message = (
+        "expected a size such as 64KiB or 16MiB (units: B, KB, KiB, MB, MiB, GB, GiB; "
+        f"none: bytes), got {text!r}"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         parse_size(text)
+
+
+@pytest.mark.parametrize("value", ["-1KB", "-1", -4096])
+def test_parse_size_says_a_negative_is_below_the_bound(value: object) -> None:
+    message = f"expected a size of more than 0, got {value!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        parse_size(value)
 
 
 def test_parse_size_rejects_booleans() -> None:
