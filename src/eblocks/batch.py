@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar
 
 from eblocks._types import Clock, SystemClock
 from eblocks.errors import MeshError, MeshTimeoutError, UpstreamError
-from eblocks.layers.retry import is_retryable
+from eblocks.layers.retry import already_retried, is_retryable
 from eblocks.message import IDEMPOTENCY_HEADER, NAME_HEADER, Message
 from eblocks.spec.models import RetryPolicy
 
@@ -134,7 +134,8 @@ async def submit(
 ) -> BatchReport:
     """Send the message ``load(item)`` of every item to ``target``, ``concurrency`` at a time.
 
-    Transient failures are retried under ``retry`` (a 429 after its ``retry-after``);
+    Transient failures are retried under ``retry`` (a 429 after its ``retry-after``),
+    but not one the mesh already retried (`eblocks.layers.retry.already_retried`);
     a message should carry an idempotency key, so a retry never duplicates an
     effect. ``name(item)`` names an item in the report's failures.
     """
@@ -182,7 +183,7 @@ async def _with_retries(
             upstream = exc if isinstance(exc, UpstreamError) else None
             shed = upstream is not None and upstream.upstream_status == 429
             transient = shed or is_retryable(exc, policy) or isinstance(exc, MeshTimeoutError)
-            if attempt >= policy.attempts or not transient:
+            if attempt >= policy.attempts or not transient or already_retried(exc):
                 raise
             ceiling = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
             delay = rng.uniform(ceiling / 2, ceiling)

@@ -128,6 +128,17 @@ async def test_gives_up_after_the_policy_attempts(tmp_path: Path) -> None:
     assert len(client.calls) == POLICY.attempts
 
 
+async def test_a_failure_the_mesh_already_retried_is_not_tried_again(tmp_path: Path) -> None:
+    files = _docs(tmp_path, b"a")
+    retried = _upstream(503)
+    retried.detail["retried"] = 3  # a manager's, or the first hop's, tries are spent
+    client, clock = ScriptedClient({b"a": [retried, _upstream(503)]}), FakeClock()
+    report = await _submit(client, files, clock)
+    assert report.ok == 0
+    assert len(client.calls) == 1
+    assert clock.sleeps == []
+
+
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.0

@@ -12,6 +12,17 @@ target block's. With a retry budget (`eblocks.layers.budget`), every call
 counts as a first try and a retry must fit in the budget: past it the failure
 is raised as it is, with ``detail["retry_budget"] = "exhausted"``, and
 ``on_refused`` is told (a metric).
+
+Retries are made at one layer only. A layer that retries and then gives up on
+an answer (an upstream's error, a timeout: work may have been done) marks the
+failure ``detail["retried"] = <tries>``, which travels in the error's body to
+every caller above; no retrying layer tries a marked failure again — this
+one, a pattern's manager or divider, ``eblocks submit`` (`already_retried`).
+Without the mark, each hop would multiply the tries of the hops below it
+(3 tries at the entry, 2 at a manager, 8 in submit: 48 runs of one bad task).
+A failure that reached no handler (no endpoint, a refused connection, an
+open circuit; here or at a hop below) is not marked: trying it again costs
+nobody work, and a restarting block is ridden out (docs/decisions.md, D71).
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from collections.abc import Callable
 
 from eblocks._types import Call, Clock, Layer, Send
 from eblocks.errors import (
+    CircuitOpenError,
     ConnectError,
     MeshError,
     MeshTimeoutError,
@@ -31,11 +43,38 @@ from eblocks.layers.budget import Budget
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec.models import RetryPolicy
 
-__all__ = ["backoff_delay", "is_retryable", "retry"]
+__all__ = ["RETRIED", "already_retried", "backoff_delay", "gave_up", "is_retryable", "retry"]
+
+RETRIED = "retried"
+"""The detail key of a failure some layer already retried: how many tries it made."""
+
+
+def already_retried(exc: MeshError) -> bool:
+    """Whether a layer below already retried this failure (nobody tries it again)."""
+    return bool(exc.detail.get(RETRIED))
+
+
+_UNREACHED = frozenset({ConnectError.reason, NoEndpointsError.reason, CircuitOpenError.reason})
+"""Reasons of failures that reached no handler, at this hop or one below (never marked)."""
+
+
+def gave_up(exc: MeshError, tries: int) -> None:
+    """Mark ``exc`` retried after ``tries`` tries, if it is an answer (work may have been done).
+
+    A timeout, or an upstream's error other than one saying that it, or a hop
+    below it, reached nobody (`_UNREACHED`: a restarting block is ridden out
+    by the layers above). A failure already marked keeps the larger count.
+    """
+    if isinstance(exc, MeshTimeoutError) or (
+        isinstance(exc, UpstreamError) and exc.upstream_reason not in _UNREACHED
+    ):
+        exc.detail[RETRIED] = max(tries, int(exc.detail.get(RETRIED) or 0))
 
 
 def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
-    """Whether a failure is transient under ``policy`` (pure)."""
+    """Whether a failure is transient under ``policy`` and nobody retried it yet (pure)."""
+    if isinstance(exc, MeshError) and exc.detail.get(RETRIED):
+        return False
     if isinstance(exc, ConnectError | NoEndpointsError):
         return True
     if isinstance(exc, MeshTimeoutError):
@@ -72,13 +111,18 @@ def retry(
                 try:
                     return await inner(tried)
                 except MeshError as exc:
-                    if attempt >= policy.attempts or not is_retryable(exc, policy):
+                    if not is_retryable(exc, policy):
+                        raise
+                    if attempt >= policy.attempts:
+                        gave_up(exc, attempt)
                         raise
                     delay = backoff_delay(attempt, policy, rng)
                     if call.deadline is not None and clock.monotonic() + delay >= call.deadline:
+                        gave_up(exc, attempt)
                         raise
                     if window is not None and not window.try_retry():
                         exc.detail["retry_budget"] = "exhausted"
+                        gave_up(exc, attempt)
                         if on_refused is not None:
                             on_refused()
                         raise

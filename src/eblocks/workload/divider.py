@@ -11,8 +11,10 @@ The contract with the user's handlers:
   else its body as text. Its output is the pattern's output.
 
 At most ``parallel`` parts of one message are in flight. A part that fails
-transiently (see `is_transient`) is tried again, up to ``attempts`` tries;
-then the whole message fails with the part's own reason and origin, and an
+transiently (see `is_transient`) is tried again, up to ``attempts`` tries,
+unless the call's own stack retried it already (its target's ``retries``:
+retries are made at one layer only, `eblocks.layers.retry`); then the whole
+message fails with the part's own reason and origin, and an
 error that names the part (``detail.part``). The other parts are cancelled.
 """
 
@@ -29,7 +31,7 @@ from eblocks._types import Clock
 from eblocks.block.context import Context
 from eblocks.block.inbound import Handle
 from eblocks.errors import HandlerError, MeshError, UpstreamError
-from eblocks.layers.retry import backoff_delay
+from eblocks.layers.retry import RETRIED, backoff_delay, gave_up
 from eblocks.message import IDEMPOTENCY_HEADER, PART_HEADER, Message
 from eblocks.spec.models import DivideConquer, RetryPolicy
 from eblocks.workload.manager import is_transient
@@ -111,16 +113,21 @@ class Divider:
             IDEMPOTENCY_HEADER: f"{key}/{index}",
             PART_HEADER: f"{index}/{count}",
         }
-        attempt = 1
+        attempt, tries = 1, 0
         while True:
             try:
                 return await ctx.call(self.spec.worker, Message(body, headers))
             except MeshError as exc:
-                retry = attempt < self.spec.attempts and is_transient(exc)
+                tries += int(exc.detail.get(RETRIED) or 1)  # with the worker stack's own retries
+                transient = is_transient(exc)  # not when the stack retried it already
+                retry = attempt < self.spec.attempts and transient
                 delay = backoff_delay(attempt, self._backoff, self._rng) if retry else 0.0
                 late = ctx.deadline is not None and self._clock.monotonic() + delay >= ctx.deadline
                 if not retry or late:
-                    raise _naming_part(exc, self.name, index, count, attempt) from exc
+                    named = _naming_part(exc, self.name, index, count, tries)
+                    if transient or tries > 1:
+                        gave_up(named, tries)  # nobody above tries this part's message again
+                    raise named from exc
                 await self._clock.sleep(delay)
                 attempt += 1
 

@@ -44,7 +44,7 @@ from eblocks.errors import (
     UpstreamError,
 )
 from eblocks.layers.balance import endpoint_failed, hash_key
-from eblocks.layers.retry import backoff_delay
+from eblocks.layers.retry import already_retried, backoff_delay, gave_up
 from eblocks.message import IDEMPOTENCY_HEADER, Message
 from eblocks.spec.models import ManagerWorker, RetryPolicy
 
@@ -65,7 +65,12 @@ class WorkerLink(Protocol):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a worker's failure is worth a try on another worker (pure)."""
+    """Whether a worker's failure is worth a try on another worker (pure).
+
+    Not one that a layer below already retried (`already_retried`).
+    """
+    if isinstance(exc, MeshError) and already_retried(exc):
+        return False
     if isinstance(exc, ConnectError | NoEndpointsError | MeshTimeoutError):
         return True
     return isinstance(exc, UpstreamError) and exc.upstream_status in (502, 503, 504)
@@ -208,10 +213,12 @@ class Manager:
                 endpoint = self._pick(task, failed)
                 return await self._send(endpoint, task, ctx.deadline, failed)
             except MeshError as exc:
-                if attempt >= self.spec.attempts or not is_transient(exc):
+                if not is_transient(exc):
                     raise
                 delay = backoff_delay(attempt, self._backoff, self._rng)
-                if ctx.deadline is not None and self._clock.monotonic() + delay >= ctx.deadline:
+                late = ctx.deadline is not None and self._clock.monotonic() + delay >= ctx.deadline
+                if attempt >= self.spec.attempts or late:
+                    gave_up(exc, attempt)  # the pattern's tries are spent: nobody above retries
                     raise
                 ctx.logger.info("task of %s: retrying after %s", self.name, exc.message)
                 await self._clock.sleep(delay)

@@ -173,3 +173,43 @@ async def test_each_try_carries_the_same_message_and_deadline() -> None:
     msg = keyed(b"payload")
     await send(Call("b", msg, deadline=100.0))
     assert [(c.message, c.deadline, c.target) for c in flaky.calls] == [(msg, 100.0, "b")] * 2
+
+
+async def test_giving_up_on_an_answer_marks_it_retried_and_nobody_retries_it_again() -> None:
+    """Retries are made at one layer: the mark travels up (D71), each layer above stops."""
+    clock, flaky = FakeClock(), Flaky(*[upstream(503) for _ in range(5)])
+    send = retry(POLICY, clock, random.Random(1))(transport_from(flaky))
+    with pytest.raises(UpstreamError) as below:
+        await send(Call("b", keyed()))
+    assert len(flaky.calls) == 3
+    assert below.value.detail["retried"] == 3
+    assert not is_retryable(below.value, POLICY)
+
+    # the layer above (another hop's client) gets the marked answer: one try, no sleep
+    above, clock_above = Flaky(below.value, below.value), FakeClock()
+    send_above = retry(POLICY, clock_above, random.Random(1))(transport_from(above))
+    with pytest.raises(UpstreamError):
+        await send_above(Call("a", keyed()))
+    assert len(above.calls) == 1
+    assert clock_above.sleeps == []
+
+
+async def test_a_failure_that_reached_no_handler_is_not_marked() -> None:
+    clock, flaky = FakeClock(), Flaky(*[ConnectError("refused") for _ in range(5)])
+    send = retry(POLICY, clock, random.Random(1))(transport_from(flaky))
+    with pytest.raises(ConnectError) as info:
+        await send(Call("b", keyed()))
+    assert len(flaky.calls) == 3
+    assert "retried" not in info.value.detail  # trying it again costs nobody work
+
+
+@pytest.mark.parametrize("reason", ["connect", "no_endpoints", "circuit_open"])
+async def test_an_answer_saying_a_hop_below_reached_nobody_is_not_marked(reason: str) -> None:
+    """A restarting stage deeper in a pipeline: the layers above (submit) ride it out."""
+    errors = [upstream(502 if reason == "connect" else 503, reason) for _ in range(5)]
+    clock, flaky = FakeClock(), Flaky(*errors)
+    send = retry(POLICY, clock, random.Random(1))(transport_from(flaky))
+    with pytest.raises(UpstreamError) as info:
+        await send(Call("b", keyed()))
+    assert len(flaky.calls) == 3
+    assert "retried" not in info.value.detail

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from eblocks import Context, Message, UpstreamError
+from eblocks.errors import OverloadedError
 from eblocks.message import IDEMPOTENCY_HEADER, PART_HEADER
 from eblocks.spec import parse_spec
 from eblocks.workload.divider import combine_body, split_parts
 
-SPEC = parse_spec(
-    """
+SPEC_TEXT = """
 apiVersion: eblocks/v1
 mesh: unit
 defaults:
@@ -26,9 +26,8 @@ blocks:
 patterns:
   fan:
     divide-conquer: {divide: split, worker: square, combine: join, attempts: 3, parallel: 8}
-""",
-    "unit.yaml",
-)
+"""
+SPEC = parse_spec(SPEC_TEXT, "unit.yaml")
 
 
 def split(msg: Message) -> list[int]:
@@ -96,3 +95,23 @@ def test_split_and_combine_contracts() -> None:
     assert split_parts(Message(b'[1, "a", {"b": 2}]'), "p", "d") == [b"1", b'"a"', b'{"b":2}']
     replies = [Message(b'{"x":1}', {"content-type": "application/json"}), Message(b"plain")]
     assert combine_body(replies) == b'[{"x":1},"plain"]'
+
+
+async def test_a_part_gets_the_tries_of_one_layer_only(local_mesh: Any) -> None:
+    """The worker stack's 3 tries are all a part gets: neither the divider's ``attempts``
+    (3) nor the caller's retries (3) multiply them (18 tries before, 3 now)."""
+    retried = SPEC_TEXT.replace("retries: {attempts: 1}", "retries: {attempts: 3, backoff: 1ms}")
+    calls: list[bytes] = []
+
+    def busy(msg: Message) -> bytes:
+        calls.append(msg.body)
+        raise OverloadedError("too busy")  # a 503: transient
+
+    mesh = await local_mesh(
+        parse_spec(retried, "unit.yaml"), {"split": split, "square": busy, "join": join}
+    )
+    with pytest.raises(UpstreamError) as info:
+        await mesh.client.call("fan", Message(b"7", {IDEMPOTENCY_HEADER: "doc"}))
+    assert calls == [b"7"] * 3
+    assert info.value.detail["retried"] == 3
+    assert info.value.message.startswith("part 0 of 1 of pattern 'fan' failed after 3 tries")

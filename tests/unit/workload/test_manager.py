@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from eblocks import Context, Message, UpstreamError
+from eblocks.errors import OverloadedError
 from eblocks.message import IDEMPOTENCY_HEADER
 from eblocks.spec import parse_spec
 from eblocks.workload import relay
@@ -145,3 +146,19 @@ async def test_calling_the_manager_block_directly_is_a_bad_request(local_mesh: A
         await mesh.client.call("boss", Message(b"x"))
     assert info.value.upstream_status == 400
     assert "call its manager-worker pattern by name" in info.value.message
+
+
+async def test_tries_are_not_multiplied_by_the_callers_retries(local_mesh: Any) -> None:
+    """The manager's 3 tries are all a task gets: the caller's retries (2) do not multiply them."""
+    calls: list[bytes] = []
+
+    def busy(msg: Message) -> bytes:
+        calls.append(msg.body)
+        raise OverloadedError("too busy")  # a 503: transient for the manager
+
+    mesh = await local_mesh(SPEC, {"boss": relay, "w": (busy, 2)})
+    with pytest.raises(UpstreamError) as info:
+        await mesh.client.call("pool", Message(b"x", {IDEMPOTENCY_HEADER: "k"}))
+    assert info.value.upstream_status == 503
+    assert info.value.detail["retried"] == 3
+    assert calls == [b"x"] * 3  # 6 before: the client's 2 tries x the manager's 3
