@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from collections import Counter
 from typing import Any
 
@@ -79,6 +80,11 @@ def test_stat_top_tap_and_access_log(sandbox: Sandbox) -> None:
             last_minute[one["block"]] += edge["60s"]["requests"]
     assert inbound == {"clean": DOCS, "tokenize": DOCS, "count": DOCS}
     assert last_minute == inbound
+    for one in stats:  # a young instance's minute spans its uptime: rps is not requests / 60
+        if one["uptime_s"] < 50 and one["inbound"]["by_route"]:
+            minute = one["inbound"]["by_route"][0]["60s"]
+            wanted = minute["requests"] / max(one["uptime_s"], 1.0)
+            assert minute["rps"] == pytest.approx(wanted, rel=0.01), one["instance"]
     one_block = sandbox.cmd("stat", "tokenize", "--json")
     assert one_block.returncode == 0, str(one_block)
     assert sorted(s["instance"] for s in orjson.loads(one_block.stdout)) == [
@@ -105,6 +111,22 @@ def test_stat_top_tap_and_access_log(sandbox: Sandbox) -> None:
     bad = sandbox.cmd("stat", "nosuch")
     assert bad.returncode == 1
     assert "no running instance of block 'nosuch'" in bad.output
+    assert "telemetry.metrics" not in table.stderr + top.stderr
+
+    # tap: a pattern named as the block, a route no request can have
+    pattern = sandbox.cmd("tap", "ingest", "--seconds", "30")
+    assert pattern.returncode == 1
+    assert "('ingest' is a pattern: tap one of its blocks with --route ingest)" in pattern.stderr
+    nosuch = sandbox.cmd("tap", "clean", "--route", "nosuch", "--seconds", "0.5")
+    assert nosuch.returncode == 0, str(nosuch)
+    warned = [line for line in nosuch.stderr.splitlines() if "route 'nosuch'" in line]
+    assert len(warned) == 1, nosuch.stderr
+    assert "0 request(s)" in nosuch.stderr
+    for query in ("seconds=nan", "seconds=inf", "seconds=-1", "limit=0"):
+        status, body = sandbox.admin("observe", clean, f"/v1/tap?{query}")
+        assert status == 400, (query, body)
+        assert body.startswith(f"/v1/tap: {query.split('=')[0]} ".encode())
+    assert _tap_subscribers(sandbox, clean) == 0
 
     # access log: on for clean and tokenize, off for count (per block in the spec)
     logs = sandbox.mesh_dir("observe") / "logs"
@@ -134,3 +156,39 @@ def _lines(logs: Any, instance: str, direction: str) -> int:
     data = path.read_bytes()
     whole = data[: data.rfind(b"\n") + 1].splitlines()  # a line being written is left out
     return sum(orjson.loads(x)["direction"] == direction for x in whole)
+
+
+def test_a_mesh_that_counts_no_requests_says_so(sandbox: Sandbox) -> None:
+    spec = sandbox.copy_textpipe()
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text + "telemetry: {metrics: false}\n", encoding="utf-8")
+    up = sandbox.up(spec)
+    assert up.returncode == 0, str(up)
+    call = sandbox.cmd("call", "ingest", "--data", "the quick brown fox")
+    assert call.returncode == 0, str(call)
+    off = "mesh 'textpipe' runs with telemetry.metrics: false: instances count no requests"
+    for args in (("stat",), ("stat", "--json"), ("top", "--iterations", "1", "--interval", "0.2")):
+        run = sandbox.cmd(*args)
+        assert run.returncode == 0, str(run)
+        assert [line for line in run.stderr.splitlines() if off in line], str(run)
+        assert off not in run.stdout
+    tap = sandbox.cmd("tap", "clean", "--seconds", "30")
+    assert tap.returncode == 1, str(tap)
+    assert off in tap.stderr
+    assert tap.elapsed < 10  # at once, not after --seconds
+    assert "request(s)" not in tap.output
+
+    # the dashboard of the stopped mesh: a warning, and the page all the same
+    down = sandbox.cmd("down", "--mesh", "textpipe", "--timeout", "20", timeout=60)
+    assert down.returncode == 0, str(down)
+    board = sandbox.start("dashboard", "--mesh", "textpipe")
+    wait_for(
+        lambda: "dashboard on http://" in sandbox.output_of(board)[0],
+        timeout=30,
+        what="the dashboard to print its address",
+    )
+    assert board.poll() is None  # still serving
+    _, err = sandbox.output_of(board)
+    assert "mesh 'textpipe' has no running instance" in err
+    board.send_signal(signal.SIGINT)
+    assert board.wait(timeout=20) == 0

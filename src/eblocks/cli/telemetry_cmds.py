@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import typer
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
 from eblocks.cli.common import admin_access, console, err, fail, refresh, state_or_exit
@@ -31,10 +32,20 @@ if TYPE_CHECKING:  # aiohttp and the admin client: imported by the commands that
     from aiohttp import web
 
     from eblocks.security.admin import AdminAccess
+    from eblocks.spec import MeshSpec
 
-__all__ = ["admin_rows", "fetch_stats", "register"]
+__all__ = [
+    "admin_rows",
+    "counts_nothing",
+    "fetch_stats",
+    "register",
+    "route_warning",
+    "running_spec",
+]
 
 _TIMEOUT = 3.0  # seconds for one instance's /v1/stats
+_DIRECT = "direct"  # `telemetry.inbound.DIRECT` (not imported: it pulls OpenTelemetry in)
+_TCP = "tcp"  # `sidecar.tcp.ROUTE`: a TCP sidecar's connections
 WINDOW_OPTION = typer.Option("10s", "--window", "-w", help="sliding window: 10s or 60s")
 
 
@@ -49,6 +60,53 @@ def admin_rows(state: StateDir, block: str | None = None) -> list[dict[str, Any]
         and pid_alive(int(r["pid"]))
         and (block is None or r.get("block") == block)
     ]
+
+
+def running_spec(state: StateDir) -> MeshSpec | None:
+    """The spec the mesh runs (``spec.yaml`` in its state dir), or None when unreadable."""
+    from eblocks.errors import SpecError
+    from eblocks.spec import load_spec
+
+    try:
+        return load_spec(state.spec)
+    except SpecError:
+        return None
+
+
+def counts_nothing(state: StateDir, spec: MeshSpec | None) -> str | None:
+    """Why the mesh's instances count no request (``telemetry.metrics: false``), or None."""
+    if spec is None or spec.telemetry.metrics:
+        return None
+    return f"mesh {state.mesh!r} runs with telemetry.metrics: false: instances count no requests"
+
+
+def _note(message: str) -> None:
+    err.print(f"[yellow]note:[/] {escape(message)}", soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def route_warning(spec: MeshSpec, route: str) -> str | None:
+    """Why no request of the mesh can have ``route``, or None when one can.
+
+    Routes are the spec's pattern names, ``direct`` (a call by name), ``tcp``
+    (a TCP sidecar's connections) and an application block's ``METHOD
+    /template``; only a plain word is checked (the templates are the app's).
+    """
+    if " " in route or route in spec.patterns or route == _DIRECT:
+        return None
+    tcp = any(b.external is not None and b.external.protocol == "tcp" for b in spec.blocks.values())
+    if tcp and route == _TCP:
+        return None
+    patterns = ", ".join(sorted(spec.patterns)) or "none"
+    return (
+        f"no request of mesh {spec.mesh!r} has route {route!r}: a route is a pattern "
+        f"({patterns}), {_DIRECT!r} (a call by name)"
+        + (f", {_TCP!r} (a TCP sidecar's)" if tcp else "")
+        + " or an application block's 'METHOD /template'; tapping all the same"
+    )
 
 
 async def fetch_stats(
@@ -149,6 +207,9 @@ def stat(
     window = _check_window(window)
     state = state_or_exit(mesh, state_dir)
     stats, missing = _gather(state, block)
+    off = counts_nothing(state, running_spec(state))
+    if off is not None:
+        _note(f"{off} (the figures below stay empty)")
     if as_json:
         stats = [s for s in stats if block is None or s.get("block") == block]
         typer.echo(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode())
@@ -168,6 +229,9 @@ def top(
     """Live, refreshing golden metrics of every block and edge of the mesh."""
     window = _check_window(window)
     state = state_or_exit(mesh, state_dir)
+    off = counts_nothing(state, running_spec(state))
+    if off is not None:
+        _note(f"{off} (the figures stay empty)")
 
     def frame() -> Group:
         stats, missing = _gather(state, None)
@@ -196,9 +260,19 @@ def tap(
     if direction not in ("inbound", "outbound", "both"):
         fail(f"--direction must be inbound, outbound or both, got {direction!r}")
     state = state_or_exit(mesh, state_dir)
+    spec = running_spec(state)
     rows = admin_rows(state, block)
     if not rows:
-        fail(f"no running instance of block {block!r} in mesh {state.mesh!r}")
+        hint = ""
+        if spec is not None and block in spec.patterns and block not in spec.blocks:
+            hint = f" ({block!r} is a pattern: tap one of its blocks with --route {block})"
+        fail(f"no running instance of block {block!r} in mesh {state.mesh!r}{hint}")
+    off = counts_nothing(state, spec)
+    if off is not None:
+        fail(f"{off}: nothing to tap")
+    unknown = route_warning(spec, route) if spec is not None and route else None
+    if unknown is not None:
+        _warn(unknown)
     query: dict[str, str] = {"limit": str(limit), "seconds": str(seconds)}
     if route:
         query["route"] = route
@@ -339,6 +413,14 @@ def dashboard(
 
     state = state_or_exit(mesh, state_dir)
     access = admin_access(state)
+    if not admin_rows(state):  # it may be started later: the page shows it then
+        _warn(
+            f"mesh {state.mesh!r} has no running instance (start it with `eblocks up`); "
+            "the page shows its instances once they run"
+        )
+    off = counts_nothing(state, running_spec(state))
+    if off is not None:
+        _note(f"{off} (the page's figures stay empty)")
 
     async def fetch() -> tuple[list[dict[str, Any]], list[str]]:
         access.refresh()  # the supervisor renews the CLI's SVID while the page runs

@@ -226,7 +226,10 @@ class Telemetry:
             self.tap.publish(record)
 
     def stats(self, windows: Sequence[int] = (10, 60)) -> dict[str, Any]:
-        """RED per edge, per route and per peer of both directions, over ``windows`` seconds."""
+        """RED per edge, per route and per peer of both directions, over ``windows`` seconds.
+
+        A window longer than the instance's uptime spans the uptime (its rps too).
+        """
         now = self.clock.monotonic()
         body: dict[str, Any] = {
             "block": self.block,
@@ -253,18 +256,18 @@ class Telemetry:
                     },
                 }
                 for w in windows:
-                    row[f"{w}s"] = one.window(w, now).summary()
+                    row[f"{w}s"] = one.window(w, now, self.started).summary()
                 edges.append(row)
             body[table.direction] = {
                 "edges": edges,
-                "by_route": self._grouped(series, windows, now, by_peer=False),
-                "by_peer": self._grouped(series, windows, now, by_peer=True),
+                "by_route": self._grouped(series, windows, now, self.started, by_peer=False),
+                "by_peer": self._grouped(series, windows, now, self.started, by_peer=True),
             }
         return body
 
     @staticmethod
     def _grouped(
-        series: Sequence[Any], windows: Sequence[int], now: float, *, by_peer: bool
+        series: Sequence[Any], windows: Sequence[int], now: float, since: float, *, by_peer: bool
     ) -> list[dict[str, Any]]:
         groups: dict[str, list[Any]] = {}
         for one in series:
@@ -273,6 +276,6 @@ class Telemetry:
         for key in sorted(groups):
             row: dict[str, Any] = {"peer" if by_peer else "route": key}
             for w in windows:
-                row[f"{w}s"] = merged(groups[key], w, now).summary()
+                row[f"{w}s"] = merged(groups[key], w, now, since).summary()
             rows.append(row)
         return rows

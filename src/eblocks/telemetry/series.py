@@ -28,6 +28,7 @@ __all__ = [
     "Window",
     "is_failure",
     "percentile",
+    "window_span",
 ]
 
 _MANTISSAS: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4, 1.6, 1.8, 2.0, 2.2, 2.5, 2.8, 3.0)
@@ -146,10 +147,14 @@ class Series:
             counts[index] = total
         return counts
 
-    def window(self, seconds: int, now: float) -> Window:
-        """The last ``seconds`` (the current, partial second included)."""
+    def window(self, seconds: int, now: float, since: float | None = None) -> Window:
+        """The last ``seconds`` (the current, partial second included).
+
+        ``since``: when counting started (the instance's start, same clock);
+        a window longer than that spans only the time since (`window_span`).
+        """
         sec = int(now)
-        out = Window(seconds, span=min(float(seconds), seconds - 1 + (now - sec)))
+        out = Window(seconds, span=window_span(seconds, now, since))
         first = sec - seconds + 1  # the window's first second
         for mark, requests, failures, hist in self._marks:
             if mark >= first:  # the first second in the window with requests: from here on
@@ -252,9 +257,26 @@ class SeriesTable:
         return len(self._series)
 
 
-def merged(series: Iterable[Series], seconds: int, now: float) -> Window:
+def merged(
+    series: Iterable[Series], seconds: int, now: float, since: float | None = None
+) -> Window:
     """One window over many series (an instance's peers, a block's routes)."""
-    out = Window(seconds, span=min(float(seconds), seconds - 1 + (now - int(now))))
+    out = Window(seconds, span=window_span(seconds, now, since))
     for one in series:
-        out.add(one.window(seconds, now))
+        out.add(one.window(seconds, now, since))
     return out
+
+
+def window_span(seconds: int, now: float, since: float | None = None) -> float:
+    """How long the last ``seconds`` at ``now`` cover, the divisor of their rps.
+
+    The window's full seconds and the elapsed part of the current one, and,
+    when counting started at ``since`` (an instance's start), no longer than
+    the time since then, at least a second: an instance up 25.9 s that served
+    21 requests did 21/25.9 a second, not 21/60. A window the instance has
+    lived through whole is unchanged.
+    """
+    span = min(float(seconds), seconds - 1 + (now - int(now)))
+    if since is not None:
+        span = min(span, max(now - since, 1.0))
+    return span

@@ -6,13 +6,15 @@ the requests down. With nobody subscribed, publishing costs one truth test.
 
 The stream is NDJSON: one summary per line (the access log's fields), and a
 ``{"dropped": n}`` line whenever summaries were lost since the last line.
-It ends after ``limit`` summaries or ``seconds`` (both bounded by the server).
+It ends after ``limit`` summaries or ``seconds`` (both bounded by the server); a
+bound that is not a finite number above 0 is refused with a 400 naming it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +30,25 @@ _FIELDS = ("direction", "source", "destination", "route", "status")
 
 def _nothing() -> None:
     return None
+
+
+def _bound(query: Mapping[str, str], name: str, default: str, most: float, *, whole: bool) -> float:
+    """A stream's bound from the query: a finite number above 0, cut to ``most`` (or a 400).
+
+    Refused before the stream starts: a NaN or infinite deadline would pass
+    every comparison and crash the pump after the 200 was sent.
+    """
+    raw = query.get(name, default)
+    try:
+        value: float = int(raw) if whole else float(raw)  # a Python int has no NaN nor Inf
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and (whole or math.isfinite(value))):
+        kind = "a whole number" if whole else "a finite number of seconds"
+        raise web.HTTPBadRequest(
+            text=f"/v1/tap: {name} must be {kind} above 0 (more is cut to {most:g}), got {raw!r}"
+        )
+    return min(value, most)
 
 
 class TapFilter:
@@ -84,9 +105,9 @@ class Tap:
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/tap?limit=N&seconds=S&route=R&source=B&direction=inbound``."""
         query = request.query
+        limit = int(_bound(query, "limit", "1000", MAX_LIMIT, whole=True))
+        seconds = _bound(query, "seconds", "60", MAX_SECONDS, whole=False)
         try:
-            limit = min(int(query.get("limit", "1000")), MAX_LIMIT)
-            seconds = min(float(query.get("seconds", "60")), MAX_SECONDS)
             match = TapFilter({k: v for k, v in query.items() if k not in ("limit", "seconds")})
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"/v1/tap: {exc}") from exc

@@ -19,6 +19,7 @@ from eblocks.spec import parse_spec
 from eblocks.spec.policies import Policies
 from eblocks.telemetry import Telemetry
 from eblocks.telemetry.admin import REDACTED
+from eblocks.telemetry.tap import MAX_LIMIT, MAX_SECONDS, Tap
 from eblocks.testing import StaticResolver
 from eblocks.workload import relay
 
@@ -241,3 +242,64 @@ async def test_tap_streams_bounded_summaries(mesh: Mesh) -> None:
     assert {line["source"] for line in lines} == {"front"}
     assert [line["bytes_in"] for line in lines] == [0, 1, 2]
     assert not block.telemetry.tap  # the subscriber is gone
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("seconds=nan", "seconds"),
+        ("seconds=inf", "seconds"),
+        ("seconds=-inf", "seconds"),
+        ("seconds=-1", "seconds"),
+        ("seconds=0", "seconds"),
+        ("seconds=soon", "seconds"),
+        ("limit=0", "limit"),
+        ("limit=-5", "limit"),
+        ("limit=nan", "limit"),
+        ("limit=2.5", "limit"),
+        ("limit=1e9999", "limit"),
+    ],
+)
+async def test_tap_refuses_bad_bounds_before_the_stream_starts(
+    mesh: Mesh, query: str, name: str
+) -> None:
+    async def w(msg: Message) -> bytes:
+        return msg.body
+
+    block = await mesh.start("w", w)
+    url = f"http://127.0.0.1:{block.admin_port}/v1/tap?{query}"
+    async with mesh.session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        assert resp.status == 400  # before any stream: no 200 that ends in a crash
+        text = await resp.text()
+    assert text.startswith(f"/v1/tap: {name} ")
+    assert not block.telemetry.tap  # nobody subscribed
+    ok = f"http://127.0.0.1:{block.admin_port}/v1/tap?limit=1&seconds=0.05"
+    async with mesh.session.get(ok) as resp:  # the handler still serves (and bounds hold)
+        assert resp.status == 200
+        await resp.read()
+
+
+async def test_tap_bounds_past_the_servers_are_cut_to_them() -> None:
+    tap = Tap()
+    seen: list[tuple[int, float]] = []
+
+    async def pump(_: Any, __: Any, limit: int, seconds: float) -> None:
+        seen.append((limit, seconds))
+
+    tap._pump = pump  # type: ignore[method-assign]
+    app = web.Application()
+    app.router.add_get("/v1/tap", tap.stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/v1/tap?limit={'9' * 400}&seconds=99999"
+            async with session.get(url) as resp:
+                assert resp.status == 200
+                await resp.read()
+    finally:
+        await runner.cleanup()
+    assert seen == [(MAX_LIMIT, MAX_SECONDS)]

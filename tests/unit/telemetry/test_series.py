@@ -12,6 +12,7 @@ from eblocks.telemetry.series import (
     PROM_BOUNDS,
     Series,
     SeriesTable,
+    merged,
     percentile,
 )
 from eblocks.testing import FakeClock
@@ -149,3 +150,35 @@ def test_a_window_starts_at_its_first_second_with_requests_whatever_the_gaps() -
     assert s.window(60, now=50.95).requests == 4
     assert s.window(10, now=80.0).requests == 0  # nothing since second 71
     assert s.window(60, now=109.0).requests == 2  # seconds 50..109: second 50's two
+
+
+def test_a_young_instances_windows_span_only_the_time_it_has_counted() -> None:
+    clock = FakeClock(1000.0)
+    tel = Telemetry("clean", "clean-0", clock=clock)
+    for _ in range(21):  # 21 requests over the instance's first 25.9 s
+        clock.advance(25.9 / 21)
+        tel.inbound.get("cli", "ingest").add(200, 0.002, 0, 0, clock.monotonic())
+    stats = tel.stats((10, 60))
+    assert stats["uptime_s"] == pytest.approx(25.9)
+    edge = stats["inbound"]["edges"][0]
+    assert edge["60s"]["requests"] == 21
+    assert edge["60s"]["rps"] == pytest.approx(21 / 25.9, abs=0.001)  # not 21 / 60
+    by_route = stats["inbound"]["by_route"][0]["60s"]
+    assert by_route["rps"] == pytest.approx(21 / 25.9, abs=0.001)
+    assert stats["inbound"]["by_peer"][0]["60s"]["rps"] == pytest.approx(21 / 25.9, abs=0.001)
+    ten = edge["10s"]  # a window the instance has lived through whole: as before
+    assert ten["rps"] == pytest.approx(ten["requests"] / (9 + 0.9), abs=0.001)
+
+
+def test_a_window_span_is_floored_at_a_second_and_unchanged_for_a_full_window() -> None:
+    s = Series("a", "r")
+    s.add(200, 0.001, 0, 0, now=100.2)
+    s.add(200, 0.001, 0, 0, now=100.3)
+    assert s.window(60, now=100.4, since=100.1).span == pytest.approx(1.0)  # not 0.3 s
+    assert s.window(60, now=130.5, since=100.0).span == pytest.approx(30.5)
+    assert s.window(10, now=130.5, since=100.0).span == pytest.approx(9.5)
+    full = s.window(60, now=159.5, since=0.0)
+    assert full.span == pytest.approx(59.5)
+    assert full.span == s.window(60, now=159.5).span  # no start known: the window's own
+    assert merged([s], 60, now=130.5, since=100.0).span == pytest.approx(30.5)
+    assert merged([s], 60, now=159.5).span == pytest.approx(59.5)
