@@ -98,13 +98,18 @@ class Autoscaler:
         now = self._clock.monotonic()
         active, queued = self._pools.load(self.pattern)
         current = await self._scaler.current(self.pool)
+        known = current is not None
         if current is None:  # the scaler knows no size yet (the supervisor is still starting)
             floor = max(self._ready(), self.policy.min)
             current = self._asked if self._asked is not None else floor
         load = Load(now, active, queued, current)
         decision = decide(self.policy, self.spec.target_inflight, self._state, load)
         self._state, self.last = decision.state, decision
-        if decision.desired != self._asked:  # the scaler keeps a request: no need to repeat it
+        # the scaler keeps a request: no need to repeat it. While it knows no size, only a
+        # growth is asked for: the pool is still starting with its replicas, and the workers
+        # ready so far are no size to shrink it to
+        wanted = known or decision.desired > current
+        if decision.desired != self._asked and wanted:
             await self._scaler.scale(self.pool, decision.desired)
             self._note_request(load, decision.desired)
             self._asked = decision.desired

@@ -174,7 +174,7 @@ class BrokenScaler:
         raise ScalerError("API server answered 403")
 
     async def current(self, pool: str) -> int | None:
-        return None
+        return 2  # a size it knows: the autoscaler asks for 1 (no load) and is refused
 
 
 async def test_a_failing_scaler_is_reported_and_tried_again(local_mesh: Any) -> None:
@@ -228,6 +228,17 @@ async def test_no_phantom_scale_up_before_the_scaler_knows_a_size(local_mesh: An
     scaler = SilentScaler()
     auto = Autoscaler("pool", POOL, mesh.blocks["boss"][0].pools, scaler, clock=FakeClock())
     assert (await auto.tick()).desired == 1
-    assert scaler.asks == [1]
+    assert scaler.asks == []  # nothing to grow, and no size known to shrink
     assert auto.scale_ups == 0
     assert auto.snapshot()["scaling_up_for_s"] is None
+
+
+async def test_a_starting_pool_is_not_shrunk_to_the_workers_ready_so_far(local_mesh: Any) -> None:
+    """Before the supervisor says a size, 1 ready of 3 starting is no size to ask for."""
+    mesh = await local_mesh(SPEC, {"boss": relay, "w": (Gated().handle, 1)})
+    scaler = SilentScaler()
+    auto = Autoscaler("pool", POOL, mesh.blocks["boss"][0].pools, scaler, clock=FakeClock())
+    for _ in range(3):
+        await auto.tick()
+    assert scaler.asks == []
+    assert auto.scale_downs == 0
