@@ -22,7 +22,7 @@ caller would naturally catch::
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
         ├── NoEndpointsError (LookupError)      503 no_endpoints: nothing ready to serve a block
-        ├── NoRouteError (LookupError)          404 no_route: no gateway route matches a request
+        ├── NoRouteError (LookupError)          404 no_route: no gateway route, block or pattern
         ├── OverloadedError                     503 overloaded: a bulkhead or limit is full
         │   └── QueueFullError                  429 overloaded: a manager's queue is full
         ├── RateLimitedError                    429 rate_limited: no token in the bucket
@@ -234,7 +234,9 @@ class NoEndpointsError(MeshError, LookupError):
 
 
 class NoRouteError(MeshError, LookupError):
-    """No route of an ingress gateway matches the request (``detail``: method, path)."""
+    """Nothing in the mesh answers to what a request names: no route of an ingress
+    gateway matches it (``detail``: method, path), or a call names no block or pattern
+    (``detail``: target). Never transient: nobody retries it."""
 
     reason = "no_route"
     status = 404

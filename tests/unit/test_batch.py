@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eblocks.batch import BatchReport, idempotency_key, percentile, submit_files
-from eblocks.errors import ConnectError, MeshError, UpstreamError
+from eblocks.errors import ConnectError, MeshError, NoRouteError, UpstreamError
 from eblocks.message import IDEMPOTENCY_HEADER, NAME_HEADER, Message
 from eblocks.spec.models import RetryPolicy
 from eblocks.testing import FakeClock
@@ -136,6 +136,16 @@ async def test_a_failure_the_mesh_already_retried_is_not_tried_again(tmp_path: P
     report = await _submit(client, files, clock)
     assert report.ok == 0
     assert len(client.calls) == 1
+    assert clock.sleeps == []
+
+
+async def test_a_target_the_mesh_does_not_have_fails_at_once(tmp_path: Path) -> None:
+    files = _docs(tmp_path, b"a", b"b")
+    unknown = [NoRouteError("no block or pattern named 'ingset'") for _ in range(20)]
+    client, clock = ScriptedClient({b"a": unknown[:10], b"b": unknown[10:]}), FakeClock()
+    report = await _submit(client, files, clock)
+    assert [f.reason for f in report.failures] == ["no_route", "no_route"]
+    assert len(client.calls) == 2  # one each: a name does not come into being by waiting
     assert clock.sleeps == []
 
 

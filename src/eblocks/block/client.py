@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from eblocks._types import Call, Clock, Endpoint, Resolver, Send, SystemClock
 from eblocks.block.stack import client_stack, endpoint_stack
-from eblocks.errors import NoEndpointsError
+from eblocks.errors import NoRouteError
 from eblocks.layers.mirror import Mirrors
 from eblocks.layers.route import RouteStats, Routing
 from eblocks.message import REQUEST_ID_HEADER, SOURCE_HEADER, Message
@@ -185,7 +185,7 @@ class MeshClient:
         if stack is None:
             if block not in self.spec.blocks:
                 known = ", ".join(sorted([*self.spec.blocks, *self.spec.patterns]))
-                raise NoEndpointsError(
+                raise NoRouteError(
                     f"no block or pattern named {block!r} (known: {known})",
                     detail={"target": block},
                 )

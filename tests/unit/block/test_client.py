@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from eblocks import Block, Context, MeshClient, Message, NoEndpointsError, UpstreamError
+from eblocks import (
+    Block,
+    Context,
+    MeshClient,
+    Message,
+    NoEndpointsError,
+    NoRouteError,
+    UpstreamError,
+)
 from eblocks.message import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, SOURCE_HEADER
 from eblocks.spec import parse_spec
 from eblocks.testing import StaticResolver
@@ -145,9 +153,7 @@ async def test_a_failing_stage_is_named_to_the_caller(mesh: Mesh, client: MeshCl
 
 
 async def test_unknown_target(client: MeshClient) -> None:
-    with pytest.raises(
-        NoEndpointsError, match=r"no block or pattern named 'c' \(known: a, b, pipe\)"
-    ):
+    with pytest.raises(NoRouteError, match=r"no block or pattern named 'c' \(known: a, b, pipe\)"):
         await client.call("c", Message(b"x"))
 
 
