@@ -141,7 +141,9 @@ async def test_a_failure_the_mesh_already_retried_is_not_tried_again(tmp_path: P
 
 async def test_a_target_the_mesh_does_not_have_fails_at_once(tmp_path: Path) -> None:
     files = _docs(tmp_path, b"a", b"b")
-    unknown = [NoRouteError("no block or pattern named 'ingset'") for _ in range(20)]
+    unknown: list[MeshError] = [
+        NoRouteError("no block or pattern named 'ingset'") for _ in range(20)
+    ]
     client, clock = ScriptedClient({b"a": unknown[:10], b"b": unknown[10:]}), FakeClock()
     report = await _submit(client, files, clock)
     assert [f.reason for f in report.failures] == ["no_route", "no_route"]

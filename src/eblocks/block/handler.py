@@ -23,7 +23,7 @@ from eblocks.block.inbound import Handle
 from eblocks.errors import HandlerError, HandlerImportError, MeshError
 from eblocks.message import Message
 
-__all__ = ["adapt_handler", "load_ref", "to_message"]
+__all__ = ["adapt_handler", "check_handler", "load_ref", "to_message"]
 
 UserHandler = Callable[..., Any]
 
@@ -44,6 +44,27 @@ def load_ref(block: str, ref: str) -> Any:
     if not callable(target):
         raise HandlerImportError(block, ref, f"{attr!r} is not callable")
     return target
+
+
+def check_handler(block: str, ref: str, fn: UserHandler) -> None:
+    """Refuse, at start, a handler that cannot be called as ``fn(msg)`` or ``fn(msg, ctx)``.
+
+    Its first call would otherwise fail with a `TypeError` inside the block,
+    answered as a 500 on every request.
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or an extension's callable: not inspectable
+        return
+    for args in (("msg", "ctx"), ("msg",)):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return
+    raise HandlerImportError(
+        block, ref, f"{ref.partition(':')[2]}{signature} must take (msg) or (msg, ctx)"
+    )
 
 
 def adapt_handler(fn: UserHandler, executor: Executor | None = None) -> Handle:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from eblocks._types import Resolver
 from eblocks.block import Block, MeshClient
-from eblocks.block.handler import load_ref
+from eblocks.block.handler import check_handler, load_ref
 from eblocks.errors import (
     AppStartError,
     DiscoveryError,
@@ -139,6 +139,7 @@ async def _build(spec: MeshSpec, args: argparse.Namespace, membership: Membershi
         block = _gateway(spec, args, client, auth, spec_dir, telemetry)
     elif block_spec.handler is not None:
         handler = load_ref(args.block, block_spec.handler)
+        check_handler(args.block, block_spec.handler, handler)
         block = Block.in_mesh(
             args.block, handler, app=None, client=client, instance=args.instance, auth=auth
         )

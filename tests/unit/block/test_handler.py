@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from eblocks.block.context import Context
-from eblocks.block.handler import adapt_handler, load_ref, to_message
+from eblocks.block.handler import adapt_handler, check_handler, load_ref, to_message
 from eblocks.errors import HandlerError, HandlerImportError, OverloadedError
 from eblocks.message import Message
 
@@ -244,3 +244,20 @@ def test_load_ref_module_raising_on_import(tmp_path: Path, monkeypatch: pytest.M
     assert info.value.cause == "RuntimeError: boom at import"
     assert isinstance(info.value.__cause__, RuntimeError)
     assert "eblocks_broken_mod" not in sys.modules
+
+
+def _msg_only(msg: Message) -> None: ...
+def _msg_ctx(msg: Message, ctx: object) -> None: ...
+def _extra(msg: Message, ctx: object, extra: int) -> None: ...
+def _nothing() -> None: ...
+def _with_default(msg: Message, ctx: object = None, extra: int = 1) -> None: ...
+
+
+def test_check_handler_takes_msg_or_msg_and_ctx() -> None:
+    for fn in (_msg_only, _msg_ctx, _with_default, lambda *args: None, print):
+        check_handler("b", "m:fn", fn)  # print: a builtin, not inspectable on every Python
+    for fn in (_extra, _nothing):
+        with pytest.raises(HandlerImportError) as info:
+            check_handler("b", f"m:{fn.__name__}", fn)
+        assert str(info.value).startswith(f"block 'b': cannot load handler 'm:{fn.__name__}': ")
+        assert "must take (msg) or (msg, ctx)" in str(info.value)

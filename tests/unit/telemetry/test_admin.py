@@ -279,14 +279,14 @@ async def test_tap_refuses_bad_bounds_before_the_stream_starts(
         await resp.read()
 
 
-async def test_tap_bounds_past_the_servers_are_cut_to_them() -> None:
+async def test_tap_bounds_past_the_servers_are_cut_to_them(monkeypatch: pytest.MonkeyPatch) -> None:
     tap = Tap()
     seen: list[tuple[int, float]] = []
 
     async def pump(_: Any, __: Any, limit: int, seconds: float) -> None:
         seen.append((limit, seconds))
 
-    tap._pump = pump  # type: ignore[method-assign]
+    monkeypatch.setattr(tap, "_pump", pump)
     app = web.Application()
     app.router.add_get("/v1/tap", tap.stream)
     runner = web.AppRunner(app)
