@@ -46,14 +46,28 @@ def split_parts(out: Message, pattern: str, block: str) -> list[bytes]:
     try:
         parts = orjson.loads(out.body)
     except orjson.JSONDecodeError:
-        parts = None
+        parts = _NOT_JSON
     if not isinstance(parts, list):
         raise HandlerError(
-            f"divider {block!r} of pattern {pattern!r} must return a list of parts (a JSON array)",
+            f"divider {block!r} of pattern {pattern!r} must return a list of parts "
+            f"(a JSON array), got {_what(out.body, parts)}",
             origin=block,
             detail={"pattern": pattern, "block": block},
         )
     return [orjson.dumps(part) for part in parts]
+
+
+_NOT_JSON = object()
+_JSON_KINDS = {dict: "a JSON object", str: "a JSON string", type(None): "null", bool: "a boolean"}
+
+
+def _what(body: bytes, parts: Any) -> str:
+    """What a divider returned instead of a list, in its user's words."""
+    if not body:
+        return "an empty reply (the handler returned None?)"
+    if parts is _NOT_JSON:
+        return "a reply that is not JSON"
+    return _JSON_KINDS.get(type(parts), "a number")
 
 
 def combine_body(replies: Sequence[Message]) -> bytes:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from eblocks import Context, Message, UpstreamError
-from eblocks.errors import OverloadedError
+from eblocks.errors import HandlerError, OverloadedError
 from eblocks.message import IDEMPOTENCY_HEADER, PART_HEADER
 from eblocks.spec import parse_spec
 from eblocks.workload.divider import combine_body, split_parts
@@ -88,7 +88,23 @@ async def test_a_divider_that_returns_no_list_fails_clearly(local_mesh: Any) -> 
     mesh = await local_mesh(SPEC, {"split": join, "square": Squares().handle, "join": join})
     with pytest.raises(UpstreamError) as info:
         await mesh.client.call("fan", Message(b"[]"))
-    assert "must return a list of parts" in info.value.message
+    assert "must return a list of parts (a JSON array), got a JSON object" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "got"),
+    [
+        (b"", "an empty reply (the handler returned None?)"),
+        (b"not json", "a reply that is not JSON"),
+        (b"null", "null"),
+        (b'"a b"', "a JSON string"),
+        (b"3", "a number"),
+    ],
+)
+def test_a_divider_reply_that_is_no_list_is_described(body: bytes, got: str) -> None:
+    with pytest.raises(HandlerError) as info:
+        split_parts(Message(body), "p", "d")
+    assert str(info.value).endswith(f"must return a list of parts (a JSON array), got {got}")
 
 
 def test_split_and_combine_contracts() -> None:
