@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from eblocks import Block, MeshClient
 from eblocks.spec import MeshSpec
@@ -58,3 +59,25 @@ async def local_mesh() -> AsyncIterator[Callable[[MeshSpec, Mapping[str, Any]], 
     yield make
     for mesh in meshes:
         await mesh.close()
+
+
+ServeApp = Callable[[web.Application], Awaitable[int]]
+"""`serve_app(app)`: serve ``app`` on a free loopback port and return the port."""
+
+
+@pytest.fixture
+async def serve_app() -> AsyncIterator[ServeApp]:
+    """Serve aiohttp applications on loopback for one test; all are cleaned up after it."""
+    runners: list[web.AppRunner] = []
+
+    async def serve(app: web.Application) -> int:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port: int = runner.addresses[0][1]
+        return port
+
+    yield serve
+    for runner in runners:
+        await runner.cleanup()

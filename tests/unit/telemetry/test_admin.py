@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -279,7 +279,9 @@ async def test_tap_refuses_bad_bounds_before_the_stream_starts(
         await resp.read()
 
 
-async def test_tap_bounds_past_the_servers_are_cut_to_them(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_tap_bounds_past_the_servers_are_cut_to_them(
+    monkeypatch: pytest.MonkeyPatch, serve_app: Callable[[web.Application], Awaitable[int]]
+) -> None:
     tap = Tap()
     seen: list[tuple[int, float]] = []
 
@@ -289,17 +291,10 @@ async def test_tap_bounds_past_the_servers_are_cut_to_them(monkeypatch: pytest.M
     monkeypatch.setattr(tap, "_pump", pump)
     app = web.Application()
     app.router.add_get("/v1/tap", tap.stream)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{port}/v1/tap?limit={'9' * 400}&seconds=99999"
-            async with session.get(url) as resp:
-                assert resp.status == 200
-                await resp.read()
-    finally:
-        await runner.cleanup()
+    port = await serve_app(app)
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{port}/v1/tap?limit={'9' * 400}&seconds=99999"
+        async with session.get(url) as resp:
+            assert resp.status == 200
+            await resp.read()
     assert seen == [(MAX_LIMIT, MAX_SECONDS)]

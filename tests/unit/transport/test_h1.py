@@ -286,7 +286,9 @@ async def test_connect_timeout_is_a_mesh_timeout(
             await transport.send(call(raw.port))
 
 
-async def test_an_aiohttp_server_end_to_end() -> None:
+async def test_an_aiohttp_server_end_to_end(
+    serve_app: Callable[[web.Application], Awaitable[int]],
+) -> None:
     async def echo(request: web.Request) -> web.Response:
         return web.Response(
             body=await request.read(), headers={"x-eblocks-seen": request.headers["x-k"]}
@@ -294,20 +296,13 @@ async def test_an_aiohttp_server_end_to_end() -> None:
 
     app = web.Application()
     app.router.add_post("/", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with HttpTransport() as transport:
-            replies = await asyncio.gather(
-                *(transport.send(call(port, b"%d" % n, {"x-k": str(n)})) for n in range(50))
-            )
-        assert [r.body for r in replies] == [b"%d" % n for n in range(50)]
-        assert [r.headers["x-eblocks-seen"] for r in replies] == [str(n) for n in range(50)]
-    finally:
-        await runner.cleanup()
+    port = await serve_app(app)
+    async with HttpTransport() as transport:
+        replies = await asyncio.gather(
+            *(transport.send(call(port, b"%d" % n, {"x-k": str(n)})) for n in range(50))
+        )
+    assert [r.body for r in replies] == [b"%d" % n for n in range(50)]
+    assert [r.headers["x-eblocks-seen"] for r in replies] == [str(n) for n in range(50)]
 
 
 async def test_an_endless_head_is_cut_at_its_bound(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -34,19 +34,12 @@ class Server:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Server]:
+async def server(serve_app: Callable[[web.Application], Awaitable[int]]) -> Server:
     srv = Server()
     app = web.Application()
     app.router.add_post("/", srv.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    srv.port = runner.addresses[0][1]
-    try:
-        yield srv
-    finally:
-        await runner.cleanup()
+    srv.port = await serve_app(app)
+    return srv
 
 
 async def burst(transport: HttpTransport, port: int, target: str, n: int) -> None:
