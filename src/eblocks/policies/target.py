@@ -23,6 +23,7 @@ an application block (`eblocks.block.stack.app_admission`) matches on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -40,6 +41,8 @@ __all__ = [
     "request_target",
     "request_view",
 ]
+
+_SLASHES = re.compile(r"/{2,}")
 
 Served = Literal["messages", "app", "sidecar"]
 """How a block's port takes requests, which says where a request's method and path are."""
@@ -65,15 +68,20 @@ def request_target(method: str, path_qs: str, headers: Mapping[str, str]) -> tup
 
 
 def normal_path(raw: str) -> str:
-    """``raw`` (a path, without its query) as a server reads it: decoded, dot segments resolved.
+    """``raw`` (a path, without its query) as a server reads it: one canonical form.
 
-    Percent-escapes are decoded and ``.``/``..`` segments removed (RFC 3986
-    §5.2.4; yarl's reading of a URL); a path with neither is returned as it is,
+    Absolute (``admin/x`` is ``/admin/x``), runs of slashes merged (``//admin``
+    is ``/admin``, as nginx and Python's http.server read it; Istio's
+    ``MERGE_SLASHES``), percent-escapes decoded and ``.``/``..`` segments
+    removed (RFC 3986 §5.2.4, yarl's reading of a URL), slashes merged again
+    (a decoded ``%2F``). A path with none of these is returned as it is,
     without parsing (most requests).
     """
-    if "%" not in raw and "/." not in raw:
-        return raw or "/"
-    return URL("http://app" + (raw if raw.startswith("/") else f"/{raw}")).path or "/"
+    path = raw if raw.startswith("/") else f"/{raw}"
+    if "%" not in path and "/." not in path and "//" not in path:
+        return path
+    path = URL("http://app" + _SLASHES.sub("/", path)).path or "/"
+    return _SLASHES.sub("/", path)
 
 
 def request_line(served: Served, request: web.Request) -> tuple[str, str]:
@@ -86,7 +94,7 @@ def request_line(served: Served, request: web.Request) -> tuple[str, str]:
     if served == "app":
         return request.method, normal_path(request.rel_url.raw_path)
     if served == "sidecar":
-        method, target = request_target(request.method, request.path_qs, request.headers)
+        method, target = request_target(request.method, request.raw_path, request.headers)
         return method, normal_path(target.partition("?")[0])
     return request.method, normal_path(call_path(request.headers))
 
@@ -97,7 +105,7 @@ def request_view(served: Served, request: web.Request) -> RequestView:
     ``headers`` answer lower-case names (aiohttp's are case-insensitive).
     """
     if served == "sidecar":
-        path_qs = request.path_qs
+        path_qs = request.raw_path  # as received: path_qs reads "//a" as "////a"
         method, target = request_target(request.method, path_qs, request.headers)
         if target is not path_qs:  # a mesh call: the program's request
             url = URL("http://app" + target)

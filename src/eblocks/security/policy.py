@@ -19,8 +19,9 @@ takes messages (a handler, an egress gateway) the path is the caller's
 `view_of_message`); at an application block (``app:``, an ingress gateway)
 the real HTTP path; behind the sidecar (``external:``, HTTP) the method and
 path the program is asked for (`eblocks.policies.target.request_target`).
-Paths are matched as a server reads them (`normal_path`: percent-escapes
-decoded, ``.`` and ``..`` resolved), so ``/x/../admin/y`` is ``/admin/y``.
+Paths are matched as a server reads them (`normal_path`: absolute, slashes
+merged, percent-escapes decoded, ``.`` and ``..`` resolved), so
+``/x/../admin/y`` and ``//admin/y`` are ``/admin/y``.
 `Auth.admit` takes them so (`served_as`); `check`, behind ``eblocks policy
 check``, decides with the same engine on the path the call is for.
 

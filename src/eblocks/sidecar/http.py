@@ -94,7 +94,7 @@ class HttpForwarder:
             return error_response(exc.with_origin(self.block))
 
     async def _relay_http(self, request: web.Request) -> web.StreamResponse:
-        method, path = request_target(request.method, request.path_qs, request.headers)
+        method, path = request_target(request.method, request.raw_path, request.headers)
         headers = to_app(
             request.headers,
             peer=_peer_of(request),

@@ -84,7 +84,7 @@ class UpstreamPort:
 def message_of(request: web.Request, body: bytes) -> Message:
     """The mesh message for one request of the app: its path and method in mesh headers."""
     msg = Message.from_wire(body, request.headers).without(*_CALLER_MAY_NOT_SET)
-    extra = {PATH_HEADER: request.path_qs}
+    extra = {PATH_HEADER: request.raw_path}  # as the app sent it
     if request.method != "POST":
         extra[METHOD_HEADER] = request.method
     return msg.replace(headers=extra)

@@ -44,7 +44,7 @@ async def relay(
     headers.popall("sec-websocket-protocol", None)
     try:
         upstream = await session.ws_connect(
-            base + request.path_qs,
+            base + request.raw_path,
             headers=headers,
             protocols=[p for p in offered if p],
             autoping=False,

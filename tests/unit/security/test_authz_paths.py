@@ -50,6 +50,8 @@ CALLS = [
     ("/admin/%73ecret", "no-secrets", False),
     ("/admin/./users", "admins", True),
     ("/admin/../secret", "default", False),  # that is /secret
+    ("//admin/secret-keys", "no-secrets", False),  # a server merges the slashes
+    ("admin/secret-keys", "no-secrets", False),  # and reads the path as absolute
 ]
 
 
@@ -92,7 +94,7 @@ async def test_a_path_rule_decides_on_the_calls_x_eblocks_path_as_policy_check_d
     assert not check(spec, caller_of(spec, "client/web"), "back", path="/admin/users")
     auth = mesh.blocks["back"].auth
     assert auth is not None
-    assert auth.counters["forbidden"] == 7
+    assert auth.counters["forbidden"] == 9
 
 
 async def test_an_app_block_decides_on_the_real_http_path(
@@ -214,8 +216,12 @@ def test_policy_check_takes_a_block_a_client_or_a_spiffe_id_of_the_mesh(
         ("/../../etc", "/etc"),
         ("/%61dmin/%7euser", "/admin/~user"),
         ("/a/%2e%2e/admin", "/admin"),
-        ("admin/x", "admin/x"),  # no dot segment, no escape: as it is
+        ("admin/x", "/admin/x"),  # absolute, as every server reads a request path
+        ("./admin/x", "/admin/x"),
         ("a/../b", "/b"),
+        ("//admin/x", "/admin/x"),  # slashes merged, as nginx and http.server read them
+        ("/a//../admin", "/admin"),
+        ("/admin%2F%2Fx", "/admin/x"),
     ],
 )
 def test_normal_path_reads_a_path_as_a_server_does(raw: str, read: str) -> None:
