@@ -78,9 +78,8 @@ def render(
     mesh = load_or_exit(spec)
     try:
         names = Names.checked(mesh, namespace if target is Target.kubernetes else None)
-        policy = PolicyTrust.from_state(
-            StateDir.for_mesh(mesh.mesh, state_dir).path, fresh_run=new_run
-        )
+        state = StateDir.for_mesh(mesh.mesh, state_dir)
+        policy = PolicyTrust.from_state(state.path, fresh_run=new_run)
         if target is Target.kubernetes:
             options = KubeOptions(
                 namespace=namespace,
@@ -106,6 +105,7 @@ def render(
                     source=spec.name,
                     policy=policy,
                     proxy_image=proxy_image,
+                    state_root=state.path.parent,
                 ),
             )
         if out is None:

@@ -9,6 +9,7 @@ seeds, as the headless Service is on Kubernetes::
 
     <out>/mesh.yaml              the spec as the containers run it (gossip via the alias)
     <out>/<block>.Dockerfile     one image per block: <prefix><mesh>-<block>:<tag>
+    <out>/<block>.Dockerfile.dockerignore  what its build never copies (`dockerignore`)
     <out>/compose.yaml           services, replicas, health checks, the spec, the key
     <out>/eblocks.proxy.Dockerfile  the sidecar proxy's image, when a block is external
     <out>/policy/signing.pub     the policy public key and run id (`eblocks.deploy.policy`),
@@ -56,7 +57,7 @@ from eblocks.errors import RenderError
 from eblocks.security.modes import admin_tls
 from eblocks.spec.models import MeshSpec
 
-__all__ = ["PROXY_DOCKERFILE", "PYTHON_IMAGE", "DockerOptions", "docker_files"]
+__all__ = ["PROXY_DOCKERFILE", "PYTHON_IMAGE", "DockerOptions", "docker_files", "dockerignore"]
 
 PYTHON_IMAGE = "python:3.12-slim"
 PROXY_DOCKERFILE = "eblocks.proxy.Dockerfile"
@@ -88,6 +89,8 @@ class DockerOptions:
     proxy_image: str | None = None
     """Eblocks' image for external blocks' proxies; none: ``<prefix>eblocks:<tag>``, built
     from `PROXY_DOCKERFILE`."""
+    state_root: Path | None = None
+    """The folder of the meshes' state dirs (their CA and signing keys), kept out of images."""
 
 
 def docker_files(spec: MeshSpec, options: DockerOptions) -> dict[str, str]:
@@ -98,13 +101,16 @@ def docker_files(spec: MeshSpec, options: DockerOptions) -> dict[str, str]:
         "mesh.yaml": header(options.source, f"the spec of mesh {spec.mesh!r} in compose")
         + dump_spec(cluster_spec(spec, names.gossip_service)),
     }
+    ignore = dockerignore(options)
     for block in sorted(spec.blocks):
         if spec.blocks[block].external is None:  # an external block's image is the user's
             files[f"{block}.Dockerfile"] = dockerfile(
                 spec, block, options.source, policy=options.policy is not None
             )
+            files[f"{block}.Dockerfile.dockerignore"] = ignore
     if _externals(spec) and options.proxy_image is None:
         files[PROXY_DOCKERFILE] = proxy_dockerfile(spec, options.source)
+        files[f"{PROXY_DOCKERFILE}.dockerignore"] = ignore
     if options.policy is not None:  # public: plain files, bind-mounted read-only
         files["policy/signing.pub"] = options.policy.public_key
         files["policy/run"] = options.policy.run + "\n"
@@ -113,6 +119,38 @@ def docker_files(spec: MeshSpec, options: DockerOptions) -> dict[str, str]:
         dump_documents([compose]).removeprefix("---\n")
     )
     return dict(sorted(files.items()))
+
+
+_SECRETS = ("**/ca.key", "**/signing.key", "**/svid.key", "**/*.passphrase")
+"""Mesh secrets wherever they are in the build context: the CA's, the policy signing
+key, identities' keys (`eblocks ca`, `eblocks up`)."""
+
+
+def dockerignore(options: DockerOptions) -> str:
+    """What the build of a rendered image never copies from the spec's folder.
+
+    A Dockerfile-specific ignore file (``<name>.Dockerfile.dockerignore`` next to
+    the Dockerfile; BuildKit, Docker's builder since 23.0, and compose read it):
+    the state dirs (``.eblocks``, or the one given) with the mesh's CA and
+    signing keys, the render's own output (the gossip key is made there), any
+    file named as a mesh key, and what never belongs in an image.
+    """
+    lines = [
+        "# written by eblocks render: what an image's build never copies from the spec's folder",
+        ".eblocks",
+        "**/.eblocks",
+    ]
+    for folder in (options.state_root, options.out):
+        inside = folder is not None and _inside(folder, options.spec_dir)
+        if inside and folder is not None:
+            lines.append(_relative(folder, options.spec_dir))
+    lines += [*_SECRETS, ".git", "**/__pycache__"]
+    return "\n".join(dict.fromkeys(lines)) + "\n"
+
+
+def _inside(folder: Path, root: Path) -> bool:
+    """Whether ``folder`` is ``root`` or under it (both made absolute)."""
+    return folder.absolute().is_relative_to(root.absolute())
 
 
 def image(prefix: str, names: Names, block: str, tag: str) -> str:

@@ -36,7 +36,8 @@ def test_one_dockerfile_per_block_a_compose_file_and_the_spec(tmp_path: Path) ->
     files = _render(tmp_path / "docker")
     blocks = sorted(load_spec(HYBRID / "mesh.yaml").blocks)
     assert sorted(files) == sorted(
-        [f"{block}.Dockerfile" for block in blocks] + ["compose.yaml", "mesh.yaml"]
+        [f"{block}.Dockerfile{ignore}" for block in blocks for ignore in ("", ".dockerignore")]
+        + ["compose.yaml", "mesh.yaml"]
     )
     assert _render(tmp_path / "docker") == files  # deterministic
 
@@ -216,3 +217,22 @@ def test_a_given_proxy_image_is_used_as_is_and_nothing_is_built_for_it(tmp_path:
     written = yaml.safe_load((out / "compose.yaml").read_text())["services"]
     assert written["web_2"]["image"] == "registry.example/eblocks:1.2"
     assert not (out / PROXY_DOCKERFILE).exists()
+
+
+def test_the_mesh_secrets_in_the_build_context_are_kept_out_of_every_image(
+    tmp_path: Path,
+) -> None:
+    """The state dir (CA and signing keys) and the render's output (the gossip key) sit in
+    the spec's folder when the docs' commands are run there: each Dockerfile's own ignore
+    file (BuildKit's ``<Dockerfile>.dockerignore``) keeps them out of the image."""
+    files, out = _shop(tmp_path, state_root=tmp_path / "ops")
+    ignores = {name: text for name, text in files.items() if name.endswith(".dockerignore")}
+    built = [name for name in files if name.endswith("Dockerfile")]
+    assert sorted(ignores) == sorted(f"{name}.dockerignore" for name in built)
+    assert PROXY_DOCKERFILE in built  # the proxy's image is built from the same folder
+    for text in ignores.values():
+        lines = text.splitlines()
+        assert {".eblocks", "ops", "deploy", "**/ca.key", "**/signing.key"} <= set(lines)
+    outside, _ = _shop(tmp_path, state_root=tmp_path.parent / "elsewhere")
+    assert "elsewhere" not in outside["store.Dockerfile.dockerignore"]
+
