@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -411,22 +410,39 @@ class Auth:
     # -- rotation ------------------------------------------------------------------------
 
     def refresh(self) -> bool:
-        """Reload the SVID files if the supervisor rewrote them; True when they changed."""
+        """Reload the SVID files if the supervisor rewrote them; True when they changed.
+
+        The new files are checked first (`Svid.read`: the key is the
+        certificate's, the chain verifies against the bundle; the identity is
+        this holder's); IdentityError when they are not, and the current SVID
+        stays in use for TLS and tokens alike.
+        """
+        if not self.files.changed():
+            return False
+        svid = Svid.read(self.files.folder)
+        if svid.identity != self.identity:
+            raise IdentityError(
+                f"{self.files.folder}: the new SVID is {svid.identity}, not {self.identity}"
+            )
         if not self.files.reload():
             return False
-        with contextlib.suppress(IdentityError):  # half-written: the next look gets it
-            self._svid = Svid.read(self.files.folder)
+        self._svid = svid
         self.counters["rotations"] += 1
         return True
 
     async def watch(self, interval: float = 1.0) -> None:
         """Look for a rotated SVID every ``interval`` seconds until cancelled."""
+        refused = ""
         while True:
             await asyncio.sleep(interval)
             try:
                 self.refresh()
-            except IdentityError as exc:
-                log.warning("SVID reload failed (keeping the current one): %s", exc)
+            except IdentityError as exc:  # half-written, or damaged: told once, tried again
+                if str(exc) != refused:
+                    log.warning("SVID reload failed (keeping the current one): %s", exc)
+                refused = str(exc)
+            else:
+                refused = ""
 
     def _anchors(self) -> tuple[x509.Certificate, ...]:
         bundle = self.files.bundle_file

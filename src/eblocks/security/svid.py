@@ -14,11 +14,15 @@ On disk (one folder per holder, ``<state>/identity/<name>/``)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -99,7 +103,13 @@ class Svid:
 
     @classmethod
     def read(cls, folder: Path) -> Svid:
-        """Load an SVID written by `write`; errors name the folder."""
+        """Load an SVID written by `write`, checked; errors name the folder and the file.
+
+        The key must be the certificate's, and the certificates must chain, by
+        their signatures, to a root of ``bundle.pem`` when the folder has one:
+        a damaged or mixed-up file is refused here, not found out by every
+        peer's handshake.
+        """
         try:
             certs = load_certs((folder / "svid.pem").read_bytes())
             key = serialization.load_pem_private_key((folder / "svid.key").read_bytes(), None)
@@ -109,7 +119,46 @@ class Svid:
             raise IdentityError(f"{folder}/svid.pem holds no certificate")
         if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
             raise IdentityError(f"{folder}/svid.key: unsupported key type {type(key).__name__}")
-        return cls(certs[0], key, tuple(certs[1:]))
+        if _public(key.public_key()) != _public(certs[0].public_key()):
+            raise IdentityError(f"{folder}/svid.key is not the key of svid.pem's certificate")
+        svid = cls(certs[0], key, tuple(certs[1:]))
+        try:
+            anchors = load_certs((folder / "bundle.pem").read_bytes())
+        except FileNotFoundError:
+            return svid
+        except (OSError, ValueError) as exc:
+            raise IdentityError(f"{folder}/bundle.pem: cannot load it: {exc}") from exc
+        svid.check_chain(anchors, f"{folder}/svid.pem")
+        return svid
+
+    def check_chain(self, anchors: Sequence[x509.Certificate], where: str) -> None:
+        """That each certificate is signed by the next, the last by one of ``anchors``."""
+        path = (self.cert, *self.chain)
+        for child, parent in pairwise(path):
+            if not _signed_by(child, parent):
+                raise IdentityError(f"{where}: a certificate's signature does not verify")
+        top = path[-1]
+        if not any(_signed_by(top, anchor) for anchor in anchors):
+            raise IdentityError(
+                f"{where}: the certificate does not verify against the trust bundle "
+                "(damaged, or issued by another CA)"
+            )
+
+
+def _public(key: Any) -> bytes:
+    return bytes(
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def load_certs(pem: bytes) -> list[x509.Certificate]:

@@ -94,9 +94,13 @@ class TlsFiles:
         ctx.verify_mode = ssl.CERT_OPTIONAL
         return self._load(ctx)
 
+    def changed(self) -> bool:
+        """Whether the files were rewritten since they were last loaded."""
+        return self._current_stamp() != self._stamp
+
     def reload(self) -> bool:
         """Load the files again if they changed; True when they did."""
-        if self._current_stamp() == self._stamp:
+        if not self.changed():
             return False
         for ctx in (self._server, self._ingress, self._admin, self._client):
             if ctx is not None:

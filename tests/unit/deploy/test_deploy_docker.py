@@ -225,7 +225,7 @@ def test_the_mesh_secrets_in_the_build_context_are_kept_out_of_every_image(
     """The state dir (CA and signing keys) and the render's output (the gossip key) sit in
     the spec's folder when the docs' commands are run there: each Dockerfile's own ignore
     file (BuildKit's ``<Dockerfile>.dockerignore``) keeps them out of the image."""
-    files, out = _shop(tmp_path, state_root=tmp_path / "ops")
+    files, _ = _shop(tmp_path, state_root=tmp_path / "ops")
     ignores = {name: text for name, text in files.items() if name.endswith(".dockerignore")}
     built = [name for name in files if name.endswith("Dockerfile")]
     assert sorted(ignores) == sorted(f"{name}.dockerignore" for name in built)

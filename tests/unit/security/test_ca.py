@@ -197,3 +197,35 @@ def test_identity_round_trips() -> None:
     assert Identity.parse(str(client)) == client
     assert client.block is None
     assert ME.block == "cart"
+
+
+def test_reading_an_svid_checks_its_key_and_its_chain(tmp_path: Path) -> None:
+    """A damaged or mixed-up SVID is refused when read, naming what is wrong, not found
+    out by every peer's handshake."""
+    ca = MeshCA.init(tmp_path / "ca", "example.org")
+    folder = write_svid(ca.issue(ME, DAY), tmp_path / "id", ca)
+    other = write_svid(ca.issue(ME, DAY), tmp_path / "other", ca)
+    assert Svid.read(folder).identity == ME
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(folder, mixed)
+    shutil.copy(other / "svid.key", mixed / "svid.key")  # another holder's key
+    with pytest.raises(IdentityError, match=r"svid\.key is not the key of svid\.pem"):
+        Svid.read(mixed)
+
+    foreign = MeshCA.init(tmp_path / "ca2", "example.org")
+    stray = tmp_path / "stray"
+    shutil.copytree(folder, stray)
+    (stray / "bundle.pem").write_bytes(foreign.bundle)  # issued by another CA
+    with pytest.raises(IdentityError, match="does not verify against the trust bundle"):
+        Svid.read(stray)
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(folder, damaged)
+    cert = x509.load_pem_x509_certificate((folder / "svid.pem").read_bytes())
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01  # a bit of the signature
+    forged = x509.load_der_x509_certificate(bytes(der))
+    (damaged / "svid.pem").write_bytes(forged.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(IdentityError, match="does not verify against the trust bundle"):
+        Svid.read(damaged)

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from eblocks import Block, ConnectError, Context, Message, UnauthenticatedError, UpstreamError
 from eblocks.block import MeshClient
+from eblocks.errors import IdentityError
 from eblocks.security import Auth, Identity, MeshCA
 from eblocks.security.local import identity_folder
 from eblocks.transport import HttpTransport
@@ -362,3 +365,26 @@ async def test_a_server_with_another_blocks_identity_is_refused_by_the_client(
         await mesh.client().call("back", Message(b"x"))
     assert caught.value.detail["server"] == "spiffe://eblocks.local/mesh/sec/block/front"
     assert "not an instance of 'back'" in caught.value.message
+
+
+async def test_a_damaged_new_svid_is_refused_and_the_current_one_kept(
+    secure_mesh: Callable[..., SecureMesh],
+) -> None:
+    """A rewritten svid.pem that no longer verifies: the block keeps serving with the SVID
+    it has (TLS and tokens alike) and says why, instead of answering no handshake."""
+    mesh = secure_mesh(make_spec())
+    block = await mesh.start("front", whoami)
+    client = mesh.client()
+    assert block.auth is not None
+    folder = block.auth.files.folder
+    served_before = await asyncio.to_thread(_served_serial, block.port, mesh.state)
+    cert = x509.load_pem_x509_certificate((folder / "svid.pem").read_bytes())
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01  # a bit of the signature
+    damaged = x509.load_der_x509_certificate(bytes(der))
+    (folder / "svid.pem").write_bytes(damaged.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(IdentityError, match="does not verify against the trust bundle"):
+        block.auth.refresh()
+    assert await asyncio.to_thread(_served_serial, block.port, mesh.state) == served_before
+    assert (await client.call("front", Message(b"x"))).body  # still reachable
+    assert block.auth.counters["rotations"] == 0
