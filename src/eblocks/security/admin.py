@@ -30,6 +30,7 @@ from eblocks.errors import IdentityError, UnauthenticatedError
 from eblocks.respond import error_response
 from eblocks.security.local import identity_folder
 from eblocks.security.modes import admin_tls, uses_mtls
+from eblocks.security.svid import Svid
 from eblocks.security.tls import TlsFiles
 from eblocks.spec.models import MeshSpec
 
@@ -71,9 +72,16 @@ class AdminAccess:
 
     @classmethod
     def of(cls, spec: MeshSpec, state: Path, holder: str) -> AdminAccess:
-        """``holder``'s access: its SVID in ``<state>/identity/<holder>`` (none without mTLS)."""
-        tls = TlsFiles(identity_folder(state, holder)) if uses_mtls(spec) else None
-        return cls(spec, tls)
+        """``holder``'s access: its SVID in ``<state>/identity/<holder>`` (none without mTLS).
+
+        The SVID is checked now (`Svid.read`): IdentityError names a missing,
+        damaged or mixed-up file before any connection is tried.
+        """
+        if not uses_mtls(spec):
+            return cls(spec, None)
+        folder = identity_folder(state, holder)
+        Svid.read(folder)
+        return cls(spec, TlsFiles(folder))
 
     @property
     def ssl(self) -> ssl.SSLContext | None:
