@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 import orjson
 import typer
 
-from eblocks.cli.common import console, duration_option, fail, load_or_exit
+from eblocks.cli.common import EXIT_INVALID, console, duration_option, fail, load_or_exit
 from eblocks.cli.run_cmds import STATE_OPTION
 from eblocks.errors import IdentityError, SecurityError
 from eblocks.runtime import StateDir
@@ -266,16 +266,27 @@ def policy_check(
     pattern: str | None = typer.Option(None, "--pattern", help="pattern the call is part of"),
     claim: list[str] = typer.Option([], "--claim", help="end-user claim name=value"),
 ) -> None:
-    """Explain what the spec's authorization rules decide, without running anything."""
+    """Explain what the spec's authorization rules decide, without running anything.
+
+    Exit 0: allowed; 1: denied; 2: the question itself is wrong (an unknown
+    block, caller or pattern, a malformed method, path or claim).
+    """
     mesh = load_or_exit(spec)
     if target not in mesh.blocks:
-        fail(f"--to: no block {target!r} (blocks: {', '.join(sorted(mesh.blocks))})")
+        _bad(f"--to: no block {target!r} (blocks: {', '.join(sorted(mesh.blocks))})")
     caller = _caller(source, mesh)
+    if not method.isalpha():
+        _bad(f"--method: expected an HTTP method such as GET or POST, got {method!r}")
+    if not path:
+        _bad("--path: expected the path the call is for, such as / or /admin/users")
+    if pattern is not None and pattern not in mesh.patterns:
+        known = ", ".join(sorted(mesh.patterns)) or "none"
+        _bad(f"--pattern: no pattern {pattern!r} (patterns: {known})")
     claims: dict[str, str] = {}
     for item in claim:
         name, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--claim {item!r}: expected name=value")
+        if not sep or not name:
+            _bad(f"--claim {item!r}: expected name=value")
         claims[name] = value
     from eblocks.security.policy import check
 
@@ -293,7 +304,12 @@ def _caller(source: str, mesh: MeshSpec) -> Identity:
     try:
         return caller_of(mesh, source)
     except IdentityError as exc:
-        fail(f"--from: {exc}")
+        _bad(f"--from: {exc}")
+
+
+def _bad(message: str) -> NoReturn:
+    """A question `policy check` cannot answer: exit 2, apart from a deny's 1."""
+    fail(message, EXIT_INVALID)
 
 
 def register(app: typer.Typer) -> None:

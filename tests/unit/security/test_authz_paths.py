@@ -186,7 +186,7 @@ def test_policy_check_refuses_a_caller_that_is_not_of_the_mesh(
     spec_file: Path, source: str, says: str
 ) -> None:
     code, output = _check(spec_file, "--from", source, "--to", "back")
-    assert code == 1
+    assert code == 2  # a wrong question, not a deny (1)
     assert output.startswith("error: --from: ")
     assert says in output
 
@@ -195,7 +195,7 @@ def test_policy_check_takes_a_block_a_client_or_a_spiffe_id_of_the_mesh(
     spec_file: Path,
 ) -> None:
     code, unknown_to = _check(spec_file, "--from", "front", "--to", "nope")
-    assert (code, unknown_to) == (1, "error: --to: no block 'nope' (blocks: back, front)")
+    assert (code, unknown_to) == (2, "error: --to: no block 'nope' (blocks: back, front)")
     for source in ("front", "client/cli", "spiffe://eblocks.local/mesh/sec/block/front"):
         code, output = _check(spec_file, "--from", source, "--to", "back", "--path", "/x")
         assert (code, "rule: default") == (1, output.split(" why:")[0].split("-> back POST /x ")[1])
@@ -204,6 +204,24 @@ def test_policy_check_takes_a_block_a_client_or_a_spiffe_id_of_the_mesh(
     )
     assert code == 0, output
     assert "rule: admins" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--method", "GE T"], "--method: expected an HTTP method"),
+        (["--path", ""], "--path: expected the path the call is for"),
+        (["--pattern", "nope"], "--pattern: no pattern 'nope' (patterns: none)"),
+        (["--claim", "role"], "--claim 'role': expected name=value"),
+        (["--claim", "=admin"], "--claim '=admin': expected name=value"),
+    ],
+)
+def test_policy_check_exits_2_on_a_question_it_cannot_answer(
+    spec_file: Path, args: list[str], says: str
+) -> None:
+    code, output = _check(spec_file, "--from", "front", "--to", "back", *args)
+    assert code == 2
+    assert output == f"error: {says}" or output.startswith(f"error: {says}")
 
 
 @pytest.mark.parametrize(
