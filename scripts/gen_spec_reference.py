@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from eblocks.spec import json_schema
-from eblocks.spec.units import DURATION_PATTERN, SIZE_PATTERN
+from eblocks.spec.units import DURATION_PATTERN, SIZE_PATTERN, TIMEOUT_PATTERN
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "spec-reference.md"
 HEADER = """# Spec reference (`eblocks/v1`)
@@ -21,7 +21,7 @@ do not edit by hand. `eblocks schema` prints the schema itself, for editors.
 Durations are seconds or strings such as `250ms`, `30s`, `2m`; sizes are bytes or
 strings such as `64KiB`, `16MiB`.
 """
-UNITS = {DURATION_PATTERN: "duration", SIZE_PATTERN: "size"}
+UNITS = {DURATION_PATTERN: "duration", SIZE_PATTERN: "size", TIMEOUT_PATTERN: "duration"}
 
 
 def _unit(options: list[dict[str, Any]]) -> str | None:

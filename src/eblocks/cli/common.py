@@ -13,7 +13,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.markup import escape
 
-from eblocks.errors import SecurityError, SpecError, SupervisorError
+from eblocks.errors import SecurityError, SpecError, SpecIssue, SupervisorError
 from eblocks.runtime.state import StateDir, find_state
 
 if TYPE_CHECKING:  # the spec's models and the mesh are imported by the commands that use them
@@ -54,12 +54,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_or_exit(path: Path) -> MeshSpec:
-    """Load a spec or print every issue and exit 2."""
+def load_or_exit(path: Path, warnings: list[SpecIssue] | None = None) -> MeshSpec:
+    """Load a spec or print every issue and exit 2; ``warnings`` gets what cannot work."""
     from eblocks.spec import load_spec
 
     try:
-        return load_spec(path)
+        return load_spec(path, warnings=warnings)
     except SpecError as exc:
         typer.echo(str(exc), err=True)  # plain text: one issue per line, never re-wrapped
         raise typer.Exit(EXIT_INVALID) from exc

@@ -4,15 +4,23 @@ They run on the raw YAML data, defensively, so that they report alongside the
 field errors instead of hiding behind them. Each pattern kind names blocks and
 patterns in its own places (`_references`); some places take only a block
 (a manager, a worker the manager balances over, a divider).
+
+`check_warnings` runs on a valid spec: it finds settings that are legal one by
+one but cannot work together (`eblocks validate` shows them as warnings).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["check_references"]
+if TYPE_CHECKING:
+    from eblocks.spec.models import MeshSpec
+    from eblocks.spec.policies import Outlier
+
+__all__ = ["check_references", "check_warnings"]
 
 Loc = tuple[str | int, ...]
 
@@ -61,6 +69,41 @@ def check_references(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
                 )
         yield from _gateway_references(name, _mapping(block.get("gateway")), blocks, patterns)
     yield from _access_logs(data, blocks)
+
+
+def check_warnings(spec: MeshSpec) -> Iterator[tuple[Loc, str]]:
+    """Yield (location, message) for what is valid but cannot work as written."""
+    for name, policy in spec.policies.blocks.items():
+        if policy.outlier is not None:
+            yield from _success_rate(("policies", "blocks", name, "outlier"), policy.outlier)
+
+
+def _success_rate(loc: Loc, rule: Outlier) -> Iterator[tuple[Loc, str]]:
+    """A success-rate check that can never eject in the pools it judges.
+
+    With n endpoints judged, the lowest success rate is at most sqrt(n - 1)
+    standard deviations below the mean (one endpoint at 0 %, the others equal),
+    and an endpoint is ejected only *more* than ``success_rate_stdev`` below it:
+    pools of fewer than ``stdev^2 + 2`` endpoints are judged in vain.
+    """
+    stdev, hosts = rule.success_rate_stdev, rule.success_rate_min_hosts
+    if stdev is None or stdev < math.sqrt(hosts - 1):
+        return
+    fewest = math.floor(stdev * stdev) + 2  # the smallest n with sqrt(n - 1) > stdev
+    pools = str(hosts) if fewest - 1 == hosts else f"{hosts} to {fewest - 1}"
+    below = math.floor(math.sqrt(hosts - 1) * 100) / 100
+    field = "success_rate_min_hosts"
+    if field not in rule.model_fields_set and "success_rate_stdev" in rule.model_fields_set:
+        field = "success_rate_stdev"
+    yield (
+        (*loc, field),
+        (
+            f"success-rate ejection can never fire with {pools} hosts: with n endpoints the worst "
+            f"is at most sqrt(n-1) stdevs below the mean ({below:g} with {hosts}), and "
+            f"success_rate_stdev is {stdev:g}; set success_rate_min_hosts: {fewest} "
+            f"(the fewest that can fire) or success_rate_stdev below {below:g}"
+        ),
+    )
 
 
 def _access_logs(data: Mapping[str, Any], blocks: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:

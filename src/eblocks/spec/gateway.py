@@ -34,7 +34,7 @@ from pydantic import Field, field_validator, model_validator
 
 from eblocks.spec.base import Frozen, Name
 from eblocks.spec.policies import RouteMatch
-from eblocks.spec.units import Duration
+from eblocks.spec.units import Duration, Timeout
 
 __all__ = [
     "Cors",
@@ -100,7 +100,9 @@ class GatewayRoute(Frozen):
     strip_prefix: str | None = Field(
         None, description="removed from the path before it is passed on (x-eblocks-path)"
     )
-    timeout: Duration | None = Field(None, description="deadline of the call into the mesh")
+    timeout: Annotated[float, Timeout("leave it out for the target's timeout")] | None = Field(
+        None, description="deadline of the call into the mesh"
+    )
 
 
 class IngressGateway(Frozen):
@@ -155,7 +157,9 @@ class EgressGateway(Frozen):
 
     kind: Literal["egress"]
     allow: tuple[EgressHost, ...] = Field(min_length=1, description="external hosts allowed")
-    timeout: Duration = Field(30.0, description="deadline of one external request")
+    timeout: Annotated[float, Timeout("leave it out for 30s")] = Field(
+        30.0, description="deadline of one external request"
+    )
 
 
 Gateway = Annotated[IngressGateway | EgressGateway, Field(discriminator="kind")]

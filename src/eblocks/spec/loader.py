@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from eblocks.errors import SpecError, SpecIssue
-from eblocks.spec.check import check_references
+from eblocks.spec.check import check_references, check_warnings
 from eblocks.spec.models import PATTERN_KINDS, MeshSpec
 
 __all__ = ["Loc", "format_path", "load_spec", "parse_spec"]
@@ -27,26 +27,35 @@ _Marks = dict[Loc, tuple[int, int]]
 _KEY = "[key]"  # pydantic's location tag for an error in a mapping key, not its value
 
 
-def load_spec(path: str | Path) -> MeshSpec:
-    """Read and validate a spec file; raises :class:`SpecError` listing every issue."""
+def load_spec(path: str | Path, *, warnings: list[SpecIssue] | None = None) -> MeshSpec:
+    """Read and validate a spec file; raises :class:`SpecError` listing every issue.
+
+    ``warnings``, when given, gets what is valid but cannot work as written
+    (`check_warnings`), in the same file:line:col form as the issues.
+    """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise SpecError([SpecIssue(str(file), 0, 0, "", f"cannot read spec: {reason}")]) from exc
-    return parse_spec(text, str(file))
+    return parse_spec(text, str(file), warnings=warnings)
 
 
-def parse_spec(text: str, filename: str = "<spec>") -> MeshSpec:
-    """Validate spec text; ``filename`` is used in error locations."""
+def parse_spec(
+    text: str, filename: str = "<spec>", *, warnings: list[SpecIssue] | None = None
+) -> MeshSpec:
+    """Validate spec text; ``filename`` is used in error locations.
+
+    ``warnings``, when given, gets what is valid but cannot work as written.
+    """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = exc.problem or str(exc)
-        raise SpecError([SpecIssue(filename, line, col, "", f"invalid YAML: {problem}")]) from exc
+        message = f"invalid YAML: {exc.problem or exc}{_yaml_context(exc)}"
+        raise SpecError([SpecIssue(filename, line, col, "", message)]) from exc
     if node is None:
         raise SpecError([SpecIssue(filename, 1, 1, "", "the spec is empty")])
     marks: _Marks = {}
@@ -65,7 +74,25 @@ def parse_spec(text: str, filename: str = "<spec>") -> MeshSpec:
         raise SpecError(_sorted(issues)) from exc
     if issues:
         raise SpecError(_sorted(issues))
+    if warnings is not None:
+        found = [_issue(loc, message, marks, filename) for loc, message in check_warnings(spec)]
+        warnings.extend(_sorted(found))
     return spec
+
+
+def _yaml_context(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's context of a syntax error (the construct the problem broke), when it is
+    elsewhere: " (while parsing a flow sequence that starts at line 15, column 21)"."""
+    context, mark, problem = exc.context, exc.context_mark, exc.problem_mark
+    if not context or mark is None or problem is None or exc.problem is None:
+        return ""
+    if (mark.line, mark.column) == (problem.line, problem.column):
+        return ""
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    # "while parsing a block mapping" names a construct; "found duplicate anchor 'a';
+    # first occurrence" names a place
+    joint = " that starts at " if context.startswith("while ") else " at "
+    return f" ({context}{joint}{where})"
 
 
 def format_path(loc: Loc) -> str:

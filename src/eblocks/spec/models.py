@@ -39,7 +39,7 @@ from eblocks.balance.factory import BalancerName
 from eblocks.spec.base import Frozen, Name
 from eblocks.spec.gateway import Gateway
 from eblocks.spec.policies import Policies, RetryPolicy
-from eblocks.spec.units import Duration, Size
+from eblocks.spec.units import Duration, Size, Timeout
 
 if TYPE_CHECKING:
     from eblocks.discovery.swim import SwimConfig
@@ -90,11 +90,15 @@ class Defaults(Frozen):
     """Settings every block inherits unless it sets its own."""
 
     replicas: int = Field(1, ge=1, le=256)
-    timeout: Duration = Field(30.0, description="overall deadline of one call, all tries")
+    timeout: Annotated[float, Timeout("leave it out for 30s")] = Field(
+        30.0, description="overall deadline of one call, all tries"
+    )
     retries: RetryPolicy = RetryPolicy()
     max_body: Size = Field(16 * 1024 * 1024, description="largest request body accepted")
     drain: Duration = Field(10.0, description="how long a stopping instance finishes requests")
-    ready_timeout: Duration = Field(30.0, description="how long `up` waits for readiness")
+    ready_timeout: Annotated[float, Timeout("leave it out for 30s")] = Field(
+        30.0, description="how long `up` waits for readiness"
+    )
     host: str = Field("127.0.0.1", description="address instances listen on")
     threads: int = Field(8, ge=1, le=256, description="executor threads for plain functions")
     balancer: BalancerName = Field("round_robin", description="how callers pick an instance")
@@ -166,8 +170,8 @@ class ExternalSpec(Frozen):
         default_factory=dict,
         description="block or pattern -> the 127.0.0.1 port the program reaches it on",
     )
-    ready_timeout: Duration | None = Field(
-        None, description="how long the proxy waits for the port (default: `ready_timeout`)"
+    ready_timeout: Annotated[float, Timeout("leave it out for defaults.ready_timeout")] | None = (
+        Field(None, description="how long the proxy waits for the port (default: `ready_timeout`)")
     )
 
     @model_validator(mode="after")
@@ -196,7 +200,9 @@ class BlockSpec(Frozen):
     description: str = ""
     replicas: int | None = Field(None, ge=1, le=256, description="instances to run")
     port: int | None = Field(None, ge=1, le=65535, description="fixed port (one replica only)")
-    timeout: Duration | None = Field(None, description="deadline of a call to this block")
+    timeout: Annotated[float, Timeout("leave it out for defaults.timeout")] | None = Field(
+        None, description="deadline of a call to this block"
+    )
     retries: RetryPolicy | None = Field(None, description="retries of calls to this block")
     max_body: Size | None = Field(None, description="largest request body accepted")
     drain: Duration | None = Field(None, description="how long a stopping instance drains")

@@ -34,12 +34,12 @@ real method and path.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from eblocks.spec.base import Frozen, Name
-from eblocks.spec.units import Duration
+from eblocks.spec.units import Duration, Timeout
 
 __all__ = [
     "BlockPolicy",
@@ -84,14 +84,27 @@ class RetryBudget(Frozen):
         return value
 
 
+def _error_status(value: object) -> object:
+    """A status a retry may be for: an error answer (4xx or 5xx); non-numbers are left to
+    pydantic."""
+    number = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(number, bool) or (isinstance(number, int) and not 400 <= number <= 599):
+        raise ValueError(f"expected an error status, 400..599, got {value!r}")
+    return value
+
+
+ErrorStatus = Annotated[int, Field(ge=400, le=599), BeforeValidator(_error_status)]
+
+
 class RetryPolicy(Frozen):
     """Idempotent retries of a call on the client side."""
 
     attempts: int = Field(3, ge=1, le=10, description="tries in all, the first one included")
     backoff: Duration = Field(0.05, description="first backoff; doubles each try, with jitter")
     max_backoff: Duration = Field(1.0, description="cap of one backoff")
-    on: tuple[int, ...] = Field(
-        (502, 503, 504), description="response statuses that are retried (connect errors always)"
+    on: tuple[ErrorStatus, ...] = Field(
+        (502, 503, 504),
+        description="response statuses (400..599) that are retried (connect errors always)",
     )
 
 
@@ -178,7 +191,8 @@ class Mirror(Frozen):
 
 
 class Route(Frozen):
-    """A rule for calls to block (or pattern) ``to``; the first route that matches applies."""
+    """A rule for calls to block ``to`` (a block, not a pattern; its destinations may name
+    patterns); the first route that matches applies."""
 
     name: str = Field(min_length=1, description="named in metrics, errors and `eblocks diff`")
     to: Name = Field(description="the block the calls are addressed to")
@@ -188,8 +202,12 @@ class Route(Frozen):
     )
     sticky: Sticky | None = Field(None, description="one key, one destination")
     mirror: Mirror | None = Field(None, description="shadow traffic")
-    timeout: Duration | None = Field(None, description="deadline of the whole call, all tries")
-    per_try_timeout: Duration | None = Field(None, description="deadline of one try")
+    timeout: Annotated[float, Timeout("leave it out for the block's timeout")] | None = Field(
+        None, description="deadline of the whole call, all tries"
+    )
+    per_try_timeout: (
+        Annotated[float, Timeout("leave it out and only the call's timeout bounds a try")] | None
+    ) = Field(None, description="deadline of one try")
     retries: RetryPolicy | None = Field(None, description="retries (default: the block's)")
 
     @model_validator(mode="after")
@@ -208,7 +226,11 @@ class Outlier(Frozen):
     success_rate_stdev: float | None = Field(
         1.9, gt=0, description="eject below mean - this x stdev of the endpoints' success rates"
     )
-    success_rate_min_hosts: int = Field(3, ge=2, description="endpoints needed for that check")
+    success_rate_min_hosts: int = Field(
+        5,
+        ge=2,
+        description="endpoints needed for that check; it ejects only from more than stdev² + 1",
+    )
     success_rate_min_requests: int = Field(
         50, ge=1, description="requests an endpoint needs in an interval to be judged"
     )

@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, GetJsonSchemaHandler
+from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, core_schema
 
 __all__ = [
     "DURATION_PATTERN",
     "SIZE_PATTERN",
+    "TIMEOUT_PATTERN",
     "Duration",
     "Size",
+    "Timeout",
     "parse_duration",
     "parse_size",
 ]
@@ -39,6 +41,8 @@ DURATION_PATTERN = _DURATION.pattern
 """The strings a duration accepts, for the JSON Schema: the parser's own grammar."""
 SIZE_PATTERN = rf"^\s*0*[1-9]\d*\s*{_SIZE_UNIT}\s*$"
 """The strings a size accepts: the parser's grammar less the zero sizes `Size` refuses."""
+TIMEOUT_PATTERN = rf"^\s*(?:\d*[1-9]\d*(?:\.\d+)?|\d+\.\d*[1-9]\d*)\s*{_DURATION_UNIT}\s*$"
+"""The strings a `Timeout` accepts: the duration grammar less the zero durations."""
 
 
 _A_DURATION = "a duration such as 250ms, 30s or 2m (units: ms, s, m, h; none: seconds)"
@@ -104,6 +108,35 @@ class _NumberOrString:
         if handler.mode == "serialization":
             return number
         return {"anyOf": [number, {"type": "string", "pattern": self.pattern}]}
+
+
+class Timeout(_NumberOrString):
+    """A duration of more than 0, for a deadline: ``Annotated[float, Timeout(unset)]``.
+
+    A deadline of 0 has passed before anything starts (every call would fail), so
+    0 and less are refused with ``must be more than 0 (unset)``: ``unset`` tells
+    what leaving the field out gives instead.
+    """
+
+    def __init__(self, unset: str) -> None:
+        super().__init__(TIMEOUT_PATTERN)
+        self.refusal = f"must be more than 0 ({unset})"
+
+    def __get_pydantic_core_schema__(
+        self, source: object, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            self.parse, core_schema.float_schema(gt=0)
+        )
+
+    def parse(self, value: object) -> object:
+        """Seconds, as `parse_duration` reads them; 0 and less are refused."""
+        if _negative(value):
+            raise ValueError(self.refusal)
+        seconds = parse_duration(value)
+        if isinstance(seconds, float) and seconds <= 0:
+            raise ValueError(self.refusal)
+        return seconds
 
 
 Duration = Annotated[

@@ -155,6 +155,23 @@ def test_success_rate_needs_enough_hosts_with_enough_requests(hosts: int, reques
     assert detector.admit(EPS) == EPS
 
 
+def test_the_default_rule_ejects_a_failing_endpoint_in_the_smallest_pool_it_judges() -> None:
+    # n endpoints put the worst at most sqrt(n - 1) stdevs below the mean: with 3 (the
+    # old default of min_hosts) 1.41, short of the default 1.9, so nothing ever fired
+    rule = Outlier(consecutive_failures=None, success_rate_min_requests=10)
+    pool = tuple(Endpoint("b", f"b-{i}", "10.0.0.1", 9000 + i) for i in range(5))
+    assert len(pool) == rule.success_rate_min_hosts
+    clock = FakeClock()
+    detector = Detector(rule, clock)
+    detector.admit(pool)
+    for endpoint in pool[:-1]:
+        serve(detector, endpoint, 20, 0)
+    serve(detector, pool[-1], 0, 20)
+    clock.advance(rule.interval)
+    assert detector.admit(pool) == list(pool[:-1])
+    assert states(detector)["b-4"] is Breaker.OPEN
+
+
 def test_counts_restart_each_interval() -> None:
     clock = FakeClock()
     detector = Detector(SR, clock)

@@ -63,6 +63,27 @@ def test_invalid_yaml_names_line_and_column() -> None:
     assert issue.message.startswith("invalid YAML: mapping values are not allowed")
 
 
+def test_invalid_yaml_names_the_construct_it_broke_and_where_that_starts() -> None:
+    # a block item in a flow list: PyYAML notices at the `-`; the list starts a line above
+    text = HEAD + 'blocks:\n  a:\n    handler: h:a\n    labels: ["x", "y"\n      - z]\n'
+    issue = only_issue(text)
+    assert (issue.line, issue.column) == (7, 7)
+    assert issue.message == (
+        "invalid YAML: expected ',' or ']', but got '-' "
+        "(while parsing a flow sequence that starts at line 6, column 13)"
+    )
+    unclosed = only_issue(HEAD + 'description: "never closed\nblocks: {}\n')
+    assert unclosed.message == (
+        "invalid YAML: found unexpected end of stream "
+        "(while scanning a quoted scalar that starts at line 3, column 14)"
+    )
+
+
+def test_invalid_yaml_context_at_the_problem_itself_is_not_repeated() -> None:
+    issue = only_issue(HEAD + "blocks:\n  a: b: c\n")
+    assert "while" not in issue.message  # its context mark is the problem's line
+
+
 def test_unknown_field_lists_expected_fields() -> None:
     issue = only_issue(HEAD + "blocks:\n  a:\n    handler: h:a\n    replica: 2\n")
     assert (issue.line, issue.column) == (6, 5)  # the key, not its value
@@ -104,7 +125,7 @@ def test_negative_duration_and_size_name_their_bound() -> None:
     )
     timeout, drain, max_body = issues_of(text)
     assert (timeout.line, timeout.column, timeout.path) == (4, 12, "defaults.timeout")
-    assert timeout.message == "expected a duration of 0 or more, got '-1s'"
+    assert timeout.message == "must be more than 0 (leave it out for 30s)"  # 0 is no timeout
     assert (drain.line, drain.path) == (5, "defaults.drain")
     assert drain.message == "expected a duration of 0 or more, got -2"
     assert (max_body.line, max_body.column, max_body.path) == (6, 13, "defaults.max_body")

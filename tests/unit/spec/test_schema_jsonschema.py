@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from eblocks.cli.app import app
 from eblocks.spec.loader import load_spec
 from eblocks.spec.models import Defaults
-from eblocks.spec.units import DURATION_PATTERN, SIZE_PATTERN
+from eblocks.spec.units import DURATION_PATTERN, SIZE_PATTERN, TIMEOUT_PATTERN
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -99,17 +99,21 @@ def test_no_pydantic_constraint_names_leak_into_the_schema(schema: dict[str, Any
 
 
 def test_durations_and_sizes_are_numbers_or_strings_with_units(schema: dict[str, Any]) -> None:
-    assert _subschema(schema, "Defaults", "timeout")["anyOf"] == [
+    assert _subschema(schema, "Defaults", "drain")["anyOf"] == [
         {"type": "number", "minimum": 0},
         {"type": "string", "pattern": DURATION_PATTERN},
+    ]
+    assert _subschema(schema, "Defaults", "timeout")["anyOf"] == [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": TIMEOUT_PATTERN},
     ]
     assert _subschema(schema, "Defaults", "max_body")["anyOf"] == [
         {"type": "integer", "exclusiveMinimum": 0},
         {"type": "string", "pattern": SIZE_PATTERN},
     ]
     assert _subschema(schema, "BlockSpec", "timeout")["anyOf"] == [
-        {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": DURATION_PATTERN},
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": TIMEOUT_PATTERN},
         {"type": "null"},
     ]
     # A field's own bound lands on the number, next to the unit's.
@@ -137,7 +141,21 @@ def _agree(schema: dict[str, Any], field: str, value: object) -> bool:
 def test_durations_the_parser_accepts_pass_the_schema(
     schema: dict[str, Any], value: object
 ) -> None:
+    assert _agree(schema, "drain", value)
+
+
+@pytest.mark.parametrize(
+    "value", ["250ms", "10s", "1.5s", "0.5s", "00.1", "10.0s", "2m", " 10 s ", 5, 0.5]
+)
+def test_timeouts_above_zero_pass_the_schema(schema: dict[str, Any], value: object) -> None:
     assert _agree(schema, "timeout", value)
+
+
+@pytest.mark.parametrize("value", ["0s", "0", "0ms", "00.00m", " 0 h ", 0, 0.0, "-1s", -1, "soon"])
+def test_timeouts_of_zero_fail_the_schema_as_the_model(
+    schema: dict[str, Any], value: object
+) -> None:
+    assert not _agree(schema, "timeout", value)
 
 
 @pytest.mark.parametrize(
@@ -147,6 +165,7 @@ def test_durations_the_parser_accepts_pass_the_schema(
 def test_durations_the_parser_refuses_fail_the_schema(
     schema: dict[str, Any], value: object
 ) -> None:
+    assert not _agree(schema, "drain", value)
     assert not _agree(schema, "timeout", value)
 
 
