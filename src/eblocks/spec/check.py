@@ -12,8 +12,10 @@ one but cannot work together (`eblocks validate` shows them as warnings).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ def check_references(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
                 )
         yield from _gateway_references(name, _mapping(block.get("gateway")), blocks, patterns)
     yield from _access_logs(data, blocks)
+    yield from _authorization(data, set(blocks), set(patterns))
 
 
 def check_warnings(spec: MeshSpec) -> Iterator[tuple[Loc, str]]:
@@ -76,6 +79,102 @@ def check_warnings(spec: MeshSpec) -> Iterator[tuple[Loc, str]]:
     for name, policy in spec.policies.blocks.items():
         if policy.outlier is not None:
             yield from _success_rate(("policies", "blocks", name, "outlier"), policy.outlier)
+    for index, rule in enumerate(spec.security.authorization.rules):
+        for at, glob in enumerate(rule.source):
+            plain = not glob.startswith(("client/", "spiffe://"))
+            if plain and _GLOB.search(glob) and not any(fnmatchcase(b, glob) for b in spec.blocks):
+                yield (
+                    ("security", "authorization", "rules", index, "from", at),
+                    f"{glob!r} matches no block of the spec (today: the rule "
+                    f"{rule.name!r} matches no caller by it; clients are client/<glob>)",
+                )
+
+
+_GLOB = re.compile(r"[*?\[]")
+_METHOD = re.compile(r"^[A-Za-z]+$")
+
+
+def _authorization(
+    data: Mapping[str, Any], blocks: set[str], patterns: set[str]
+) -> Iterator[tuple[Loc, str]]:
+    """Authorization rules name what can match: a typo in a deny rule would silently allow.
+
+    Exact names are blocks (``to``, ``from``) or patterns; a ``to`` glob matches
+    some block; a client has a name; a SPIFFE ID is of this trust domain and mesh
+    (any other is refused with 401 before the rules); a method is a word; a path
+    glob is absolute (paths are matched as a server reads them: absolute).
+    """
+    security = _mapping(data.get("security"))
+    domain = security.get("trust_domain", "eblocks.local")
+    own = f"spiffe://{domain}/mesh/{data.get('mesh')}/"
+    rules = _mapping(security.get("authorization")).get("rules")
+    names = ", ".join(sorted(blocks))
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        rule = _mapping(rule)
+        at: Loc = ("security", "authorization", "rules", index)
+        for field, value, check in (
+            ("to", rule.get("to"), _authz_target),
+            ("from", rule.get("from"), _authz_source),
+            ("patterns", rule.get("patterns"), _authz_pattern),
+            ("methods", rule.get("methods"), _authz_method),
+            ("paths", rule.get("paths"), _authz_path),
+        ):
+            for item, entry in enumerate(value if isinstance(value, list) else []):
+                if isinstance(entry, str):
+                    message = check(entry, blocks, patterns, own, names)
+                    if message is not None:
+                        yield (*at, field, item), message
+
+
+def _authz_target(
+    glob: str, blocks: set[str], patterns: set[str], own: str, names: str
+) -> str | None:
+    if any(fnmatchcase(b, glob) for b in blocks):
+        return None
+    return f"{glob!r} matches no block (blocks: {names})"
+
+
+def _authz_source(
+    glob: str, blocks: set[str], patterns: set[str], own: str, names: str
+) -> str | None:
+    if glob.startswith("client/"):
+        return None if glob != "client/" else "'client/' names no client: client/<name>"
+    if glob.startswith("spiffe://"):
+        head = glob.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+        if own.startswith(head) or head.startswith(own):
+            return None
+        return (
+            f"{glob!r} is not of this mesh ({own}...): a caller of another trust domain "
+            "or mesh is refused before any rule, so the rule never matches it"
+        )
+    if _GLOB.search(glob) or glob in blocks:
+        return None  # a glob that matches no block today is a warning (check_warnings)
+    return f"no block {glob!r} (blocks: {names}; a caller that is not a block: client/<name>)"
+
+
+def _authz_pattern(
+    glob: str, blocks: set[str], patterns: set[str], own: str, names: str
+) -> str | None:
+    if _GLOB.search(glob) or glob in patterns:
+        return None
+    return f"no pattern {glob!r} (patterns: {', '.join(sorted(patterns)) or 'none'})"
+
+
+def _authz_method(
+    method: str, blocks: set[str], patterns: set[str], own: str, names: str
+) -> str | None:
+    return None if _METHOD.match(method) else f"{method!r} is no HTTP method (GET, POST, ...)"
+
+
+def _authz_path(
+    glob: str, blocks: set[str], patterns: set[str], own: str, names: str
+) -> str | None:
+    if glob.startswith(("/", "*")):
+        return None
+    return (
+        f"{glob!r} never matches: paths are matched absolute, as a server reads them "
+        f"(write '/{glob}')"
+    )
 
 
 def _success_rate(loc: Loc, rule: Outlier) -> Iterator[tuple[Loc, str]]:

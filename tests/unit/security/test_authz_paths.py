@@ -161,7 +161,8 @@ def spec_file(tmp_path: Path) -> Path:
     spec = tmp_path / "mesh.yaml"
     spec.write_text(
         "apiVersion: eblocks/v1\nmesh: sec\nblocks:\n"
-        '  front: {handler: "tests:front"}\n  back: {handler: "tests:back"}\n' + RULES
+        '  front: {handler: "tests:front"}\n  back: {handler: "tests:back"}\n'
+        '  api: {app: "tests:api"}\n' + RULES
     )
     return spec
 
@@ -174,7 +175,7 @@ def _check(spec: Path, *args: str) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("source", "says"),
     [
-        ("nope", "--from: no block 'nope' (blocks: back, front; a caller that is not a block"),
+        ("nope", "--from: no block 'nope' (blocks: api, back, front; a caller that is not a"),
         ("spiffe://eblocks.local/mesh/sec/block/nope", "--from: no block 'nope'"),
         ("spiffe://other.example/mesh/sec/block/front", "is not of trust domain 'eblocks.local'"),
         ("spiffe://eblocks.local/mesh/shop/client/cli", "mesh 'sec'"),
@@ -195,7 +196,7 @@ def test_policy_check_takes_a_block_a_client_or_a_spiffe_id_of_the_mesh(
     spec_file: Path,
 ) -> None:
     code, unknown_to = _check(spec_file, "--from", "front", "--to", "nope")
-    assert (code, unknown_to) == (2, "error: --to: no block 'nope' (blocks: back, front)")
+    assert (code, unknown_to) == (2, "error: --to: no block 'nope' (blocks: api, back, front)")
     for source in ("front", "client/cli", "spiffe://eblocks.local/mesh/sec/block/front"):
         code, output = _check(spec_file, "--from", source, "--to", "back", "--path", "/x")
         assert (code, "rule: default") == (1, output.split(" why:")[0].split("-> back POST /x ")[1])

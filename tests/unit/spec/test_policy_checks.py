@@ -211,3 +211,45 @@ def test_validate_prints_the_warnings_with_their_place(tmp_path: Path) -> None:
     text = " ".join(result.output.split())
     assert f"warning: {spec}:8:66: policies.blocks.store.outlier.success_rate_min_hosts:" in text
     assert "success-rate ejection can never fire with 3 to 4 hosts" in text
+
+
+AUTHZ = HEAD + BLOCKS + "patterns:\n  flow: {pipeline: [store]}\nsecurity:\n  authorization:\n"
+
+
+@pytest.mark.parametrize(
+    ("rule", "field", "says"),
+    [
+        ("{name: r, action: deny, to: [stroe]}", "to[0]", "'stroe' matches no block (blocks:"),
+        ("{name: r, action: deny, to: ['st*x']}", "to[0]", "'st*x' matches no block"),
+        ("{name: r, action: deny, from: [legcy]}", "from[0]", "no block 'legcy' (blocks: store;"),
+        ("{name: r, action: deny, from: [client/]}", "from[0]", "'client/' names no client"),
+        (
+            "{name: r, action: deny, from: ['spiffe://other.example/mesh/m/block/*']}",
+            "from[0]",
+            "is not of this mesh (spiffe://eblocks.local/mesh/m/...)",
+        ),
+        ("{name: r, action: deny, patterns: [flwo]}", "patterns[0]", "no pattern 'flwo'"),
+        ("{name: r, action: deny, methods: [P0ST]}", "methods[0]", "'P0ST' is no HTTP method"),
+        ("{name: r, action: deny, paths: ['admin/*']}", "paths[0]", "write '/admin/*'"),
+    ],
+)
+def test_an_authorization_rule_that_can_never_match_is_refused(
+    rule: str, field: str, says: str
+) -> None:
+    """A typo in a deny rule would silently allow: it is an error, at its place."""
+    issue = only_issue(f"{AUTHZ}    rules:\n      - {rule}\n")
+    assert issue.path == f"security.authorization.rules[0].{field}"
+    assert issue.line == 10
+    assert says in issue.message
+
+
+def test_authorization_rules_that_can_match_load() -> None:
+    rules = [
+        "{name: a, action: deny, from: ['legacy-*', client/cli, store], to: ['st*']}",
+        "{name: b, action: allow, from: ['spiffe://eblocks.local/mesh/m/block/*']}",
+        "{name: c, action: allow, patterns: [flow, 'f*'], methods: [get], paths: ['/a/*', '*']}",
+    ]
+    text = AUTHZ + "    rules:\n" + "".join(f"      - {r}\n" for r in rules)
+    (warning,) = warnings_of(text)  # a glob that matches no block today is only a warning
+    assert warning.path == "security.authorization.rules[0].from[0]"
+    assert "'legacy-*' matches no block of the spec" in warning.message
