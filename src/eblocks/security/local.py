@@ -14,11 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eblocks.errors import SecurityError
-from eblocks.security.identity import Identity
+from eblocks.security.identity import Identity, replace_file
 from eblocks.security.modes import uses_mtls
 from eblocks.spec.models import MeshSpec
 
@@ -31,6 +33,10 @@ __all__ = ["CLI_HOLDER", "LocalIssuer", "ca_folder", "identity_folder", "passphr
 log = logging.getLogger("eblocks.security")
 
 CLI_HOLDER = "cli"
+TRUST_SPREAD = 3.0
+"""Seconds between giving every holder a rotated CA's bundle and issuing from it: every
+instance reloads its files within a second (`Auth.watch`), so by then all trust the new
+root before any peer presents a certificate from it."""
 
 
 def ca_folder(state: Path) -> Path:
@@ -49,11 +55,16 @@ def passphrase_from_env() -> bytes | None:
 class LocalIssuer:
     """Issues and renews the SVIDs of every holder on this machine."""
 
-    def __init__(self, spec: MeshSpec, state: Path) -> None:
+    def __init__(
+        self, spec: MeshSpec, state: Path, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.spec = spec
         self.state = state
         self._ca: MeshCA | None = None
         self._issued: dict[str, tuple[Identity, Svid]] = {}
+        self._clock = clock
+        self._spreading_until: float | None = None
+        """While a rotated CA's bundle spreads: when issuing from it may start."""
 
     @property
     def enabled(self) -> bool:
@@ -82,13 +93,30 @@ class LocalIssuer:
                 )
         return self._ca
 
+    def trust_new_ca(self) -> list[str]:
+        """Phase one of a CA rotation: every holder trusts the new root, keeping its SVID.
+
+        The new bundle (old and new roots) is written to each holder's folder;
+        nothing is issued from the new CA until `TRUST_SPREAD` has passed
+        (`renew_due` then calls `reload_ca`), so no peer ever meets a
+        certificate from a root it does not trust yet.
+        """
+        self._ca = None
+        bundle = self.ca().bundle
+        for holder in self._issued:
+            replace_file(identity_folder(self.state, holder) / "bundle.pem", bundle, 0o644)
+        self._spreading_until = self._clock() + TRUST_SPREAD
+        log.info("the rotated mesh CA is trusted by every holder; issuing from it shortly")
+        return sorted(self._issued)
+
     def reload_ca(self) -> None:
-        """Pick up a rotated CA (`eblocks ca rotate`) and re-issue everything from it.
+        """Re-issue everything from a rotated CA (`eblocks ca rotate`).
 
         A gossip key the supervisor generated rotates with it (a key the spec
         pins with ``key``/``key_file`` stays: it is the operator's).
         """
         self._ca = None
+        self._spreading_until = None
         for holder, (identity, _) in list(self._issued.items()):
             self.issue(holder, identity)
         discovery = self.spec.discovery
@@ -116,11 +144,20 @@ class LocalIssuer:
         return self.issue(name, Identity(sec.trust_domain, self.spec.mesh, name, "client"))
 
     def renew_due(self, now: dt.datetime | None = None) -> list[str]:
-        """Re-issue every SVID past half its life (or whose CA rotated); the holders renewed."""
+        """Re-issue every SVID past half its life (or whose CA rotated); the holders renewed.
+
+        A rotated CA takes two calls at least `TRUST_SPREAD` apart: the first
+        gives every holder the new bundle (`trust_new_ca`), a later one issues
+        from the new CA (`reload_ca`).
+        """
         now = now or dt.datetime.now(dt.UTC)
-        if self._ca is not None and self._ca_changed():
+        if self._spreading_until is not None:
+            if self._clock() < self._spreading_until:
+                return []
             self.reload_ca()
             return sorted(self._issued)
+        if self._ca is not None and self._ca_changed():
+            return self.trust_new_ca()
         renewed = []
         for holder, (identity, svid) in list(self._issued.items()):
             if now >= svid.renew_at():

@@ -36,7 +36,9 @@ class SecureMesh:
     def __init__(self, spec: MeshSpec, state: Path) -> None:
         self.spec = spec
         self.state = state
-        self.issuer = LocalIssuer(spec, state)
+        self.now = 0.0
+        """The issuer's clock: a CA rotation issues from the new CA once it has moved on."""
+        self.issuer = LocalIssuer(spec, state, clock=lambda: self.now)
         self.resolver = StaticResolver()
         self.blocks: dict[str, Block] = {}
         self.clients: list[MeshClient] = []

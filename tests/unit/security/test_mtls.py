@@ -18,7 +18,7 @@ from eblocks import Block, ConnectError, Context, Message, UnauthenticatedError,
 from eblocks.block import MeshClient
 from eblocks.errors import IdentityError
 from eblocks.security import Auth, Identity, MeshCA
-from eblocks.security.local import identity_folder
+from eblocks.security.local import TRUST_SPREAD, identity_folder
 from eblocks.transport import HttpTransport
 
 from .secmesh import SecureMesh, make_spec
@@ -304,7 +304,12 @@ async def test_rotation_under_steady_load_drops_nothing(
     served_after = await asyncio.to_thread(_served_serial, block.port, mesh.state)
     assert served_after != served_before
     mesh.issuer.ca().rotate()
-    assert mesh.issuer.renew_due()  # the supervisor notices the new root, re-issues all
+    assert mesh.issuer.renew_due()  # the supervisor notices the new root: all trust it first
+    assert block.auth.refresh()
+    assert client.auth.refresh()
+    assert await asyncio.to_thread(_served_serial, block.port, mesh.state) == served_after
+    mesh.now += TRUST_SPREAD
+    assert mesh.issuer.renew_due()  # then it issues from it
     assert block.auth.refresh()
     assert client.auth.refresh()
     await asyncio.sleep(0.2)
@@ -314,7 +319,7 @@ async def test_rotation_under_steady_load_drops_nothing(
     await asyncio.gather(*workers)
     assert failures == []
     assert done > 0
-    assert block.auth.counters["rotations"] == 2
+    assert block.auth.counters["rotations"] == 3  # half life; the new root; an SVID from it
 
 
 def _served_serial(port: int, state: Path) -> int:
