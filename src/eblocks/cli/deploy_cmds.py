@@ -74,6 +74,7 @@ def render(
     from eblocks.deploy.names import Names
     from eblocks.deploy.output import write_files
     from eblocks.deploy.policy import PolicyTrust
+    from eblocks.security.modes import uses_mtls
 
     mesh = load_or_exit(spec)
     try:
@@ -120,6 +121,13 @@ def render(
         return
     what = f" (Kubernetes {KUBERNETES_VERSION})" if target is Target.kubernetes else ""
     console.print(f"wrote {len(written)} files of mesh {mesh.mesh!r} to {out}{what}")
+    if target is Target.docker and uses_mtls(mesh):
+        err.print(
+            "[yellow]warning:[/] the docker target renders no identity flow: with mTLS on "
+            "the containers find no SVID and stop (set `security: {mtls: disable}` for a "
+            "compose run, or `eblocks ca join` each host first; docs/kubernetes.md, Limits)",
+            soft_wrap=True,
+        )
 
 
 def _secret_commands(mesh: MeshSpec, names: Names, spec_dir: Path) -> None:

@@ -216,15 +216,18 @@ def ca_serve(
         fail(str(exc))
     server = CAServer(authority, mesh.mesh, mesh.security.svid_ttl, folder.parent)
     console.print(f"CA role for {mesh.mesh} on https://{host}:{port} (Ctrl-C stops)")
-    web.run_app(
-        server.app(),
-        host=host,
-        port=port,
-        ssl_context=server.server_ssl(),
-        print=None,
-        access_log=None,
-        loop=asyncio.new_event_loop(),
-    )
+    try:
+        web.run_app(
+            server.app(),
+            host=host,
+            port=port,
+            ssl_context=server.server_ssl(),
+            print=None,
+            access_log=None,
+            loop=asyncio.new_event_loop(),
+        )
+    except OSError as exc:  # the port taken, the address not this host's
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 @ca.command("join")

@@ -203,11 +203,17 @@ class Auth:
                 peer = self._tokens_of(request, identity, key, trust)
         except UnauthenticatedError as exc:
             self.counters["unauthenticated"] += 1
+            source = key or _addr_key(request)  # the identity, else the address it came from
             audit.warning(
-                "unauthenticated %s %s at %s: %s", request.method, request.path, self.block, exc
+                "unauthenticated %s %s from %s at %s: %s",
+                request.method,
+                request.path,
+                source.removeprefix("addr:"),
+                self.block,
+                exc,
             )
             if self.anomaly is not None:
-                self.anomaly.record(key or _addr_key(request), auth_failure=True)
+                self.anomaly.record(source, auth_failure=True)
             raise
         if self.policy.trivial:
             if self.anomaly is not None:

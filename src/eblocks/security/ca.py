@@ -122,7 +122,8 @@ class MeshCA:
             anchors = tuple(load_certs((folder / "bundle.pem").read_bytes()))
         except TypeError as exc:  # cryptography: missing or unexpected passphrase
             raise SecurityError(
-                f"{folder}/ca.key: {exc} (set EBLOCKS_CA_PASSPHRASE or --passphrase-file)"
+                f"{folder}/ca.key: {exc} (set EBLOCKS_CA_PASSPHRASE; `eblocks ca` commands "
+                "also take --passphrase-file)"
             ) from exc
         except (OSError, ValueError) as exc:
             raise SecurityError(f"{folder}: cannot load the mesh CA: {exc}") from exc
