@@ -27,6 +27,7 @@ __all__ = [
     "duration_option",
     "err",
     "fail",
+    "load_and_warn",
     "load_or_exit",
     "refresh",
     "state_or_exit",
@@ -63,6 +64,23 @@ def load_or_exit(path: Path, warnings: list[SpecIssue] | None = None) -> MeshSpe
     except SpecError as exc:
         typer.echo(str(exc), err=True)  # plain text: one issue per line, never re-wrapped
         raise typer.Exit(EXIT_INVALID) from exc
+
+
+def load_and_warn(path: Path) -> MeshSpec:
+    """`load_or_exit`, then every warning printed (file:line:col): what is valid but cannot
+    work as written, in the spec (`check_warnings`) and its policies (routes never reached)."""
+    from eblocks.policies.lint import unreachable_routes
+    from eblocks.policies.marks import SpecMarks
+
+    found: list[SpecIssue] = []
+    mesh = load_or_exit(path, found)
+    routes = list(unreachable_routes(mesh.policies))
+    if routes:
+        marks = SpecMarks.of_file(path)
+        found += [i for i in (marks.issue(loc, m) for loc, m in routes) if i not in found]
+    for issue in sorted(found, key=lambda i: (i.line, i.column, i.path)):
+        err.print(f"[yellow]warning:[/] {escape(str(issue))}", soft_wrap=True)
+    return mesh
 
 
 def state_or_exit(mesh: str | None, root: Path | None) -> StateDir:

@@ -11,8 +11,7 @@ import orjson
 import typer
 from rich.markup import escape
 
-from eblocks.cli.common import console, err, load_or_exit
-from eblocks.errors import SpecIssue
+from eblocks.cli.common import console, err, load_and_warn
 
 if TYPE_CHECKING:
     from eblocks.spec.models import MeshSpec
@@ -26,14 +25,11 @@ def _count(n: int, noun: str) -> str:
 
 def validate(spec: Path = typer.Argument(Path("mesh.yaml"), help="the mesh spec")) -> None:
     """Check a spec; exit 0 when valid, 2 with every problem listed when not."""
-    found: list[SpecIssue] = []  # valid, but cannot work as written (file:line:col)
-    mesh = load_or_exit(spec, found)
+    mesh = load_and_warn(spec)  # and what is valid but cannot work, file:line:col
     console.print(
         f"{spec}: valid — mesh {mesh.mesh!r}, {_count(len(mesh.blocks), 'block')}, "
         f"{_count(len(mesh.patterns), 'pattern')}"
     )
-    for issue in found:
-        err.print(f"[yellow]warning:[/] {escape(str(issue))}", soft_wrap=True)
     for warning in [*missing_modules(mesh, spec.parent), *missing_extras(mesh)]:
         err.print(f"[yellow]warning:[/] {escape(f'{spec}: {warning}')}", soft_wrap=True)
 

@@ -21,6 +21,12 @@ weight only moves keys onto it. Calls sent to another block are counted by
 telemetry twice: under the block they were addressed to and under the block
 that served them (docs/decisions.md). Routed calls are counted per route and
 destination: ``eblocks_route_requests_total{route,destination}``.
+
+A `MeshError` out of a routed call (an empty subset's ``no_endpoints``, the
+route's ``timeout`` or ``per_try_timeout``, a destination's failure) names the
+route in ``detail["route"]``, unless it already names one (a route further
+down). The detail goes into the JSON error body, so the route is named
+wherever the error travels.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 
 from eblocks._types import Call, Layer, Send
 from eblocks.balance._hash import hash64
+from eblocks.errors import MeshError
 from eblocks.layers.mirror import Mirrors
 from eblocks.message import HASH_KEY_HEADER, IDEMPOTENCY_HEADER, ROUTE_HEADER, Message
 from eblocks.policies import LivePolicies, PolicyState
@@ -206,6 +213,25 @@ def route(routing: Routing, target: str) -> Layer:
 
 
 def _dispatch(routing: Routing, rule: _Rule, call: Call, inner: Send) -> Awaitable[Message]:
+    name = rule.route.name
+    try:
+        sent = _send_on(routing, rule, call, inner)
+    except MeshError as exc:  # a plain-function layer may raise before it awaits anything
+        exc.detail.setdefault("route", name)
+        raise
+    return _named(name, sent)
+
+
+async def _named(name: str, sent: Awaitable[Message]) -> Message:
+    """``sent``'s answer; a mesh error out of it names route ``name`` (if it names none)."""
+    try:
+        return await sent
+    except MeshError as exc:
+        exc.detail.setdefault("route", name)
+        raise
+
+
+def _send_on(routing: Routing, rule: _Rule, call: Call, inner: Send) -> Awaitable[Message]:
     route_ = rule.route
     message = call.message
     way = rule.only or rule.pick(message, routing.rng)

@@ -36,11 +36,19 @@ from eblocks.policies import PolicyState, digest_of
 from eblocks.policies.keys import key_id
 from eblocks.security.jws import JwsError, b64url, b64url_decode
 from eblocks.spec.check import check_references
-from eblocks.spec.loader import format_path
+from eblocks.spec.loader import Loc, format_path
 from eblocks.spec.models import MeshSpec
 from eblocks.spec.policies import Policies
 
-__all__ = ["Bundle", "bootstrap", "check_policies", "parse_bundle", "sign_bundle", "verify_bundle"]
+__all__ = [
+    "Bundle",
+    "bootstrap",
+    "check_policies",
+    "parse_bundle",
+    "reference_problems",
+    "sign_bundle",
+    "verify_bundle",
+]
 
 _FIELDS = ("mesh", "run", "version", "digest", "policies", "issued_at", "key_id", "signature")
 
@@ -124,14 +132,20 @@ def parse_bundle(data: bytes | Mapping[str, Any]) -> Bundle:
     return Bundle(**{f: raw[f] for f in _FIELDS})
 
 
-def check_policies(policies: Mapping[str, Any], spec: MeshSpec) -> list[str]:
-    """Cross-reference problems of raw ``policies`` against the blocks and patterns of ``spec``."""
+def reference_problems(policies: Mapping[str, Any], spec: MeshSpec) -> list[tuple[Loc, str]]:
+    """Cross-reference problems of raw ``policies`` against the blocks and patterns of
+    ``spec``, each with its location in a spec file (``("policies", "routes", 3, ...)``)."""
     data = {
         "blocks": {name: {} for name in spec.blocks},
         "patterns": {name: {} for name in spec.patterns},
         "policies": policies,
     }
-    return [f"{format_path(loc)}: {message}" for loc, message in check_references(data)]
+    return list(check_references(data))
+
+
+def check_policies(policies: Mapping[str, Any], spec: MeshSpec) -> list[str]:
+    """`reference_problems` as ``path: message`` lines."""
+    return [f"{format_path(loc)}: {message}" for loc, message in reference_problems(policies, spec)]
 
 
 def verify_bundle(

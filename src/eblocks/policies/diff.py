@@ -4,7 +4,8 @@ Routes are matched by name, block policies by block name; each changed rule
 lists its field paths with ``old -> new`` (defaults included, so a field set
 back to its default shows too). Routes are ordered (first match wins), so a new
 order of the same routes is a change of its own. `spec_changes` lists what
-differs outside ``policies`` — those need a restart, `apply` does not change them.
+differs outside ``policies`` — those need a restart, `apply` does not change them;
+a block or pattern added or removed is one line (``blocks.store-v4 (added)``).
 """
 
 from __future__ import annotations
@@ -134,8 +135,37 @@ def render(changes: list[Change]) -> list[str]:
     return lines
 
 
+_BY_NAME = ("blocks", "patterns")
+"""Sections compared name by name: a block or pattern added or removed is one line."""
+
+
 def spec_changes(old: MeshSpec, new: MeshSpec) -> list[str]:
-    """Field paths that differ outside ``policies`` (they need a restart)."""
-    a = flatten(old.model_dump(mode="json", by_alias=True, exclude={"policies"}))
-    b = flatten(new.model_dump(mode="json", by_alias=True, exclude={"policies"}))
-    return [p for p in sorted(set(a) | set(b)) if a.get(p, _MISSING) != b.get(p, _MISSING)]
+    """What differs outside ``policies`` (it needs a restart), in path order.
+
+    Blocks and patterns are compared by name first: one that only one side has
+    is ``blocks.NAME (added)`` or ``patterns.NAME (removed)``; one on both sides
+    lists its changed field paths (``blocks.store.replicas``), as does every
+    other section.
+    """
+    a = old.model_dump(mode="json", by_alias=True, exclude={"policies"})
+    b = new.model_dump(mode="json", by_alias=True, exclude={"policies"})
+    found: list[tuple[str, str]] = []  # (path, line): sorted by path
+    for section in _BY_NAME:
+        before: Mapping[str, Any] = a.pop(section, None) or {}
+        after: Mapping[str, Any] = b.pop(section, None) or {}
+        for name in before.keys() | after.keys():
+            path = f"{section}.{name}"
+            if name not in after:
+                found.append((path, f"{path} (removed)"))
+            elif name not in before:
+                found.append((path, f"{path} (added)"))
+            else:
+                found.extend((p, p) for p in _leaves(before[name], after[name], path))
+    found.extend((p, p) for p in _leaves(a, b, ""))
+    return [line for _, line in sorted(found)]
+
+
+def _leaves(old: Any, new: Any, prefix: str) -> list[str]:
+    """The leaf paths (under ``prefix``) whose values differ between ``old`` and ``new``."""
+    a, b = flatten(old, prefix), flatten(new, prefix)
+    return [p for p in set(a) | set(b) if a.get(p, _MISSING) != b.get(p, _MISSING)]

@@ -235,4 +235,3 @@ def test_the_mesh_secrets_in_the_build_context_are_kept_out_of_every_image(
         assert {".eblocks", "ops", "deploy", "**/ca.key", "**/signing.key"} <= set(lines)
     outside, _ = _shop(tmp_path, state_root=tmp_path.parent / "elsewhere")
     assert "elsewhere" not in outside["store.Dockerfile.dockerignore"]
-

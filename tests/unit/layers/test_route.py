@@ -7,10 +7,11 @@ instance that answered; the transport records what each one received.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from prometheus_client.exposition import generate_latest
 
 from eblocks import MeshClient
 from eblocks._types import Call, Endpoint
-from eblocks.errors import NoEndpointsError
+from eblocks.errors import MeshError, MeshTimeoutError, NoEndpointsError, UpstreamError
 from eblocks.message import (
     HASH_KEY_HEADER,
     IDEMPOTENCY_HEADER,
@@ -30,6 +31,7 @@ from eblocks.message import (
 )
 from eblocks.policies import LivePolicies, PolicyState
 from eblocks.policies.match import MessageMatcher, compile_message_any
+from eblocks.respond import error_body
 from eblocks.spec import parse_spec
 from eblocks.spec.policies import Policies, RouteMatch
 from eblocks.telemetry.core import Telemetry
@@ -97,6 +99,23 @@ class FakeTransport(HttpTransport):
         return Counter(r.instance for r in self.received)
 
 
+class FailingTransport(FakeTransport):
+    """Never answers the instances in ``hang``; raises ``error`` for any other one."""
+
+    def __init__(self, hang: Collection[str] = (), error: MeshError | None = None) -> None:
+        super().__init__()
+        self.hang = hang
+        self.error = error
+
+    async def send(self, call: Call) -> Message:
+        assert call.endpoint is not None
+        if call.endpoint.instance in self.hang:
+            await asyncio.Event().wait()
+        if self.error is not None:
+            raise self.error
+        return await super().send(call)
+
+
 def policies(text: str) -> Policies:
     return Policies.model_validate(yaml.safe_load(text))
 
@@ -114,7 +133,7 @@ async def make() -> AsyncIterator[Make]:
             RESOLVER,
             clock=FakeClock(),
             rng=random.Random(seed),
-            transport=FakeTransport(),
+            transport=kwargs.pop("transport", None) or FakeTransport(),
             policies=LivePolicies.of(policies(text)),
             **kwargs,
         )
@@ -306,8 +325,59 @@ async def test_an_empty_subset_fails_naming_the_target_and_the_subset(make: Make
     client = make("routes: [{name: v3, to: store, destinations: [{subset: {version: v3}}]}]")
     with pytest.raises(NoEndpointsError, match=r"block 'store' in subset version=v3") as info:
         await ask(client)
-    assert info.value.detail == {"target": "store", "subset": {"version": "v3"}}
+    assert info.value.detail == {"target": "store", "subset": {"version": "v3"}, "route": "v3"}
+    assert error_body(info.value)["route"] == "v3"  # what a block answers its caller with
     assert received(client).received == []
+
+
+async def test_a_routes_timeout_names_the_route(make: Make) -> None:
+    client = make(
+        "routes: [{name: slow, to: store, timeout: 20ms, destinations: [{block: store-v2}]}]",
+        transport=FailingTransport(hang={"store-v2-a"}),
+    )
+    with pytest.raises(MeshTimeoutError) as info:
+        await asyncio.wait_for(ask(client), 5)
+    assert info.value.detail == {"target": "store-v2", "route": "slow"}
+    assert error_body(info.value)["route"] == "slow"
+
+
+async def test_a_routes_per_try_timeout_names_the_route(make: Make) -> None:
+    client = make(
+        "routes: [{name: tries, to: store, timeout: 5s, per_try_timeout: 20ms, "
+        "retries: {attempts: 1}, destinations: [{block: store-v2}]}]",
+        transport=FailingTransport(hang={"store-v2-a"}),
+    )
+    with pytest.raises(MeshTimeoutError) as info:
+        await asyncio.wait_for(ask(client), 5)
+    assert info.value.detail == {"target": "store-v2", "per_try": True, "route": "tries"}
+
+
+async def test_an_error_that_names_a_route_already_keeps_it(make: Make) -> None:
+    relayed = UpstreamError(
+        "store-v2 answered 503",
+        status=503,
+        reason="no_endpoints",
+        origin="store-v2",
+        detail={"route": "deeper"},
+    )
+    client = make(
+        "routes: [{name: to-v2, to: store, destinations: [{block: store-v2}]}]",
+        transport=FailingTransport(error=relayed),
+    )
+    with pytest.raises(UpstreamError) as info:
+        await ask(client)
+    assert info.value.detail["route"] == "deeper"
+
+
+async def test_an_unrouted_calls_error_names_no_route(make: Make) -> None:
+    client = make(
+        "routes: [{name: beta, to: store, match: [{headers: {x-tenant: {exact: beta}}}]}]",
+        transport=FailingTransport(hang={"store-a", "store-b"}),
+    )
+    reply = client.call("store", Message.of(b"q"), deadline=0.02)  # the fake clock is at 0
+    with pytest.raises(MeshTimeoutError) as info:
+        await asyncio.wait_for(reply, 5)
+    assert "route" not in info.value.detail
 
 
 async def test_a_call_routed_to_another_block_is_not_routed_again(make: Make) -> None:

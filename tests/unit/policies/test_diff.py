@@ -100,3 +100,23 @@ def test_spec_changes_outside_the_policies_need_a_restart(spec: MeshSpec) -> Non
     text = SPEC.replace("replicas: 2", "replicas: 3").replace("weight: 90", "weight: 50")
     assert spec_changes(spec, parse_spec(text, "m.yaml")) == ["blocks.store.replicas"]
     assert spec_changes(spec, spec) == []
+
+
+def test_a_block_or_pattern_added_or_removed_is_one_line(spec: MeshSpec) -> None:
+    added = SPEC.replace(
+        "  store: {handler: m:s,",
+        "  store-v4: {handler: m:s4, replicas: 2, labels: {version: v4}}\n  store: {handler: m:s,",
+    )
+    removed = SPEC.replace("patterns:\n  flow: {pipeline: [front, store]}\n", "")
+    assert removed != SPEC
+    assert added != SPEC
+    assert spec_changes(spec, parse_spec(added, "m.yaml")) == ["blocks.store-v4 (added)"]
+    assert spec_changes(parse_spec(added, "m.yaml"), spec) == ["blocks.store-v4 (removed)"]
+    assert spec_changes(spec, parse_spec(removed, "m.yaml")) == ["patterns.flow (removed)"]
+    assert spec_changes(parse_spec(removed, "m.yaml"), spec) == ["patterns.flow (added)"]
+    both = added.replace("replicas: 2, labels: {version: v1}", "replicas: 3, labels: {version: v1}")
+    assert spec_changes(spec, parse_spec(both.replace("mesh: shop", "mesh: shop2"), "m.yaml")) == [
+        "blocks.store-v4 (added)",
+        "blocks.store.replicas",
+        "mesh",
+    ]

@@ -253,3 +253,18 @@ def test_authorization_rules_that_can_match_load() -> None:
     (warning,) = warnings_of(text)  # a glob that matches no block today is only a warning
     assert warning.path == "security.authorization.rules[0].from[0]"
     assert "'legacy-*' matches no block of the spec" in warning.message
+
+
+def test_validate_warns_of_a_route_that_is_never_reached(tmp_path: Path) -> None:
+    spec = tmp_path / "mesh.yaml"
+    routes = (
+        "policies:\n  routes:\n"
+        "    - {name: canary, to: store, destinations: [{block: store, weight: 100}]}\n"
+        "    - name: beta\n      to: store\n      match: [{headers: {x-beta: {exact: '1'}}}]\n"
+        "      destinations: [{block: store, weight: 100}]\n"
+    )
+    spec.write_text(HEAD + BLOCKS + routes)
+    result = CliRunner().invoke(cli, ["validate", str(spec)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"warning: {spec}:8:7: policies.routes[1]: 'beta' is never reached: routes[0]" in text
