@@ -47,7 +47,7 @@ from eblocks.security.identity import replace_file
 from eblocks.spec.models import MeshSpec
 from eblocks.telemetry.core import Hooks
 
-__all__ = ["Peer", "PolicySync", "applied_policies"]
+__all__ = ["Peer", "PolicySync", "applied_policies", "follow_applied"]
 
 log = logging.getLogger("eblocks.policies")
 
@@ -283,6 +283,37 @@ def applied_policies(spec: MeshSpec, state: Path, trust: Path | None = None) -> 
         )
     )
     return live
+
+
+async def follow_applied(
+    live: LivePolicies,
+    spec: MeshSpec,
+    state: Path,
+    *,
+    trust: Path | None = None,
+    interval: float = 1.0,
+) -> None:
+    """Until cancelled: keep ``live`` at the bundle `eblocks apply` leaves in ``state``.
+
+    For a client that runs for long (a script's `MeshClient`): what instances
+    do with the state dir's file, verified the same way (`PolicySync` with
+    ``watch_file``); a bundle that does not verify is logged and left. Start
+    from `applied_policies`::
+
+        live = applied_policies(spec, state)
+        follow = asyncio.create_task(follow_applied(live, spec, state))
+    """
+    sync = PolicySync(
+        spec,
+        live,
+        state,
+        load_public_key(state, trust),
+        watch_file=True,
+        run=read_run(state, trust),
+        interval=interval,
+    )
+    sync.resume()
+    await sync.run()
 
 
 def _refusal(exc: PolicyBundleError) -> web.Response:

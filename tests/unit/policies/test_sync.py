@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from eblocks.policies import LivePolicies
 from eblocks.policies.bundle import Bundle, parse_bundle, sign_bundle
-from eblocks.policies.keys import bundle_file, load_public_key, load_signing_key
-from eblocks.policies.sync import Peer, PolicySync
+from eblocks.policies.keys import bundle_file, load_public_key, load_signing_key, policy_folder
+from eblocks.policies.sync import Peer, PolicySync, applied_policies, follow_applied
 from eblocks.spec import MeshSpec
 from eblocks.spec.policies import Policies
 from eblocks.telemetry.core import Hooks
@@ -166,3 +167,27 @@ async def test_a_peer_serving_a_forged_bundle_is_refused_once(
             await behind._fetch_newer(http, [Peer("liar-0", "liar", "127.0.0.1", port, 5)])
     assert behind.live.current.version == 0
     assert dict(behind.refused) == {"bad_signature": 1}
+
+
+async def test_a_long_running_client_follows_later_applies(spec: MeshSpec, state: Path) -> None:
+    """`applied_policies` once, then `follow_applied`: each bundle apply leaves, verified."""
+    (policy_folder(state) / "run").write_text("r1\n", encoding="ascii")
+    live = applied_policies(spec, state)
+    assert live.current.version == 0
+    follow = asyncio.create_task(follow_applied(live, spec, state, interval=0.01))
+    try:
+        for version in (1, 2):
+            bundle_file(state).write_bytes(bundle(spec, state, version).dumps())
+            for _ in range(300):
+                if live.current.version == version:
+                    break
+                await asyncio.sleep(0.01)
+            assert live.current.version == version
+        forged = dataclasses.replace(bundle(spec, state, 3), version=9)
+        bundle_file(state).write_bytes(forged.dumps())
+        await asyncio.sleep(0.1)
+        assert live.current.version == 2  # refused: not signed for version 9
+    finally:
+        follow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow
