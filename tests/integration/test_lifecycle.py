@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -10,6 +11,8 @@ from typing import Any
 
 import psutil
 import pytest
+
+from eblocks.runtime.state import read_json
 
 from .helpers import Run, Sandbox, alive, parse_table, wait_for
 
@@ -238,3 +241,21 @@ def test_foreground_up_stops_cleanly_on_sigint(sandbox: Sandbox) -> None:
     assert "stopped" in out
     assert [p.pid for p in procs if alive(p)] == []
     assert sandbox.processes() == []
+
+
+def test_a_crashed_instance_is_unpublished_while_its_restart_waits(sandbox: Sandbox) -> None:
+    """kill -9 of one of two replicas: from the moment the supervisor marks it down, no
+    caller is sent to its dead port (a third of calls failed with a refused connection)."""
+    up = sandbox.up(sandbox.copy_textpipe())
+    assert up.returncode == 0, str(up)
+    victim = next(r for r in sandbox.instances("textpipe") if r["instance"] == "tokenize-1")
+    os.kill(victim["pid"], signal.SIGKILL)
+
+    def down() -> dict[str, Any] | None:
+        row = next(r for r in sandbox.instances("textpipe") if r["instance"] == "tokenize-1")
+        return row if row["pid"] != victim["pid"] or row["state"] != "ready" else None
+
+    wait_for(down, timeout=30, what="the supervisor to see tokenize-1 exit")
+    published = read_json(sandbox.mesh_dir("textpipe") / "endpoints.json") or {}
+    ports = [e["port"] for e in published["blocks"]["tokenize"]]
+    assert victim["port"] not in ports, published  # state.json is written after endpoints

@@ -286,17 +286,18 @@ class Supervisor:
             return
         ran = time.monotonic() - inst.started_at
         inst.failures = 1 if ran > 30.0 else inst.failures + 1
-        self._publish()
+        # unpublished at once (the state first: _publish lists the READY ones), so no
+        # caller is sent to a dead port while the restart waits
         if code == EXIT_CONFIG:
             error = read_json(self.state.error_file(inst.id)) or {}
             inst.state, inst.error = InstanceState.FAILED, error.get("error", f"exit {code}")
             log.error("%s cannot start: %s", inst.id, inst.error)
-            self._write_state()
+            self._publish()
             return
         delay = restart_delay(inst.failures)
         inst.state, inst.error = InstanceState.BACKOFF, f"exited with {_describe(code)}"
         log.warning("%s %s; restarting in %.2fs", inst.id, inst.error, delay)
-        self._write_state()
+        self._publish()
         await asyncio.sleep(delay)
         if not self._stopping and inst.state is InstanceState.BACKOFF:  # not retired meanwhile
             inst.restarts += 1
