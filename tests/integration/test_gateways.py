@@ -229,6 +229,7 @@ def _mesh(sandbox: Sandbox) -> Iterator[Gateways]:
     (folder / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
     (folder / "site").mkdir()
     (folder / "site" / "hello.txt").write_text("hello from outside\n")
+    (folder / "site" / "big.txt").write_text("0123456789" * 300_000)  # 3 MB: many reads
     outside_port = _free_port()
     partner_port = _free_port()
     (folder / "tls").mkdir()
@@ -337,6 +338,24 @@ def test_ingress_refuses_bad_tokens_and_unknown_paths(gateways: Gateways) -> Non
     assert wrong_method[0] == 404
 
 
+def test_ingress_matches_and_forwards_the_path_as_a_server_reads_it(gateways: Gateways) -> None:
+    """`..` cannot step out of a route's prefix (the target would resolve it), and the
+    prefix is stripped only at a segment's end."""
+    for escape in ("/echo/../nowhere", "/echo/%2e%2e/nowhere"):
+        status, headers, _ = gateways.curl(
+            escape, "--path-as-is", "-X", "POST", token=gateways.token()
+        )
+        assert (status, headers.get("x-eblocks-error")) == (404, "no_route"), escape
+    status, _, body = gateways.curl(
+        "/echo/a/./b%2Fc", "--path-as-is", "-X", "POST", token=gateways.token()
+    )
+    assert status == 200, body
+    assert json.loads(body)["path"] == "/a/b/c"
+    status, _, body = gateways.curl("/echoes/x", "-X", "POST", token=gateways.token())
+    assert status == 200, body
+    assert json.loads(body)["path"] == "/echoes/x"  # /echo is no segment of /echoes
+
+
 def test_cors_preflight_and_responses(gateways: Gateways) -> None:
     status, headers, _ = gateways.curl(
         "/echo/x",
@@ -375,6 +394,14 @@ def test_egress_fetches_allowed_hosts_only(gateways: Gateways) -> None:
     assert status == 200, body
     assert body == "hello from outside\n"
     assert headers["x-fetched-status"] == "200"
+
+    status, _, body = gateways.curl(
+        "/fetch",
+        "-X", "POST", "--data-binary", f"http://localhost:{port}/big.txt",
+        token=gateways.token(),
+    )  # fmt: skip
+    assert status == 200
+    assert body == "0123456789" * 300_000  # whole: it was cut at what had arrived
 
     refused = gateways.curl(
         "/fetch",

@@ -150,12 +150,16 @@ class Egress:
                 async with session.request(
                     method, url, data=body or None, headers=headers, allow_redirects=False
                 ) as response:
-                    data = await response.content.read(self._max_body + 1)
-                    if len(data) > self._max_body:
-                        raise PayloadTooLargeError(
-                            f"{url} answered more than {self._max_body} bytes",
-                            detail={"max_body": self._max_body},
-                        )
+                    chunks, size = [], 0
+                    async for chunk in response.content.iter_chunked(1 << 16):
+                        size += len(chunk)
+                        if size > self._max_body:
+                            raise PayloadTooLargeError(
+                                f"{url} answered more than {self._max_body} bytes",
+                                detail={"max_body": self._max_body},
+                            )
+                        chunks.append(chunk)
+                    data = b"".join(chunks)
                     answer = {
                         k.lower(): v for k, v in response.headers.items() if k.lower() not in _HOP
                     }
@@ -173,6 +177,7 @@ class Egress:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._tls[index], limit=256),
                 auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # callers never share cookies
             )
             self._sessions[index] = session
         return session

@@ -20,13 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
+from yarl import URL
 
 from eblocks._types import Clock, SystemClock
 from eblocks.block.block import PREFLIGHT, mesh_client
 from eblocks.block.inbound import PEER
 from eblocks.errors import MeshError, NoRouteError
-from eblocks.message import PATH_HEADER, USER_HEADER, Message
+from eblocks.message import METHOD_HEADER, PATH_HEADER, USER_HEADER, Message
 from eblocks.policies.match import Matcher, RequestView, compile_match
+from eblocks.policies.target import normal_path
 from eblocks.proxy.cors import is_preflight, preflight_headers, response_headers
 from eblocks.respond import error_response
 from eblocks.spec.gateway import Cors, GatewayRoute, IngressGateway
@@ -38,7 +40,12 @@ _MESH_PREFIX = "x-eblocks-"
 
 
 def mesh_message(
-    body: bytes, headers: Mapping[str, str], path: str, query: str, user: str | None
+    body: bytes,
+    headers: Mapping[str, str],
+    path: str,
+    query: str,
+    user: str | None,
+    method: str = "POST",
 ) -> Message:
     """The message an external request becomes (``headers`` any case; pure)."""
     kept = {}
@@ -47,7 +54,7 @@ def mesh_message(
         if key not in _DROPPED and not key.startswith(_MESH_PREFIX):
             kept[key] = value
     msg = Message.from_wire(body, kept)
-    extra = {PATH_HEADER: f"{path}?{query}" if query else path}
+    extra = {PATH_HEADER: f"{path}?{query}" if query else path, METHOD_HEADER: method}
     if user:
         extra[USER_HEADER] = user
     return msg.replace(headers=extra)
@@ -61,7 +68,8 @@ def reply_headers(headers: Mapping[str, str]) -> dict[str, str]:
 def _strip(path: str, prefix: str | None) -> str:
     if prefix and path.startswith(prefix):
         rest = path[len(prefix) :]
-        return rest if rest.startswith("/") else "/" + rest
+        if not rest or rest.startswith("/") or prefix.endswith("/"):
+            return rest if rest.startswith("/") else "/" + rest
     return path
 
 
@@ -77,7 +85,8 @@ def ingress_app(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}
-        view = RequestView(request.method, request.path, request.query, headers)
+        path = normal_path(request.rel_url.raw_path)  # as the target will read it
+        view = RequestView(request.method, path, request.query, headers)
         route = next((r for match, r in routes if match(view)), None)
         try:
             if route is None:
@@ -89,9 +98,10 @@ def ingress_app(
             msg = mesh_message(
                 await request.read(),
                 request.headers,
-                _strip(request.path, route.strip_prefix),
-                request.query_string,
+                URL.build(path=_strip(path, route.strip_prefix)).raw_path,  # re-escaped
+                request.rel_url.raw_query_string,
                 getattr(peer, "user", None),
+                request.method,
             )
             deadline = time.monotonic() + route.timeout if route.timeout is not None else None
             reply = await mesh_client(request.app).call(route.to, msg, deadline=deadline)

@@ -8,10 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from eblocks.errors import BadRequestError, ForbiddenError, SecurityError
-from eblocks.message import PATH_HEADER, USER_HEADER
+from eblocks.message import METHOD_HEADER, PATH_HEADER, USER_HEADER
 from eblocks.proxy.cors import is_preflight, preflight_headers, response_headers
 from eblocks.proxy.egress import Egress
-from eblocks.proxy.ingress import mesh_message, reply_headers
+from eblocks.proxy.ingress import _strip, mesh_message, reply_headers
 from eblocks.spec.gateway import Cors, EgressGateway, EgressHost, IngressGateway
 
 CORS = Cors(allow_origins=("https://app.test",))
@@ -63,15 +63,26 @@ def test_an_outside_request_never_sets_mesh_headers() -> None:
         "/docs/7",
         "lang=en",
         "alice",
+        "DELETE",
     )
     assert msg.body == b"body"
     assert dict(msg.headers) == {
         "content-type": "text/plain",
         "idempotency-key": "k1",
         PATH_HEADER: "/docs/7?lang=en",
+        METHOD_HEADER: "DELETE",  # what a program behind a sidecar is asked for
         USER_HEADER: "alice",
     }
-    assert mesh_message(b"", {}, "/", "", None).headers == {PATH_HEADER: "/"}
+    empty = mesh_message(b"", {}, "/", "", None)
+    assert empty.headers == {PATH_HEADER: "/", METHOD_HEADER: "POST"}
+
+
+def test_a_prefix_is_stripped_at_a_segment_boundary_only() -> None:
+    assert _strip("/docs/7", "/docs") == "/7"
+    assert _strip("/docs", "/docs") == "/"
+    assert _strip("/docsecret", "/docs") == "/docsecret"  # not a segment of it
+    assert _strip("/docs/7", "/docs/") == "/7"
+    assert _strip("/other", "/docs") == "/other"
 
 
 def test_replies_lose_the_mesh_headers() -> None:
