@@ -40,7 +40,7 @@ from eblocks.message import (
 )
 from eblocks.patterns import Plan
 from eblocks.policies import LivePolicies
-from eblocks.policies.target import SERVED_KEY, Served
+from eblocks.policies.target import EDGE_KEY, SERVED_KEY, Served
 from eblocks.respond import error_response
 from eblocks.security.admin import admin_guard
 from eblocks.spec.models import BlockSettings, Defaults, resolve_settings
@@ -174,7 +174,8 @@ class Block:
             app.router.add_route("*", "/{tail:.*}", serve)
         elif app is not None:
             served: Served = app.get(SERVED_KEY) or "app"  # the sidecar's forwarder: "sidecar"
-            app.middlewares.insert(0, app_admission(self.admission, _peer_of, served))
+            edge = app.get(EDGE_KEY, False)  # an ingress gateway: outside callers
+            app.middlewares.insert(0, app_admission(self.admission, _peer_of, served, edge=edge))
             app.middlewares.insert(0, self._track)
             if client is not None:
                 app[_MESH_CLIENT] = client

@@ -183,6 +183,8 @@ def app_admission(
     admission: Admission,
     peer_of: Callable[[web.Request], str | None],
     served: Served = "app",
+    *,
+    edge: bool = False,
 ) -> Middleware:
     """`server_stack`'s rate limit -> bulkhead -> fault for an application block.
 
@@ -193,6 +195,14 @@ def app_admission(
     `MeshError` the handler path raises, and `block.py` answers it.
     """
     limits, bulkheads, faults = admission.limits, admission.bulkheads, admission.faults
+
+    def source(request: web.Request) -> str:
+        """Who asks: the verified peer; else, at the edge, the address (a header is anyone's)."""
+        peer = peer_of(request)
+        if edge:
+            return peer or f"addr:{request.remote or 'unknown'}"
+        return source_of(peer, request.headers)
+
     rl_cache, bh_cache, f_cache = limits.cache, bulkheads.cache, faults.cache
     sleep = admission.clock.sleep
 
@@ -209,7 +219,7 @@ def app_admission(
 
         applies = view_applies(view)  # one view per request, built if a rule needs it
         if limiters:
-            limits.admit(limiters, applies, source_of(peer_of(request), request.headers))
+            limits.admit(limiters, applies, source(request))
         entered = compartment is not None and bulkheads.enter(compartment, applies)
         try:
             plan = faults.decide(rules, applies) if rules else None

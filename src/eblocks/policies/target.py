@@ -34,6 +34,7 @@ from eblocks.message import METHOD_HEADER, PATH_HEADER
 from eblocks.policies.match import RequestView, call_path
 
 __all__ = [
+    "EDGE_KEY",
     "SERVED_KEY",
     "Served",
     "normal_path",
@@ -49,6 +50,10 @@ Served = Literal["messages", "app", "sidecar"]
 
 SERVED_KEY: web.AppKey[Served] = web.AppKey("eblocks.served")
 """How an application block's app reads its requests (a `Served`; absent: ``app``)."""
+
+EDGE_KEY: web.AppKey[bool] = web.AppKey("eblocks.edge")
+"""An app that faces the outside (an ingress gateway): a request without a verified
+identity is keyed by its address, never by the ``x-eblocks-source`` it claims."""
 
 
 def request_target(method: str, path_qs: str, headers: Mapping[str, str]) -> tuple[str, str]:

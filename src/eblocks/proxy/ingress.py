@@ -28,7 +28,7 @@ from eblocks.block.inbound import PEER
 from eblocks.errors import MeshError, NoRouteError
 from eblocks.message import METHOD_HEADER, PATH_HEADER, USER_HEADER, Message
 from eblocks.policies.match import Matcher, RequestView, compile_match
-from eblocks.policies.target import normal_path
+from eblocks.policies.target import EDGE_KEY, normal_path
 from eblocks.proxy.cors import is_preflight, preflight_headers, response_headers
 from eblocks.respond import error_response
 from eblocks.spec.gateway import Cors, GatewayRoute, IngressGateway
@@ -112,6 +112,7 @@ def ingress_app(
         return web.Response(body=reply.body, headers=out)
 
     app = web.Application(client_max_size=max_body)
+    app[EDGE_KEY] = True  # outside callers: keyed by address, never by a claimed source
     app.router.add_route("*", "/{tail:.*}", handle)
     if cors is not None:
         app[PREFLIGHT] = _preflight(cors)

@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from eblocks import Block, Message, NoEndpointsError
 from eblocks.message import ERROR_HEADER, ORIGIN_HEADER, PATH_HEADER, SOURCE_HEADER
 from eblocks.policies import LivePolicies, PolicyState
+from eblocks.policies.target import EDGE_KEY
 from eblocks.spec.policies import Policies
 from eblocks.testing import FakeClock
 
@@ -144,6 +145,29 @@ async def test_an_app_block_is_limited_on_its_real_method_and_path(
         text = await metrics(session, block)
     assert 'eblocks_policy_denials_total{block="web",reason="rate_limited"' in text
     assert 'eblocks_policy_denials_total{block="web",reason="fault_injected"' in text
+
+
+async def test_at_the_edge_a_claimed_source_is_no_identity(
+    session: aiohttp.ClientSession,
+) -> None:
+    """An ingress gateway's app: without a verified caller, per-source limits key on the
+    address; a client that sent a new x-eblocks-source each time passed every limit."""
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    for edge, wanted in ((True, [200, 429, 429]), (False, [200, 200, 200])):
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", hello)
+        if edge:
+            app[EDGE_KEY] = True
+        policies = live({"rate_limits": [{"rate": 0.001, "burst": 1, "per": "source"}]}, "web")
+        async with Block("web", app=app, policies=policies) as block:
+            got = [
+                (await post(session, block, "/", **{SOURCE_HEADER: f"spoof{n}"}))[0]
+                for n in range(3)
+            ]
+        assert got == wanted, edge  # inside the mesh (no mTLS) the header is the source
 
 
 async def test_policies_change_without_a_restart(session: aiohttp.ClientSession) -> None:
