@@ -375,6 +375,14 @@ def test_cors_preflight_and_responses(gateways: Gateways) -> None:
         "-H", "Access-Control-Request-Method: POST",
     )  # fmt: skip
     assert "access-control-allow-origin" not in refused[1]
+    for asking in (
+        ("-H", "Access-Control-Request-Method: PATCH"),  # a method not allowed
+        ("-H", "Access-Control-Request-Method: POST", "-H", "Access-Control-Request-Headers: x-f"),
+    ):
+        denied = gateways.curl(
+            "/echo/x", "-X", "OPTIONS", "-H", "Origin: https://app.test", *asking
+        )
+        assert "access-control-allow-origin" not in denied[1], asking  # refused: none at all
 
     status, headers, _ = gateways.curl(
         "/echo/x", "-X", "POST", "-H", "Origin: https://app.test", token=gateways.token()

@@ -118,6 +118,9 @@ def ingress_app(
         app[PREFLIGHT] = _preflight(cors)
 
         async def add_cors(request: web.Request, response: web.StreamResponse) -> None:
+            lower = {k.lower(): v for k, v in request.headers.items()}
+            if is_preflight(request.method, lower):
+                return  # answered whole by `_preflight`: a refused one gets no CORS header
             for name, value in response_headers(cors, request.headers.get("origin")).items():
                 response.headers.setdefault(name, value)
 
