@@ -259,3 +259,65 @@ def test_a_crashed_instance_is_unpublished_while_its_restart_waits(sandbox: Sand
     published = read_json(sandbox.mesh_dir("textpipe") / "endpoints.json") or {}
     ports = [e["port"] for e in published["blocks"]["tokenize"]]
     assert victim["port"] not in ports, published  # state.json is written after endpoints
+
+
+def test_up_detached_says_why_the_supervisor_could_not_prepare(sandbox: Sandbox) -> None:
+    """A failure before any instance is launched (a gossip key file that is not there): the
+    reason, not "see supervisor.log"."""
+    sandbox.write("echo.py", ECHO)
+    spec = sandbox.write(
+        "mesh.yaml",
+        _spec("nokey", "  one:\n    handler: echo:echo\n")
+        + "discovery: {mode: gossip, key_file: nokey.key}\n",
+    )
+    run = sandbox.up(spec)
+    assert run.returncode != 0, str(run)
+    message = " ".join(run.stderr.split())
+    assert "discovery.key_file" in message, str(run)
+    assert "nokey.key" in message, str(run)
+    assert sandbox.processes() == [], str(run)
+
+
+SLOW = '''\
+"""A handler that takes its time."""
+
+import time
+
+
+def slow(msg):
+    time.sleep(20)
+    return msg.body
+'''
+
+
+def test_down_that_must_kill_says_so_and_exits_1(sandbox: Sandbox) -> None:
+    """Work cut short is no clean stop: `down` names it and fails (it exited 0)."""
+    sandbox.write("slow.py", SLOW)
+    spec = sandbox.write("mesh.yaml", _spec("slowly", "  one:\n    handler: slow:slow\n"))
+    up = sandbox.up(spec)
+    assert up.returncode == 0, str(up)
+    call = sandbox.start("call", "one", "--data", "x", "--mesh", "slowly")
+    try:
+        (row,) = sandbox.instances("slowly")
+        wait_for(
+            lambda: (
+                b"eblocks_requests_in_flight" in sandbox.admin_ok("slowly", row, "/metrics")
+                and _in_flight(sandbox.admin_ok("slowly", row, "/metrics")) > 0
+            ),
+            timeout=30,
+            what="the slow call to be in flight",
+        )
+        down = sandbox.cmd("down", "--mesh", "slowly", "--timeout", "1")
+    finally:
+        call.kill()
+        call.wait(timeout=10)
+    assert down.returncode == 1, str(down)
+    assert "stopped by force" in " ".join(down.stderr.split()), str(down)
+    assert sandbox.processes() == [], str(down)
+
+
+def _in_flight(metrics: bytes) -> float:
+    gauge = "eblocks_requests_in_flight{"
+    lines = metrics.decode().splitlines()
+    inbound = [x for x in lines if x.startswith(gauge) and 'direction="inbound"' in x]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in inbound)

@@ -211,23 +211,50 @@ def logs(
 def down(
     mesh: str | None = MESH_OPTION,
     state_dir: Path | None = STATE_OPTION,
-    timeout: float = typer.Option(30.0, help="seconds to wait for a clean stop before killing"),
+    timeout: float | None = typer.Option(
+        None,
+        help="seconds to wait for a clean stop before killing (default: the longest drain "
+        "of the mesh's blocks, plus 10 s)",
+    ),
 ) -> None:
-    """Stop the mesh: drain every instance, then stop the supervisor."""
+    """Stop the mesh: drain every instance, then stop the supervisor.
+
+    Exit 1 when an instance or the supervisor had to be killed (its work was cut).
+    """
     state = state_or_exit(mesh, state_dir)
     info = read_json(state.supervisor) or {}
     pid = int(info.get("pid", 0))
+    killed = False
     if pid and pid_alive(pid) and info.get("status") != "stopped":
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        bound = timeout if timeout is not None else _drain_bound(state)
+        deadline = time.monotonic() + bound
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
             _reap_child(pid)
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+            killed = True
     leftovers = _kill_instances(state)
     note = f" (killed {leftovers} stuck instances)" if leftovers else ""
+    if killed or leftovers:
+        fail(
+            f"mesh {state.mesh} stopped by force{note}: it did not drain within the bound "
+            "(give `--timeout` more than the blocks' `drain`)"
+        )
     console.print(f"mesh {state.mesh} stopped{note}")
+
+
+def _drain_bound(state: StateDir) -> float:
+    """The longest ``drain`` of the mesh's blocks (the spec it runs), plus 10 s; else 30 s."""
+    from eblocks.errors import SpecError
+    from eblocks.spec import load_spec
+
+    try:
+        spec = load_spec(state.spec)
+    except SpecError:
+        return 30.0
+    return max((spec.settings(b).drain for b in spec.blocks), default=20.0) + 10.0
 
 
 def _reap_child(pid: int) -> None:

@@ -132,7 +132,11 @@ class Supervisor:
 
     async def start(self) -> None:
         """Start every instance and wait (bounded) until all are ready."""
-        self._prepare()
+        try:
+            self._prepare()
+        except SupervisorError as exc:  # said in supervisor.json: `up -d` shows it
+            self._failure = str(exc)
+            raise
         self._admin = AdminAccess.of(self.spec, self.state.path, SUPERVISOR_HOLDER)
         self._http = self._admin.session(aiohttp.ClientTimeout(total=1.0))
         self._write_supervisor("starting")
