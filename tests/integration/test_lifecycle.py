@@ -321,3 +321,43 @@ def _in_flight(metrics: bytes) -> float:
     lines = metrics.decode().splitlines()
     inbound = [x for x in lines if x.startswith(gauge) and 'direction="inbound"' in x]
     return sum(float(line.rsplit(" ", 1)[1]) for line in inbound)
+
+
+RELAY = '''\
+"""A block that works a while, then calls another."""
+
+import asyncio
+
+
+async def front(msg, ctx):
+    await asyncio.sleep(1.5)
+    reply = await ctx.call("back", msg)
+    return b"front+" + reply.body
+
+
+def back(msg):
+    return b"back:" + msg.body
+'''
+
+
+def test_down_lets_requests_in_flight_finish_their_calls_to_other_blocks(
+    sandbox: Sandbox,
+) -> None:
+    """Every instance got SIGTERM at once: `back` drained (nothing in flight) and exited
+    while `front`'s requests still had to call it, and they failed."""
+    sandbox.write("relay.py", RELAY)
+    blocks = "  front:\n    handler: relay:front\n  back:\n    handler: relay:back\n"
+    up = sandbox.up(sandbox.write("mesh.yaml", _spec("relay", blocks)))
+    assert up.returncode == 0, str(up)
+    calls = [sandbox.start("call", "front", "--data", f"d{n}", "--mesh", "relay") for n in range(3)]
+    front = next(r for r in sandbox.instances("relay") if r["block"] == "front")
+    wait_for(
+        lambda: _in_flight(sandbox.admin_ok("relay", front, "/metrics")) >= 3,
+        timeout=30,
+        what="three calls in flight at front",
+    )
+    down = sandbox.cmd("down", "--mesh", "relay")
+    assert down.returncode == 0, str(down)
+    for n, call in enumerate(calls):
+        assert call.wait(timeout=30) == 0, sandbox.output_of(call)
+        assert sandbox.output_of(call)[0].strip() == f"front+back:d{n}"

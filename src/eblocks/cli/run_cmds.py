@@ -213,8 +213,8 @@ def down(
     state_dir: Path | None = STATE_OPTION,
     timeout: float | None = typer.Option(
         None,
-        help="seconds to wait for a clean stop before killing (default: the longest drain "
-        "of the mesh's blocks, plus 10 s)",
+        help="seconds to wait for a clean stop before killing (default: twice the longest "
+        "drain of the mesh's blocks, plus 10 s)",
     ),
 ) -> None:
     """Stop the mesh: drain every instance, then stop the supervisor.
@@ -246,7 +246,8 @@ def down(
 
 
 def _drain_bound(state: StateDir) -> float:
-    """The longest ``drain`` of the mesh's blocks (the spec it runs), plus 10 s; else 30 s."""
+    """Twice the longest ``drain`` of the mesh's blocks (the spec it runs: the supervisor
+    quiesces, then every instance drains), plus 10 s; else 30 s."""
     from eblocks.errors import SpecError
     from eblocks.spec import load_spec
 
@@ -254,7 +255,7 @@ def _drain_bound(state: StateDir) -> float:
         spec = load_spec(state.spec)
     except SpecError:
         return 30.0
-    return max((spec.settings(b).drain for b in spec.blocks), default=20.0) + 10.0
+    return 2 * max((spec.settings(b).drain for b in spec.blocks), default=10.0) + 10.0
 
 
 def _reap_child(pid: int) -> None:

@@ -172,20 +172,27 @@ class Supervisor:
         self._write_supervisor("ready")
 
     async def stop(self) -> None:
-        """Stop every instance: SIGTERM, wait for the drain, SIGKILL the late ones."""
+        """Stop every instance: quiesce, SIGTERM, wait for the drain, SIGKILL the late ones.
+
+        Quiesce first: while every instance still serves, wait (up to the longest
+        ``drain``) until none has a request in flight at the same moment. A request
+        that still has to call another block would otherwise find it stopped
+        (each instance drains only its own requests, and they all got SIGTERM).
+        """
         self._stopping = True
         if self._pools_task is not None:
             self._pools_task.cancel()
             await asyncio.gather(self._pools_task, return_exceptions=True)
         await self._pools.aclose()
+        drain = max(self.spec.settings(b).drain for b in self.spec.blocks)
+        await self._quiesce(drain)
         for inst in self.instances:
             inst.state = InstanceState.STOPPING
             if inst.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     inst.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         self._publish()
-        grace = max(self.spec.settings(b).drain for b in self.spec.blocks) + 2.0
-        await self._reap(grace)
+        await self._reap(drain + 2.0)
         for task in self._monitors:
             task.cancel()
         await asyncio.gather(*self._monitors, return_exceptions=True)
@@ -353,6 +360,29 @@ class Supervisor:
             self.instances.remove(inst)
         self._write_state()
         log.info("%s retired", inst.id)
+
+    async def _quiesce(self, bound: float) -> None:
+        """Return once no ready instance has a request in flight, or after ``bound`` s."""
+        if self._http is None:
+            return
+        ready = [i for i in self.instances if i.ready and i.admin_port]
+        deadline = time.monotonic() + bound
+        while ready and time.monotonic() < deadline:
+            counts = await asyncio.gather(*(self._inflight(i) for i in ready))
+            if not any(counts):
+                return
+            await asyncio.sleep(0.05)
+
+    async def _inflight(self, inst: Instance) -> int:
+        """``inst``'s requests in flight (its ``/readyz``); 0 when it does not answer."""
+        assert self._http is not None
+        url = self._admin.url(inst.block, inst.host, inst.admin_port, "/readyz")
+        try:
+            async with self._http.get(url) as resp:
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return 0
+        return int(body.get("inflight") or 0) if isinstance(body, dict) else 0
 
     async def _idle(self, inst: Instance) -> None:
         """Return once ``inst`` reports no request in flight (or stops answering)."""
