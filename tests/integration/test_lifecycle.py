@@ -361,3 +361,16 @@ def test_down_lets_requests_in_flight_finish_their_calls_to_other_blocks(
     for n, call in enumerate(calls):
         assert call.wait(timeout=30) == 0, sandbox.output_of(call)
         assert sandbox.output_of(call)[0].strip() == f"front+back:d{n}"
+
+
+def test_a_corrupt_state_file_is_one_line_not_a_traceback(sandbox: Sandbox) -> None:
+    folder = sandbox.state_root / "broken"
+    folder.mkdir(parents=True)
+    (folder / "supervisor.json").write_text("{broken")
+    down = sandbox.cmd("down", "--mesh", "broken")
+    assert down.returncode == 1, str(down)
+    assert "Traceback" not in down.output, str(down)
+    assert "supervisor.json: corrupt state file" in " ".join(down.stderr.split()), str(down)
+    status = sandbox.cmd("status", "--mesh", "broken")  # a supervisor it cannot read: not running
+    assert "Traceback" not in status.output, str(status)
+    assert "supervisor not running" in status.stdout, str(status)

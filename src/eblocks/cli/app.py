@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 import typer
+from rich.markup import escape
 
 from eblocks.cli import (
     bench_cmds,
@@ -18,6 +19,8 @@ from eblocks.cli import (
     spec_cmds,
     telemetry_cmds,
 )
+from eblocks.cli.common import err
+from eblocks.errors import SupervisorError
 
 __all__ = ["app", "main"]
 
@@ -81,4 +84,8 @@ _load_plugins()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SupervisorError as exc:  # a state dir that cannot be used or read: one line, not a trace
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(1) from None

@@ -43,6 +43,7 @@ def up(
         pid = (read_json(state.supervisor) or {}).get("pid")
         down = "eblocks down" + (f" --state-dir {shlex.quote(str(state_dir))}" if state_dir else "")
         fail(f"mesh {mesh.mesh!r} is already running (supervisor pid {pid}); stop it with `{down}`")
+    state.create()  # here, before a detached supervisor: an unusable dir is said at once
     if detach:
         _detach(spec, mesh, state)
         return

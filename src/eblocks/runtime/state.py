@@ -83,8 +83,18 @@ class StateDir:
         return self.path / "pools.json"
 
     def create(self) -> None:
-        for sub in ("logs", "run", "scale"):
-            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        """Make the state dir and its folders; SupervisorError naming it when it is unusable."""
+        try:
+            for sub in ("logs", "run", "scale"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise SupervisorError(
+                f"cannot use the state dir {self.path}: {exc.strerror or exc} "
+                "(give a writable --state-dir or EBLOCKS_STATE_DIR)"
+            ) from exc
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -101,6 +111,8 @@ def read_json(path: Path) -> Any:
         return None
     except orjson.JSONDecodeError as exc:
         raise SupervisorError(f"{path}: corrupt state file: {exc}") from exc
+    except OSError as exc:  # a path through a file, no permission
+        raise SupervisorError(f"{path}: cannot read the state file: {exc.strerror or exc}") from exc
 
 
 def pid_alive(pid: int) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from eblocks.errors import SupervisorError
-from eblocks.runtime.state import StateDir, find_state, running, write_json
+from eblocks.runtime.state import StateDir, find_state, read_json, running, write_json
 
 
 @pytest.fixture
@@ -75,3 +75,13 @@ def test_a_lone_mesh_is_meant_even_stopped_and_a_named_one_always(tmp_path: Path
         find_state("hybrid", tmp_path)
     (tmp_path / "textpipe" / "supervisor.json").write_text("{not json", encoding="utf-8")
     assert not running(StateDir.for_mesh("textpipe", tmp_path))
+
+
+def test_an_unusable_state_dir_is_named_not_a_traceback(tmp_path: Path) -> None:
+    afile = tmp_path / "mesh.yaml"
+    afile.write_text("x")
+    state = StateDir.for_mesh("m", afile)  # a path through a file
+    with pytest.raises(SupervisorError, match=r"cannot use the state dir .*: Not a directory"):
+        state.create()
+    with pytest.raises(SupervisorError, match="cannot read the state file"):
+        read_json(state.supervisor)
