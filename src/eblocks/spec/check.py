@@ -79,6 +79,7 @@ def check_warnings(spec: MeshSpec) -> Iterator[tuple[Loc, str]]:
     for name, policy in spec.policies.blocks.items():
         if policy.outlier is not None:
             yield from _success_rate(("policies", "blocks", name, "outlier"), policy.outlier)
+    yield from _one_machine_ports(spec)
     for index, rule in enumerate(spec.security.authorization.rules):
         for at, glob in enumerate(rule.source):
             plain = not glob.startswith(("client/", "spiffe://"))
@@ -88,6 +89,29 @@ def check_warnings(spec: MeshSpec) -> Iterator[tuple[Loc, str]]:
                     f"{glob!r} matches no block of the spec (today: the rule "
                     f"{rule.name!r} matches no caller by it; clients are client/<glob>)",
                 )
+
+
+def _one_machine_ports(spec: MeshSpec) -> Iterator[tuple[Loc, str]]:
+    """Fixed ports that `eblocks up` cannot bind on one machine (pods each have an address)."""
+    taken: dict[tuple[str, int], str] = {}
+    for name in sorted(spec.blocks):
+        port = spec.blocks[name].port
+        if port is None:
+            continue
+        other = taken.setdefault((spec.settings(name).host, port), name)
+        if other != name:
+            yield (
+                ("blocks", name, "port"),
+                f"block {other!r} asks for port {port} too: on one machine (`eblocks up`) "
+                "only one of them can bind it (in Kubernetes each pod has its own address)",
+            )
+    instances = sum(spec.settings(name).replicas for name in spec.blocks)
+    if spec.discovery.mode == "gossip" and spec.discovery.port and instances > 1:
+        yield (
+            ("discovery", "port"),
+            f"every instance gossips on port {spec.discovery.port}: on one machine (`eblocks "
+            f"up`, {instances} instances) only one can bind it; 0 takes a free port each",
+        )
 
 
 _GLOB = re.compile(r"[*?\[]")

@@ -268,3 +268,15 @@ def test_validate_warns_of_a_route_that_is_never_reached(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert f"warning: {spec}:8:7: policies.routes[1]: 'beta' is never reached: routes[0]" in text
+
+
+def test_fixed_ports_one_machine_cannot_bind_twice_are_warnings() -> None:
+    text = (
+        HEAD
+        + "discovery: {mode: gossip, port: 47946}\n"
+        + "blocks:\n  a: {handler: h:a, port: 47813}\n  b: {handler: h:b, port: 47813}\n"
+    )
+    found = {w.path: w.message for w in warnings_of(text)}
+    assert "block 'a' asks for port 47813 too" in found["blocks.b.port"]
+    assert "every instance gossips on port 47946" in found["discovery.port"]
+    assert warnings_of(HEAD + BLOCKS) == []
