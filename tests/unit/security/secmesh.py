@@ -83,3 +83,15 @@ class SecureMesh:
             await client.aclose()
         for block in self.blocks.values():
             await block.stop()
+
+
+def damage_signature(svid_pem: Path) -> None:
+    """Flip one bit of the signature of the certificate in ``svid_pem`` (it still parses)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(svid_pem.read_bytes())
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01
+    damaged = x509.load_der_x509_certificate(bytes(der))
+    svid_pem.write_bytes(damaged.public_bytes(serialization.Encoding.PEM))

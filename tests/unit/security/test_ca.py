@@ -18,6 +18,8 @@ from eblocks.errors import IdentityError, SecurityError
 from eblocks.security import Identity, MeshCA, Svid
 from eblocks.security.ca import KeyType
 
+from .secmesh import damage_signature
+
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl (scripts/system-deps.sh)")
 DAY = dt.timedelta(days=1)
@@ -222,10 +224,6 @@ def test_reading_an_svid_checks_its_key_and_its_chain(tmp_path: Path) -> None:
 
     damaged = tmp_path / "damaged"
     shutil.copytree(folder, damaged)
-    cert = x509.load_pem_x509_certificate((folder / "svid.pem").read_bytes())
-    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
-    der[-5] ^= 0x01  # a bit of the signature
-    forged = x509.load_der_x509_certificate(bytes(der))
-    (damaged / "svid.pem").write_bytes(forged.public_bytes(serialization.Encoding.PEM))
+    damage_signature(damaged / "svid.pem")
     with pytest.raises(IdentityError, match="does not verify against the trust bundle"):
         Svid.read(damaged)

@@ -22,7 +22,7 @@ from eblocks.security import Auth, Identity, MeshCA
 from eblocks.security.local import TRUST_SPREAD, identity_folder
 from eblocks.transport import HttpTransport
 
-from .secmesh import SecureMesh, make_spec
+from .secmesh import SecureMesh, damage_signature, make_spec
 
 
 async def whoami(msg: Message, ctx: Context) -> dict[str, object]:
@@ -200,7 +200,6 @@ def _client_ctx(folder: Path) -> ssl.SSLContext:
 
 
 def _key_pem(ca: MeshCA) -> bytes:
-    from cryptography.hazmat.primitives import serialization
 
     return ca.key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -208,7 +207,6 @@ def _key_pem(ca: MeshCA) -> bytes:
 
 
 def _unconstrained_root(ca: MeshCA) -> bytes:
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
 
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
@@ -328,8 +326,6 @@ def _served_serial(port: int, state: Path) -> int:
     """The serial of the certificate the server presents to a new handshake."""
     import socket
 
-    from cryptography import x509
-
     ctx = _client_ctx(identity_folder(state, "cli"))
     with (
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
@@ -385,11 +381,7 @@ async def test_a_damaged_new_svid_is_refused_and_the_current_one_kept(
     assert block.auth is not None
     folder = block.auth.files.folder
     served_before = await asyncio.to_thread(_served_serial, block.port, mesh.state)
-    cert = x509.load_pem_x509_certificate((folder / "svid.pem").read_bytes())
-    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
-    der[-5] ^= 0x01  # a bit of the signature
-    damaged = x509.load_der_x509_certificate(bytes(der))
-    (folder / "svid.pem").write_bytes(damaged.public_bytes(serialization.Encoding.PEM))
+    damage_signature(folder / "svid.pem")
     with pytest.raises(IdentityError, match="does not verify against the trust bundle"):
         block.auth.refresh()
     assert await asyncio.to_thread(_served_serial, block.port, mesh.state) == served_before

@@ -10,21 +10,9 @@ from eblocks.errors import SpecError, SpecIssue
 from eblocks.spec import MeshSpec, PipelineSpec, load_spec, parse_spec
 from eblocks.spec.loader import format_path
 
+from .issues import HEAD, issues_of, only_issue
+
 TEXTPIPE = Path(__file__).resolve().parents[3] / "examples" / "textpipe" / "mesh.yaml"
-
-HEAD = "apiVersion: eblocks/v1\nmesh: m\n"
-
-
-def issues_of(text: str) -> tuple[SpecIssue, ...]:
-    with pytest.raises(SpecError) as info:
-        parse_spec(text, "mesh.yaml")
-    return info.value.issues
-
-
-def only_issue(text: str) -> SpecIssue:
-    issues = issues_of(text)
-    assert len(issues) == 1, issues
-    return issues[0]
 
 
 def test_textpipe_example_loads() -> None:

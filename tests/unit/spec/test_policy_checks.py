@@ -8,25 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from eblocks.cli import app as cli
-from eblocks.errors import SpecError, SpecIssue
+from eblocks.errors import SpecIssue
 from eblocks.spec import parse_spec
 from eblocks.spec.models import MeshSpec
 from eblocks.spec.policies import Outlier, Route
 
-HEAD = "apiVersion: eblocks/v1\nmesh: m\n"
+from .issues import HEAD, issues_of, only_issue
+
 BLOCKS = "blocks:\n  store: {handler: h:store}\n"
-
-
-def issues_of(text: str) -> tuple[SpecIssue, ...]:
-    with pytest.raises(SpecError) as info:
-        parse_spec(text, "mesh.yaml")
-    return info.value.issues
-
-
-def only_issue(text: str) -> SpecIssue:
-    issues = issues_of(text)
-    assert len(issues) == 1, issues
-    return issues[0]
 
 
 def warnings_of(text: str) -> list[SpecIssue]:
