@@ -7,6 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from eblocks import Block, MeshClient
 from eblocks.security import Auth, Identity, LocalIssuer
 from eblocks.security.ca import MeshCA
@@ -87,9 +90,6 @@ class SecureMesh:
 
 def damage_signature(svid_pem: Path) -> None:
     """Flip one bit of the signature of the certificate in ``svid_pem`` (it still parses)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     cert = x509.load_pem_x509_certificate(svid_pem.read_bytes())
     der = bytearray(cert.public_bytes(serialization.Encoding.DER))
     der[-5] ^= 0x01
