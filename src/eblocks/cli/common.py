@@ -70,7 +70,7 @@ def load_and_warn(path: Path) -> MeshSpec:
     """`load_or_exit`, then every warning printed (file:line:col): what is valid but cannot
     work as written, in the spec (`check_warnings`) and its policies (routes never reached)."""
     from eblocks.policies.lint import unreachable_routes
-    from eblocks.policies.marks import SpecMarks
+    from eblocks.spec.marks import SpecMarks
 
     found: list[SpecIssue] = []
     mesh = load_or_exit(path, found)

@@ -345,7 +345,7 @@ def apply(
     """Sign the file's policies as the next version and deliver them to the running mesh."""
     from eblocks.policies.bundle import reference_problems, sign_bundle
     from eblocks.policies.keys import load_signing_key, read_run
-    from eblocks.policies.marks import SpecMarks
+    from eblocks.spec.marks import SpecMarks
 
     deadline = time.monotonic() + timeout
     new = load_and_warn(spec)

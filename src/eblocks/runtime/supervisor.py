@@ -386,16 +386,7 @@ class Supervisor:
 
     async def _idle(self, inst: Instance) -> None:
         """Return once ``inst`` reports no request in flight (or stops answering)."""
-        assert self._http is not None
-        url = self._admin.url(inst.block, inst.host, inst.admin_port, "/readyz")
-        while inst.pid is not None:
-            try:
-                async with self._http.get(url) as resp:
-                    body = await resp.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                return
-            if not body.get("inflight"):
-                return
+        while inst.pid is not None and await self._inflight(inst):  # noqa: ASYNC110 - a poll
             await asyncio.sleep(0.05)
 
     async def _reap_one(self, inst: Instance, grace: float) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from eblocks.policies.lint import matches_every_call, unreachable_routes
-from eblocks.policies.marks import SpecMarks
 from eblocks.spec import parse_spec
+from eblocks.spec.marks import SpecMarks
 from eblocks.spec.policies import Policies
 
 HEAD = """\

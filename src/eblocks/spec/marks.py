@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from eblocks.errors import SpecIssue
-from eblocks.spec.loader import Loc, _construct, _issue  # private: reused, not copied
+from eblocks.spec.loader import Loc, _construct, _issue  # the loader's own walk, same package
 
 __all__ = ["SpecMarks"]
 
