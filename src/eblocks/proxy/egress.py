@@ -118,6 +118,7 @@ class Egress:
         try:
             status, body, answer = await self._send(index, entry, method, url, headers, msg.body)
         except BaseException as exc:
+            status = getattr(exc, "status", 0)  # a timeout is counted as the 504 it answers
             if series is not None:
                 series.error(getattr(exc, "reason", "internal"))
             raise
@@ -168,6 +169,13 @@ class Egress:
             raise MeshTimeoutError(
                 f"{url} did not answer within {self.gateway.timeout:g}s", detail={"url": url}
             ) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            where = f"blocks.{self.block}.gateway.allow[{index}]"
+            raise ConnectError(
+                f"{method} {url}: the server's certificate does not verify against "
+                f"{where}.ca_file (or the system's CAs when it sets none): {exc}",
+                detail={"url": url},
+            ) from exc
         except aiohttp.ClientError as exc:
             raise ConnectError(f"{method} {url}: {exc}", detail={"url": url}) from exc
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from pydantic import ValidationError
 
-from eblocks.errors import BadRequestError, ForbiddenError, SecurityError
+from eblocks import Context, Message
+from eblocks.errors import BadRequestError, ForbiddenError, MeshTimeoutError, SecurityError
 from eblocks.message import METHOD_HEADER, PATH_HEADER, USER_HEADER
 from eblocks.proxy.cors import is_preflight, preflight_headers, response_headers
 from eblocks.proxy.egress import Egress
 from eblocks.proxy.ingress import _strip, mesh_message, reply_headers
 from eblocks.spec.gateway import Cors, EgressGateway, EgressHost, IngressGateway
+from eblocks.telemetry import Telemetry
 
 CORS = Cors(allow_origins=("https://app.test",))
 
@@ -151,3 +156,31 @@ def test_an_egress_tls_file_that_cannot_load_stops_the_gateway_at_once_naming_it
             spec_dir=tmp_path,
             max_body=1024,
         )
+
+
+async def test_an_egress_timeout_is_counted_as_the_504_it_answers(
+    tmp_path: Path, serve_app: Callable[[web.Application], Awaitable[int]]
+) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    port = await serve_app(app)
+    telemetry = Telemetry("outbound", "outbound-0")
+    gateway = EgressGateway(
+        kind="egress",
+        timeout=0.2,
+        allow=(EgressHost(host="127.0.0.1", scheme="http", ports=(port,)),),
+    )
+    egress = Egress("outbound", gateway, spec_dir=tmp_path, max_body=1024, telemetry=telemetry)
+    url = f"http://127.0.0.1:{port}/slow"
+    msg = Message(b"", {"x-eblocks-egress-url": url, "x-eblocks-egress-method": "GET"})
+    try:
+        with pytest.raises(MeshTimeoutError):
+            await egress(msg, Context(block="outbound", instance="outbound-0", request_id="r"))
+    finally:
+        await egress.aclose()
+    (series,) = list(telemetry.outbound)
+    assert series.statuses == {504: 1}
