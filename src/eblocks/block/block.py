@@ -396,6 +396,12 @@ class Block:
             return response
         except MeshError as exc:  # refused by admission or a policy, or a failed mesh call
             return error_response(exc.with_origin(self.name))
+        except web.HTTPRequestEntityTooLarge:  # the app read a body over max_body
+            too_large = PayloadTooLargeError(
+                f"request body exceeds {self.settings.max_body} bytes",
+                detail={"max_body": self.settings.max_body},
+            )
+            return error_response(too_large.with_origin(self.name))
         finally:
             self.inflight -= 1
 

@@ -21,6 +21,7 @@ from eblocks import Block, Message, NoEndpointsError
 from eblocks.message import ERROR_HEADER, ORIGIN_HEADER, PATH_HEADER, SOURCE_HEADER
 from eblocks.policies import LivePolicies, PolicyState
 from eblocks.policies.target import EDGE_KEY
+from eblocks.spec.models import Defaults, resolve_settings
 from eblocks.spec.policies import Policies
 from eblocks.testing import FakeClock
 
@@ -233,3 +234,20 @@ async def test_a_mesh_error_escaping_an_app_is_answered_with_its_reason(
         status, headers, body = await post(session, block)
     assert (status, headers[ERROR_HEADER], headers[ORIGIN_HEADER]) == (503, "no_endpoints", "web")
     assert b'"target":"store"' in body
+
+
+async def test_a_body_over_max_body_read_by_an_app_keeps_the_mesh_error_shape(
+    session: aiohttp.ClientSession,
+) -> None:
+    async def reads(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read())
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_post("/", reads)
+    settings = resolve_settings("web", None, Defaults(max_body=1024))
+    async with Block("web", app=app, settings=settings) as block:
+        url = f"http://127.0.0.1:{block.port}/"
+        async with session.post(url, data=b"x" * 4096) as resp:
+            status, headers, body = resp.status, resp.headers, await resp.read()
+    assert (status, headers[ERROR_HEADER], headers[ORIGIN_HEADER]) == (413, "too_large", "web")
+    assert b'"max_body":1024' in body
