@@ -336,4 +336,10 @@ class EndUserVerifier:
             raise UnauthenticatedError(
                 f"the end-user token is invalid: {exc}", detail={"user_token": "invalid"}
             ) from exc
-        return str(claims["sub"]), claims
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject.strip():
+            raise UnauthenticatedError(
+                "the end-user token names no user (an empty 'sub')",
+                detail={"user_token": "invalid"},
+            )
+        return subject, claims

@@ -80,6 +80,13 @@ def check_warnings(spec: MeshSpec) -> Iterator[tuple[Loc, str]]:
         if policy.outlier is not None:
             yield from _success_rate(("policies", "blocks", name, "outlier"), policy.outlier)
     yield from _one_machine_ports(spec)
+    end_user = spec.security.end_user
+    if end_user is not None and end_user.audience is None:
+        yield (
+            ("security", "end_user"),
+            "no audience: any token the provider signed is taken, whoever it was issued for "
+            "(another app's included); set audience to this mesh's client id",
+        )
     for index, rule in enumerate(spec.security.authorization.rules):
         for at, glob in enumerate(rule.source):
             plain = not glob.startswith(("client/", "spiffe://"))

@@ -254,3 +254,10 @@ async def test_end_user_subject_is_carried_across_hops(
     with pytest.raises(UpstreamError) as caught:
         await client.call("front", Message(b"x", {"authorization": f"Bearer {forged}"}))
     assert caught.value.detail["user_token"] == "invalid"
+    nobody = jwt.encode(
+        {"sub": "", "iss": "https://idp.test", "exp": now + 60}, idp, "ES256", headers={"kid": "k1"}
+    )
+    with pytest.raises(UpstreamError) as caught:
+        await client.call("front", Message(b"x", {"authorization": f"Bearer {nobody}"}))
+    assert caught.value.detail["user_token"] == "invalid"  # signed, but names no user
+    assert "names no user" in caught.value.message

@@ -269,3 +269,11 @@ def test_fixed_ports_one_machine_cannot_bind_twice_are_warnings() -> None:
     assert "block 'a' asks for port 47813 too" in found["blocks.b.port"]
     assert "every instance gossips on port 47946" in found["discovery.port"]
     assert warnings_of(HEAD + BLOCKS) == []
+
+
+def test_end_user_tokens_without_an_audience_are_a_warning() -> None:
+    text = HEAD + BLOCKS + "security:\n  end_user: {jwks_file: jwks.json, issuer: https://idp}\n"
+    (warning,) = warnings_of(text)
+    assert warning.path == "security.end_user"
+    assert "no audience: any token the provider signed is taken" in warning.message
+    assert warnings_of(text.replace("issuer:", "audience: mesh, issuer:")) == []
