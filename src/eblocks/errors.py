@@ -21,6 +21,7 @@ caller would naturally catch::
     └── MeshError                          a request failed in the mesh: `reason`, `origin`
         ├── BadRequestError (ValueError)        400 bad_request: malformed mesh headers or body
         ├── PayloadTooLargeError (ValueError)   413 too_large
+        ├── RequestTimeoutError (TimeoutError)  408 request_timeout: the body did not arrive in time
         ├── NoEndpointsError (LookupError)      503 no_endpoints: nothing ready to serve a block
         ├── NoRouteError (LookupError)          404 no_route: no gateway route, block or pattern
         ├── OverloadedError                     503 overloaded: a bulkhead or limit is full
@@ -70,6 +71,7 @@ __all__ = [
     "QueueFullError",
     "RateLimitedError",
     "RenderError",
+    "RequestTimeoutError",
     "ScalerError",
     "SecurityError",
     "SpecError",
@@ -226,6 +228,13 @@ class BadRequestError(MeshError, ValueError):
 class PayloadTooLargeError(MeshError, ValueError):
     reason = "too_large"
     status = 413
+
+
+class RequestTimeoutError(MeshError, TimeoutError):
+    """The caller did not send its request body within the block's ``timeout``."""
+
+    reason = "request_timeout"
+    status = 408
 
 
 class NoEndpointsError(MeshError, LookupError):

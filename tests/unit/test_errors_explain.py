@@ -18,6 +18,7 @@ REASONS = {
     "MeshError": ("internal", 500),
     "BadRequestError": ("bad_request", 400),
     "PayloadTooLargeError": ("too_large", 413),
+    "RequestTimeoutError": ("request_timeout", 408),
     "NoEndpointsError": ("no_endpoints", 503),
     "NoRouteError": ("no_route", 404),
     "OverloadedError": ("overloaded", 503),

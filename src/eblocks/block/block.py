@@ -10,6 +10,7 @@ PM socket stops accepting, and in-flight requests finish within ``drain``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -29,7 +30,7 @@ from eblocks.block.handler import adapt_handler
 from eblocks.block.inbound import PEER
 from eblocks.block.server import Listener, PmSocket, any_address
 from eblocks.block.stack import Admission, app_admission, server_stack
-from eblocks.errors import BadRequestError, MeshError, PayloadTooLargeError
+from eblocks.errors import BadRequestError, MeshError, PayloadTooLargeError, RequestTimeoutError
 from eblocks.message import (
     DEADLINE_HEADER,
     IDEMPOTENCY_HEADER,
@@ -54,7 +55,7 @@ from eblocks.workload.roles import dispatch
 if TYPE_CHECKING:
     from eblocks.security import Auth
 
-__all__ = ["PREFLIGHT", "Block", "mesh_client"]
+__all__ = ["PREFLIGHT", "Block", "mesh_client", "read_body"]
 
 log = logging.getLogger("eblocks.block")
 
@@ -95,6 +96,29 @@ def _peer_of(request: web.Request) -> str | None:
 
 
 _ROUTING_HEADERS = frozenset({PATTERN_HEADER, STAGE_HEADER, DEADLINE_HEADER, "content-length"})
+
+
+async def read_body(request: web.Request, max_body: int, bound: float) -> bytes:
+    """The request's body, within ``max_body`` bytes and ``bound`` seconds (the block's
+    ``max_body`` and ``timeout``).
+
+    A body that stalls (a client that sent its headers and then too little)
+    is refused with 408 once the block's ``timeout`` has passed, not waited
+    for forever; a caller that went away is a cancelled request (499).
+    """
+    try:
+        async with asyncio.timeout(bound):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLargeError(
+            f"request body exceeds {max_body} bytes", detail={"max_body": max_body}
+        ) from exc
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request body did not arrive within {bound:g}s", detail={"timeout": bound}
+        ) from None
+    except ConnectionResetError:  # the caller went away mid-body: nobody to answer
+        raise asyncio.CancelledError from None
 
 
 class Block:
@@ -328,13 +352,7 @@ class Block:
         peer = None
         try:
             peer = self.auth.admit(request) if self.auth is not None else None
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge as exc:
-                raise PayloadTooLargeError(
-                    f"request body exceeds {self.settings.max_body} bytes",
-                    detail={"max_body": self.settings.max_body},
-                ) from exc
+            body = await read_body(request, self.settings.max_body, self.settings.timeout)
             msg = Message.from_wire(body, request.headers)
             ctx = self._context(msg)
             if peer is not None:

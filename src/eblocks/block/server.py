@@ -23,7 +23,7 @@ from aiohttp import web
 from eblocks.errors import PortInUseError
 from eblocks.security.sniff import SniffingSite
 
-__all__ = ["Listener", "PmSocket", "any_address", "bind_socket"]
+__all__ = ["IDLE", "Listener", "PmSocket", "any_address", "bind_socket"]
 
 
 class PmSocket(Protocol):
@@ -34,6 +34,12 @@ class PmSocket(Protocol):
     async def start(self, host: str, port: int) -> int: ...
 
     async def close(self) -> None: ...
+
+
+IDLE = 75.0
+"""Seconds a connection may stay idle (before its first request, between requests) before
+the server closes it; aiohttp's default is an hour, which lets clients that connect and
+send nothing hold the port (nginx's keepalive_timeout is 75 s too)."""
 
 
 class Listener:
@@ -58,7 +64,11 @@ class Listener:
         self._on_refused = on_refused
         self._sniffer: SniffingSite | None = None
         self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=drain
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=drain,
+            keepalive_timeout=IDLE,
         )
         self.host = ""
         self.port = 0

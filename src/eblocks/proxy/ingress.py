@@ -23,7 +23,7 @@ from aiohttp import web
 from yarl import URL
 
 from eblocks._types import Clock, SystemClock
-from eblocks.block.block import PREFLIGHT, mesh_client
+from eblocks.block.block import PREFLIGHT, mesh_client, read_body
 from eblocks.block.inbound import PEER
 from eblocks.errors import MeshError, NoRouteError
 from eblocks.message import METHOD_HEADER, PATH_HEADER, USER_HEADER, Message
@@ -74,9 +74,17 @@ def _strip(path: str, prefix: str | None) -> str:
 
 
 def ingress_app(
-    block: str, gateway: IngressGateway, *, max_body: int, clock: Clock | None = None
+    block: str,
+    gateway: IngressGateway,
+    *,
+    max_body: int,
+    timeout: float = 30.0,
+    clock: Clock | None = None,
 ) -> web.Application:
-    """The aiohttp app of an ingress gateway block (served by `Block`, which adds the checks)."""
+    """The aiohttp app of an ingress gateway block (served by `Block`, which adds the checks).
+
+    ``timeout`` bounds the wait for a request's body (the block's ``timeout``).
+    """
     routes: Sequence[tuple[Matcher, GatewayRoute]] = [
         (compile_match(route.match), route) for route in gateway.routes
     ]
@@ -96,7 +104,7 @@ def ingress_app(
                 )
             peer = request.get(PEER)
             msg = mesh_message(
-                await request.read(),
+                await read_body(request, max_body, timeout),
                 request.headers,
                 URL.build(path=_strip(path, route.strip_prefix)).raw_path,  # re-escaped
                 request.rel_url.raw_query_string,

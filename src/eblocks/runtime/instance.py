@@ -188,7 +188,9 @@ def _gateway(
     return Block.in_mesh(
         args.block,
         None,
-        app=ingress_app(args.block, gateway, max_body=max_body),
+        app=ingress_app(
+            args.block, gateway, max_body=max_body, timeout=spec.settings(args.block).timeout
+        ),
         client=client,
         instance=args.instance,
         auth=auth,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from eblocks import Block, Context, MeshClient, Message, PortInUseError, mesh_client
+from eblocks.block import server
 from eblocks.message import (
     DEADLINE_HEADER,
     ERROR_HEADER,
@@ -349,3 +351,43 @@ async def test_an_app_block_calls_the_mesh_through_mesh_client(
 def test_mesh_client_names_an_app_outside_a_mesh() -> None:
     with pytest.raises(RuntimeError, match="not served by a block in a mesh"):
         mesh_client(web.Application())
+
+
+async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An outside client that connects and says nothing cannot hold the port (it stayed an
+    hour: aiohttp's default keep-alive)."""
+    monkeypatch.setattr(server, "IDLE", 0.3)
+
+    async def echo(msg: Message) -> bytes:
+        return msg.body
+
+    async with Block("quiet", echo) as block:
+        reader, writer = await asyncio.open_connection("127.0.0.1", block.port)
+        try:
+            began = time.monotonic()
+            assert await asyncio.wait_for(reader.read(1), timeout=10) == b""  # closed by it
+            assert time.monotonic() - began < 5
+        finally:
+            writer.close()
+
+
+async def test_a_body_that_stalls_is_refused_with_408_after_the_blocks_timeout() -> None:
+    """Headers, then 3 of the 100 bytes promised: answered within the block's timeout
+    (it waited for ever, holding the request in flight)."""
+
+    async def echo(msg: Message) -> bytes:
+        return msg.body
+
+    settings = resolve_settings("slowbody", None, Defaults(timeout=0.3, drain=0.5))
+    async with Block("slowbody", echo, settings=settings) as block:
+        reader, writer = await asyncio.open_connection("127.0.0.1", block.port)
+        try:
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        finally:
+            writer.close()
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"x-eblocks-error: request_timeout" in head.lower()
