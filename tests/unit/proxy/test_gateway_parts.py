@@ -184,3 +184,37 @@ async def test_an_egress_timeout_is_counted_as_the_504_it_answers(
         await egress.aclose()
     (series,) = list(telemetry.outbound)
     assert series.statuses == {504: 1}
+
+
+async def test_the_egress_keeps_no_cookie_from_one_caller_for_the_next(
+    tmp_path: Path, serve_app: Callable[[web.Application], Awaitable[int]]
+) -> None:
+    """One caller's login cookie went out on everyone's requests (a shared cookie jar)."""
+
+    async def login(request: web.Request) -> web.Response:
+        response = web.Response(text="in")
+        response.set_cookie("session", "alice-secret")
+        return response
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.Response(text=request.headers.get("cookie", "-"))
+
+    app = web.Application()
+    app.router.add_get("/login", login)
+    app.router.add_get("/whoami", whoami)
+    port = await serve_app(app)
+    gateway = EgressGateway(
+        kind="egress", allow=(EgressHost(host="localhost", scheme="http", ports=(port,)),)
+    )
+    egress = Egress("outbound", gateway, spec_dir=tmp_path, max_body=1024)
+    ctx = Context(block="outbound", instance="outbound-0", request_id="r")
+    try:
+        replies = []
+        for path in ("/login", "/whoami"):
+            url = f"http://localhost:{port}{path}"  # a name: a jar keeps no cookie of an IP
+            headers = {"x-eblocks-egress-url": url, "x-eblocks-egress-method": "GET"}
+            replies.append(await egress(Message(b"", headers), ctx))
+    finally:
+        await egress.aclose()
+    assert (replies[0].header("set-cookie") or "").startswith("session=alice-secret")
+    assert replies[1].body == b"-"  # the second caller's request carried no cookie
