@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import math
 import ssl
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -193,35 +193,27 @@ def _ask_all(
     """``ask(url, within)`` of every member at once: (answers, why each other one gave none).
 
     Returns after ``within`` seconds at the latest (each request's own timeout is
-    ``within`` too); a member still busy then has ``no answer within ...s``. A daemon
-    thread per member: one that hangs never holds the command up, nor its exit.
+    ``within`` too, which also bounds the wait for a late thread at exit); a member
+    still busy then has ``no answer within ...s``.
     """
+    if not members:
+        return {}, {}
+    pool = ThreadPoolExecutor(max_workers=len(members), thread_name_prefix="apply")
+    asked = {pool.submit(ask, url, within): instance for instance, url in members}
+    wait(asked, timeout=within + 0.05)  # a request past its own timeout: not waited for
+    pool.shutdown(wait=False, cancel_futures=True)
     answers: dict[str, _T] = {}
     failed: dict[str, str] = {}
-    lock = threading.Lock()
-    finished = threading.Event()
-
-    def run(instance: str, url: str) -> None:
-        try:
-            answer = ask(url, within)
-        except (OSError, PolicyBundleError) as exc:
-            with lock:
-                failed[instance] = _why(exc, within)
+    for future, instance in asked.items():
+        if not future.done():
+            failed[instance] = f"no answer within {within:.3g}s"
+        elif isinstance(error := future.exception(), OSError | PolicyBundleError):
+            failed[instance] = _why(error, within)
+        elif error is not None:
+            raise error
         else:
-            with lock:
-                answers[instance] = answer
-        with lock:
-            if len(answers) + len(failed) == len(members):
-                finished.set()
-
-    if not members:
-        return answers, failed
-    for instance, url in members:
-        threading.Thread(target=run, args=(instance, url), daemon=True).start()
-    finished.wait(within + 0.05)  # a request past its own timeout: not waited for
-    late = f"no answer within {within:.3g}s"
-    with lock:  # a thread that answers from now on is not heard
-        return dict(answers), {i: failed.get(i, late) for i, _ in members if i not in answers}
+            answers[instance] = future.result()
+    return answers, failed
 
 
 def _why(exc: BaseException, within: float) -> str:
